@@ -1,0 +1,1 @@
+"""The built-in suites authored by pytest-kedit (upstream schema); see README.md here."""

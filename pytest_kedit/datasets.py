@@ -1,0 +1,146 @@
+"""Where cases come from: the built-in suites in ``data/``, or a folder in the upstream layout.
+
+A folder holds ``coverage_edit.json``, ``reverse_edit.json``, ``composite_edit.json``, ``easy.json``,
+``hard.json`` and the paraphrase files ``conflict_prompts.json`` and ``round_prompts.json``.
+A file that cannot be read becomes one error for its split; a bad record becomes that case's
+error; everything else still runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+from .cases import (
+    CONFLICT_SPLITS,
+    SPLITS,
+    Case,
+    case_id,
+    parse_conflict_case,
+    parse_prompts,
+    parse_round_case,
+)
+from .errors import ConfigError, DataError
+
+SPLIT_FILES = {
+    "coverage": "coverage_edit.json",
+    "reverse": "reverse_edit.json",
+    "composite": "composite_edit.json",
+    "easy": "easy.json",
+    "hard": "hard.json",
+}
+CONFLICT_PROMPTS = "conflict_prompts.json"
+ROUND_PROMPTS = "round_prompts.json"
+
+#: A parametrized case: the parsed case, or the error that replaced it.
+Entry = Union[Case, DataError]
+
+
+@dataclass
+class Suite:
+    source: str
+    #: split -> entries in file order (a file-level error is a single DataError entry)
+    splits: dict[str, list[Entry]] = field(default_factory=dict)
+    #: sha256 over the files read, in a fixed order
+    fingerprint: str = ""
+
+    def entries(self, splits: Sequence[str]) -> list[tuple[str, Entry]]:
+        """(test id, entry) pairs for the given splits, in split then file order."""
+        out = []
+        for split in splits:
+            for entry in self.splits.get(split, []):
+                if isinstance(entry, DataError):
+                    ident = f"{split}-invalid" if entry.record is None else case_id(split, entry.record)
+                else:
+                    ident = entry.case_id
+                out.append((ident, entry))
+        return out
+
+
+def builtin_folder() -> Path:
+    return Path(str(resources.files("pytest_kedit.builtin_data")))
+
+
+def resolve_source(data: str | None) -> Path:
+    """The folder named by ``--kedit-data`` (None: the built-in suites)."""
+    if not data:
+        return builtin_folder()
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"--kedit-data: {data} is not a folder (expected the upstream layout: {', '.join(SPLIT_FILES.values())})")
+    if not any((folder / name).is_file() for name in SPLIT_FILES.values()):
+        raise ConfigError(f"--kedit-data: {data} holds none of {', '.join(SPLIT_FILES.values())}")
+    return folder
+
+
+def load_suite(data: str | None, splits: Sequence[str], limit: int | None = None) -> Suite:
+    """Read and validate the requested splits. Splits whose file is absent are left out, unless the
+    user asked for them by name (then they are an error)."""
+    folder = resolve_source(data)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"--kedit-split: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
+    digest = hashlib.sha256()
+    suite = Suite(source=str(folder))
+    prompt_cache: dict[str, dict[str, tuple[str, ...]] | DataError] = {}
+    for split in splits:
+        path = folder / SPLIT_FILES[split]
+        if not path.is_file():
+            continue
+        prompts_name = CONFLICT_PROMPTS if split in CONFLICT_SPLITS else ROUND_PROMPTS
+        if prompts_name not in prompt_cache:
+            prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest)
+        prompts = prompt_cache[prompts_name]
+        if isinstance(prompts, DataError):
+            suite.splits[split] = [prompts]
+            continue
+        suite.splits[split] = _read_split(path, split, prompts, prompts_name, limit, digest)
+    suite.fingerprint = digest.hexdigest()
+    return suite
+
+
+def _read_json(path: Path, digest: Any) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read: {exc.strerror}") from None
+    digest.update(path.name.encode() + b"\0" + raw)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(str(path), f"not valid JSON: {exc}") from None
+
+
+def _read_prompts(path: Path, digest: Any) -> dict[str, tuple[str, ...]] | DataError:
+    if not path.is_file():
+        return DataError(str(path), "missing: every relation needs its paraphrase prompts")
+    try:
+        return parse_prompts(_read_json(path, digest), str(path))
+    except DataError as exc:
+        return exc
+
+
+def _read_split(
+    path: Path, split: str, prompts: dict[str, tuple[str, ...]], prompts_name: str, limit: int | None, digest: Any
+) -> list[Entry]:
+    try:
+        records = _read_json(path, digest)
+    except DataError as exc:
+        return [exc]
+    if not isinstance(records, list):
+        return [DataError(str(path), f"expected a list of cases, got {type(records).__name__}")]
+    if limit is not None:
+        records = records[:limit]
+    parse = parse_conflict_case if split in CONFLICT_SPLITS else parse_round_case
+    entries: list[Entry] = []
+    for index, record in enumerate(records):
+        try:
+            entries.append(parse(record, split, index, str(path), prompts, prompts_name))
+        except DataError as exc:
+            entries.append(exc)
+    return entries

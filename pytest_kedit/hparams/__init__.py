@@ -1,0 +1,100 @@
+"""Hyper-parameters: packaged YAML defaults per method and model, checked against the method's dataclass.
+
+Keys are EasyEdit's names. Defaults live in ``hparams/<method>/<model>.yaml``, found by the model's
+name (``gpt2-xl``, ``smollm2-135m``) first, then by its architecture family (``gptj``, ``llama``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+#: Keys EasyEdit files carry that say what the file is for rather than how to edit.
+DESCRIPTIVE_KEYS = ("alg_name", "model_name")
+
+
+def model_keys(model_name: str, family: str) -> list[str]:
+    """File stems to look for, most specific first: ``EleutherAI/gpt-j-6B`` -> gpt-j-6b, then the family."""
+    stem = Path(model_name.rstrip("/")).name.lower()
+    return [stem, family]
+
+
+def default_file(method: str, model_name: str, family: str) -> Path:
+    folder = resources.files(__package__).joinpath(method)
+    for key in model_keys(model_name, family):
+        candidate = folder.joinpath(f"{key}.yaml")
+        if candidate.is_file():
+            return Path(str(candidate))
+    raise ConfigError(
+        f"no default hyper-parameters for method {method!r} on model {model_name!r} (family {family!r}); "
+        f"looked for {[k + '.yaml' for k in model_keys(model_name, family)]} in {folder}; pass --kedit-hparams=FILE"
+    )
+
+
+def load_hparams(method: str, hparams_class: type, model_name: str, family: str, path: str | None = None) -> Any:
+    """Read the YAML (``path`` or the packaged default) into ``hparams_class``; unknown keys are errors."""
+    file = Path(path) if path else default_file(method, model_name, family)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read hyper-parameters {file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_hparams(data or {}, hparams_class, str(file))
+
+
+def parse_hparams(data: Any, hparams_class: type, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of hyper-parameters, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(hparams_class)}
+    hints = typing.get_type_hints(hparams_class)
+    values = {}
+    for key, value in data.items():
+        if key in DESCRIPTIVE_KEYS and key not in fields:
+            continue
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(fields)}"
+            raise ConfigError(f"{source}: unknown hyper-parameter {key!r}{hint}")
+        if not _conforms(value, hints[key]):
+            raise ConfigError(f"{source}: hyper-parameter {key!r} must be {_type_name(hints[key])}, got {value!r}")
+        values[key] = value
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing hyper-parameters {missing}")
+    return hparams_class(**values)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "")

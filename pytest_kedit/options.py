@@ -1,0 +1,120 @@
+"""The plugin's options: each a command-line flag ``--kedit-NAME`` and an ini key ``kedit_NAME``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .cases import SPLITS
+from .errors import ConfigError
+from .metrics import DISTORTION_SCALINGS
+from .thresholds import DEFAULT_THRESHOLDS, Threshold, parse_thresholds
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_METHOD = "ft"
+
+# name, ini type, default, help
+_OPTIONS: list[tuple[str, str, str | None, str]] = [
+    ("model", "string", DEFAULT_MODEL, "model: embedded alias (smollm2-135m, gemma3-270m), Hugging Face id or local path"),
+    ("method", "string", DEFAULT_METHOD, "editing method: ft, or any registered in the pytest_kedit.editors entry points"),
+    ("hparams", "string", None, "YAML file of hyper-parameters (EasyEdit key names); default: packaged per method and model"),
+    ("device", "string", "auto", "auto, cpu, cuda or cuda:N; auto spreads pytest-xdist workers over the visible GPUs"),
+    ("dtype", "string", "auto", "auto, float32, float16 or bfloat16"),
+    ("data", "string", None, "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL); default: the built-in suites"),
+    ("split", "string", ",".join(SPLITS), "comma-separated splits to run: " + ", ".join(SPLITS)),
+    ("limit", "string", None, "run only the first N cases of each split"),
+    ("report", "string", None, "folder for table1.md, table2.md, cases.jsonl and summary.json"),
+    ("seed", "string", "0", "seed for every case's random state"),
+    ("distortion", "string", "paper", "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published Table 2)"),
+]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kedit", "knowledge-editing pitfalls benchmark (pytest-kedit)")
+    for name, _, default, help_text in _OPTIONS:
+        group.addoption(f"--kedit-{name}", dest=f"kedit_{name}", default=None, help=f"{help_text} (default: {default})")
+        parser.addini(f"kedit_{name}", help_text, type="string", default=default)
+    group.addoption(
+        "--kedit-threshold",
+        dest="kedit_threshold",
+        action="append",
+        default=[],
+        help="per-case threshold METRIC>=V, METRIC<=V or METRIC=off; repeatable; overrides kedit_thresholds "
+        f"(default: {' '.join(DEFAULT_THRESHOLDS)})",
+    )
+    parser.addini("kedit_thresholds", "per-case thresholds, one per line or space-separated", type="args", default=[])
+
+
+@dataclass(frozen=True)
+class KeditOptions:
+    model: str
+    method: str
+    hparams: str | None
+    device: str
+    dtype: str
+    data: str | None
+    splits: tuple[str, ...]
+    limit: int | None
+    report: str | None
+    seed: int
+    distortion: str
+    thresholds: dict[str, Threshold]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "method": self.method,
+            "hparams_file": self.hparams,
+            "device": self.device,
+            "dtype": self.dtype,
+            "splits": list(self.splits),
+            "limit": self.limit,
+            "seed": self.seed,
+            "distortion_scaling": self.distortion,
+            "thresholds": {m: str(t) for m, t in self.thresholds.items()},
+        }
+
+
+def read_options(config: pytest.Config) -> KeditOptions:
+    """Command line over ini over defaults; bad values raise ConfigError."""
+
+    def value(name: str) -> str | None:
+        given = config.getoption(f"kedit_{name}")
+        return given if given is not None else (config.getini(f"kedit_{name}") or None)
+
+    splits = tuple(s.strip() for s in (value("split") or "").split(",") if s.strip())
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ConfigError(f"--kedit-split: unknown or empty {unknown or splits}; choose from {', '.join(SPLITS)}")
+    distortion = value("distortion") or "paper"
+    if distortion not in DISTORTION_SCALINGS:
+        raise ConfigError(f"--kedit-distortion: {distortion!r}; choose from {', '.join(DISTORTION_SCALINGS)}")
+    specs = [*DEFAULT_THRESHOLDS, *config.getini("kedit_thresholds"), *config.getoption("kedit_threshold")]
+    return KeditOptions(
+        model=value("model") or DEFAULT_MODEL,
+        method=value("method") or DEFAULT_METHOD,
+        hparams=value("hparams"),
+        device=value("device") or "auto",
+        dtype=value("dtype") or "auto",
+        data=value("data"),
+        splits=splits,
+        limit=_integer("limit", value("limit"), minimum=1),
+        report=value("report"),
+        seed=_integer("seed", value("seed"), minimum=0) or 0,
+        distortion=distortion,
+        thresholds=parse_thresholds(specs),
+    )
+
+
+def _integer(name: str, raw: str | None, minimum: int) -> int | None:
+    if raw is None:
+        return None
+    try:
+        number = int(raw)
+    except ValueError:
+        raise ConfigError(f"--kedit-{name}: {raw!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"--kedit-{name}: must be at least {minimum}, got {number}")
+    return number

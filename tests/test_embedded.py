@@ -1,0 +1,32 @@
+"""The suites on the real embedded model, end to end, as the README's main job runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+
+
+def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Pytester, tmp_path: Path):
+    for suite in SUITES.glob("test_*.py"):
+        pytester.makepyfile(**{suite.stem: suite.read_text()})
+    report = tmp_path / "report"
+    result = pytester.runpytest_subprocess(
+        "--kedit-model=smollm2-135m", "--kedit-method=ft", "--kedit-split=coverage,easy", "--kedit-limit=1",
+        f"--kedit-report={report}",
+    )
+    out = result.stdout.str()
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), out
+    assert "Table 1" in out and "Table 2" in out
+    records = {r["split"]: r for r in map(json.loads, (report / "cases.jsonl").read_text().splitlines())}
+    coverage, easy = records["coverage"], records["easy"]
+    assert coverage["error"] is None and easy["error"] is None
+    # FT on the prompt itself makes the new object win on the edited model.
+    assert coverage["metrics"]["single_succ"] == 1.0
+    assert coverage["probabilities"]["theta_s"]["o3"] > coverage["probabilities"]["theta_s"]["o2"]
+    assert easy["probabilities"]["theta_m"]["o*"] > easy["probabilities"]["theta_m"]["o1"]
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["model_fingerprint"].startswith("smollm2-135m@sha256:b179c952")

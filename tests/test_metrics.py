@@ -1,0 +1,423 @@
+"""Properties and hand-computed examples of pytest_kedit.metrics, and checks of pytest_kedit.strategies."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import pytest_kedit.metrics
+from pytest_kedit.cases import ConflictCase, RoundCase, parse_conflict_case, parse_round_case
+from pytest_kedit.metrics import (
+    DISTORTION_SCALINGS,
+    bootstrap_interval,
+    conflict_magnitude,
+    conflict_score,
+    distortion,
+    failure,
+    ignore_rate,
+    js_divergence,
+    mean_percent,
+    round_success,
+    single_success,
+    tied_fact_damage,
+)
+from pytest_kedit.strategies import (
+    conflict_cases,
+    paired_probability_vectors,
+    probabilities,
+    probability_vectors,
+    round_cases,
+)
+
+LN2 = math.log(2)
+# Per-case metric values, as the tables aggregate them (CM and TFD can be negative).
+metric_values = st.floats(-1.0, 1.0, allow_subnormal=False)
+
+
+# --- ConflictEdit metrics -------------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(probabilities(allow_zero=True), probabilities(allow_zero=True))
+def test_conflict_score_and_single_success_are_strict_indicators(p_new, p_old):
+    for indicator in (conflict_score, single_success):
+        assert indicator(p_new, p_old) in (0, 1)
+        assert indicator(p_new, p_old) == (1 if p_new > p_old else 0)
+        assert indicator(p_new, p_new) == 0
+
+
+@settings(deadline=None)
+@given(probabilities(allow_zero=True), probabilities(allow_zero=True))
+def test_conflict_magnitude_is_in_minus_one_to_one(p_mid, p_after):
+    assert -1.0 <= conflict_magnitude(p_mid, p_after) <= 1.0
+
+
+@settings(deadline=None)
+@given(probabilities(), probabilities(allow_zero=True))
+@example(p_mid=0.2, p_after=0.9)  # raw -3.5: clipped
+@example(p_mid=0.5, p_after=1.0)  # raw exactly -1
+@example(p_mid=0.8, p_after=0.2)  # raw 0.75: kept
+def test_conflict_magnitude_is_the_raw_ratio_clipped_below_at_minus_one(p_mid, p_after):
+    raw = (p_mid - p_after) / p_mid
+    if raw <= -1:
+        assert conflict_magnitude(p_mid, p_after) == -1.0
+    else:
+        assert conflict_magnitude(p_mid, p_after) == raw
+
+
+@settings(deadline=None)
+@given(probabilities(allow_zero=True), probabilities(allow_zero=True), probabilities(allow_zero=True))
+@example(p_mid=0.0, a=0.0, b=0.3)
+def test_conflict_magnitude_does_not_increase_when_the_old_fact_gets_likelier(p_mid, a, b):
+    low, high = sorted((a, b))
+    assert conflict_magnitude(p_mid, low) >= conflict_magnitude(p_mid, high)
+
+
+def test_conflict_magnitude_examples():
+    assert conflict_magnitude(0.8, 0.2) == pytest.approx(0.75)
+    assert conflict_magnitude(0.4, 0.4) == 0.0
+    assert conflict_magnitude(0.4, 0.0) == 1.0
+    assert conflict_magnitude(0.1, 0.5) == -1.0  # raw (0.1 - 0.5) / 0.1 = -4
+    assert conflict_magnitude(0.0, 0.0) == 0.0
+    assert conflict_magnitude(0.0, 0.3) == -1.0
+
+
+@settings(deadline=None)
+@given(probabilities(), probabilities(allow_zero=True))
+def test_tied_fact_damage_is_the_unclipped_relative_drop(p_before, p_after):
+    damage = tied_fact_damage(p_before, p_after)
+    assert damage == (p_before - p_after) / p_before
+    assert damage <= 1.0
+
+
+def test_tied_fact_damage_examples():
+    assert tied_fact_damage(0.5, 0.125) == 0.75
+    assert tied_fact_damage(0.1, 0.5) == pytest.approx(-4.0)  # not clipped, unlike CM
+    assert tied_fact_damage(0.0, 0.0) == 0.0
+    assert tied_fact_damage(0.0, 0.7) == 0.0
+
+
+# --- RoundEdit metrics ----------------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(*(probabilities(allow_zero=True) for _ in range(4)))
+def test_round_success_gives_half_a_point_per_edit_that_took(p_mid_new, p_mid_old, p_after_old, p_after_new):
+    succ = round_success(p_mid_new, p_mid_old, p_after_old, p_after_new)
+    assert succ in (0.0, 0.5, 1.0)
+    assert (succ == 1.0) == (p_mid_new > p_mid_old and p_after_old > p_after_new)
+    assert (succ == 0.0) == (p_mid_new <= p_mid_old and p_after_old <= p_after_new)
+
+
+def test_round_success_examples():
+    assert round_success(0.6, 0.3, 0.7, 0.2) == 1.0
+    assert round_success(0.6, 0.3, 0.2, 0.7) == 0.5  # e2 did not restore o1
+    assert round_success(0.3, 0.6, 0.7, 0.2) == 0.5  # e1 did not take
+    assert round_success(0.3, 0.3, 0.2, 0.2) == 0.0  # ties score nothing
+
+
+@settings(deadline=None)
+@given(paired_probability_vectors(min_size=1))
+def test_ignore_rate_counts_the_others_that_lost_probability(pair):
+    before, after = pair
+    rate = ignore_rate(before, after)
+    assert 0.0 <= rate <= 1.0
+    assert rate * len(before) == pytest.approx(sum(b > a for b, a in zip(before, after)))
+    assert ignore_rate(before, before) == 0.0
+
+
+@settings(deadline=None)
+@given(paired_probability_vectors(min_size=1))
+def test_failure_is_ignore_rate_above_one_half(pair):
+    rate = ignore_rate(*pair)
+    assert failure(rate) in (0, 1)
+    assert failure(rate) == (1 if rate > 0.5 else 0)
+
+
+def test_ignore_rate_and_failure_examples():
+    before, after = [0.3, 0.2, 0.1], [0.1, 0.2, 0.05]  # the tie (0.2, 0.2) is not ignored
+    assert ignore_rate(before, after) == pytest.approx(2 / 3)
+    assert failure(ignore_rate(before, after)) == 1
+    assert ignore_rate([0.3, 0.2], [0.1, 0.4]) == 0.5
+    assert failure(0.5) == 0
+    assert failure(math.nextafter(0.5, 1)) == 1
+
+
+@pytest.mark.parametrize("before, after", [([], []), ([0.1, 0.2], [0.1])])
+def test_ignore_rate_rejects_empty_or_mismatched_inputs(before, after):
+    with pytest.raises(ValueError):
+        ignore_rate(before, after)
+
+
+# --- Jensen-Shannon divergence and distortion -----------------------------------------------
+
+
+@settings(deadline=None)
+@given(paired_probability_vectors())
+def test_js_divergence_is_between_zero_and_ln2(pair):
+    assert 0.0 <= js_divergence(*pair) <= LN2
+
+
+@settings(deadline=None)
+@given(paired_probability_vectors())
+def test_js_divergence_is_symmetric(pair):
+    p, q = pair
+    assert js_divergence(p, q) == js_divergence(q, p)
+
+
+@settings(deadline=None)
+@given(probability_vectors())
+def test_js_divergence_of_a_vector_with_itself_is_zero(p):
+    assert js_divergence(p, p) == 0.0
+
+
+@settings(deadline=None)
+@given(
+    paired_probability_vectors(),
+    st.floats(1.0, 1e6, allow_subnormal=False),  # >= 1, so that no entry underflows
+    st.floats(1.0, 1e6, allow_subnormal=False),
+)
+@example(pair=([1.0, 3.0], [2.0, 2.0]), a=7.0, b=1e6)
+def test_js_divergence_is_invariant_to_positive_scaling(pair, a, b):
+    p, q = pair
+    scaled = js_divergence([a * x for x in p], [b * x for x in q])
+    assert scaled == pytest.approx(js_divergence(p, q), abs=1e-12)
+
+
+def test_js_divergence_examples():
+    assert js_divergence([1, 0], [0, 1]) == pytest.approx(LN2)
+    assert js_divergence([2, 0, 0], [0, 5, 5]) == pytest.approx(LN2)
+    # [1, 1] -> [1/2, 1/2], [1, 3] -> [1/4, 3/4], m = [3/8, 5/8]
+    kl_p = 0.5 * math.log(0.5 / 0.375) + 0.5 * math.log(0.5 / 0.625)
+    kl_q = 0.25 * math.log(0.25 / 0.375) + 0.75 * math.log(0.75 / 0.625)
+    assert js_divergence([1, 1], [1, 3]) == pytest.approx((kl_p + kl_q) / 2)
+    assert js_divergence([1, 1], [1, 3]) == pytest.approx(0.0338221, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "p, q",
+    [
+        ([0.5, 0.5], [1.0]),  # lengths differ
+        ([0.5, -0.1], [0.5, 0.5]),  # negative
+        ([0.0, 0.0], [0.5, 0.5]),  # zero sum
+        ([0.5, math.nan], [0.5, 0.5]),
+        ([0.5, math.inf], [0.5, 0.5]),
+        ([[0.5, 0.5]], [[0.5, 0.5]]),  # not 1-D
+    ],
+)
+def test_js_divergence_rejects_invalid_inputs(p, q):
+    with pytest.raises(ValueError):
+        js_divergence(p, q)
+
+
+@settings(deadline=None)
+@given(paired_probability_vectors())
+def test_upstream_distortion_is_paper_distortion_divided_by_the_number_of_objects(pair):
+    before, after = pair
+    paper = distortion(before, after)
+    assert paper == distortion(before, after, scaling="paper") == js_divergence(before, after)
+    assert distortion(before, after, scaling="upstream") == paper / len(before)
+
+
+def test_distortion_example():
+    # o1 and two Others: P_θ = [0.4, 0.2, 0.2] -> [1/2, 1/4, 1/4]; P_θ' = [0.8, 0.1, 0.1] -> itself.
+    before, after = [0.4, 0.2, 0.2], [0.8, 0.1, 0.1]
+    m = [0.65, 0.175, 0.175]
+    kl_before = 0.5 * math.log(0.5 / m[0]) + 2 * 0.25 * math.log(0.25 / m[1])
+    kl_after = 0.8 * math.log(0.8 / m[0]) + 2 * 0.1 * math.log(0.1 / m[1])
+    expected = (kl_before + kl_after) / 2
+    assert distortion(before, after) == pytest.approx(expected)
+    assert distortion(before, after) == pytest.approx(0.0507, abs=1e-4)
+    assert distortion(before, after, scaling="upstream") == pytest.approx(expected / 3)
+
+
+def test_distortion_rejects_an_unknown_scaling():
+    assert DISTORTION_SCALINGS == ("paper", "upstream")
+    with pytest.raises(ValueError, match="batchmean"):
+        distortion([0.5, 0.5], [0.5, 0.5], scaling="batchmean")
+
+
+# --- aggregates -----------------------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(st.lists(metric_values, min_size=1, max_size=200))
+def test_mean_percent_is_one_hundred_times_the_mean(values):
+    assert mean_percent(values) == pytest.approx(100 * np.mean(values), rel=1e-9, abs=1e-9)
+
+
+@settings(deadline=None)
+@given(
+    st.lists(metric_values, min_size=1, max_size=200).flatmap(lambda v: st.tuples(st.just(v), st.permutations(v)))
+)
+@example(([1.0, 1e-16, -1.0], [1.0, -1.0, 1e-16]))  # a plain left-to-right sum differs here
+def test_mean_percent_does_not_depend_on_the_order_of_the_values(values_and_permutation):
+    values, permuted = values_and_permutation
+    assert mean_percent(permuted) == mean_percent(values)  # exactly rounded sum: bit-identical
+
+
+def test_mean_percent_examples():
+    assert mean_percent([1, 0, 1, 1]) == 75.0
+    assert mean_percent(iter([0.5])) == 50.0
+    assert mean_percent([-1.0, 0.5]) == -25.0
+    assert math.isnan(mean_percent([]))
+
+
+@settings(deadline=None)
+@given(metric_values, st.integers(1, 50))
+def test_bootstrap_interval_of_constant_data_is_the_mean(value, n):
+    low, high = bootstrap_interval([value] * n, resamples=200)
+    mean = mean_percent([value] * n)
+    assert low == pytest.approx(mean, abs=1e-9)
+    assert high == pytest.approx(mean, abs=1e-9)
+
+
+@settings(deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=50), st.integers(0, 2**32 - 1))
+def test_bootstrap_interval_brackets_the_mean(values, seed):
+    low, high = bootstrap_interval(values, resamples=500, seed=seed)
+    assert low - 1e-9 <= mean_percent(values) <= high + 1e-9
+    assert bootstrap_interval(values, resamples=500, seed=seed) == (low, high)  # deterministic
+    wide_low, wide_high = bootstrap_interval(values, confidence=0.99, resamples=500, seed=seed)
+    assert wide_low <= low and high <= wide_high
+
+
+def test_bootstrap_interval_examples():
+    assert bootstrap_interval([1, 1, 1]) == (100.0, 100.0)
+    low, high = bootstrap_interval([0, 1] * 50)
+    assert 35 < low < 50 < high < 65  # about 50 ± 1.96·5
+    assert all(math.isnan(x) for x in bootstrap_interval([]))
+
+
+@pytest.mark.parametrize("kwargs", [{"confidence": 1.0}, {"confidence": 0.0}, {"resamples": 0}])
+def test_bootstrap_interval_rejects_invalid_arguments(kwargs):
+    with pytest.raises(ValueError):
+        bootstrap_interval([0.5, 1.0], **kwargs)
+
+
+def test_metrics_module_imports_only_numpy_scipy_and_the_standard_library():
+    tree = ast.parse(Path(pytest_kedit.metrics.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in imported} <= {"__future__", "collections", "math", "numpy", "scipy"}
+
+
+# --- strategies -----------------------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(probabilities(), probabilities(allow_zero=True))
+@example(1.0, 0.0)
+def test_probabilities_are_in_range(positive, maybe_zero):
+    assert 0.0 < positive <= 1.0
+    assert 0.0 <= maybe_zero <= 1.0
+
+
+@settings(deadline=None)
+@given(probability_vectors(min_size=3, max_size=5), paired_probability_vectors(min_size=2, max_size=4))
+def test_probability_vectors_are_valid_inputs_of_the_metrics(vector, pair):
+    assert 3 <= len(vector) <= 5
+    assert all(0.0 <= x <= 1.0 for x in vector) and sum(vector) > 0
+    p, q = pair
+    assert 2 <= len(p) == len(q) <= 4
+    assert sum(p) > 0 and sum(q) > 0
+
+
+def _entity_record(entity):
+    return {"label": entity.label} | ({"id": entity.id} if entity.id is not None else {})
+
+
+def _relation_record(relation):
+    return {"id": relation.id, "prompt": relation.prompt, "label": relation.label}
+
+
+def _edit_record(edit, fact_before=None):
+    """The upstream record of an edit; ``fact_before`` is a composite e2's object before e1."""
+    record = {
+        "subject": _entity_record(edit.subject),
+        "relation": _relation_record(edit.relation),
+        "object": _entity_record(edit.old),
+        "new_object": _entity_record(edit.new),
+    }
+    if fact_before is not None:
+        record |= {"object": _entity_record(fact_before), "true_object": _entity_record(edit.old)}
+    return record
+
+
+def _paraphrases(*relations):
+    return {relation.id: list(relation.paraphrases) for relation in relations}
+
+
+def _conflict_record(case: ConflictCase) -> dict:
+    e1, e2 = case.edits
+    record = {
+        "triples": [
+            {
+                "subject": _entity_record(fact.subject),
+                "relation": _relation_record(fact.relation),
+                "object": _entity_record(fact.object),
+            }
+            for fact in case.triples
+        ],
+        "prerequisites": [0] if case.split == "composite" else [],
+        "type": case.split,
+        "edits": [_edit_record(e1), _edit_record(e2, e1.old if case.split == "composite" else None)],
+    }
+    return record | ({"rule": case.rule} if case.rule else {})
+
+
+@settings(deadline=None, max_examples=30)
+@given(conflict_cases())
+def test_conflict_cases_parse_back_from_their_upstream_records(case):
+    relations = [f.relation for f in case.triples] + [e.relation for e in case.edits]
+    record, paraphrases = _conflict_record(case), _paraphrases(*relations)
+    assert parse_conflict_case(record, case.split, case.index, "gen.json", paraphrases, "prompts.json") == case
+
+
+@settings(deadline=None, max_examples=10)
+@given(conflict_cases("coverage"), conflict_cases("reverse"), conflict_cases("composite"))
+def test_conflict_cases_have_the_shape_of_their_split(coverage, reverse, composite):
+    e1, e2 = coverage.edits
+    assert (e2.subject, e2.relation, e2.old) == (e1.subject, e1.relation, e1.new)
+    assert len({e1.old.label, e1.new.label, e2.new.label}) == 3
+    e1, e2 = reverse.edits
+    assert (e2.subject, e2.old) == (e1.new, e1.subject) and e2.relation.id != e1.relation.id
+    e1, e2 = composite.edits
+    assert composite.tied_fact == composite.triples[0]
+    assert (composite.tied_fact.subject, composite.tied_fact.object) == (e2.subject, e1.subject)
+    assert e2.old == e1.new and e2.new.label not in (e1.old.label, e1.new.label)
+    for case in (coverage, reverse, composite):
+        assert case.case_id == f"{case.split}-{case.index:04d}"
+        for edit in case.edits:
+            assert all(prompt.count("{}") == 1 for prompt in edit.relation.prompts)
+
+
+@settings(deadline=None, max_examples=30)
+@given(round_cases())
+def test_round_cases_parse_back_from_their_upstream_records(case: RoundCase):
+    record = {
+        "type": case.arity,
+        "edit": _edit_record(case.edit),
+        "true_objects": [_entity_record(o) for o in case.true_objects],
+    }
+    paraphrases = _paraphrases(case.edit.relation)
+    assert parse_round_case(record, case.split, case.index, "gen.json", paraphrases, "prompts.json") == case
+    assert len(case.others) == len(case.true_objects) - 1 >= 1
+    assert case.edit.new not in case.true_objects
+
+
+@pytest.mark.parametrize("strategy, split", [(conflict_cases, "easy"), (round_cases, "coverage")])
+def test_case_strategies_reject_a_split_of_the_other_benchmark(strategy, split):
+    @settings(max_examples=1, database=None)
+    @given(st.data())
+    def draw_one(data):
+        data.draw(strategy(split))
+
+    with pytest.raises(ValueError, match=split):
+        draw_one()

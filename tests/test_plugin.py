@@ -1,0 +1,156 @@
+"""The plugin as a pytest user meets it, run with pytester on a tiny local model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> pytest.Pytester:
+    """A folder with the project's suites and an ini file pointing at the tiny model."""
+    for suite in SUITES.glob("test_*.py"):
+        pytester.makepyfile(**{suite.stem: suite.read_text()})
+    pytester.makeini(
+        f"""
+        [pytest]
+        kedit_model = {tiny_model_dir}
+        kedit_hparams = {tiny_ft_hparams}
+        kedit_limit = 2
+        """
+    )
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:randomly", *args)
+
+
+def table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_help_lists_every_option_in_the_kedit_group(pytester: pytest.Pytester):
+    result = run(pytester, "--help")
+    text = result.stdout.str()
+    group = text[text.index("knowledge-editing pitfalls benchmark") :]
+    for option in ("model", "method", "hparams", "device", "dtype", "data", "split", "limit", "report", "seed", "threshold", "distortion"):
+        assert f"--kedit-{option}" in group
+    assert "kedit_model (string)" in text and "kedit_thresholds (args)" in text
+
+
+def test_one_test_per_case_with_readable_ids(project: pytest.Pytester):
+    result = run(project, "--collect-only", "-q")
+    ids = re.findall(r"\[([a-z]+-\d{4})\]", result.stdout.str())
+    assert ids == [f"{split}-{i:04d}" for split in ("coverage", "reverse", "composite") for i in range(2)] + [
+        f"{split}-{i:04d}" for split in ("easy", "hard") for i in range(2)
+    ]
+
+
+def test_ini_keys_and_command_line_choose_splits_and_limit(project: pytest.Pytester):
+    result = run(project, "--collect-only", "-q", "--kedit-split=reverse,hard", "--kedit-limit=3")
+    ids = re.findall(r"\[([a-z]+-\d{4})\]", result.stdout.str())
+    assert ids == ["reverse-0000", "reverse-0001", "reverse-0002", "hard-0000", "hard-0001", "hard-0002"]
+
+
+def test_run_prints_both_tables_thresholds_and_timings_and_writes_the_report(project: pytest.Pytester, tmp_path: Path):
+    report = tmp_path / "report"
+    result = run(project, f"--kedit-report={report}", "--kedit-threshold=cs=off", "--kedit-threshold=cs_exp=off",
+                 "--kedit-threshold=cs_imp=off", "--kedit-threshold=succ=off", "--kedit-threshold=fr=off", "--kedit-threshold=tfd=off")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=10)
+    assert "Table 1" in out and "Table 2" in out and "Single Succ" in out and "EASY Succ" in out
+    assert "model load" in out.lower() and "probe" in out.lower()
+    assert {p.name for p in report.iterdir()} >= {"table1.md", "table2.md", "cases.jsonl", "summary.json"}
+    records = [json.loads(line) for line in (report / "cases.jsonl").read_text().splitlines()]
+    assert len(records) == 10 and all(r["outcome"] == "passed" and r["metrics"] for r in records)
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["method"] == "ft" and summary["hparams"]["num_steps"] == 3 and summary["data"]["fingerprint"]
+    assert summary["distortion_scaling"] == "paper" and summary["versions"]["torch"]
+
+
+def test_a_failing_threshold_names_the_metric_and_its_probabilities(project: pytest.Pytester):
+    result = run(project, "--kedit-split=reverse", "--kedit-limit=1", "--kedit-threshold=cm>=2")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*CM = -?[\d.e-]+: p_θm\(k_o\)=[\d.e-]+, p_θ'\(k_o\)=[\d.e-]+ \(threshold CM >= 2\).*"])
+
+
+def test_xdist_gives_the_same_tables_as_a_serial_run(project: pytest.Pytester):
+    pytest.importorskip("xdist")
+    args = ("--kedit-threshold=cs=off", "--kedit-limit=2")
+    serial = table_lines(run(project, *args).stdout.str())
+    parallel = table_lines(run(project, "-n", "2", *args).stdout.str())
+    assert serial and serial == [line for line in parallel]
+
+
+def test_k_selects_cases_and_last_failed_reruns_only_failures(project: pytest.Pytester):
+    result = run(project, "-k", "reverse", "--kedit-threshold=cs_imp>=2")
+    result.assert_outcomes(failed=2)
+    again = project.runpytest_subprocess("--lf", "--kedit-threshold=cs_imp>=2")
+    again.assert_outcomes(failed=2, deselected=8) if "deselected" in again.stdout.str() else again.assert_outcomes(failed=2)
+    stop = run(project, "-x", "--kedit-threshold=cm>=2")
+    stop.assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--kedit-split=sideways",), "kedit: --kedit-split: unknown"),
+        (("--kedit-limit=zero",), "kedit: --kedit-limit: 'zero' is not a whole number"),
+        (("--kedit-threshold=cs_imp>=x",), "is not a number"),
+        (("--kedit-distortion=median",), "choose from paper, upstream"),
+    ],
+)
+def test_bad_options_are_usage_errors(project: pytest.Pytester, args, message):
+    result = run(project, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_unknown_method_stops_with_one_clear_message(project: pytest.Pytester):
+    result = run(project, "--kedit-method=rmoe")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown editing method 'rmoe'; available: ft" in result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unknown_model_says_what_was_tried(project: pytest.Pytester, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run(project, "--kedit-model=no-such-model-xyz", "--kedit-limit=1")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot load model 'no-such-model-xyz'" in out and "embedded alias" in out and "Traceback" not in out
+
+
+def test_hparams_typo_names_the_key(project: pytest.Pytester, tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layers: [1]\nnum_step: 3\n")
+    result = run(project, f"--kedit-hparams={bad}")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{bad}: unknown hyper-parameter 'num_step'; did you mean 'num_steps'?" in out
+
+
+def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pytest.Pytester, tmp_path: Path):
+    from pytest_kedit.datasets import builtin_folder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in builtin_folder().glob("*.json"):
+        (data / path.name).write_text(path.read_text())
+    (data / "reverse_edit.json").write_text("{ not json")
+    records = json.loads((data / "easy.json").read_text())
+    del records[1]["true_objects"]
+    (data / "easy.json").write_text(json.dumps(records))
+    result = run(project, f"--kedit-data={data}", "--kedit-split=reverse,coverage,easy", "--kedit-threshold=cs=off",
+                 "--kedit-threshold=succ=off", "--kedit-threshold=fr=off")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=3, failed=2)
+    assert "test_conflict_edit[reverse-invalid]" in out and "reverse_edit.json: not valid JSON" in out
+    assert "easy.json, record 1, field 'true_objects': missing" in out

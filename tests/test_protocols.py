@@ -1,0 +1,115 @@
+"""The harness: each split's protocol on tiny models, bit-exact restore, order independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import tiny_loaded
+
+from pytest_kedit.cases import SPLITS
+from pytest_kedit.datasets import load_suite
+from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
+from pytest_kedit.editors.ft import FTEditor, FTHyperParams
+from pytest_kedit.protocols import EditorContractError, Harness
+
+SPLIT_METRICS = {
+    "coverage": {"single_succ", "cs", "cm"},
+    "reverse": {"cs_exp", "cs_imp", "cm"},
+    "composite": {"cs_exp", "cs_imp", "cm", "tfd"},
+    "easy": {"succ", "d", "ir", "fr"},
+    "hard": {"succ", "d", "ir", "fr"},
+}
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return load_suite(None, SPLITS, limit=2)
+
+
+def ft_harness(family: str = "llama", **hparams) -> Harness:
+    loaded = tiny_loaded(family)
+    editor = FTEditor(FTHyperParams(layers=[1], num_steps=4, lr=1e-2, **hparams), loaded)
+    return Harness(loaded, editor)
+
+
+def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def assert_bit_identical(before: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
+    for name, p in model.named_parameters():
+        assert torch.equal(before[name], p), name
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_every_split_gives_its_metrics_and_restores_the_model_bit_exactly(suite, split):
+    harness = ft_harness()
+    before = state(harness.model)
+    result = harness.run(suite.splits[split][0])
+    assert set(result.metrics) == SPLIT_METRICS[split]
+    assert set(result.evidence) == SPLIT_METRICS[split]
+    assert result.timings["edit"] > 0 and result.timings["probe"] > 0
+    assert_bit_identical(before, harness.model)
+
+
+def test_the_edit_changes_the_model_between_probes(suite):
+    harness = ft_harness()
+    result = harness.run(suite.splits["reverse"][0])
+    assert result.probabilities["theta_m"]["k_o"] != result.probabilities["theta_prime"]["k_o"]
+
+
+def test_a_case_run_twice_and_cases_in_either_order_give_identical_metrics(suite):
+    harness = ft_harness()
+    a, b = suite.splits["composite"][0], suite.splits["hard"][0]
+    first = [harness.run(a).metrics, harness.run(b).metrics]
+    second = [harness.run(b).metrics, harness.run(a).metrics]
+    assert first == second[::-1]
+    assert harness.run(a).probabilities == harness.run(a).probabilities
+
+
+def test_ft_objectives_differ_but_both_restore(suite):
+    case = suite.splits["coverage"][0]
+    forced = ft_harness().run(case).probabilities
+    last = ft_harness(objective_optimization="prompt_last").run(case).probabilities
+    assert forced != last
+
+
+class _Sneaky(Editor):
+    """Changes a parameter without saving it: the harness must notice."""
+
+    name = "sneaky"
+    hparams_class = dict
+
+    def apply(self, model, tokenizer, requests) -> WeightDelta:
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)
+        return snapshot(model, [])
+
+
+def test_an_editor_that_hides_a_change_is_reported(suite):
+    loaded = tiny_loaded("gpt2")
+    with pytest.raises(EditorContractError, match="without saving them"):
+        Harness(loaded, _Sneaky({}, loaded)).run(suite.splits["reverse"][0])
+
+
+class _MultiLabelFT(FTEditor):
+    """FT in Multi-Label Edit mode, remembering the batches it was given."""
+
+    multi_label = True
+
+    def __init__(self, hparams, loaded):
+        super().__init__(hparams, loaded)
+        self.batches: list[list] = []
+
+    def apply(self, model, tokenizer, requests) -> WeightDelta:
+        self.batches.append(list(requests))
+        return super().apply(model, tokenizer, requests)
+
+
+def test_multi_label_round_edit_writes_every_true_object_in_one_batch(suite):
+    loaded = tiny_loaded("llama")
+    editor = _MultiLabelFT(FTHyperParams(layers=[1], num_steps=2), loaded)
+    case = suite.splits["easy"][0]
+    Harness(loaded, editor).run(case)
+    assert [len(b) for b in editor.batches] == [1, len(case.true_objects)]
+    assert {r.target for r in editor.batches[1]} == {o.label for o in case.true_objects}
