@@ -67,11 +67,21 @@ def test_a_case_run_twice_and_cases_in_either_order_give_identical_metrics(suite
     assert harness.run(a).probabilities == harness.run(a).probabilities
 
 
-def test_ft_objectives_differ_but_both_restore(suite):
-    case = suite.splits["coverage"][0]
-    forced = ft_harness().run(case).probabilities
-    last = ft_harness(objective_optimization="prompt_last").run(case).probabilities
-    assert forced != last
+def test_ft_objectives_teacher_forcing_and_prompt_last_both_raise_the_target(suite):
+    from pytest_kedit.cases import EditRequest
+    from pytest_kedit.probe import probe
+
+    request = EditRequest(subject="France", prompt="the capital of {} is", target="Rome Italy")
+    results = {}
+    for objective in ("target_new", "prompt_last"):
+        harness = ft_harness(objective_optimization=objective)
+        (before,) = probe(harness.model, harness.encoder, [("the capital of France is", "Rome Italy")])
+        delta = harness.editor.apply(harness.model, harness.loaded.tokenizer, [request])
+        (after,) = probe(harness.model, harness.encoder, [("the capital of France is", "Rome Italy")])
+        results[objective] = harness.model.get_parameter(next(iter(delta.originals))).clone()
+        delta.restore(harness.model)
+        assert after > before, objective
+    assert not torch.equal(results["target_new"], results["prompt_last"])
 
 
 class _Sneaky(Editor):
