@@ -132,7 +132,7 @@ class KeditReporter:
         terminalreporter.section(f"kedit: {summary['model']} × {summary['method']}")
         splits = {record["split"] for record in self.collector.records}
         tables = [table1 if splits & set(CONFLICT_SPLITS) else "", table2 if splits & set(ROUND_SPLITS) else ""]
-        for block in (*tables, threshold_summary(self.collector.records), timing_summary(summary)):
+        for block in (*tables, threshold_summary(self.collector.records, runner.options.thresholds), timing_summary(summary)):
             if block:
                 for line in block.splitlines():
                     write(line)

@@ -46,7 +46,6 @@ import torch
 import transformers
 
 from pytest_kedit.cases import (
-    CONFLICT_SPLITS,
     ROUND_SPLITS,
     SPLITS,
     Case,
@@ -446,13 +445,19 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
         "model": generate.info,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "generator": "scripts/check_builtin_suites.py",
-        "candidates": candidates_path.name,
+        "candidates": display_path(candidates_path),
         "criteria": CRITERIA,
         "splits": report,
     }
     write_json(data_dir / MANIFEST, manifest)
     print(f"wrote {data_dir}: {generate.generated} prompts generated in {time.perf_counter() - started:.0f} s")
     return verify(data_dir, generate)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (the manifest is shipped)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
 def write_json(path: Path, value: Any) -> None:
