@@ -118,7 +118,7 @@ def test_bad_options_are_usage_errors(project: pytest.Pytester, args, message):
 def test_unknown_method_stops_with_one_clear_message(project: pytest.Pytester):
     result = run(project, "--kedit-method=rmoe")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "unknown editing method 'rmoe'; available: ft" in result.stdout.str() + result.stderr.str()
+    assert "unknown editing method 'rmoe'; available: ft, memit, memit-mle, rome" in result.stdout.str() + result.stderr.str()
     assert "Traceback" not in result.stdout.str()
 
 
