@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -158,8 +158,8 @@ class Harness:
             k_n_imp = Query(e1.relation, e2.new.label, e1.new.label)
             (p_mid_ko,), (p_ko, p_exp, p_imp) = self._sequential([e1.request()], [e2.request()], [k_o], [k_o, k_n_exp, k_n_imp])
             probabilities = {"theta_m": {"k_o": p_mid_ko}, "theta_prime": {"k_o": p_ko, "k_n_exp": p_exp, "k_n_imp": p_imp}}
-            result = _conflict_metrics(p_mid_ko, p_ko, p_exp, p_imp)
-            return CaseResult(result[0], probabilities, result[1])
+            values, evidence = _conflict_metrics(p_mid_ko, p_ko, {"cs_exp": p_exp, "cs_imp": p_imp})
+            return CaseResult(values, probabilities, evidence)
         # composite: tied fact k_f; e1 = (s1, r1, o -> o2), e2 = (s2, r2, o -> o3).
         assert case.tied_fact is not None
         k_f = Query(case.tied_fact.relation, case.tied_fact.subject.label, case.tied_fact.object.label)
@@ -169,7 +169,7 @@ class Harness:
         (p_mid_ko,), (p_ko, p_exp, p_imp, p_kf_after) = self._sequential(
             [e1.request()], [e2.request()], [k_o], [k_o, k_n_exp, k_n_imp, k_f]
         )
-        values, evidence = _conflict_metrics(p_mid_ko, p_ko, p_exp, p_imp)
+        values, evidence = _conflict_metrics(p_mid_ko, p_ko, {"cs_exp": p_exp, "cs_imp": p_imp})
         values["tfd"] = metrics.tied_fact_damage(p_kf_before, p_kf_after)
         evidence["tfd"] = f"p_θ(k_f)={p_kf_before:.3g}, p_θ'(k_f)={p_kf_after:.3g}"
         probabilities = {
@@ -187,16 +187,9 @@ class Harness:
             edit([e2.request()])
             p_single_new, p_single_old = self._measure([o3, o2])
         (p_mid_ko,), (p_ko, p_kn) = self._sequential([e1.request()], [e2.request()], [o2], [o2, o3])
-        values = {
-            "single_succ": float(metrics.single_success(p_single_new, p_single_old)),
-            "cs": float(metrics.conflict_score(p_kn, p_ko)),
-            "cm": metrics.conflict_magnitude(p_mid_ko, p_ko),
-        }
-        evidence = {
-            "single_succ": _versus("p_θs(o3)", p_single_new, "p_θs(o2)", p_single_old),
-            "cs": _versus("p(k_n)", p_kn, "p(k_o)", p_ko),
-            "cm": f"p_θm(k_o)={p_mid_ko:.3g}, p_θ'(k_o)={p_ko:.3g}",
-        }
+        values, evidence = _conflict_metrics(p_mid_ko, p_ko, {"cs": p_kn})
+        values["single_succ"] = float(metrics.single_success(p_single_new, p_single_old))
+        evidence["single_succ"] = _versus("p_θs(o3)", p_single_new, "p_θs(o2)", p_single_old)
         probabilities = {
             "theta_s": {"o3": p_single_new, "o2": p_single_old},
             "theta_m": {"k_o": p_mid_ko},
@@ -243,17 +236,14 @@ class Harness:
         return CaseResult(values, probabilities, evidence)
 
 
-def _conflict_metrics(p_mid_ko: float, p_ko: float, p_exp: float, p_imp: float) -> tuple[dict[str, float], dict[str, str]]:
-    values = {
-        "cs_exp": float(metrics.conflict_score(p_exp, p_ko)),
-        "cs_imp": float(metrics.conflict_score(p_imp, p_ko)),
-        "cm": metrics.conflict_magnitude(p_mid_ko, p_ko),
-    }
-    evidence = {
-        "cs_exp": _versus("p(k_n)", p_exp, "p(k_o)", p_ko),
-        "cs_imp": _versus("p(k_n)", p_imp, "p(k_o)", p_ko),
-        "cm": f"p_θm(k_o)={p_mid_ko:.3g}, p_θ'(k_o)={p_ko:.3g}",
-    }
+def _conflict_metrics(
+    p_mid_ko: float, p_ko: float, p_new: Mapping[str, float]
+) -> tuple[dict[str, float], dict[str, str]]:
+    """CM, and a conflict score per entry of ``p_new`` (metric name -> p_θ'(k_n) of that mode)."""
+    values = {name: float(metrics.conflict_score(p_kn, p_ko)) for name, p_kn in p_new.items()}
+    evidence = {name: _versus("p(k_n)", p_kn, "p(k_o)", p_ko) for name, p_kn in p_new.items()}
+    values["cm"] = metrics.conflict_magnitude(p_mid_ko, p_ko)
+    evidence["cm"] = f"p_θm(k_o)={p_mid_ko:.3g}, p_θ'(k_o)={p_ko:.3g}"
     return values, evidence
 
 

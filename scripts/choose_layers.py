@@ -1,6 +1,6 @@
-"""Measure edit success and locality of ROME or MEMIT across layers, to choose a model's default layers.
+"""Measure edit success and locality of FT, ROME or MEMIT across layers, to choose a model's default layers.
 
-For each candidate (ROME: one layer; MEMIT: ``--window`` consecutive layers ending at it), every
+For each candidate (FT, ROME: one layer; MEMIT: ``--window`` consecutive layers ending at it), every
 case's first edit e1 = (s, r, o → o*) is applied alone to the original model and measured with
 the probe over the relation's prompts:
 
@@ -10,6 +10,7 @@ the probe over the relation's prompts:
   lost more than 10 % of their probability.
 
     python scripts/choose_layers.py --model smollm2-135m --method rome --layers 0-29:2 --cases 20
+    python scripts/choose_layers.py --model gemma3-270m --method ft --layers 0-17:3 --cases 12
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def layer_range(spec: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--method", default="rome", choices=["rome", "memit"])
+    parser.add_argument("--method", default="rome", choices=["ft", "rome", "memit"])
     parser.add_argument("--layers", default="0-29:2", help="candidate (last) layers: 3,5,7 | 0-29 | 0-29:2")
     parser.add_argument("--window", type=int, default=5, help="MEMIT: number of consecutive layers")
     parser.add_argument("--cases", type=int, default=20)
@@ -59,7 +60,7 @@ def main() -> None:
         for last in layer_range(args.layers)
         if last - (args.window if args.method == "memit" else 1) + 1 >= 0
     ]
-    if base.mom2_adjustment:  # every candidate layer's statistics in one pass over the corpus
+    if getattr(base, "mom2_adjustment", False):  # every candidate layer's statistics in one pass over the corpus
         names = sorted({loaded.modules.mlp_out.format(layer) for layers in candidates for layer in layers})
         second_moments(loaded, names, base.mom2_dataset, base.mom2_n_samples, base.mom2_dtype)
 

@@ -1,7 +1,8 @@
 """Hyper-parameters: packaged YAML defaults per method and model, checked against the method's dataclass.
 
 Keys are EasyEdit's names. Defaults live in ``hparams/<method>/<model>.yaml``, found by the model's
-name (``gpt2-xl``, ``smollm2-135m``) first, then by its architecture family (``gptj``, ``llama``).
+name (``gpt2-xl``, ``smollm2-135m``) first, then by its architecture family (``gptj``, ``llama``), then
+by the file the family shares (:data:`SHARED_DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ from ..errors import ConfigError
 DESCRIPTIVE_KEYS = ("alg_name", "model_name")
 
 
+#: Family -> the file its models use when neither they nor the family have one: the published
+#: defaults of the family's reference model, or those of a family with the same block layout.
+SHARED_DEFAULTS = {
+    "gpt2": "gpt2-xl",
+    "gptj": "gpt-j-6b",
+    "mistral": "llama",
+    "qwen2": "llama",
+    "qwen3": "llama",
+    "gemma": "gemma3",
+    "gemma2": "gemma3",
+    "gemma3_text": "gemma3",
+}
+
+
 def model_keys(model_name: str, family: str) -> list[str]:
-    """File stems to look for, most specific first: ``EleutherAI/gpt-j-6B`` -> gpt-j-6b, then the family."""
+    """File stems to look for, most specific first: ``EleutherAI/gpt-j-6B`` -> gpt-j-6b, the family, the
+    file the family shares."""
     stem = Path(model_name.rstrip("/")).name.lower()
-    return [stem, family]
+    return [stem, family, *([SHARED_DEFAULTS[family]] if family in SHARED_DEFAULTS else [])]
 
 
 def default_file(method: str, model_name: str, family: str) -> Path:
