@@ -1,4 +1,5 @@
-"""Where cases come from: the built-in suites in ``data/``, or a folder in the upstream layout.
+"""Where cases come from: the built-in suites in ``data/``, a folder in the upstream layout, or
+the published files (``upstream:NAME``, downloaded and verified by :mod:`pytest_kedit.upstream`).
 
 A folder holds ``coverage_edit.json``, ``reverse_edit.json``, ``composite_edit.json``, ``easy.json``,
 ``hard.json`` and the paraphrase files ``conflict_prompts.json`` and ``round_prompts.json``.
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
+from . import upstream
 from .cases import (
     CONFLICT_SPLITS,
     SPLITS,
@@ -26,6 +28,7 @@ from .cases import (
     parse_round_case,
 )
 from .errors import ConfigError, DataError
+from .sampling import stratified_sample, stratum
 
 SPLIT_FILES = {
     "coverage": "coverage_edit.json",
@@ -67,9 +70,12 @@ def builtin_folder() -> Path:
 
 
 def resolve_source(data: str | None) -> Path:
-    """The folder named by ``--kedit-data`` (None: the built-in suites)."""
+    """The folder named by ``--kedit-data`` (None: the built-in suites; ``upstream:NAME``: the
+    cache folder of the published files, downloaded on first use)."""
     if not data:
         return builtin_folder()
+    if upstream.is_upstream(data):
+        return upstream.fetch(data)
     folder = Path(data).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"--kedit-data: {data} is not a folder (expected the upstream layout: {', '.join(SPLIT_FILES.values())})")
@@ -78,15 +84,22 @@ def resolve_source(data: str | None) -> Path:
     return folder
 
 
-def load_suite(data: str | None, splits: Sequence[str], limit: int | None = None) -> Suite:
+def load_suite(
+    data: str | None, splits: Sequence[str], limit: int | None = None, sample: int | None = None, seed: int = 0
+) -> Suite:
     """Read and validate the requested splits. Splits whose file is absent are left out, unless the
-    user asked for them by name (then they are an error)."""
+    user asked for them by name (then they are an error).
+
+    ``limit`` keeps the first records of each file; ``sample`` then keeps a stratified sample of
+    that many parsed cases per split (:func:`pytest_kedit.sampling.stratified_sample` with
+    ``seed``), in file order, with their ids unchanged. Records that failed to parse are kept
+    and do not count toward ``sample``."""
     folder = resolve_source(data)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ConfigError(f"--kedit-split: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
     digest = hashlib.sha256()
-    suite = Suite(source=str(folder))
+    suite = Suite(source=upstream.label(data) if data and upstream.is_upstream(data) else str(folder))
     prompt_cache: dict[str, dict[str, tuple[str, ...]] | DataError] = {}
     for split in splits:
         path = folder / SPLIT_FILES[split]
@@ -99,9 +112,17 @@ def load_suite(data: str | None, splits: Sequence[str], limit: int | None = None
         if isinstance(prompts, DataError):
             suite.splits[split] = [prompts]
             continue
-        suite.splits[split] = _read_split(path, split, prompts, prompts_name, limit, digest)
+        entries = _read_split(path, split, prompts, prompts_name, limit, digest)
+        suite.splits[split] = entries if sample is None else _sampled(entries, sample, seed)
     suite.fingerprint = digest.hexdigest()
     return suite
+
+
+def _sampled(entries: list[Entry], n: int, seed: int) -> list[Entry]:
+    """The errors and a stratified sample of ``n`` of the cases among ``entries``, in their order."""
+    cases = [(position, entry) for position, entry in enumerate(entries) if not isinstance(entry, DataError)]
+    chosen = {cases[i][0] for i in stratified_sample([stratum(case) for _, case in cases], n, seed)}
+    return [entry for position, entry in enumerate(entries) if position in chosen or isinstance(entry, DataError)]
 
 
 def _read_json(path: Path, digest: Any) -> Any:

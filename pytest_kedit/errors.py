@@ -17,6 +17,8 @@ class DataError(KeditError):
         self.path = path
         self.record = record
         self.field = field
+        #: what is wrong, without the location
+        self.message = message
         where = path
         if record is not None:
             where += f", record {record}"

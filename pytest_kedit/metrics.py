@@ -169,15 +169,39 @@ def mean_percent(values: Iterable[float]) -> float:
     return 100 * math.fsum(values) / len(values)
 
 
-def bootstrap_interval(
-    values: Iterable[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of ``mean_percent(values)``.
+#: The defaults of :func:`bootstrap_interval`, which the reports use and name under their tables.
+BOOTSTRAP_CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
 
-    Draws ``resamples`` resamples of the values with replacement from
-    ``numpy.random.default_rng(seed)``, so the interval is deterministic given the seed, and
-    returns the (1-c)/2 and (1+c)/2 quantiles of their means ×100. (NaN, NaN) for no values.
-    Raises ValueError unless 0 < confidence < 1 and resamples >= 1.
+
+def bootstrap_interval(
+    values: Iterable[float],
+    confidence: float = BOOTSTRAP_CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of a table cell, ``mean_percent(values)``.
+
+    The n values are the cases, resampled with replacement: resample i takes the values at the
+    indices of row i of ``numpy.random.default_rng(seed).integers(0, n, size=(resamples, n))``,
+    and its statistic is ``100 * sum / n`` (numpy's sum). Of the sorted statistics, the
+    ``t = round(resamples * (1 - confidence) / 2)`` smallest and the ``t`` largest are cut
+    off (``t`` at most ``(resamples - 1) // 2``, so at least one is left); the interval is the
+    smallest and the largest of the rest.
+
+    Always: the result is a pure function of the values *in their order*, ``confidence``,
+    ``resamples`` and ``seed``; ``low <= high``; both are statistics of resamples, so they lie
+    between the statistics of n copies of ``min(values)`` and of n copies of ``max(values)``;
+    constant values give ``low == high``; with the same seed and resamples, a higher confidence
+    gives an interval that contains the lower one's. For values whose sums are exact (0/1
+    indicators, halves) the statistic equals ``mean_percent`` of the resample; otherwise it
+    agrees to rounding. The interval need not contain ``mean_percent(values)``: its ends are
+    random. For 0/1 values at least half of the bootstrap distribution lies on each side of
+    the mean (a binomial's median equals its mean when that is an integer), so missing it
+    would take fewer than ``t`` of the resamples on one side.
+
+    (NaN, NaN) for no values. Raises ValueError unless 0 < confidence < 1 and resamples >= 1.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -186,8 +210,7 @@ def bootstrap_interval(
     x = np.asarray(list(values), dtype=float)
     if x.size == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = 100 * x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
+    indices = np.random.default_rng(seed).integers(0, x.size, size=(resamples, x.size))
+    statistics = np.sort(100 * x[indices].sum(axis=1) / x.size)
+    cut = min(round(resamples * (1 - confidence) / 2), (resamples - 1) // 2)
+    return float(statistics[cut]), float(statistics[resamples - 1 - cut])

@@ -22,10 +22,13 @@ _OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("hparams", "string", None, "YAML file of hyper-parameters (EasyEdit key names); default: packaged per method and model"),
     ("device", "string", "auto", "auto, cpu, cuda or cuda:N; auto spreads pytest-xdist workers over the visible GPUs"),
     ("dtype", "string", "auto", "auto, float32, float16 or bfloat16"),
-    ("data", "string", None, "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL); default: the built-in suites"),
+    ("data", "string", None, "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
+     "upstream:GPT-J (the published files, downloaded once); default: the built-in suites"),
     ("split", "string", ",".join(SPLITS), "comma-separated splits to run: " + ", ".join(SPLITS)),
     ("limit", "string", None, "run only the first N cases of each split"),
-    ("report", "string", None, "folder for table1.md, table2.md, cases.jsonl and summary.json"),
+    ("sample", "string", None, "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
+     "(from the first --kedit-limit cases when both are given)"),
+    ("report", "string", None, "folder for table1.md, table2.md, relations.md, cases.jsonl and summary.json"),
     ("seed", "string", "0", "seed for every case's random state"),
     ("distortion", "string", "paper", "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published Table 2)"),
 ]
@@ -45,6 +48,10 @@ def add_options(parser: pytest.Parser) -> None:
         f"(default: {' '.join(DEFAULT_THRESHOLDS)})",
     )
     parser.addini("kedit_thresholds", "per-case thresholds, one per line or space-separated", type="args", default=[])
+    by_relation_help = "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every metric"
+    group.addoption("--kedit-by-relation", dest="kedit_by_relation", action="store_true", default=None,
+                    help=f"{by_relation_help} (default: only written to relations.md in --kedit-report)")
+    parser.addini("kedit_by_relation", by_relation_help, type="bool", default=False)
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,12 @@ class KeditOptions:
     data: str | None
     splits: tuple[str, ...]
     limit: int | None
+    sample: int | None
     report: str | None
     seed: int
     distortion: str
     thresholds: dict[str, Threshold]
+    by_relation: bool
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -71,6 +80,7 @@ class KeditOptions:
             "dtype": self.dtype,
             "splits": list(self.splits),
             "limit": self.limit,
+            "sample": None if self.sample is None else {"size": self.sample, "seed": self.seed},
             "seed": self.seed,
             "distortion_scaling": self.distortion,
             "thresholds": {m: str(t) for m, t in self.thresholds.items()},
@@ -101,10 +111,12 @@ def read_options(config: pytest.Config) -> KeditOptions:
         data=value("data"),
         splits=splits,
         limit=_integer("limit", value("limit"), minimum=1),
+        sample=_integer("sample", value("sample"), minimum=1),
         report=value("report"),
         seed=_integer("seed", value("seed"), minimum=0) or 0,
         distortion=distortion,
         thresholds=parse_thresholds(specs),
+        by_relation=bool(config.getoption("kedit_by_relation") or config.getini("kedit_by_relation")),
     )
 
 

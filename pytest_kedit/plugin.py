@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .cases import CONFLICT_SPLITS, ROUND_SPLITS
-from .datasets import Entry
+from .datasets import Entry, resolve_source
 from .errors import KeditError
 from .options import add_options, read_options
 from .report import threshold_summary, timing_summary
@@ -33,6 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     try:
         options = read_options(config)
+        # Resolved here (a download for upstream:NAME): errors raised while collecting would
+        # reach the user as a collection error with a stack, not as a one-line usage error.
+        resolve_source(options.data)
     except KeditError as exc:
         raise pytest.UsageError(f"kedit: {exc}") from None
     workerinput = getattr(config, "workerinput", None)
@@ -127,15 +130,21 @@ class KeditReporter:
         if not self.collector.records:
             return
         runner = config.stash[RUNNER]
-        summary, table1, table2 = self.collector.finish(runner.suite)
+        options = runner.options
+        run = self.collector.finish(runner.suite)
         write = terminalreporter.write_line
-        terminalreporter.section(f"kedit: {summary['model']} × {summary['method']}")
-        splits = {record["split"] for record in self.collector.records}
-        tables = [table1 if splits & set(CONFLICT_SPLITS) else "", table2 if splits & set(ROUND_SPLITS) else ""]
-        for block in (*tables, threshold_summary(self.collector.records, runner.options.thresholds), timing_summary(summary)):
+        terminalreporter.section(f"kedit: {run.summary['model']} × {run.summary['method']}")
+        if options.sample is not None:
+            write(f"stratified sample of {options.sample} cases per split (by relation, seed {options.seed})")
+            write("")
+        splits = {record["split"] for record in run.records}
+        tables = [run.table1 if splits & set(CONFLICT_SPLITS) else "", run.table2 if splits & set(ROUND_SPLITS) else ""]
+        if options.by_relation:
+            tables.append(run.relations)
+        for block in (*tables, threshold_summary(run.records, options.thresholds), timing_summary(run.summary)):
             if block:
                 for line in block.splitlines():
                     write(line)
                 write("")
-        if runner.options.report:
-            write(f"report written to {runner.options.report}")
+        if options.report:
+            write(f"report written to {options.report}")

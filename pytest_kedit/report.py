@@ -5,8 +5,11 @@ A report directory holds one run (one model × method):
 - ``cases.jsonl``: one JSON object per case, appended as cases finish (:class:`CaseLog`) and
   rewritten sorted by ``case_id`` at the end of the run (:func:`write_report`);
 - ``summary.json``: the run summary (model, method, hparams, data, distortion_scaling, seed,
-  thresholds, versions, timings, counts), sorted keys, indent 2;
-- ``table1.md`` / ``table2.md``: the paper's Table 1 and Table 2 for the run.
+  sample, thresholds, versions, timings, counts, intervals), sorted keys, indent 2;
+- ``table1.md`` / ``table2.md``: the paper's Table 1 and Table 2 for the run, each followed by
+  a table of the same columns with the 95% bootstrap interval of every cell;
+- ``relations.md``: every metric per split broken down by relation and, for RoundEdit, by
+  arity (``1-N``: the subject has N true objects), with intervals (:func:`relation_table`).
 
 A case record has ``case_id``, ``split`` (coverage | reverse | composite | easy | hard),
 ``relation``, ``arity``, ``model``, ``method``, ``outcome`` (passed | failed | error),
@@ -14,27 +17,33 @@ A case record has ``case_id``, ``split`` (coverage | reverse | composite | easy 
 failure messages, each starting with the metric's name, e.g. ``"CS_imp = 0: ..."``), ``error``,
 ``timings`` and ``nodeid``.
 
-Table values are means over cases ×100, computed over records sorted by ``case_id``, so a
-table does not depend on the order in which cases finished (pytest-xdist).
+Table values are means over cases ×100, and intervals percentile bootstrap intervals of those
+means (:func:`pytest_kedit.metrics.bootstrap_interval`), computed over records sorted by
+``case_id``, so a table does not depend on the order in which cases finished (pytest-xdist).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .cases import ROUND_SPLITS, SPLITS
 from .errors import KeditError
-from .metrics import bootstrap_interval, mean_percent
+from .metrics import BOOTSTRAP_CONFIDENCE, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_interval, mean_percent
 from .thresholds import DISPLAY_NAMES as METRIC_LABELS
 
 Record = Mapping[str, Any]
 #: split -> {metric: mean ×100, plus the counts "cases", "passed", "failed", "error"}.
 Aggregate = dict[str, dict[str, float]]
+#: (low, high) of a cell's 95% bootstrap interval, ×100.
+Interval = tuple[float, float]
+#: split -> {metric: interval}, for the metrics of an :data:`Aggregate`.
+Intervals = dict[str, dict[str, Interval]]
 #: (model, method, aggregate): one row of Table 1 / Table 2.
 Row = tuple[str, str, Mapping[str, Mapping[str, float]]]
 
@@ -42,6 +51,7 @@ CASES_FILE = "cases.jsonl"
 SUMMARY_FILE = "summary.json"
 TABLE1_FILE = "table1.md"
 TABLE2_FILE = "table2.md"
+RELATIONS_FILE = "relations.md"
 
 OUTCOMES = ("passed", "failed", "error")
 #: Keys of the per-split counts in an :data:`Aggregate`.
@@ -75,6 +85,10 @@ DASH = "–"
 
 _TABLE1_TITLE = "Table 1: Knowledge Conflict (mean over cases ×100)"
 _TABLE2_TITLE = "Table 2: Knowledge Distortion (mean over cases ×100)"
+_PERCENT = f"{100 * BOOTSTRAP_CONFIDENCE:g}%"
+INTERVAL_METHOD = (f"{_PERCENT} intervals: percentile bootstrap over the cases of each cell (errors excluded), "
+                   f"{BOOTSTRAP_RESAMPLES} resamples with replacement, seed {BOOTSTRAP_SEED}; the middle {_PERCENT} "
+                   "of the resampled means ×100.")
 _METRIC_OF_LABEL = {label: metric for metric, label in METRIC_LABELS.items()}
 
 
@@ -108,25 +122,55 @@ def aggregate(records: Iterable[Record]) -> Aggregate:
     Error cases count in ``cases`` and ``error`` only. The result is the same, bit for bit,
     whatever the order of ``records``.
     """
+    ordered = sorted_records(records)
     counts: dict[str, dict[str, int]] = {}
-    values: dict[str, dict[str, list[float]]] = {}
-    for record in sorted_records(records):
-        split = record["split"]
-        split_counts = counts.setdefault(split, dict.fromkeys(COUNT_KEYS, 0))
+    for record in ordered:
+        split_counts = counts.setdefault(record["split"], dict.fromkeys(COUNT_KEYS, 0))
         split_counts["cases"] += 1
         split_counts[record["outcome"]] += 1
+    values = _metric_values(ordered)
+    return {split: {**{metric: mean_percent(v) for metric, v in values.get(split, {}).items()}, **counts[split]}
+            for split in sorted(counts, key=_split_order)}
+
+
+def intervals(records: Iterable[Record]) -> Intervals:
+    """Per split: the bootstrap interval of every metric mean of :func:`aggregate`.
+
+    ``bootstrap_interval`` (its defaults: 95%, 1000 resamples, seed 0) of the same values in the
+    same (``case_id``) order, so the result does not depend on the order of ``records``. Splits
+    whose cases are all errors are left out.
+    """
+    return {split: {metric: bootstrap_interval(values) for metric, values in per_metric.items()}
+            for split, per_metric in _metric_values(sorted_records(records)).items()}
+
+
+def interval_summary(bounds: Intervals) -> dict[str, Any]:
+    """The ``intervals`` entry of ``summary.json``: the method (``"percentile bootstrap over
+    cases"``, ``confidence``, ``resamples``, ``seed``) and ``"splits"``: ``bounds`` (from
+    :func:`intervals`) with each interval as ``[low, high]``."""
+    return {
+        "method": "percentile bootstrap over cases",
+        "confidence": BOOTSTRAP_CONFIDENCE,
+        "resamples": BOOTSTRAP_RESAMPLES,
+        "seed": BOOTSTRAP_SEED,
+        "splits": {split: {metric: list(interval) for metric, interval in per_metric.items()}
+                   for split, per_metric in bounds.items()},
+    }
+
+
+def _metric_values(ordered: Iterable[Record]) -> dict[str, dict[str, list[float]]]:
+    """Split -> metric -> the values of the non-error records in the given order (``None``
+    values left out); splits in table order, metrics sorted."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for record in ordered:
         if record["outcome"] == "error":
             continue
-        split_values = values.setdefault(split, {})
+        split_values = values.setdefault(record["split"], {})
         for metric, value in (record.get("metrics") or {}).items():
             if value is not None:
                 split_values.setdefault(metric, []).append(float(value))
-    result: Aggregate = {}
-    for split in sorted(counts, key=_split_order):
-        per_metric = values.get(split, {})
-        result[split] = {metric: mean_percent(per_metric[metric]) for metric in sorted(per_metric)}
-        result[split].update(counts[split])
-    return result
+    return {split: {metric: values[split][metric] for metric in sorted(values[split])}
+            for split in sorted(values, key=_split_order)}
 
 
 def run_counts(records: Iterable[Record], thresholds: Collection[str] | None = None) -> dict[str, Any]:
@@ -189,16 +233,22 @@ def _number(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _cell(result: Mapping[str, Mapping[str, float]], split: str, metric: str) -> str:
-    value = result.get(split, {}).get(metric)
-    return DASH if value is None else _number(value)
+def _interval(bounds: Interval) -> str:
+    """``[low, high]`` with one decimal: with 1000 resamples the ends carry a Monte Carlo error
+    of about a tenth of a point, so a second decimal would be noise."""
+    low, high = bounds
+    return f"[{low:.1f}, {high:.1f}]"
 
 
 def _grouped_body(
-    rows: Sequence[Row], columns: Sequence[tuple[str, str, str]], marks: Sequence[str]
+    rows: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]],
+    columns: Sequence[tuple[str, str, str]],
+    marks: Sequence[str],
+    cell: Callable[[Any], str] = _number,
 ) -> list[list[str]]:
     """Rows grouped by model (models in order of first appearance): a ``*model*`` line, then
-    one line per method; ``marks[i]`` is appended to row ``i``'s method."""
+    one line per method; ``marks[i]`` is appended to row ``i``'s method. A column's cell is
+    ``cell(result[split][metric])``, or "–" when the row has no such value."""
     by_model: dict[str, list[int]] = {}
     for index, (model, _, _) in enumerate(rows):
         by_model.setdefault(model, []).append(index)
@@ -207,9 +257,20 @@ def _grouped_body(
         body.append([f"*{_escape(model)}*"] + [""] * len(columns))
         for index in indices:
             _, method, result = rows[index]
-            body.append([_escape(method) + marks[index]]
-                        + [_cell(result, split, metric) for split, metric, _ in columns])
+            values = [result.get(split, {}).get(metric) for split, metric, _ in columns]
+            body.append([_escape(method) + marks[index]] + [DASH if v is None else cell(v) for v in values])
     return body
+
+
+def _interval_section(title: str, rows: Sequence[Row], intervals: Sequence[Mapping[str, Mapping[str, Interval]]],
+                      columns: Sequence[tuple[str, str, str]], marks: Sequence[str]) -> list[str]:
+    """The interval table under a point table: the same rows and columns, then the method."""
+    if len(intervals) != len(rows):
+        raise ValueError(f"{len(intervals)} interval sets for {len(rows)} rows")
+    interval_rows = [(model, method, bounds) for (model, method, _), bounds in zip(rows, intervals)]
+    table = _markdown_table(["Method", *(label for _, _, label in columns)],
+                            _grouped_body(interval_rows, columns, marks, _interval))
+    return [f"{_PERCENT} confidence intervals of {title}", table, INTERVAL_METHOD]
 
 
 def _split_counts(result: Mapping[str, Mapping[str, float]], splits: Sequence[str]) -> str:
@@ -235,27 +296,36 @@ def _cases_line(rows: Sequence[Row], splits: Sequence[str]) -> str:
     return f"n cases per split (errors excluded from the means): {listed}"
 
 
-def table1(rows: Sequence[Row]) -> str:
+def table1(rows: Sequence[Row], intervals: Sequence[Mapping[str, Mapping[str, Interval]]] | None = None) -> str:
     """Table 1 (Knowledge Conflict) as Markdown, laid out like the paper.
 
     Columns: Method | Single Succ | Coverage CS, CM | Reverse CS_exp, CS_imp, CM |
     Composite CS_exp, CS_imp, CM, TFD. Rows are grouped by model (a ``*model*`` line, then one
     line per method, in order of first appearance). Values have 2 decimals; a split that was not
     run shows "–". A line under the table gives the number of cases per split.
+
+    With ``intervals`` (one :data:`Intervals` per row), a second table follows with the same
+    rows and columns and cells ``[low, high]`` (1 decimal), then a line naming the method.
     """
+    marks = [""] * len(rows)
     table = _markdown_table(["Method", *(label for _, _, label in TABLE1_COLUMNS)],
-                            _grouped_body(rows, TABLE1_COLUMNS, [""] * len(rows)))
-    return "\n\n".join([_TABLE1_TITLE, table, _cases_line(rows, ("coverage", "reverse", "composite"))])
+                            _grouped_body(rows, TABLE1_COLUMNS, marks))
+    parts = [_TABLE1_TITLE, table, _cases_line(rows, ("coverage", "reverse", "composite"))]
+    if intervals is not None:
+        parts += _interval_section("Table 1", rows, intervals, TABLE1_COLUMNS, marks)
+    return "\n\n".join(parts)
 
 
-def table2(rows: Sequence[Row], scaling: str | Sequence[str]) -> str:
+def table2(rows: Sequence[Row], scaling: str | Sequence[str],
+           intervals: Sequence[Mapping[str, Mapping[str, Interval]]] | None = None) -> str:
     """Table 2 (Knowledge Distortion) as Markdown, laid out like the paper.
 
     Columns: Method | EASY Succ, D, IR, FR | HARD Succ, D, IR, FR; rows grouped by model as in
     :func:`table1`. ``scaling`` is the D scaling (``"paper"`` or ``"upstream"``) of every row,
     or a sequence with one per row. Under the table: the cases per split and the D scaling.
     When rows that ran EASY or HARD differ in scaling, those rows are marked ``(D: paper)`` /
-    ``(D: upstream)`` and the last line says that their D values are not comparable.
+    ``(D: upstream)`` and the D line says that their D values are not comparable.
+    ``intervals`` adds the interval table as in :func:`table1` (marked rows alike).
     """
     scalings = [scaling] * len(rows) if isinstance(scaling, str) else list(scaling)
     if len(scalings) != len(rows):
@@ -275,13 +345,21 @@ def table2(rows: Sequence[Row], scaling: str | Sequence[str]) -> str:
         d_line = f"D scaling: {SCALING_LABELS[distinct[0]] if distinct else DASH}."
     table = _markdown_table(["Method", *(label for _, _, label in TABLE2_COLUMNS)],
                             _grouped_body(rows, TABLE2_COLUMNS, marks))
-    return "\n\n".join([_TABLE2_TITLE, table, _cases_line(rows, ROUND_SPLITS), d_line])
+    parts = [_TABLE2_TITLE, table, _cases_line(rows, ROUND_SPLITS), d_line]
+    if intervals is not None:
+        parts += _interval_section("Table 2", rows, intervals, TABLE2_COLUMNS, marks)
+    return "\n\n".join(parts)
 
 
 def run_tables(summary: Mapping[str, Any], records: Iterable[Record]) -> tuple[str, str]:
-    """Table 1 and Table 2 of one run: a single row (summary's model, method)."""
-    row: Row = (summary["model"], summary["method"], aggregate(records))
-    return table1([row]), table2([row], summary["distortion_scaling"])
+    """Table 1 and Table 2 of one run, with intervals: a single row (summary's model, method)."""
+    ordered = sorted_records(records)
+    return _run_tables(summary, ordered, intervals(ordered))
+
+
+def _run_tables(summary: Mapping[str, Any], ordered: Sequence[Record], bounds: Intervals) -> tuple[str, str]:
+    row: Row = (summary["model"], summary["method"], aggregate(ordered))
+    return table1([row], [bounds]), table2([row], summary["distortion_scaling"], [bounds])
 
 
 def threshold_summary(records: Iterable[Record], thresholds: Collection[str] | None = None) -> str:
@@ -330,32 +408,68 @@ def timing_summary(summary: Mapping[str, Any]) -> str:
     return text
 
 
-def relation_table(records: Iterable[Record]) -> str:
-    """Per split and relation: non-error cases and each metric's mean ×100 with its 95%
-    bootstrap interval, as ``mean [lo, hi]``. One small table per split that was run."""
-    groups: dict[str, dict[str, list[Record]]] = {}
-    for record in sorted_records(records):
-        if record["outcome"] != "error":
-            groups.setdefault(record["split"], {}).setdefault(record["relation"], []).append(record)
-    sections = []
-    for split in sorted(groups, key=_split_order):
-        metrics = SPLIT_METRICS[split]
-        body = []
-        for relation, cases in sorted(groups[split].items()):
-            cells = [_interval_cell([float(case["metrics"][metric]) for case in cases
-                                     if (case.get("metrics") or {}).get(metric) is not None])
-                     for metric in metrics]
-            body.append([_escape(relation), str(len(cases)), *cells])
-        header = ["Relation", "n", *(METRIC_LABELS[metric] for metric in metrics)]
-        sections.append(f"{split} (mean ×100 [95% bootstrap interval])\n\n" + _markdown_table(header, body))
-    return "\n\n".join(sections) if sections else "no cases"
+def relation_table(records: Iterable[Record], scaling: str | None = None) -> str:
+    """Every metric of every split broken down by relation and, for RoundEdit, by arity.
+
+    For each split with non-error cases (table order): a table with one row per relation (the
+    records' ``relation``: e1's relation, or the case's rule where the data gives one, e.g.
+    ``P22>P40``), and for easy and hard a second one per arity (``1-N``: the subject has N true
+    objects; the records' ``arity`` up to any ``@``). Columns: n, the group's non-error cases,
+    and per metric of the split ``mean [low, high]``: ``mean_percent`` (2 decimals) and
+    ``bootstrap_interval`` (1 decimal, its defaults) of the group's values in ``case_id`` order;
+    "–" when no case of the group has the metric. Rows in natural order (P17 before P131, 1-2
+    before 1-10). Then the interval method and, when ``scaling`` is given and a RoundEdit split
+    is shown, the D scaling. "no cases" when every record is an error.
+    """
+    ordered = [record for record in sorted_records(records) if record["outcome"] != "error"]
+    splits = sorted({record["split"] for record in ordered}, key=_split_order)
+    if not splits:
+        return "no cases"
+    parts = [f"Per relation: mean over cases ×100 [{_PERCENT} interval], errors excluded"]
+    for split in splits:
+        cases = [record for record in ordered if record["split"] == split]
+        parts += [f"{split} by relation", _group_table(split, "Relation", cases, _relation_of)]
+        if split in ROUND_SPLITS:
+            parts += [f"{split} by arity (1-N: N true objects)", _group_table(split, "Arity", cases, _arity_of)]
+    parts.append(INTERVAL_METHOD)
+    if scaling is not None and set(splits) & set(ROUND_SPLITS):
+        parts.append(f"D scaling: {SCALING_LABELS[scaling]}.")
+    return "\n\n".join(parts)
 
 
-def _interval_cell(values: Sequence[float]) -> str:
+def _relation_of(record: Record) -> str:
+    return str(record.get("relation") or DASH)
+
+
+def _arity_of(record: Record) -> str:
+    """``1-N`` of a RoundEdit record: its ``arity`` (the upstream ``type``, e.g. ``1-3@P136``) up
+    to any ``@``."""
+    return str(record.get("arity") or DASH).partition("@")[0]
+
+
+def _group_table(split: str, label: str, cases: Sequence[Record], key: Callable[[Record], str]) -> str:
+    """One row per value of ``key`` over ``cases``: n and ``mean [low, high]`` per metric of the split."""
+    groups: dict[str, list[Record]] = {}
+    for case in cases:
+        groups.setdefault(key(case), []).append(case)
+    metrics = SPLIT_METRICS[split]
+    body = []
+    for name in sorted(groups, key=_natural):
+        values = [[float(case["metrics"][metric]) for case in groups[name]
+                   if (case.get("metrics") or {}).get(metric) is not None] for metric in metrics]
+        body.append([_escape(name), str(len(groups[name])), *(_mean_and_interval(v) for v in values)])
+    return _markdown_table([label, "n", *(METRIC_LABELS[metric] for metric in metrics)], body)
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key comparing runs of digits as numbers: ``P17 < P131``, ``1-2 < 1-10``."""
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", text)))
+
+
+def _mean_and_interval(values: Sequence[float]) -> str:
     if not values:
         return DASH
-    low, high = bootstrap_interval(values)
-    return f"{_number(mean_percent(values))} [{_number(low)}, {_number(high)}]"
+    return f"{_number(mean_percent(values))} {_interval(bootstrap_interval(values))}"
 
 
 # --------------------------------------------------------------------------- files
@@ -398,8 +512,10 @@ def _write_text(path: Path, text: str) -> None:
         raise ReportError(path, f"cannot write: {exc.strerror or exc}") from None
 
 
-def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str) -> None:
-    """Write ``table1.md`` and ``table2.md`` into ``directory`` (created if needed)."""
+def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str,
+                 relations_md: str | None = None) -> None:
+    """Write ``table1.md``, ``table2.md`` and, when given, ``relations.md`` into ``directory``
+    (created if needed)."""
     target = Path(directory)
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -407,25 +523,50 @@ def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: s
         raise ReportError(target, f"cannot create directory: {exc.strerror or exc}") from None
     _write_text(target / TABLE1_FILE, table1_md + "\n")
     _write_text(target / TABLE2_FILE, table2_md + "\n")
+    if relations_md is not None:
+        _write_text(target / RELATIONS_FILE, relations_md + "\n")
+
+
+class RunReport(NamedTuple):
+    """The outputs of one finished run."""
+
+    #: the run summary with ``counts`` (:func:`run_counts` for the metrics of its
+    #: ``thresholds``) and ``intervals`` (:func:`interval_summary`)
+    summary: dict[str, Any]
+    #: the records in ``case_id`` order
+    records: list[Record]
+    #: Table 1 and Table 2, each with its interval table (:func:`run_tables`)
+    table1: str
+    table2: str
+    #: the per-relation and per-arity breakdown (:func:`relation_table`)
+    relations: str
+
+
+def run_report(summary: Mapping[str, Any], records: Iterable[Record]) -> RunReport:
+    """Everything a run reports, computed once from its summary and case records."""
+    ordered = sorted_records(records)
+    bounds = intervals(ordered)
+    written = {**summary, "counts": run_counts(ordered, summary.get("thresholds") or {}),
+               "intervals": interval_summary(bounds)}
+    return RunReport(written, ordered, *_run_tables(written, ordered, bounds),
+                     relation_table(ordered, summary["distortion_scaling"]))
 
 
 def write_report(
     directory: str | os.PathLike[str], summary: Mapping[str, Any], records: Iterable[Record]
-) -> dict[str, Any]:
-    """Write the report of a finished run into ``directory``.
+) -> RunReport:
+    """Write the report of a finished run (:func:`run_report`) into ``directory`` and return it.
 
-    Writes ``table1.md``, ``table2.md``, ``summary.json`` (``summary`` with ``counts`` set to
-    :func:`run_counts` of the records for the metrics of ``summary["thresholds"]``; sorted keys,
-    indent 2) and rewrites ``cases.jsonl``
-    sorted by ``case_id``. Each file is replaced atomically. Returns the summary as written.
+    Writes ``table1.md``, ``table2.md``, ``relations.md``, ``summary.json`` (sorted keys,
+    indent 2) and rewrites ``cases.jsonl`` sorted by ``case_id``. Each file is replaced
+    atomically.
     """
-    ordered = sorted_records(records)
-    written = {**summary, "counts": run_counts(ordered, summary.get("thresholds") or {})}
-    write_tables(directory, *run_tables(written, ordered))
+    run = run_report(summary, records)
+    write_tables(directory, run.table1, run.table2, run.relations)
     target = Path(directory)
-    _write_text(target / CASES_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
-    _write_text(target / SUMMARY_FILE, json.dumps(written, sort_keys=True, indent=2) + "\n")
-    return written
+    _write_text(target / CASES_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in run.records))
+    _write_text(target / SUMMARY_FILE, json.dumps(run.summary, sort_keys=True, indent=2) + "\n")
+    return run
 
 
 def _read_text(path: Path) -> str:
@@ -457,9 +598,11 @@ def _record_problem(record: Any) -> str | None:
     """What is wrong with a parsed ``cases.jsonl`` line, or ``None``."""
     if not isinstance(record, dict):
         return "a case record must be a JSON object"
-    for field in ("case_id", "relation"):
-        if not isinstance(record.get(field), str):
-            return f"field '{field}' must be a string"
+    if not isinstance(record.get("case_id"), str):
+        return "field 'case_id' must be a string"
+    for field in ("relation", "arity"):  # null for a record that could not be parsed
+        if record.get(field) is not None and not isinstance(record[field], str):
+            return f"field '{field}' must be a string or null"
     if record.get("split") not in SPLITS:
         return f"field 'split' must be one of {', '.join(SPLITS)}, got {record.get('split')!r}"
     if record.get("outcome") not in OUTCOMES:
@@ -504,26 +647,58 @@ def load_run(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[di
     return _load_summary(target / SUMMARY_FILE), _load_cases(target / CASES_FILE)
 
 
-def merge_runs(directories: Sequence[str | os.PathLike[str]]) -> tuple[str, str]:
-    """Table 1 and Table 2 with one row per model × method over several report directories.
+class Runs(NamedTuple):
+    """Report directories read back, one run per model × method (:func:`load_runs`)."""
 
-    Rows are grouped by model, in order of first appearance. When several directories hold the
-    same model × method, the later one's results fill that row and a note under each table says
-    so. Differing D scalings are marked in Table 2 (see :func:`table2`).
-    """
+    #: (model, method) -> (summary, records), in order of first appearance
+    by_key: dict[tuple[str, str], tuple[dict[str, Any], list[dict[str, Any]]]]
+    #: (model, method) -> every directory that held it, in the order given
+    sources: dict[tuple[str, str], list[str]]
+
+    def notes(self) -> str:
+        """One paragraph per model × method found in several directories, naming the one kept."""
+        return "".join(
+            f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
+            f"the row shows the later one, {paths[-1]}."
+            for (model, method), paths in self.sources.items() if len(paths) > 1
+        )
+
+
+def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
+    """Read several report directories (:func:`load_run`); when several hold the same model ×
+    method, the later one is kept. Raises KeditError when ``directories`` is empty."""
     if not directories:
         raise KeditError("no report directories given")
-    runs: dict[tuple[str, str], tuple[Aggregate, str]] = {}
-    sources: dict[tuple[str, str], list[str]] = {}
+    runs = Runs({}, {})
     for directory in directories:
         summary, records = load_run(directory)
         key = (summary["model"], summary["method"])
-        runs[key] = (aggregate(records), summary["distortion_scaling"])
-        sources.setdefault(key, []).append(str(directory))
-    rows: list[Row] = [(model, method, result) for (model, method), (result, _) in runs.items()]
-    notes = "".join(
-        f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
-        f"the row shows the later one, {paths[-1]}."
-        for (model, method), paths in sources.items() if len(paths) > 1
-    )
-    return table1(rows) + notes, table2(rows, [scaling for _, scaling in runs.values()]) + notes
+        runs.by_key[key] = (summary, records)
+        runs.sources.setdefault(key, []).append(str(directory))
+    return runs
+
+
+def merge_tables(runs: Runs) -> tuple[str, str]:
+    """Table 1 and Table 2, each with its interval table, one row per model × method of ``runs``.
+
+    Rows are grouped by model, in order of first appearance. When several directories held the
+    same model × method, a note under each table says which one the row shows. Differing D
+    scalings are marked in Table 2 (see :func:`table2`).
+    """
+    rows: list[Row] = []
+    bounds: list[Intervals] = []
+    for (model, method), (_, records) in runs.by_key.items():
+        ordered = sorted_records(records)
+        rows.append((model, method, aggregate(ordered)))
+        bounds.append(intervals(ordered))
+    scalings = [summary["distortion_scaling"] for summary, _ in runs.by_key.values()]
+    return table1(rows, bounds) + runs.notes(), table2(rows, scalings, bounds) + runs.notes()
+
+
+def merge_relations(runs: Runs) -> str:
+    """The per-relation breakdown (:func:`relation_table`) of each model × method of ``runs``,
+    each under a ``## model / method`` heading, then the notes of :func:`merge_tables`."""
+    return "\n\n".join(
+        f"## {model} / {method}\n\n{relation_table(records, summary['distortion_scaling'])}"
+        for (model, method), (summary, records) in runs.by_key.items()
+    ) + runs.notes()

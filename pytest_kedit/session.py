@@ -56,7 +56,8 @@ class Runner:
     @property
     def suite(self) -> Suite:
         if self._suite is None:
-            self._suite = load_suite(self.options.data, self.options.splits, self.options.limit)
+            options = self.options
+            self._suite = load_suite(options.data, options.splits, options.limit, options.sample, options.seed)
         return self._suite
 
     @property
@@ -120,6 +121,8 @@ def _process_info(harness: Harness) -> dict[str, Any]:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "hparams": _hparams_dict(editor),
+        # where second-moment statistics came from (locate-and-edit methods); empty until needed
+        "statistics": dict(getattr(editor, "statistics_info", None) or {}),
     }
 
 
@@ -155,6 +158,7 @@ class Collector:
             "hparams": first.get("hparams", {}),
             "model_source": first.get("model_source"),
             "model_fingerprint": first.get("model_fingerprint"),
+            "statistics": next((p["statistics"] for p in processes.values() if p.get("statistics")), {}),
             "data": {"source": suite.source if suite else self.options.data, "fingerprint": suite.fingerprint if suite else None},
             "versions": _versions(),
             "timings": {
@@ -163,17 +167,17 @@ class Collector:
                 "total": time.perf_counter() - self.started,
                 "processes": len(processes),
             },
-            "counts": report.run_counts(self.records),
         }
 
-    def finish(self, suite: Suite | None) -> tuple[dict[str, Any], str, str]:
+    def finish(self, suite: Suite | None) -> report.RunReport:
+        """The run's report (summary, tables, per-relation breakdown), written to the report
+        folder when there is one."""
         summary = self.summary(suite)
         if self.log is not None:
             self.log.close()
         if self.options.report:
-            summary = report.write_report(self.options.report, summary, self.records)
-        table1, table2 = report.run_tables(summary, self.records)
-        return summary, table1, table2
+            return report.write_report(self.options.report, summary, self.records)
+        return report.run_report(summary, self.records)
 
 
 def encode_record(record: dict[str, Any]) -> str:

@@ -269,29 +269,73 @@ def test_mean_percent_examples():
     assert math.isnan(mean_percent([]))
 
 
-@settings(deadline=None)
-@given(metric_values, st.integers(1, 50))
-def test_bootstrap_interval_of_constant_data_is_the_mean(value, n):
-    low, high = bootstrap_interval([value] * n, resamples=200)
-    mean = mean_percent([value] * n)
-    assert low == pytest.approx(mean, abs=1e-9)
-    assert high == pytest.approx(mean, abs=1e-9)
+def direct_bootstrap(values, confidence, resamples, seed):
+    """The interval computed step by step: one resample per loop turn, from the same generator."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(values, dtype=float)
+    statistics = []
+    for _ in range(resamples):
+        resample = x[rng.integers(0, len(x), size=len(x))]
+        statistics.append(100 * np.sum(resample) / len(x))
+    statistics.sort()
+    cut = min(round(resamples * (1 - confidence) / 2), (resamples - 1) // 2)
+    kept = statistics[cut:resamples - cut]
+    return kept[0], kept[-1]
+
+
+confidences = st.floats(0.01, 0.99)
 
 
 @settings(deadline=None)
-@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=50), st.integers(0, 2**32 - 1))
-def test_bootstrap_interval_brackets_the_mean(values, seed):
-    low, high = bootstrap_interval(values, resamples=500, seed=seed)
-    assert low - 1e-9 <= mean_percent(values) <= high + 1e-9
-    assert bootstrap_interval(values, resamples=500, seed=seed) == (low, high)  # deterministic
-    wide_low, wide_high = bootstrap_interval(values, confidence=0.99, resamples=500, seed=seed)
-    assert wide_low <= low and high <= wide_high
+@given(st.lists(metric_values, min_size=1, max_size=60), confidences, st.integers(1, 300), st.integers(0, 2**32 - 1))
+@example([0.0, 1.0], 0.95, 1000, 0)
+@example([0.3, 0.7], 0.01, 2, 0)  # cut limited to (resamples - 1) // 2
+def test_bootstrap_interval_is_the_direct_computation(values, confidence, resamples, seed):
+    assert bootstrap_interval(values, confidence, resamples, seed) == direct_bootstrap(values, confidence, resamples, seed)
+
+
+@settings(deadline=None)
+@given(st.lists(metric_values, min_size=1, max_size=60), confidences, confidences, st.integers(0, 2**32 - 1))
+def test_bootstrap_interval_is_ordered_bounded_and_nested_in_confidence(values, c1, c2, seed):
+    low, high = bootstrap_interval(values, min(c1, c2), resamples=200, seed=seed)
+    wide_low, wide_high = bootstrap_interval(values, max(c1, c2), resamples=200, seed=seed)
+    n = len(values)
+    floor, ceiling = (100 * np.sum(np.full(n, bound)) / n for bound in (min(values), max(values)))
+    assert floor <= wide_low <= low <= high <= wide_high <= ceiling
+
+
+@settings(deadline=None)
+@given(metric_values, st.integers(1, 60), st.integers(0, 2**32 - 1))
+def test_bootstrap_interval_of_constant_data_is_degenerate(value, n, seed):
+    low, high = bootstrap_interval([value] * n, seed=seed)
+    assert low == high == pytest.approx(mean_percent([value] * n), rel=1e-12, abs=1e-12)
+
+
+@settings(deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0]), min_size=2, max_size=80).filter(lambda v: 0 < sum(v) < len(v)),
+       st.integers(0, 2**32 - 1))
+def test_bootstrap_interval_of_indicators_contains_the_mean(values, seed):
+    # Each side of the mean holds at least half of the bootstrap distribution (the median of a
+    # binomial equals its mean when that is an integer): missing it would take fewer than 25 of
+    # 1000 resamples on one side, a chance below 1e-200.
+    low, high = bootstrap_interval(values, seed=seed)
+    assert low <= mean_percent(values) <= high
+    assert low < high
+
+
+@settings(deadline=None)
+@given(st.lists(metric_values, min_size=1, max_size=60), st.integers(0, 2**32 - 1))
+def test_bootstrap_interval_is_deterministic(values, seed):
+    assert bootstrap_interval(values, seed=seed) == bootstrap_interval(list(values), seed=seed)
 
 
 def test_bootstrap_interval_examples():
     assert bootstrap_interval([1, 1, 1]) == (100.0, 100.0)
     low, high = bootstrap_interval([0, 1] * 50)
     assert 35 < low < 50 < high < 65  # about 50 ± 1.96·5
+    assert bootstrap_interval([0.25]) == (25.0, 25.0)
+    spread = [i / 10 for i in range(10)]
+    assert bootstrap_interval(spread, seed=1) != bootstrap_interval(spread)  # another seed, other resamples
     assert all(math.isnan(x) for x in bootstrap_interval([]))
 
 

@@ -40,9 +40,10 @@ def test_help_lists_every_option_in_the_kedit_group(pytester: pytest.Pytester):
     result = run(pytester, "--help")
     text = result.stdout.str()
     group = text[text.index("knowledge-editing pitfalls benchmark") :]
-    for option in ("model", "method", "hparams", "device", "dtype", "data", "split", "limit", "report", "seed", "threshold", "distortion"):
+    for option in ("model", "method", "hparams", "device", "dtype", "data", "split", "limit", "sample", "report", "seed",
+                   "threshold", "distortion", "by-relation"):
         assert f"--kedit-{option}" in group
-    assert "kedit_model (string)" in text and "kedit_thresholds (args)" in text
+    assert "kedit_model (string)" in text and "kedit_thresholds (args)" in text and "kedit_by_relation (bool)" in text
 
 
 def test_one_test_per_case_with_readable_ids(project: pytest.Pytester):
@@ -66,13 +67,41 @@ def test_run_prints_both_tables_thresholds_and_timings_and_writes_the_report(pro
     out = result.stdout.str()
     result.assert_outcomes(passed=10)
     assert "Table 1" in out and "Table 2" in out and "Single Succ" in out and "EASY Succ" in out
+    assert "95% confidence intervals of Table 1" in out and "95% confidence intervals of Table 2" in out
+    assert "Per relation" not in out  # only with --kedit-by-relation
     assert "model load" in out.lower() and "probe" in out.lower()
-    assert {p.name for p in report.iterdir()} >= {"table1.md", "table2.md", "cases.jsonl", "summary.json"}
+    assert {p.name for p in report.iterdir()} >= {"table1.md", "table2.md", "relations.md", "cases.jsonl", "summary.json"}
     records = [json.loads(line) for line in (report / "cases.jsonl").read_text().splitlines()]
     assert len(records) == 10 and all(r["outcome"] == "passed" and r["metrics"] for r in records)
     summary = json.loads((report / "summary.json").read_text())
     assert summary["method"] == "ft" and summary["hparams"]["num_steps"] == 3 and summary["data"]["fingerprint"]
     assert summary["distortion_scaling"] == "paper" and summary["versions"]["torch"]
+    assert summary["sample"] is None and set(summary["intervals"]["splits"]["reverse"]) == {"cs_exp", "cs_imp", "cm"}
+
+
+def test_a_sample_is_stratified_seeded_and_the_same_in_every_worker(project: pytest.Pytester):
+    args = ("--collect-only", "-q", "--kedit-split=reverse,easy", "--kedit-limit=18", "--kedit-sample=6", "--kedit-seed=3")
+    ids = re.findall(r"\[([a-z]+-\d{4})\]", run(project, *args).stdout.str())
+    assert len(ids) == 12 and ids == re.findall(r"\[([a-z]+-\d{4})\]", run(project, *args).stdout.str())
+    assert [i for i in ids if i.startswith("reverse")] != [f"reverse-{i:04d}" for i in range(6)]
+    other_seed = re.findall(r"\[([a-z]+-\d{4})\]", run(project, *args, "--kedit-seed=4").stdout.str())
+    assert len(other_seed) == 12 and other_seed != ids
+    pytest.importorskip("xdist")
+    # xdist stops with "Different tests were collected" when workers disagree; -k runs nothing.
+    parallel = run(project, "-n", "2", *args[2:], "-k", "no-such-case")
+    assert parallel.ret == pytest.ExitCode.NO_TESTS_COLLECTED and "Different tests" not in parallel.stdout.str()
+
+
+def test_by_relation_prints_the_breakdown_and_the_summary_names_the_sample(project: pytest.Pytester, tmp_path: Path):
+    report = tmp_path / "report"
+    result = run(project, "--kedit-split=easy", "--kedit-limit=6", "--kedit-sample=2", "--kedit-by-relation",
+                 f"--kedit-report={report}", "--kedit-threshold=succ=off", "--kedit-threshold=fr=off")
+    out = result.stdout.str()
+    result.assert_outcomes(passed=2, skipped=1)
+    assert "stratified sample of 2 cases per split (by relation, seed 0)" in out
+    assert "easy by relation" in out and "easy by arity (1-N: N true objects)" in out
+    assert (report / "relations.md").read_text().startswith("Per relation")
+    assert json.loads((report / "summary.json").read_text())["sample"] == {"size": 2, "seed": 0}
 
 
 def test_a_failing_threshold_names_the_metric_and_its_probabilities(project: pytest.Pytester):
@@ -104,6 +133,7 @@ def test_k_selects_cases_and_last_failed_reruns_only_failures(project: pytest.Py
     [
         (("--kedit-split=sideways",), "kedit: --kedit-split: unknown"),
         (("--kedit-limit=zero",), "kedit: --kedit-limit: 'zero' is not a whole number"),
+        (("--kedit-sample=0",), "kedit: --kedit-sample: must be at least 1, got 0"),
         (("--kedit-threshold=cs_imp>=x",), "is not a number"),
         (("--kedit-distortion=median",), "choose from paper, upstream"),
     ],

@@ -65,6 +65,15 @@ def write_run(directory: Path, records: list[dict[str, Any]], **kwargs: Any) -> 
     return directory
 
 
+def merge_runs(directories: list[Path]) -> tuple[str, str]:
+    return report.merge_tables(report.load_runs(directories))
+
+
+def section(text: str, title: str) -> str:
+    """The part of ``text`` from the line ``title`` on."""
+    return text[text.index("\n" + title + "\n") + 1:]
+
+
 def test_aggregate_means_times_100_and_counts() -> None:
     result = report.aggregate(REVERSE + EASY)
     assert list(result) == ["reverse", "easy"]
@@ -134,15 +143,52 @@ def test_timing_summary_shares_and_per_case() -> None:
     assert "parallel workers" in parallel
 
 
-def test_relation_table_has_mean_and_interval_per_relation() -> None:
-    records = [record("reverse-0000", relation="A", cs_exp=1, cs_imp=1, cm=0.5),
-               record("reverse-0001", relation="A", cs_exp=0, cs_imp=1, cm=0.5),
-               record("reverse-0002", relation="B", cs_exp=1, cs_imp=0, cm=0.1)]
+def test_table1_has_an_interval_table_with_the_same_columns_and_the_method() -> None:
+    records = REVERSE + [record(f"reverse-{i:04d}", cs_exp=i % 2, cs_imp=1, cm=i / 10) for i in range(3, 12)]
+    table = report.run_tables(summary(), records)[0]
+    point, intervals = table.split("95% confidence intervals of Table 1")
+    assert point == report.table1([(MODEL, "ft", report.aggregate(records))]) + "\n\n"  # the paper's layout
+    assert cells(intervals, "Method") == cells(point, "Method")
+    row = cells(intervals, "ft")
+    bounds = report.intervals(records)["reverse"]
+    assert row[4:7] == [f"[{bounds[m][0]:.1f}, {bounds[m][1]:.1f}]" for m in ("cs_exp", "cs_imp", "cm")]
+    assert row[1:4] == ["–"] * 3 and row[7:] == ["–"] * 4
+    low, high = bounds["cs_exp"]
+    assert low < report.aggregate(records)["reverse"]["cs_exp"] < high
+    assert table.splitlines()[-1] == report.INTERVAL_METHOD
+    assert "percentile bootstrap" in report.INTERVAL_METHOD and "1000 resamples" in report.INTERVAL_METHOD
+    assert "seed 0" in report.INTERVAL_METHOD and "95%" in report.INTERVAL_METHOD
+
+
+def test_table2_interval_table_keeps_the_scaling_marks(tmp_path: Path) -> None:
+    paper = write_run(tmp_path / "p", EASY, method="ft", scaling="paper")
+    upstream = write_run(tmp_path / "u", [dict(r, method="rome") for r in EASY], method="rome", scaling="upstream")
+    intervals = section(merge_runs([paper, upstream])[1], "95% confidence intervals of Table 2")
+    assert cells(intervals, "ft (D: paper)")[2] == "[2.0, 4.0]"
+    assert cells(intervals, "rome (D: upstream)")[5:] == ["–"] * 4
+
+
+def test_relation_table_has_mean_and_interval_per_relation_and_arity() -> None:
+    records = [record("reverse-0000", relation="P17", cs_exp=1, cs_imp=1, cm=0.5),
+               record("reverse-0001", relation="P17", cs_exp=0, cs_imp=1, cm=0.5),
+               record("reverse-0002", relation="P131", cs_exp=1, cs_imp=0, cm=0.1),
+               record("reverse-0003", "error", relation="P9")]
     text = report.relation_table(records)
-    row_a = cells(text, "A")
-    assert row_a[1] == "2"
-    assert row_a[2].startswith("50.00 [") and row_a[3] == "100.00 [100.00, 100.00]"
-    assert cells(text, "B")[1:3] == ["1", "100.00 [100.00, 100.00]"]
+    row = cells(text, "P17")
+    assert row[1] == "2"
+    assert row[2].startswith("50.00 [") and row[3] == "100.00 [100.0, 100.0]"
+    assert cells(text, "P131")[1:3] == ["1", "100.00 [100.0, 100.0]"]
+    assert text.index("| P17 |") < text.index("| P131 |")  # natural order
+    assert "| P9 |" not in text and "by arity" not in text  # errors left out; arity is for RoundEdit
+    assert text.splitlines()[-1] == report.INTERVAL_METHOD
+    easy = [dict(record(f"easy-{i:04d}", relation="P1", succ=1, d=0.01 * i, ir=0, fr=0), arity=arity)
+            for i, arity in enumerate(["1-2@P1", "1-10@P1", "1-2@P1"])]
+    text = report.relation_table(easy, scaling="upstream")
+    arity = section(text, "easy by arity (1-N: N true objects)")
+    assert cells(arity, "1-2")[1:3] == ["2", "100.00 [100.0, 100.0]"] and cells(arity, "1-10")[1] == "1"
+    assert arity.index("| 1-2 |") < arity.index("| 1-10 |")
+    assert text.splitlines()[-1].startswith("D scaling: upstream")
+    assert report.relation_table([record("coverage-0000", "error")]) == "no cases"
 
 
 def test_case_log_writes_flushed_lines_and_starts_a_new_run_clean(tmp_path: Path) -> None:
@@ -162,7 +208,8 @@ def test_case_log_writes_flushed_lines_and_starts_a_new_run_clean(tmp_path: Path
 
 def test_write_report_load_run_round_trip(tmp_path: Path) -> None:
     records = list(reversed(REVERSE + EASY))
-    written = report.write_report(tmp_path / "out", summary(), records)
+    run = report.write_report(tmp_path / "out", summary(), records)
+    written = run.summary
     loaded_summary, loaded = report.load_run(tmp_path / "out")
     assert loaded_summary == written
     assert written["counts"]["splits"]["reverse"]["thresholds"] == {"cs_exp": {"checked": 2, "passed": 2},
@@ -173,31 +220,38 @@ def test_write_report_load_run_round_trip(tmp_path: Path) -> None:
     text = (tmp_path / "out" / "summary.json").read_text()
     assert text == json.dumps(written, sort_keys=True, indent=2) + "\n"
     table1_md, table2_md = report.run_tables(summary(), records)
+    assert (run.table1, run.table2) == (table1_md, table2_md)
     assert (tmp_path / "out" / "table1.md").read_text() == table1_md + "\n"
     assert (tmp_path / "out" / "table2.md").read_text() == table2_md + "\n"
+    assert (tmp_path / "out" / "relations.md").read_text() == report.relation_table(records, "paper") + "\n"
+    assert written["intervals"]["splits"] == {split: {metric: list(bounds) for metric, bounds in metrics.items()}
+                                              for split, metrics in report.intervals(records).items()}
+    assert {key: written["intervals"][key] for key in ("confidence", "resamples", "seed")} == {
+        "confidence": 0.95, "resamples": 1000, "seed": 0}
 
 
 def test_merge_two_methods_one_model(tmp_path: Path) -> None:
     first = write_run(tmp_path / "a", REVERSE, method="ft")
     second = write_run(tmp_path / "b", [record("reverse-0000", method="rome", cs_exp=0, cs_imp=0, cm=0.0)],
                        method="rome")
-    table1_md, table2_md = report.merge_runs([first, second])
+    table1_md, table2_md = merge_runs([first, second])
     lines = table1_md.splitlines()
     model_line = lines.index(next(line for line in lines if line.startswith(f"| *{MODEL}*")))
     assert [line.split("|")[1].strip() for line in lines[model_line + 1:model_line + 3]] == ["ft", "rome"]
-    assert table1_md.count(f"*{MODEL}*") == 1
+    assert table1_md.count(f"*{MODEL}*") == 2  # once in the table, once in its interval table
     assert cells(table1_md, "rome")[4:7] == ["0.00", "0.00", "0.00"]
-    assert table1_md.splitlines()[-1].endswith(f"{MODEL} / ft: coverage –, reverse 3 (1 error), composite –; "
-                                               f"{MODEL} / rome: coverage –, reverse 1, composite –")
+    assert f"{MODEL} / ft: coverage –, reverse 3 (1 error), composite –; {MODEL} / rome: coverage –, reverse 1, " \
+           "composite –\n" in table1_md
+    assert cells(section(table1_md, "95% confidence intervals of Table 1"), "rome")[4] == "[0.0, 0.0]"
     assert "rome" in table2_md and "Note:" not in table1_md
 
 
 def test_merge_same_model_and_method_later_wins(tmp_path: Path) -> None:
     old = write_run(tmp_path / "old", REVERSE)
     new = write_run(tmp_path / "new", [record("reverse-0000", cs_exp=0, cs_imp=0, cm=0.0)])
-    table1_md, table2_md = report.merge_runs([old, new])
+    table1_md, table2_md = merge_runs([old, new])
     assert cells(table1_md, "ft")[4:7] == ["0.00", "0.00", "0.00"]
-    assert table1_md.count("| ft |") == 1
+    assert table1_md.count("| ft |") == 2
     note = f"the row shows the later one, {new}."
     assert note in table1_md and note in table2_md
 
@@ -207,13 +261,13 @@ def test_merge_flags_mixed_distortion_scaling(tmp_path: Path) -> None:
     upstream = write_run(tmp_path / "u", [dict(r, method="rome") for r in EASY], method="rome", scaling="upstream")
     coverage_only = write_run(tmp_path / "c", [record("coverage-0000", single_succ=1, cs=1, cm=0.1)],
                               method="mend", scaling="upstream")
-    _, table2_md = report.merge_runs([paper, upstream, coverage_only])
+    _, table2_md = merge_runs([paper, upstream, coverage_only])
     assert cells(table2_md, "ft (D: paper)")[2] == "3.00"
     assert cells(table2_md, "rome (D: upstream)")[2] == "3.00"
     assert cells(table2_md, "mend")[1] == "–"  # ran no RoundEdit split: its scaling does not matter
     assert "D scaling: MIXED" in table2_md and "not comparable" in table2_md
-    _, same = report.merge_runs([paper, coverage_only])
-    assert "MIXED" not in same and same.splitlines()[-1].startswith("D scaling: paper JS")
+    _, same = merge_runs([paper, coverage_only])
+    assert "MIXED" not in same and "\nD scaling: paper JS" in same
 
 
 @pytest.mark.parametrize("problem, message", [
@@ -243,11 +297,33 @@ def test_kedit_report_prints_both_tables_and_writes_out(tmp_path: Path, capsys: 
     second = write_run(tmp_path / "b", REVERSE, method="rome")
     assert main(["report", str(first), str(second), "--out", str(tmp_path / "merged")]) == 0
     out = capsys.readouterr().out
-    table1_md, table2_md = report.merge_runs([first, second])
+    table1_md, table2_md = merge_runs([first, second])
     assert out == f"{table1_md}\n\n{table2_md}\n"
     assert cells(out, "Method")[1] == "Single Succ" and cells(out.split("Table 2")[1], "Method")[1] == "EASY Succ"
+    assert "95% confidence intervals of Table 1" in out and "95% confidence intervals of Table 2" in out
     assert (tmp_path / "merged" / "table1.md").read_text() == table1_md + "\n"
     assert (tmp_path / "merged" / "table2.md").read_text() == table2_md + "\n"
+    assert not (tmp_path / "merged" / "relations.md").exists()
+
+
+def test_kedit_report_by_relation_prints_each_run_breakdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = write_run(tmp_path / "a", REVERSE + EASY)
+    second = write_run(tmp_path / "b", [dict(r, relation="P2") for r in REVERSE], method="rome")
+    assert main(["report", str(first), str(second), "--by-relation", "--out", str(tmp_path / "merged")]) == 0
+    out = capsys.readouterr().out
+    runs = report.load_runs([first, second])
+    relations = report.merge_relations(runs)
+    assert out.endswith(f"\n\n{relations}\n")
+    assert relations.startswith(f"## {MODEL} / ft\n\n{report.relation_table(REVERSE + EASY, 'paper')}")
+    assert f"## {MODEL} / rome" in relations and cells(section(relations, f"## {MODEL} / rome"), "P2")[1] == "2"
+    assert (tmp_path / "merged" / "relations.md").read_text() == relations + "\n"
+
+
+def test_a_record_that_could_not_be_parsed_loads_back(tmp_path: Path) -> None:
+    unparsed = dict(record("reverse-0007", "error"), relation=None, arity=None)
+    run = write_run(tmp_path / "run", [*REVERSE, unparsed])
+    assert report.load_run(run)[1][-1] == unparsed
+    assert cells(merge_runs([run])[0], "ft")[4] == "100.00"
 
 
 def test_kedit_report_missing_dir_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

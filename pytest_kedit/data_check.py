@@ -1,0 +1,294 @@
+"""``kedit check-data``: every problem of a dataset at once, where the loader stops at the first.
+
+A check covers a folder in the upstream layout, one of its files, or ``upstream:NAME``. Each
+problem is a :class:`Finding` of one of these kinds:
+
+``schema``
+    What the loader rejects (the :class:`~pytest_kedit.errors.DataError` of the parsers in
+    :mod:`pytest_kedit.cases`): an unreadable or non-JSON file, a missing or mistyped field, a
+    relation without paraphrases, a case that breaks its split's rules. One per bad record (the
+    parser stops at a record's first error), for every record.
+``placeholder``
+    A prompt without exactly one ``{}``, the slot the subject is written into: a relation's
+    ``prompt`` in a record, or a paraphrase in ``conflict_prompts.json`` / ``round_prompts.json``.
+``subject``
+    A prompt with one ``{}`` whose ``prompt.format(subject)`` (how probes and editors fill it)
+    fails or leaves the subject out, because of other braces (``{0}``, ``{name}``, ``{{}}``).
+``label``
+    An object label (``object``, ``new_object``, ``true_object``, ``true_objects[i]``, in the
+    edits and the triples) that is empty or numeric only (digits with optional sign, spaces,
+    ``,`` and ``.``): a probe of such an object scores how digits are tokenized, not an entity.
+``duplicate``
+    A case that runs the same experiment as an earlier case of its file: ConflictEdit cases
+    whose two edits agree in subject label, relation id and prompt, old and new object label
+    (and, for composite, whose tied facts agree in subject, relation and object label); RoundEdit
+    cases whose edits agree so and whose ``true_objects`` hold the same labels in any order.
+
+A record's ``schema`` finding is left out when a ``placeholder`` or ``label`` finding already
+names the same field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import upstream
+from .cases import CONFLICT_SPLITS, ConflictCase, Edit, Fact, RoundCase, parse_conflict_case, parse_round_case
+from .datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES
+from .errors import ConfigError, DataError
+
+KINDS = ("schema", "placeholder", "subject", "label", "duplicate")
+PROMPT_FILES = (CONFLICT_PROMPTS, ROUND_PROMPTS)
+OBJECT_FIELDS = ("object", "new_object", "true_object")
+_SPLIT_OF_FILE = {name: split for split, name in SPLIT_FILES.items()}
+_NUMERIC = re.compile(r"[+\-]?\d[\d,.\s]*")
+# Fills prompts that have no subject at hand; no real prompt contains it.
+_SENTINEL = "\0subject\0"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: where (file, record index, field path) and what."""
+
+    file: str
+    record: int | None
+    field: str | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        """``FILE:record N: field: message`` (the record and field parts only when known)."""
+        where = self.file if self.record is None else f"{self.file}:record {self.record}"
+        return ": ".join(part for part in (where, self.field, self.message) if part)
+
+
+def check_data(target: str) -> list[Finding]:
+    """The findings of ``target``: a folder in the upstream layout, a split or paraphrase file of
+    one, or ``upstream:NAME`` (downloaded first). A split file is checked with the paraphrase file
+    beside it. Raises ConfigError when ``target`` is none of these."""
+    if upstream.is_upstream(target):
+        folder = upstream.fetch(target)
+        return _check_files([folder / name for name in SPLIT_FILES.values()])
+    path = Path(target).expanduser()
+    known = [*SPLIT_FILES.values(), *PROMPT_FILES]
+    if path.is_dir():
+        files = [path / name for name in known if (path / name).is_file()]
+        if not files:
+            raise ConfigError(f"{target}: holds none of {', '.join(known)}")
+        return _check_files(files)
+    if path.is_file():
+        if path.name not in known:
+            raise ConfigError(f"{target}: not a dataset file; expected one named {', '.join(known)}")
+        return _check_files([path])
+    raise ConfigError(f"{target}: no such file or folder")
+
+
+def summarize(findings: Sequence[Finding]) -> str:
+    """Per file, the count of each kind, then the total; empty when there are no findings."""
+    if not findings:
+        return ""
+    per_file: dict[str, Counter[str]] = {}
+    for finding in findings:
+        per_file.setdefault(finding.file, Counter())[finding.kind] += 1
+    lines = ["summary:"]
+    for file, counts in per_file.items():
+        lines.append(f"  {file}: " + ", ".join(f"{kind} {counts[kind]}" for kind in KINDS if counts[kind]))
+    lines.append(f"{_plural(len(findings), 'finding')} in {_plural(len(per_file), 'file')}")
+    return "\n".join(lines)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _check_files(paths: Sequence[Path]) -> list[Finding]:
+    """Every file of ``paths`` in order; each paraphrase file once, before the first split using it."""
+    findings: list[Finding] = []
+    paraphrases: dict[Path, Mapping[str, Sequence[str]]] = {}
+
+    def prompts_of(path: Path) -> Mapping[str, Sequence[str]]:
+        if path not in paraphrases:
+            paraphrases[path] = _check_prompts(path, findings)
+        return paraphrases[path]
+
+    for path in paths:
+        if path.name in PROMPT_FILES:
+            prompts_of(path)
+            continue
+        split = _SPLIT_OF_FILE[path.name]
+        prompts_name = CONFLICT_PROMPTS if split in CONFLICT_SPLITS else ROUND_PROMPTS
+        relations = prompts_of(path.parent / prompts_name)
+        findings.extend(_check_split(path, split, relations, prompts_name))
+    return findings
+
+
+class _AnyRelation(Mapping[str, Sequence[str]]):
+    """Paraphrases for a missing or unreadable paraphrase file: every relation, none of its
+    paraphrases. The file is one finding; the records are still checked for everything else."""
+
+    def __getitem__(self, relation: str) -> Sequence[str]:
+        return ()
+
+    def __contains__(self, relation: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed file; DataError (file level) when it cannot be read or parsed."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read: {exc.strerror}") from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(str(path), f"not valid JSON: {exc}") from None
+
+
+def _schema(error: DataError) -> Finding:
+    return Finding(error.path, error.record, error.field, "schema", error.message)
+
+
+def _check_prompts(path: Path, findings: list[Finding]) -> Mapping[str, Sequence[str]]:
+    """Append the findings of a paraphrase file; return its relations for parsing the records
+    (a relation whose list is broken maps to no paraphrases, so only this file reports it)."""
+    if not path.is_file():
+        findings.append(Finding(str(path), None, None, "schema", "missing: every relation needs its paraphrase prompts"))
+        return _AnyRelation()
+    try:
+        data = _read_json(path)
+    except DataError as exc:
+        findings.append(_schema(exc))
+        return _AnyRelation()
+    if not isinstance(data, dict):
+        findings.append(Finding(str(path), None, None, "schema",
+                                f"expected an object mapping relation ids to prompt lists, got {type(data).__name__}"))
+        return _AnyRelation()
+    relations: dict[str, tuple[str, ...]] = {}
+    for relation, items in data.items():
+        if not isinstance(items, list) or not items:
+            findings.append(Finding(str(path), None, relation, "schema", "expected a non-empty list of prompts"))
+            relations[relation] = ()
+            continue
+        for i, prompt in enumerate(items):
+            field = f"{relation}[{i}]"
+            if isinstance(prompt, str):
+                findings.extend(_prompt_findings(str(path), None, field, prompt, None))
+            else:
+                findings.append(Finding(str(path), None, field, "schema", f"expected str, got {type(prompt).__name__}"))
+        relations[relation] = tuple(p for p in items if isinstance(p, str))
+    return relations
+
+
+def _check_split(path: Path, split: str, relations: Mapping[str, Sequence[str]], prompts_name: str) -> list[Finding]:
+    try:
+        records = _read_json(path)
+    except DataError as exc:
+        return [_schema(exc)]
+    if not isinstance(records, list):
+        return [Finding(str(path), None, None, "schema", f"expected a list of cases, got {type(records).__name__}")]
+    parse = parse_conflict_case if split in CONFLICT_SPLITS else parse_round_case
+    findings: list[Finding] = []
+    first_of: dict[tuple[Any, ...], int] = {}
+    for index, record in enumerate(records):
+        own = list(_record_findings(str(path), index, record))
+        findings.extend(own)
+        try:
+            case = parse(record, split, index, str(path), relations, prompts_name)
+        except DataError as exc:
+            if exc.field not in {f.field for f in own}:
+                findings.append(_schema(exc))
+            continue
+        key = _case_key(case)
+        if key in first_of:
+            field = "edits" if isinstance(case, ConflictCase) else "edit"
+            findings.append(Finding(str(path), index, field, "duplicate", f"same case as record {first_of[key]}"))
+        else:
+            first_of[key] = index
+    return findings
+
+
+def _objects(value: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every JSON object inside ``value`` with its field path (``edits[1]``, ``edits[1].relation``)."""
+    if isinstance(value, dict):
+        yield path, value
+        for key, child in value.items():
+            yield from _objects(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _objects(child, f"{path}[{i}]")
+
+
+def _record_findings(file: str, index: int, record: Any) -> Iterator[Finding]:
+    """The placeholder, subject and label findings of one record."""
+    for path, obj in _objects(record):
+        prefix = f"{path}." if path else ""
+        relation, subject = obj.get("relation"), obj.get("subject")
+        if isinstance(relation, dict) and isinstance(relation.get("prompt"), str):
+            label = subject.get("label") if isinstance(subject, dict) else None
+            yield from _prompt_findings(file, index, f"{prefix}relation.prompt", relation["prompt"],
+                                        label if isinstance(label, str) and label.strip() else None)
+        labelled = [(key, obj.get(key)) for key in OBJECT_FIELDS]
+        if isinstance(obj.get("true_objects"), list):
+            labelled += [(f"true_objects[{i}]", item) for i, item in enumerate(obj["true_objects"])]
+        for key, entity in labelled:
+            if isinstance(entity, dict) and isinstance(entity.get("label"), str):
+                problem = _label_problem(entity["label"])
+                if problem:
+                    yield Finding(file, index, f"{prefix}{key}.label", "label", problem)
+
+
+def _label_problem(label: str) -> str | None:
+    if not label.strip():
+        return "is empty"
+    if _NUMERIC.fullmatch(label.strip()):
+        return f"numeric-only label {label!r}"
+    return None
+
+
+def _prompt_findings(file: str, record: int | None, field: str, prompt: str, subject: str | None) -> Iterator[Finding]:
+    """The placeholder or subject finding of one prompt template (at most one)."""
+    slots = prompt.count("{}")
+    if slots == 0:
+        hint = f" (the subject {subject!r} is written out: put '{{}}' in its place)" if subject and subject in prompt else ""
+        yield Finding(file, record, field, "placeholder", f"has no '{{}}' for the subject: {prompt!r}{hint}")
+        return
+    if slots > 1:
+        yield Finding(file, record, field, "placeholder", f"has {slots} '{{}}', exactly one takes the subject: {prompt!r}")
+        return
+    filler = subject or _SENTINEL
+    try:
+        filled = prompt.format(filler)
+    except (IndexError, KeyError, ValueError) as exc:
+        problem = f"prompt.format(subject) fails ({type(exc).__name__}: {exc})"
+        yield Finding(file, record, field, "subject", f"{problem}; write literal braces as '{{{{' and '}}}}': {prompt!r}")
+        return
+    if filler not in filled:
+        yield Finding(file, record, field, "subject", f"prompt.format(subject) leaves the subject out: {prompt!r}")
+
+
+def _fact_key(fact: Fact) -> tuple[str, ...]:
+    return (fact.subject.label, fact.relation.id, fact.relation.prompt, fact.object.label)
+
+
+def _edit_key(edit: Edit) -> tuple[str, ...]:
+    return (edit.subject.label, edit.relation.id, edit.relation.prompt, edit.old.label, edit.new.label)
+
+
+def _case_key(case: ConflictCase | RoundCase) -> tuple[Any, ...]:
+    """What makes two cases of a file the same experiment (see the module docstring)."""
+    if isinstance(case, ConflictCase):
+        return (tuple(_edit_key(e) for e in case.edits), _fact_key(case.tied_fact) if case.tied_fact else None)
+    return (_edit_key(case.edit), tuple(sorted(o.label for o in case.true_objects)))

@@ -1,0 +1,169 @@
+"""``kedit check-data``: every finding of a dataset, with its file, record, field and kind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_datasets import UPSTREAM, copy_builtin, needs_upstream
+
+from pytest_kedit.cli import main
+from pytest_kedit.data_check import check_data
+from pytest_kedit.datasets import builtin_folder
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def where(findings) -> list[tuple[str, int | None, str | None, str]]:
+    return [(Path(f.file).name, f.record, f.field, f.kind) for f in findings]
+
+
+@pytest.fixture
+def bad_folder(tmp_path: Path) -> Path:
+    """The built-in suites with exactly one problem of each kind (two schema errors, in two records)."""
+    folder = copy_builtin(tmp_path)
+
+    def coverage(records: list[Any]) -> None:
+        del records[1]["edits"][0]["new_object"]
+        records[3]["edits"] = records[3]["edits"][:1]
+
+    def reverse(records: list[Any]) -> None:
+        edit = records[2]["edits"][1]
+        edit["relation"]["prompt"] = f"{edit['subject']['label']} is the capital of"
+
+    def composite(records: list[Any]) -> None:
+        records[0]["edits"][0]["relation"]["prompt"] = "The {{}} book was written by"
+
+    def easy(records: list[Any]) -> None:
+        records[4]["edit"]["new_object"]["label"] = "1989"
+
+    def hard(records: list[Any]) -> None:
+        records[1]["edit"]["new_object"]["label"] = " "
+        records.append(records[0])
+
+    def conflict_prompts(prompts: dict[str, Any]) -> None:
+        prompts["P36"][3] = "The capital city is"
+
+    def round_prompts(prompts: dict[str, Any]) -> None:
+        prompts["P47"][0] = "{} borders {name}"
+
+    changes = {"coverage_edit": coverage, "reverse_edit": reverse, "composite_edit": composite, "easy": easy,
+               "hard": hard, "conflict_prompts": conflict_prompts, "round_prompts": round_prompts}
+    for name, change in changes.items():
+        edit_json(folder / f"{name}.json", change)
+    return folder
+
+
+def test_built_in_data_has_no_findings():
+    assert check_data(str(builtin_folder())) == []
+
+
+def test_each_kind_is_found_once_where_it_is(bad_folder: Path):
+    hard_records = len(json.loads((bad_folder / "hard.json").read_text()))
+    assert where(check_data(str(bad_folder))) == [
+        ("conflict_prompts.json", None, "P36[3]", "placeholder"),
+        ("coverage_edit.json", 1, "edits[0].new_object", "schema"),
+        ("coverage_edit.json", 3, "edits", "schema"),
+        ("reverse_edit.json", 2, "edits[1].relation.prompt", "placeholder"),
+        ("composite_edit.json", 0, "edits[0].relation.prompt", "subject"),
+        ("round_prompts.json", None, "P47[0]", "subject"),
+        ("easy.json", 4, "edit.new_object.label", "label"),
+        ("hard.json", 1, "edit.new_object.label", "label"),
+        ("hard.json", hard_records - 1, "edit", "duplicate"),
+    ]
+
+
+def test_messages_say_what_is_wrong(bad_folder: Path):
+    messages = {(Path(f.file).name, f.record): f.message for f in check_data(str(bad_folder))}
+    subject = json.loads((bad_folder / "reverse_edit.json").read_text())[2]["edits"][1]["subject"]["label"]
+    assert messages["coverage_edit.json", 1] == "missing"
+    assert messages["coverage_edit.json", 3] == "expected 2 edits (e1, e2), got 1"
+    assert f"the subject {subject!r} is written out: put '{{}}' in its place" in messages["reverse_edit.json", 2]
+    assert messages["composite_edit.json", 0].startswith("prompt.format(subject) leaves the subject out")
+    assert messages["round_prompts.json", None].startswith("prompt.format(subject) fails (KeyError: 'name')")
+    assert messages["easy.json", 4] == "numeric-only label '1989'"
+    assert messages["hard.json", 1] == "is empty"
+    assert messages["conflict_prompts.json", None] == "has no '{}' for the subject: 'The capital city is'"
+
+
+def test_a_prompt_with_two_slots_is_a_placeholder_finding(tmp_path: Path):
+    folder = copy_builtin(tmp_path)
+    edit_json(folder / "easy.json", lambda records: records[0]["edit"]["relation"].update(prompt="{} and {} speak"))
+    assert where(check_data(str(folder / "easy.json"))) == [("easy.json", 0, "edit.relation.prompt", "placeholder")]
+
+
+def test_a_split_file_alone_is_checked_with_its_paraphrase_file(bad_folder: Path):
+    assert where(check_data(str(bad_folder / "easy.json"))) == [
+        ("round_prompts.json", None, "P47[0]", "subject"),
+        ("easy.json", 4, "edit.new_object.label", "label"),
+    ]
+
+
+def test_a_missing_paraphrase_file_is_one_finding_and_the_records_are_still_checked(bad_folder: Path):
+    (bad_folder / "round_prompts.json").unlink()
+    assert where(check_data(str(bad_folder / "easy.json"))) == [
+        ("round_prompts.json", None, None, "schema"),
+        ("easy.json", 4, "edit.new_object.label", "label"),
+    ]
+
+
+def test_an_unreadable_split_is_one_file_level_finding(tmp_path: Path):
+    folder = copy_builtin(tmp_path)
+    (folder / "hard.json").write_text("[{")
+    (finding,) = check_data(str(folder / "hard.json"))
+    assert (finding.record, finding.field, finding.kind) == (None, None, "schema")
+    assert str(finding).startswith(f"{folder / 'hard.json'}: not valid JSON")
+
+
+def test_cli_prints_one_line_per_finding_then_the_summary_and_exits_1(bad_folder: Path, capsys):
+    assert main(["check-data", str(bad_folder)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{bad_folder / 'conflict_prompts.json'}: P36[3]: has no '{{}}' for the subject: 'The capital city is'"
+    assert lines[1] == f"{bad_folder / 'coverage_edit.json'}:record 1: edits[0].new_object: missing"
+    assert lines[9:] == [
+        "summary:",
+        f"  {bad_folder / 'conflict_prompts.json'}: placeholder 1",
+        f"  {bad_folder / 'coverage_edit.json'}: schema 2",
+        f"  {bad_folder / 'reverse_edit.json'}: placeholder 1",
+        f"  {bad_folder / 'composite_edit.json'}: subject 1",
+        f"  {bad_folder / 'round_prompts.json'}: subject 1",
+        f"  {bad_folder / 'easy.json'}: label 1",
+        f"  {bad_folder / 'hard.json'}: label 1, duplicate 1",
+        "9 findings in 7 files",
+    ]
+
+
+def test_cli_exits_0_on_clean_data(capsys):
+    assert main(["check-data", str(builtin_folder())]) == 0
+    assert capsys.readouterr().out == f"no findings in {builtin_folder()}\n"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("nowhere", "nowhere: no such file or folder"), ("notes.txt", "notes.txt: not a dataset file; expected one named"),
+     ("empty", "empty: holds none of coverage_edit.json")],
+)
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys, name, message):
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "empty").mkdir()
+    assert main(["check-data", str(tmp_path / name)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"kedit: error: {tmp_path / message}") and err.count("\n") == 1
+
+
+def test_cli_without_a_path_is_a_usage_error(capsys):
+    assert main(["check-data"]) == 2
+    assert "kedit: error: the following arguments are required: PATH" in capsys.readouterr().err
+
+
+@needs_upstream
+@pytest.mark.parametrize("name", ["GPT2-XL", "GPT-J"])
+def test_published_data_has_no_schema_or_prompt_findings(name):
+    kinds = {f.kind for f in check_data(str(UPSTREAM / name))}
+    assert kinds <= {"label", "duplicate"}
