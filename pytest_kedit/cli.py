@@ -115,8 +115,8 @@ def _build_suite(args: argparse.Namespace) -> int:
     check_request(args.source, args.out, splits)
     names = ("batch_size", "max_new_tokens", "limit")
     settings = BuildSettings(**{name: getattr(args, name) for name in names if hasattr(args, name)})
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     try:
+        loaded = load_model(args.model, device=args.device, dtype=args.dtype)
         manifest = build_suite(loaded, args.source, args.out, splits, settings)
     except KeyboardInterrupt:
         print(f"kedit: interrupted; decisions so far are kept in {args.out}: run the same command to resume",

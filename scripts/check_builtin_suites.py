@@ -10,7 +10,8 @@ the plugin reads::
     data/easy.json  data/hard.json  data/conflict_prompts.json  data/round_prompts.json
     data/manifest.json
 
-The knowledge check is the paper's (Appendix A.1.1, step 3): the prompt of a fact, filled with
+The knowledge check is the paper's (Appendix A.1.1, step 3), implemented in
+``pytest_kedit.knowledge_check`` and shared with ``kedit build-suite``: the prompt of a fact, filled with
 its subject, is continued greedily for 12 new tokens, and the model knows the fact when the
 continuation contains the object label (case-insensitive). It is applied to
 
@@ -36,8 +37,8 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,6 @@ from pytest_kedit.cases import (
     ROUND_SPLITS,
     SPLITS,
     Case,
-    ConflictCase,
-    RoundCase,
     case_id,
     parse_conflict_case,
     parse_prompts,
@@ -58,6 +57,7 @@ from pytest_kedit.cases import (
 )
 from pytest_kedit.datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, load_suite
 from pytest_kedit.errors import DataError
+from pytest_kedit.knowledge_check import MAX_NEW_TOKENS, Continuations, check_split, criteria
 from pytest_kedit.models import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,19 +66,11 @@ DEFAULT_DATA = REPO / "data"
 MANIFEST = "manifest.json"
 
 MODEL = "smollm2-135m"
-MAX_NEW_TOKENS = 12
 PARAPHRASES_PER_RELATION = 10
 MIN_CASES_PER_SPLIT = 12
 ROUND_OBJECTS = (2, 5)
 
-CRITERIA = {
-    "generation": (
-        "the prompt is tokenized with the tokenizer's defaults and continued greedily (do_sample=False) "
-        f"for max_new_tokens={MAX_NEW_TOKENS}; only the new tokens are decoded, special tokens skipped"
-    ),
-    "known": "the continuation contains the object label, compared case-insensitively",
-    "trivial": "a candidate whose checked object label occurs inside its subject label is rejected",
-}
+CRITERIA = criteria(MAX_NEW_TOKENS)
 SPLIT_CHECKS = {
     "coverage": "none: the protocol needs no knowledge check; schema and semantics only",
     "reverse": "none: the protocol needs no knowledge check; schema and semantics only",
@@ -94,116 +86,28 @@ SPLIT_CHECKS["hard"] = SPLIT_CHECKS["easy"]
 # --------------------------------------------------------------------------- the model
 
 
-class Continuations:
-    """Greedy continuations of prompts by one model; each prompt is generated once."""
-
-    def __init__(self, model_name: str) -> None:
-        # Short prompts on a small model: one thread is as fast as several, does not fight other
-        # processes for cores, and always sums in the same order.
-        torch.set_num_threads(1)
-        loaded = load_model(model_name, device="cpu", dtype="float32")
-        self.model = loaded.model
-        self.tokenizer = loaded.tokenizer
-        self.info = {
-            "name": loaded.name,
-            "fingerprint": loaded.fingerprint,
-            "device": str(loaded.device),
-            "dtype": str(loaded.dtype).removeprefix("torch."),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        }
-        self._cache: dict[str, str] = {}
-
-    def __call__(self, prompt: str) -> str:
-        if prompt not in self._cache:
-            inputs = self.tokenizer(prompt, return_tensors="pt")
-            with torch.no_grad():
-                output = self.model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW_TOKENS)
-            new_tokens = output[0, inputs["input_ids"].shape[1] :]
-            self._cache[prompt] = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        return self._cache[prompt]
-
-    @property
-    def generated(self) -> int:
-        """How many distinct prompts were generated."""
-        return len(self._cache)
-
-
-def contains(text: str, label: str) -> bool:
-    return label.casefold() in text.casefold()
-
-
-# --------------------------------------------------------------------------- the knowledge checks
-
-
 @dataclass
-class Verdict:
-    """The outcome of the knowledge check of one case; ``evidence`` goes to the manifest."""
+class Checker:
+    """The model's greedy continuations (batched, each prompt once) and what identifies the model."""
 
-    passed: bool
-    reason: str = ""
-    evidence: dict[str, Any] = field(default_factory=dict)
+    continuations: Continuations
+    info: dict[str, str]
 
 
-def check_tied_fact(case: ConflictCase, generate: Callable[[str], str]) -> Verdict:
-    """Composite: k_f's edit prompt, filled with its subject, must continue with its object."""
-    tied = case.tied_fact
-    assert tied is not None, "composite cases carry their tied fact"
-    subject, obj = tied.subject.label, tied.object.label
-    if contains(subject, obj):
-        return Verdict(False, f"tied-fact object {obj!r} occurs in its subject {subject!r}")
-    prompt = tied.relation.prompt.format(subject)
-    continuation = generate(prompt)
-    evidence = {
-        "tied_fact": f"({subject}, {tied.relation.id}, {obj})",
-        "prompt": prompt,
-        "continuation": continuation,
+def load_checker(model_name: str) -> Checker:
+    # Short prompts on a small model: one thread is as fast as several, does not fight other
+    # processes for cores, and always sums in the same order.
+    torch.set_num_threads(1)
+    loaded = load_model(model_name, device="cpu", dtype="float32")
+    info = {
+        "name": loaded.name,
+        "fingerprint": loaded.fingerprint,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
     }
-    if not contains(continuation, obj):
-        return Verdict(False, f"tied fact not known: the continuation does not contain {obj!r}", evidence)
-    return Verdict(True, evidence=evidence)
-
-
-def check_round_objects(case: RoundCase, generate: Callable[[str], str]) -> Verdict:
-    """RoundEdit: o1 must be known on the edit prompt or a paraphrase; every true object is recorded.
-
-    Prompts are tried in order, edit prompt first, and each object is credited to the first prompt
-    whose continuation contains it; once every true object is found the remaining prompts cannot
-    change the outcome and are skipped.
-    """
-    subject, o1 = case.edit.subject.label, case.edit.old.label
-    if contains(subject, o1):
-        return Verdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
-    found: dict[str, dict[str, str]] = {}
-    for template in case.edit.relation.prompts:
-        prompt = template.format(subject)
-        continuation = generate(prompt)
-        for obj in case.true_objects:
-            if obj.label not in found and contains(continuation, obj.label):
-                found[obj.label] = {"prompt": prompt, "continuation": continuation}
-        if len(found) == len(case.true_objects):
-            break
-    labels = ", ".join(o.label for o in case.true_objects)
-    evidence = {
-        "fact": f"({subject}, {case.edit.relation.id}, {{{labels}}})",
-        "o1": o1,
-        "true_objects": [
-            {"label": o.label, "known": o.label in found, **found.get(o.label, {})} for o in case.true_objects
-        ],
-    }
-    if o1 not in found:
-        paraphrases = len(case.edit.relation.paraphrases)
-        reason = f"round-edited object {o1!r} not known on the edit prompt or any of its {paraphrases} paraphrases"
-        return Verdict(False, reason, evidence)
-    return Verdict(True, evidence=evidence)
-
-
-def check_case(case: Case, generate: Callable[[str], str]) -> Verdict:
-    if isinstance(case, RoundCase):
-        return check_round_objects(case, generate)
-    if case.split == "composite":
-        return check_tied_fact(case, generate)
-    return Verdict(True)
+    return Checker(Continuations(loaded.model, loaded.tokenizer, MAX_NEW_TOKENS), info)
 
 
 # --------------------------------------------------------------------------- schema and semantics
@@ -400,13 +304,13 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
     if problems:
         print(f"{candidates_path} is malformed; nothing was written:", *problems, sep="\n  ", file=sys.stderr)
         return 2
-    generate = Continuations(model_name)
+    checker = load_checker(model_name)
     kept: dict[str, list[Any]] = {}
     report: dict[str, Any] = {}
     for split in SPLITS:
         kept[split], evidence, rejected = [], [], []
-        for index, (record, case) in enumerate(zip(records[split], cases[split])):
-            verdict = check_case(case, generate)
+        verdicts = check_split(split, cases[split], checker.continuations)
+        for index, (record, case, verdict) in enumerate(zip(records[split], cases[split], verdicts)):
             if verdict.passed:
                 evidence.append({"case": case_id(split, len(kept[split])), "candidate": index, **verdict.evidence})
                 kept[split].append(record)
@@ -442,7 +346,7 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
         used = dict.fromkeys(r["id"] for split in splits for record in kept[split] for r in relations_of(split, record))
         write_json(data_dir / name, {rid: raw_prompts[name][rid] for rid in used})
     manifest = {
-        "model": generate.info,
+        "model": checker.info,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "generator": "scripts/check_builtin_suites.py",
         "candidates": display_path(candidates_path),
@@ -450,8 +354,9 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
         "splits": report,
     }
     write_json(data_dir / MANIFEST, manifest)
-    print(f"wrote {data_dir}: {generate.generated} prompts generated in {time.perf_counter() - started:.0f} s")
-    return verify(data_dir, generate)
+    generated = checker.continuations.generated
+    print(f"wrote {data_dir}: {generated} prompts generated in {time.perf_counter() - started:.0f} s")
+    return verify(data_dir, checker)
 
 
 def display_path(path: Path) -> str:
@@ -467,7 +372,7 @@ def write_json(path: Path, value: Any) -> None:
 # --------------------------------------------------------------------------- checking data/
 
 
-def verify(data_dir: Path, generate: Continuations) -> int:
+def verify(data_dir: Path, checker: Checker) -> int:
     """Read data/ exactly as the plugin does and check schema and knowledge; 0 when all cases pass."""
     suite = load_suite(str(data_dir), SPLITS)
     failures: list[str] = []
@@ -477,12 +382,13 @@ def verify(data_dir: Path, generate: Continuations) -> int:
         # An unreadable file became a single DataError; when anything parsed, the file is a JSON list.
         records = json.loads((data_dir / SPLIT_FILES[split]).read_text(encoding="utf-8")) if parsed else []
         passed = 0
+        verdicts = iter(check_split(split, parsed, checker.continuations))
         for index, entry in enumerate(entries):
             if isinstance(entry, DataError):
                 failures.append(f"{split}: {entry}")
                 continue
             problems = [f"{entry.case_id}: {p}" for p in shape_problems(split, records[index])]
-            verdict = check_case(entry, generate)
+            verdict = next(verdicts)
             if not verdict.passed:
                 problems.append(f"{entry.case_id}: {verdict.reason}")
             failures += problems
@@ -493,7 +399,7 @@ def verify(data_dir: Path, generate: Continuations) -> int:
     if failures:
         print("FAILED:", *failures, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"every built-in case passes on {generate.info['name']}")
+    print(f"every built-in case passes on {checker.info['name']}")
     return 0
 
 
@@ -507,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=MODEL, help="model to check against (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.check:
-        return verify(args.data_dir, Continuations(args.model))
+        return verify(args.data_dir, load_checker(args.model))
     return build(args.candidates, args.data_dir, args.model)
 
 

@@ -1,0 +1,276 @@
+"""``kedit build-suite`` on a tiny random model and a tiny source folder written for it.
+
+The tiny model's greedy continuations are arbitrary words of its vocabulary, so the source is
+written after asking the model: a fact meant to pass names a word of its prompt's continuation,
+a fact meant to fail a vocabulary word that occurs in none of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tiny_models import FAMILIES, WORDS, tiny_loaded, tiny_model
+
+from pytest_kedit.cases import SPLITS
+from pytest_kedit.cli import main
+from pytest_kedit.datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, builtin_folder, load_suite
+from pytest_kedit.errors import DataError, KeditError
+from pytest_kedit.knowledge_check import Continuations, contains
+from pytest_kedit.models import LoadedModel
+from pytest_kedit.suite_builder import CHECKPOINT, MANIFEST, BuildSettings, build_suite
+
+SUBJECTS = ("France", "Italy", "Germany", "Spain", "Canada", "Switzerland", "Marie", "Pierre", "Hamlet", "Alice")
+CITY = {"id": "P131", "prompt": "{} is located in the city", "query": "?", "label": "located in"}
+COUNTRY = {"id": "P17", "prompt": "{} is located in the country", "query": "?", "label": "country"}
+CAPITAL = {"id": "P36", "prompt": "the capital of {} is", "query": "?", "label": "capital"}
+CAPITAL_OF = {"id": "P1376", "prompt": "{} is the capital of", "query": "?", "label": "capital of"}
+LANGUAGES = {"id": "P37", "prompt": "the official languages of {} are", "query": "?", "label": "official language"}
+CONFLICT_PARAPHRASES = {r["id"]: [r["prompt"] + " a", "by " + r["prompt"]] for r in (CITY, COUNTRY, CAPITAL, CAPITAL_OF)}
+ROUND_PARAPHRASES = {"P37": ["the languages of {} are", "{} is a language of"]}
+
+
+def entity(label: str) -> dict[str, Any]:
+    return {"id": None, "label": label}
+
+
+def triple(relation: dict[str, Any], subject: str, obj: str) -> dict[str, Any]:
+    return {"relation": relation, "subject": entity(subject), "object": entity(obj)}
+
+
+def edit(relation: dict[str, Any], subject: str, old: str, new: str) -> dict[str, Any]:
+    return {**triple(relation, subject, old), "new_object": entity(new)}
+
+
+class Words:
+    """Object labels chosen from what the tiny model continues a prompt with."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.continuations = Continuations(loaded.model, loaded.tokenizer)
+
+    def known(self, prompt: str, subject: str, avoid: tuple[str, ...] = ()) -> str | None:
+        """A word the continuation of ``prompt`` contains, if it has one (it may only echo the subject)."""
+        words = self.continuations(prompt).split()
+        return next((w for w in words if w.isalpha() and len(w) > 3 and not contains(subject, w) and w not in avoid), None)
+
+    def unknown(self, prompts: list[str], subject: str, avoid: tuple[str, ...] = ()) -> str:
+        """A vocabulary word that none of the continuations of ``prompts`` contains."""
+        text = " ".join(self.continuations(p) for p in prompts)
+        return next(
+            w for w in WORDS
+            if w.isalpha() and len(w) > 3 and not contains(text, w) and not contains(subject, w) and w not in avoid
+        )
+
+
+def composite_record(words: Words, subject: str, known: bool) -> dict[str, Any]:
+    prompt = CITY["prompt"].format(subject)
+    city = (known and words.known(prompt, subject)) or words.unknown([prompt], subject)
+    return {
+        "rule": "P131&P17>P17",
+        "triples": [triple(CITY, subject, city), triple(COUNTRY, city, "Europe"), triple(COUNTRY, subject, "Europe")],
+        "prerequisites": [0],
+        "type": "composite",
+        "edits": [
+            edit(COUNTRY, city, "Europe", "Asia"),
+            {**triple(COUNTRY, subject, "Europe"), "true_object": entity("Asia"), "new_object": entity("Canada")},
+        ],
+    }
+
+
+def round_record(words: Words, subject: str, known: bool, target: str) -> dict[str, Any]:
+    prompts = [p.format(subject) for p in (LANGUAGES["prompt"], *ROUND_PARAPHRASES["P37"])]
+    prompt = prompts[-1 if subject in SUBJECTS[::2] else 0]
+    o1 = (known and words.known(prompt, subject, avoid=(target,))) or words.unknown(prompts, subject, avoid=(target,))
+    other = words.unknown(prompts, subject, avoid=(o1, target))
+    return {
+        "type": "1-2@P37",
+        "edit": {"relation": LANGUAGES, "subject": entity(subject), "new_object": entity(target), "object": entity(o1)},
+        "true_objects": [entity(o1), entity(other)],
+    }
+
+
+def write_source(folder: Path, loaded: LoadedModel) -> Path:
+    """A source folder with kept and dropped cases in every split that has a check, and one
+    invalid record (coverage), whose words the tiny tokenizer knows."""
+    words = Words(loaded)
+    coverage = [
+        {"triples": [triple(CAPITAL, s, "Paris")], "prerequisites": [], "type": "coverage",
+         "edits": [edit(CAPITAL, s, "Paris", "Rome"), edit(CAPITAL, s, "Rome", "Berlin")]}
+        for s in SUBJECTS[:4]
+    ] + [{"triples": [], "type": "coverage"}]
+    reverse = [
+        {"rule": "P36>P1376", "triples": [triple(CAPITAL, s, "Paris"), triple(CAPITAL_OF, "Paris", s)], "prerequisites": [],
+         "type": "reverse", "edits": [edit(CAPITAL, s, "Paris", "Madrid"), edit(CAPITAL_OF, "Madrid", s, "Spain")]}
+        for s in SUBJECTS[:3]
+    ]
+    composite = [composite_record(words, s, known=i % 3 != 2) for i, s in enumerate(SUBJECTS[:8])]
+    targets = ("Shakespeare", "Berlin", "father", "Paris", "Hamlet", "spouse")
+    easy = [round_record(words, s, i % 4 != 3, targets[i % 6]) for i, s in enumerate(SUBJECTS)]
+    hard = [round_record(words, s, i % 3 != 1, targets[(i + 3) % 6]) for i, s in enumerate(SUBJECTS[:7])]
+    folder.mkdir()
+    files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard}
+    for split, records in files.items():
+        (folder / SPLIT_FILES[split]).write_text(json.dumps(records))
+    (folder / CONFLICT_PROMPTS).write_text(json.dumps(CONFLICT_PARAPHRASES))
+    (folder / ROUND_PROMPTS).write_text(json.dumps(ROUND_PARAPHRASES))
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny matrices run fastest on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    return tiny_loaded("llama")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory, tiny: LoadedModel) -> Path:
+    return write_source(tmp_path_factory.mktemp("build") / "source", tiny)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny: LoadedModel, source: Path) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("built") / "suite"
+    return out, build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
+
+
+def output_files(folder: Path) -> dict[str, bytes]:
+    """Every file of a build but the checkpoints."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith("checkpoint-")}
+
+
+def group(split: str, record: dict[str, Any]) -> str:
+    if split in ("easy", "hard"):
+        return record["edit"]["relation"]["id"]
+    return record.get("rule") or (record["edits"][0]["relation"]["id"] if "edits" in record else "(invalid)")
+
+
+def test_batched_greedy_continuations_match_one_at_a_time(family: str):
+    model, tokenizer = tiny_model(family)
+    prompts = ["the capital of France is", "Paris", "the official languages of Switzerland are in the city country"]
+    batched = Continuations(model, tokenizer, batch_size=8).generate(prompts)
+    assert batched == [Continuations(model, tokenizer, batch_size=1)(p) for p in prompts]
+
+
+def test_counts_add_up_per_split_and_relation(built: tuple[Path, dict[str, Any]], source: Path):
+    _, manifest = built
+    for split in SPLITS:
+        records = json.loads((source / SPLIT_FILES[split]).read_text())
+        report = manifest["splits"][split]
+        assert report["kept"] + report["dropped"] == report["source_records"] == len(records)
+        expected = Counter(group(split, r) for r in records)
+        assert {g: c["kept"] + c["dropped"] for g, c in report["by_relation"].items()} == expected
+        assert len(report["dropped_records"]) == report["dropped"]
+        assert all(d["reason"] for d in report["dropped_records"])
+    assert manifest["splits"]["coverage"]["dropped_records"][0]["reason"].startswith("invalid record:")
+    for split in ("composite", "easy", "hard"):
+        assert manifest["splits"][split]["kept"] and manifest["splits"][split]["dropped"], split
+    resplit = manifest["round_resplit"]
+    kept_rounds = manifest["splits"]["easy"]["kept"] + manifest["splits"]["hard"]["kept"]
+    assert resplit["easy"]["cases"] + resplit["hard"]["cases"] == kept_rounds
+    assert resplit["easy"]["cases"] >= resplit["hard"]["cases"] > 0
+    assert min(r["closeness"] for r in resplit["easy"]["records"]) >= resplit["threshold"]
+    assert max(r["closeness"] for r in resplit["hard"]["records"]) < resplit["threshold"]
+
+
+def test_output_loads_without_errors_and_holds_the_kept_records(built: tuple[Path, dict[str, Any]], source: Path):
+    out, manifest = built
+    suite = load_suite(str(out), SPLITS)
+    assert not [e for entries in suite.splits.values() for e in entries if isinstance(e, DataError)]
+    for split in ("coverage", "reverse", "composite"):
+        assert len(suite.splits[split]) == manifest["splits"][split]["kept"]
+        dropped = {d["index"] for d in manifest["splits"][split]["dropped_records"]}
+        records = json.loads((source / SPLIT_FILES[split]).read_text())
+        assert json.loads((out / SPLIT_FILES[split]).read_text()) == [r for i, r in enumerate(records) if i not in dropped]
+    for split in ("easy", "hard"):
+        assert len(suite.splits[split]) == manifest["round_resplit"][split]["cases"]
+    assert (out / ROUND_PROMPTS).read_bytes() == (source / ROUND_PROMPTS).read_bytes()
+    created = out.parent / "created-with-open"
+    created.touch()
+    assert {p.stat().st_mode for p in out.iterdir()} == {created.stat().st_mode}  # not mkstemp's 0o600
+
+
+def test_rerun_decides_nothing_and_changes_nothing(built, tiny, source, monkeypatch):
+    out, _ = built
+    before = output_files(out)
+    monkeypatch.setattr(Continuations, "_generate_batch", lambda *_: pytest.fail("a decided record was generated again"))
+    build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
+    assert output_files(out) == before
+
+
+def test_resume_after_a_limit_or_a_torn_checkpoint_gives_identical_files(built, tiny, source, tmp_path):
+    reference, _ = built
+    out = tmp_path / "suite"
+    build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3, limit=4), progress=False)
+    assert json.loads((out / MANIFEST).read_text())["splits"]["easy"]["source_records"] == 4
+    build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
+    assert output_files(out) == output_files(reference)
+
+    checkpoint = out / CHECKPOINT.format("easy")
+    lines = checkpoint.read_text().splitlines(keepends=True)
+    checkpoint.write_text("".join(lines[:-3]) + lines[-3][:10])  # lost two lines and tore one
+    build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
+    assert output_files(out) == output_files(reference)
+    assert checkpoint.read_text() == "".join(lines)
+
+
+def test_another_model_in_an_existing_folder_is_an_error(built, source):
+    out, _ = built
+    with pytest.raises(KeditError, match=r"checkpoint-coverage\.jsonl was written with model 'tiny-llama-0', "
+                                         r"this run has 'tiny-llama-1'") as info:
+        build_suite(tiny_loaded("llama", seed=1), str(source), out, progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_only_folders_of_earlier_builds_are_written_to(tiny, source):
+    with pytest.raises(KeditError, match="is the source folder"):
+        build_suite(tiny, str(source), source, progress=False)
+    with pytest.raises(KeditError, match="holds no earlier build"):
+        build_suite(tiny, str(source), source.parent, progress=False)
+
+
+def test_cli_builds_and_reports_errors_in_one_line(tiny_model_dir, source, tmp_path, built, capsys):
+    out = tmp_path / "suite"
+    args = ["build-suite", "--model", str(tiny_model_dir), "--from", str(source), "--out", str(out)]
+    assert main([*args, "--splits", "composite,easy,hard", "--batch-size", "4"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(load_suite(str(out), SPLITS).splits) == ["composite", "easy", "hard"]
+
+    built_elsewhere, _ = built  # by the same weights under another fingerprint
+    cases = {
+        "another model": [*args[:-1], str(built_elsewhere)],
+        "one of easy and hard": [*args, "--splits", "easy"],
+        "unknown split": [*args, "--splits", "coverage,medium"],
+        "missing source": [*args[:4], str(tmp_path / "nowhere"), *args[5:]],
+        "bad batch size": [*args, "--batch-size", "0"],
+    }
+    for name, argv in cases.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err  # before the error, transformers may have drawn a progress bar
+        assert err.splitlines()[-1].startswith("kedit: error: ") and "Traceback" not in err, (name, err)
+
+
+def test_cli_help_states_the_defaults(capsys):
+    assert main(["build-suite", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = BuildSettings()
+    assert f"(default: {defaults.batch_size})" in text and f"(default: {defaults.max_new_tokens})" in text
+
+
+def test_builtin_source_is_accepted(tiny, tmp_path):
+    manifest = build_suite(tiny, "builtin", tmp_path / "suite", splits=("coverage",), progress=False)
+    assert manifest["splits"]["coverage"]["dropped"] == 0
+    copied = json.loads((tmp_path / "suite" / SPLIT_FILES["coverage"]).read_text())
+    assert copied == json.loads((builtin_folder() / SPLIT_FILES["coverage"]).read_text())
