@@ -33,8 +33,8 @@ def _add_report(subparsers: Any) -> None:
         "report",
         help="print Table 1 and Table 2 merged from report directories",
         description="Print Table 1 and Table 2, each with its 95% bootstrap intervals, with one row per "
-                    "model × method found in the report directories (a later directory wins for a "
-                    "repeated model × method).",
+                    "model × method found in the report directories (runs of the same model × method "
+                    "are combined split by split, a later directory winning for a split both ran).",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="a run's report directory")
     parser.add_argument("--by-relation", action="store_true",

@@ -648,31 +648,36 @@ def load_run(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[di
 
 
 class Runs(NamedTuple):
-    """Report directories read back, one run per model × method (:func:`load_runs`)."""
+    """Report directories read back, one row's records per model × method (:func:`load_runs`)."""
 
-    #: (model, method) -> (summary, records), in order of first appearance
+    #: (model, method) -> (summary of the latest run, records), in order of first appearance
     by_key: dict[tuple[str, str], tuple[dict[str, Any], list[dict[str, Any]]]]
     #: (model, method) -> every directory that held it, in the order given
     sources: dict[tuple[str, str], list[str]]
 
     def notes(self) -> str:
-        """One paragraph per model × method found in several directories, naming the one kept."""
+        """One paragraph per model × method found in several directories."""
         return "".join(
             f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
-            f"the row shows the later one, {paths[-1]}."
+            f"each split comes from the last of them that ran it."
             for (model, method), paths in self.sources.items() if len(paths) > 1
         )
 
 
 def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
-    """Read several report directories (:func:`load_run`); when several hold the same model ×
-    method, the later one is kept. Raises KeditError when ``directories`` is empty."""
+    """Read several report directories (:func:`load_run`). Runs of the same model × method are
+    combined split by split: a split's cases come from the last directory that ran that split,
+    so the ConflictEdit splits of one run and the RoundEdit splits of another make one row.
+    Raises KeditError when ``directories`` is empty."""
     if not directories:
         raise KeditError("no report directories given")
     runs = Runs({}, {})
     for directory in directories:
         summary, records = load_run(directory)
         key = (summary["model"], summary["method"])
+        if key in runs.by_key:
+            replaced = {record["split"] for record in records}
+            records = [r for r in runs.by_key[key][1] if r["split"] not in replaced] + records
         runs.by_key[key] = (summary, records)
         runs.sources.setdefault(key, []).append(str(directory))
     return runs

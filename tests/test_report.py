@@ -246,13 +246,15 @@ def test_merge_two_methods_one_model(tmp_path: Path) -> None:
     assert "rome" in table2_md and "Note:" not in table1_md
 
 
-def test_merge_same_model_and_method_later_wins(tmp_path: Path) -> None:
-    old = write_run(tmp_path / "old", REVERSE)
+def test_merge_same_model_and_method_later_wins_split_by_split(tmp_path: Path) -> None:
+    old = write_run(tmp_path / "old", REVERSE + EASY)
     new = write_run(tmp_path / "new", [record("reverse-0000", cs_exp=0, cs_imp=0, cm=0.0)])
     table1_md, table2_md = merge_runs([old, new])
-    assert cells(table1_md, "ft")[4:7] == ["0.00", "0.00", "0.00"]
+    assert cells(table1_md, "ft")[4:7] == ["0.00", "0.00", "0.00"]  # reverse: the later run's one case
     assert table1_md.count("| ft |") == 2
-    note = f"the row shows the later one, {new}."
+    _, easy_only = merge_runs([old])
+    assert cells(table2_md, "ft")[:4] == cells(easy_only, "ft")[:4]  # easy: only the earlier run had it
+    note = f"is in several runs ({old}, {new}); each split comes from the last of them that ran it."
     assert note in table1_md and note in table2_md
 
 
