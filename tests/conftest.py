@@ -7,7 +7,19 @@ from pathlib import Path
 import pytest
 from tiny_models import FAMILIES, tiny_model
 
+from pytest_kedit.cache import cache_dir
+
 pytest_plugins = ["pytester"]
+
+#: The user's cache, resolved before pytester points HOME at a temporary folder.
+USER_CACHE_DIR = str(cache_dir())
+
+
+@pytest.fixture
+def user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's cache, where an embedded model is converted once per machine, also for pytester's
+    subprocesses (their HOME is a temporary folder)."""
+    monkeypatch.setenv("KEDIT_CACHE_DIR", USER_CACHE_DIR)
 
 
 @pytest.fixture(params=FAMILIES)

@@ -10,7 +10,7 @@ import pytest
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
-def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Pytester, tmp_path: Path):
+def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Pytester, tmp_path: Path, user_cache):
     for suite in SUITES.glob("test_*.py"):
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     report = tmp_path / "report"
@@ -30,3 +30,26 @@ def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Py
     assert easy["probabilities"]["theta_m"]["o*"] > easy["probabilities"]["theta_m"]["o1"]
     summary = json.loads((report / "summary.json").read_text())
     assert summary["model_fingerprint"].startswith("smollm2-135m@sha256:b179c952")
+
+
+def test_rome_on_smollm2_edits_and_says_where_its_statistics_came_from(
+    pytester: pytest.Pytester, tmp_path: Path, user_cache
+):
+    for suite in SUITES.glob("test_*.py"):
+        pytester.makepyfile(**{suite.stem: suite.read_text()})
+    hparams = tmp_path / "rome.yaml"  # the packaged defaults, with a corpus small enough for a test
+    hparams.write_text(
+        "layers: [4]\nv_num_grad_steps: 10\nv_lr: 1.5\ncontext_template_length_params: [[5, 3]]\n"
+        "mom2_adjustment: true\nmom2_dataset: null\nmom2_n_samples: 16\n"
+    )
+    report = tmp_path / "report"
+    result = pytester.runpytest_subprocess(
+        "--kedit-model=smollm2-135m", "--kedit-method=rome", f"--kedit-hparams={hparams}",
+        "--kedit-split=coverage", "--kedit-limit=1", f"--kedit-report={report}",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    (record,) = map(json.loads, (report / "cases.jsonl").read_text().splitlines())
+    assert record["metrics"]["single_succ"] == 1.0 and record["metrics"]["cs"] == 1.0
+    statistics = json.loads((report / "summary.json").read_text())["statistics"]
+    assert statistics["n_samples"] == 16 and "sampled" in statistics["corpus"]
+    assert list(statistics["cache_files"]) == ["model.layers.4.mlp.down_proj"]

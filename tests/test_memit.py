@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_rome import TINY_STATISTICS, TINY_VALUE, one_thread_and_private_cache, p, real_cache, tiny_loaded  # noqa: F401
+from test_rome import TINY_STATISTICS, TINY_VALUE, one_thread_and_private_cache, p, tiny_loaded  # noqa: F401
 from tiny_models import FAMILIES
 
 from pytest_kedit.cases import Edit, EditRequest, Entity, Relation, RoundCase
@@ -120,7 +120,7 @@ def test_the_registry_builds_memit_from_a_file(method, tmp_path):
     assert editor.statistics_info == {}
 
 
-def test_memit_on_smollm2_makes_every_target_of_a_batch_more_likely(real_cache):
+def test_memit_on_smollm2_makes_every_target_of_a_batch_more_likely(user_cache):
     """The real embedded model (cache: KEDIT_CACHE_DIR or the user's), with its packaged defaults
     but a small sampled corpus for the statistics, so that a fresh machine computes them quickly."""
     loaded = load_model("smollm2-135m", device="cpu")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,6 @@ REQUEST = EditRequest(subject="France", prompt="the capital of {} is", target="B
 #: norm) and weight decay (divided by its square) would pin δ at almost nothing.
 TINY_VALUE = dict(v_num_grad_steps=8, clamp_norm_factor=1000.0, v_weight_decay=0.0)
 TINY_STATISTICS = dict(context_template_length_params=[[5, 2], [8, 2]], mom2_n_samples=16)
-USER_CACHE_DIR = os.environ.get("KEDIT_CACHE_DIR")
-
-
 @pytest.fixture(autouse=True)
 def one_thread_and_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     """Tiny matrices run fastest on one thread; templates and statistics are cached per session."""
@@ -36,15 +32,6 @@ def one_thread_and_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_facto
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def real_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The user's cache (KEDIT_CACHE_DIR or the default), where an embedded model is converted once per machine."""
-    if USER_CACHE_DIR is None:
-        monkeypatch.delenv("KEDIT_CACHE_DIR", raising=False)
-    else:
-        monkeypatch.setenv("KEDIT_CACHE_DIR", USER_CACHE_DIR)
 
 
 def tiny_loaded(family: str, seed: int = 0) -> LoadedModel:
@@ -166,7 +153,7 @@ def test_published_defaults_are_packaged():
     assert load_hparams("rome", ROMEHyperParams, "smollm2-135m", "llama").layers  # the embedded model's own defaults
 
 
-def test_rome_on_smollm2_makes_the_target_more_likely_than_the_true_object(real_cache):
+def test_rome_on_smollm2_makes_the_target_more_likely_than_the_true_object(user_cache):
     """The real embedded model with its packaged defaults, but no second moment (keeps the test fast
     on a machine that has not computed the statistics yet)."""
     loaded = load_model("smollm2-135m", device="cpu")
