@@ -56,7 +56,7 @@ def main() -> None:
     base = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family)
     base = dataclasses.replace(base, **json.loads(args.set))
     candidates = [
-        [last] if args.method == "rome" else list(range(last - args.window + 1, last + 1))
+        list(range(last - args.window + 1, last + 1)) if args.method == "memit" else [last]
         for last in layer_range(args.layers)
         if last - (args.window if args.method == "memit" else 1) + 1 >= 0
     ]
