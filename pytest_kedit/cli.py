@@ -86,9 +86,10 @@ def _add_build_suite(subparsers: Any) -> None:
         "build-suite",
         help="re-filter a dataset for one model, as the paper filtered its data per model",
         description="Keep the cases of SOURCE whose facts MODEL knows (composite: the tied fact; easy/hard: "
-                    "the round-edited object), copy coverage and reverse, split easy/hard again by how close "
-                    "the target is to the true objects on MODEL, and write the suite and manifest.json to "
-                    "OUT (see docs/data-build.md). Resumable: run the same command again after an interruption.",
+                    "the round-edited object, produced and preferred to the target), copy coverage and reverse, "
+                    "split easy/hard again by how close the target is to the true objects on MODEL, and write the "
+                    "suite and manifest.json to OUT (see docs/data-build.md). Resumable: run the same command "
+                    "again after an interruption.",
     )
     parser.add_argument("--model", required=True, help="embedded alias, local directory or Hugging Face id")
     parser.add_argument("--from", dest="source", required=True, metavar="SOURCE",
@@ -101,6 +102,9 @@ def _add_build_suite(subparsers: Any) -> None:
                         help="cases decided together, prompts generated together (default: 32)")
     parser.add_argument("--max-new-tokens", type=_positive_int, default=argparse.SUPPRESS,
                         help="tokens of each greedy continuation (default: 12)")
+    parser.add_argument("--top-k", type=_positive_int, default=argparse.SUPPRESS,
+                        help="a RoundEdit object is produced when its first token ranks among the top K next "
+                             "tokens (default: 10)")
     parser.add_argument("--limit", type=_positive_int, default=argparse.SUPPRESS,
                         help="only the first N records of each split (a trial run; resumable without it)")
     parser.set_defaults(handler=_build_suite)
@@ -113,7 +117,7 @@ def _build_suite(args: argparse.Namespace) -> int:
 
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     check_request(args.source, args.out, splits)
-    names = ("batch_size", "max_new_tokens", "limit")
+    names = ("batch_size", "max_new_tokens", "top_k", "limit")
     settings = BuildSettings(**{name: getattr(args, name) for name in names if hasattr(args, name)})
     try:
         loaded = load_model(args.model, device=args.device, dtype=args.dtype)

@@ -1,48 +1,75 @@
-"""The paper's knowledge check: does the model, continuing a fact's prompt greedily, name the object?
+"""The paper's knowledge checks: which cases test something the model knows.
 
-Appendix A.1.1, step 3: the prompt of a fact, filled with its subject, is continued greedily
-(top-1 next token) for a fixed number of new tokens, and the model knows the fact when the
-continuation contains the object label, compared case-insensitively. A fact whose object label
-occurs inside its subject label is rejected without generating: echoing the subject would pass.
-
-* Composite cases: the tied fact k_f (``triples[prerequisites[0]]``) on its relation's edit prompt.
-* RoundEdit cases: the round-edited object o1 (``edit.object``) on the edit prompt or on one of the
-  relation's paraphrases, tried in that order.
+* Composite cases (Appendix A.1.1, step 3): the tied fact k_f (``triples[prerequisites[0]]``) is
+  known when its relation's edit prompt, filled with its subject and continued greedily (top-1
+  next token) for a fixed number of new tokens, contains the object label as a whole word,
+  compared case-insensitively.
+* RoundEdit cases (Appendix A.1.2, step 2, "next-token generation tests ... based on generation
+  probabilities"): the round-edited object o1 (``edit.object``) is kept when the model *produces*
+  it, its first token being among the ``top_k`` most probable next tokens after the edit prompt
+  or one of its paraphrases, and *prefers* it to the target o*: p(s, r, o1) > p(s, r, o*), with p
+  the benchmark's probe averaged over those prompts. Without the preference, the round edit's
+  return o* -> o1 would restore an order the model never had, and Succ would measure nothing.
 * Coverage and reverse cases: no check (the protocol needs no knowledge of the model).
 
-Continuations are generated in batches and each distinct prompt once (:class:`Continuations`).
+A case whose checked object label occurs inside its subject label is rejected without running
+the model: echoing the subject would pass. Continuations are generated in batches and each
+distinct prompt once (:class:`Continuations`); the RoundEdit check runs every prompt of a batch
+of cases in one pass for the ranks, then probes only the cases that passed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .cases import ROUND_SPLITS, Case, ConflictCase, RoundCase
-from .probe import model_device
+from .probe import Encoder, model_device, next_token_ranks, probe
 
 #: New tokens generated per prompt, as for the built-in suites.
 MAX_NEW_TOKENS = 12
+#: A RoundEdit object is produced when its first token ranks among this many next-token predictions.
+TOP_K = 10
 
 
-def criteria(max_new_tokens: int) -> dict[str, str]:
-    """The check's definition in words, for manifests."""
+def criteria(max_new_tokens: int = MAX_NEW_TOKENS, top_k: int = TOP_K) -> dict[str, str]:
+    """The checks' definitions in words, for manifests."""
     return {
         "generation": (
             "the prompt is tokenized with the tokenizer's defaults and continued greedily (do_sample=False) "
             f"for max_new_tokens={max_new_tokens}; only the new tokens are decoded, special tokens skipped"
         ),
-        "known": "the continuation contains the object label, compared case-insensitively",
+        "known": (
+            "composite: the continuation contains the object label as a whole word (not preceded or followed "
+            "by a letter or digit), compared case-insensitively"
+        ),
+        "produced": (
+            f"RoundEdit: the first token of ' ' + o1 is among the top_k={top_k} most probable next tokens "
+            "after the relation's edit prompt or one of its paraphrases, filled with the subject"
+        ),
+        "preferred": (
+            "RoundEdit: p(s, r, o1) > p(s, r, o*), p the benchmark's probe (the geometric mean of the token "
+            "probabilities of ' ' + o under teacher forcing) averaged over the edit prompt and its paraphrases"
+        ),
         "trivial": "a case whose checked object label occurs inside its subject label is rejected",
     }
 
 
+def inside_subject(label: str, subject: str) -> bool:
+    """Whether an object label occurs anywhere in its subject label, case-insensitively ("Somali" in
+    "Somalia"): such a case is trivial, since a model echoing the subject would pass."""
+    return label.casefold() in subject.casefold()
+
+
 def contains(text: str, label: str) -> bool:
-    """Whether ``label`` occurs in ``text``, compared case-insensitively."""
-    return label.casefold() in text.casefold()
+    """Whether ``label`` occurs in ``text`` as a whole word (sequence): case-insensitively, and not
+    preceded or followed by a letter or digit, so that "DV" is not found in "advertising"."""
+    return re.search(rf"(?<!\w){re.escape(label.casefold())}(?!\w)", text.casefold()) is not None
 
 
 class Continuations:
@@ -101,19 +128,31 @@ class Verdict:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def check_split(
-    split: str, cases: Sequence[Case], continuations: Continuations, all_objects: bool = True
-) -> list[Verdict]:
-    """The verdict of each case of ``split``, their prompts generated in batches across the cases.
+class KnowledgeCheck:
+    """The knowledge checks of one model: greedy continuations for composite cases, next-token
+    ranks and probe probabilities for RoundEdit cases."""
 
-    ``all_objects``: RoundEdit cases keep trying prompts until every true object was found (to
-    record which ones the model knows); otherwise they stop at the first prompt that names o1.
-    """
-    if split == "composite":
-        return check_tied_facts([c for c in cases if isinstance(c, ConflictCase)], continuations)
-    if split in ROUND_SPLITS:
-        return check_round_objects([c for c in cases if isinstance(c, RoundCase)], continuations, all_objects)
-    return [Verdict(True) for _ in cases]
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        top_k: int = TOP_K,
+        batch_size: int = 32,
+    ) -> None:
+        self.model = model
+        self.continuations = Continuations(model, tokenizer, max_new_tokens, batch_size)
+        self.encoder = Encoder(tokenizer)
+        self.top_k = top_k
+
+    def check_split(self, split: str, cases: Sequence[Case]) -> list[Verdict]:
+        """The verdict of each case of ``split``, the model run in batches across the cases."""
+        if split == "composite":
+            return check_tied_facts([c for c in cases if isinstance(c, ConflictCase)], self.continuations)
+        if split in ROUND_SPLITS:
+            round_cases = [c for c in cases if isinstance(c, RoundCase)]
+            return check_round_objects(round_cases, self.model, self.encoder, self.top_k)
+        return [Verdict(True) for _ in cases]
 
 
 def check_tied_facts(cases: Sequence[ConflictCase], continuations: Continuations) -> list[Verdict]:
@@ -130,7 +169,7 @@ def _tied_fact_prompt(case: ConflictCase) -> str:
 
 def _tied_fact_is_trivial(case: ConflictCase) -> bool:
     assert case.tied_fact is not None, "composite cases carry their tied fact"
-    return contains(case.tied_fact.subject.label, case.tied_fact.object.label)
+    return inside_subject(case.tied_fact.object.label, case.tied_fact.subject.label)
 
 
 def _tied_fact_verdict(case: ConflictCase, continuations: Continuations) -> Verdict:
@@ -147,70 +186,81 @@ def _tied_fact_verdict(case: ConflictCase, continuations: Continuations) -> Verd
     return Verdict(True, evidence=evidence)
 
 
-class _RoundSearch:
-    """Where the true objects of one RoundEdit case were found, prompt by prompt.
-
-    Each object is credited to the first prompt (edit prompt first, then the paraphrases) whose
-    continuation contains it.
-    """
-
-    def __init__(self, case: RoundCase, all_objects: bool) -> None:
-        self.case = case
-        self.all_objects = all_objects
-        self.prompts = [template.format(case.edit.subject.label) for template in case.edit.relation.prompts]
-        self.found: dict[str, dict[str, str]] = {}
-        self.tried = 0
-
-    @property
-    def trivial(self) -> bool:
-        return contains(self.case.edit.subject.label, self.case.edit.old.label)
-
-    def wants(self, k: int) -> bool:
-        """Whether prompt ``k`` can still change what is recorded."""
-        if self.trivial or k >= len(self.prompts):
-            return False
-        if self.all_objects:
-            return len(self.found) < len({o.label for o in self.case.true_objects})
-        return self.case.edit.old.label not in self.found
-
-    def read(self, k: int, continuation: str) -> None:
-        self.tried = k + 1
-        for obj in self.case.true_objects:
-            if obj.label not in self.found and contains(continuation, obj.label):
-                self.found[obj.label] = {"prompt": self.prompts[k], "continuation": continuation}
-
-    def verdict(self) -> Verdict:
-        subject, o1 = self.case.edit.subject.label, self.case.edit.old.label
-        if self.trivial:
-            return Verdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
-        labels = ", ".join(o.label for o in self.case.true_objects)
-        evidence = {
-            "fact": f"({subject}, {self.case.edit.relation.id}, {{{labels}}})",
-            "o1": o1,
-            "prompts_tried": self.tried,
-            "true_objects": [
-                {"label": o.label, "known": o.label in self.found, **self.found.get(o.label, {})}
-                for o in self.case.true_objects
-            ],
-        }
-        if o1 not in self.found:
-            paraphrases = len(self.prompts) - 1
-            reason = f"round-edited object {o1!r} not known on the edit prompt or any of its {paraphrases} paraphrases"
-            return Verdict(False, reason, evidence)
-        return Verdict(True, evidence=evidence)
 
 
-def check_round_objects(cases: Sequence[RoundCase], continuations: Continuations, all_objects: bool = True) -> list[Verdict]:
-    """RoundEdit: o1 must be known on the edit prompt or a paraphrase.
 
-    Prompt k of every case that still needs it is generated in one batched round; a case stops
-    once o1 (or, with ``all_objects``, every true object) was found, since later prompts cannot
-    change its outcome.
-    """
-    searches = [_RoundSearch(case, all_objects) for case in cases]
-    k = 0
-    while active := [s for s in searches if s.wants(k)]:
-        for search, continuation in zip(active, continuations.generate([s.prompts[k] for s in active])):
-            search.read(k, continuation)
-        k += 1
-    return [s.verdict() for s in searches]
+def check_round_objects(
+    cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder, top_k: int = TOP_K
+) -> list[Verdict]:
+    """RoundEdit: o1 must be produced (its first token ranks below ``top_k`` after some prompt) and
+    preferred to the target (p(o1) > p(o*)). The ranks of every true object after every prompt come
+    from one batched pass over the prompts; only the cases that produce o1 are probed."""
+    checked = [i for i, c in enumerate(cases) if not _round_object_is_trivial(c)]
+    pairs = [(prompt, o.label) for i in checked for prompt in _prompts(cases[i]) for o in cases[i].true_objects]
+    flat = next_token_ranks(model, encoder, pairs) if pairs else np.empty(0, dtype=np.int64)
+    ranks: dict[int, np.ndarray] = {}
+    start = 0
+    for i in checked:
+        shape = (len(cases[i].edit.relation.prompts), len(cases[i].true_objects))
+        ranks[i] = flat[start : start + shape[0] * shape[1]].reshape(shape)
+        start += shape[0] * shape[1]
+    produced = [i for i in checked if ranks[i][:, _o1_index(cases[i])].min() < top_k]
+    probabilities = dict(zip(produced, _probabilities([cases[i] for i in produced], model, encoder)))
+    return [_round_verdict(c, ranks.get(i), probabilities.get(i), top_k) for i, c in enumerate(cases)]
+
+
+def _prompts(case: RoundCase) -> list[str]:
+    """The edit prompt and its paraphrases, filled with the subject."""
+    return [template.format(case.edit.subject.label) for template in case.edit.relation.prompts]
+
+
+def _o1_index(case: RoundCase) -> int:
+    return [o.label for o in case.true_objects].index(case.edit.old.label)
+
+
+def _round_object_is_trivial(case: RoundCase) -> bool:
+    return inside_subject(case.edit.old.label, case.edit.subject.label)
+
+
+def _probabilities(cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder) -> list[tuple[list[float], float]]:
+    """p(s, r, o) of every true object and p(s, r, o*) of the target, for each case (one probe call)."""
+    objects = [[*(o.label for o in c.true_objects), c.edit.new.label] for c in cases]
+    pairs = [(prompt, label) for c, labels in zip(cases, objects) for label in labels for prompt in _prompts(c)]
+    flat = probe(model, encoder, pairs) if pairs else np.empty(0)
+    result, start = [], 0
+    for c, labels in zip(cases, objects):
+        n = len(c.edit.relation.prompts)
+        p = [float(flat[start + k * n : start + (k + 1) * n].mean()) for k in range(len(labels))]
+        start += n * len(labels)
+        result.append((p[:-1], p[-1]))
+    return result
+
+
+def _round_verdict(
+    case: RoundCase, ranks: np.ndarray | None, probabilities: tuple[list[float], float] | None, top_k: int
+) -> Verdict:
+    subject, o1 = case.edit.subject.label, case.edit.old.label
+    if ranks is None:
+        return Verdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
+    prompts = _prompts(case)
+    labels = ", ".join(o.label for o in case.true_objects)
+    evidence: dict[str, Any] = {
+        "fact": f"({subject}, {case.edit.relation.id}, {{{labels}}})",
+        "o1": o1,
+        "target": case.edit.new.label,
+        "true_objects": [
+            {"label": o.label, "rank": int(ranks[:, k].min()), "prompt": prompts[int(ranks[:, k].argmin())]}
+            for k, o in enumerate(case.true_objects)
+        ],
+    }
+    best = int(ranks[:, _o1_index(case)].min())
+    if probabilities is None:
+        reason = f"round-edited object {o1!r} not produced: its first token ranks {best} at best, top_k={top_k}"
+        return Verdict(False, reason, evidence)
+    p_true, p_target = probabilities
+    evidence.update(p_true=p_true, p_target=p_target)
+    p_o1 = p_true[_o1_index(case)]
+    if not p_o1 > p_target:
+        reason = f"target preferred: p({o1!r}) = {p_o1:.3g} <= p({case.edit.new.label!r}) = {p_target:.3g}"
+        return Verdict(False, reason, evidence)
+    return Verdict(True, evidence=evidence)

@@ -18,6 +18,8 @@ import torch
 
 #: Upper bound on padded tokens in one forward pass of ``probe``.
 MAX_BATCH_TOKENS = 8192
+#: A batch's longest sequence is at most this many times its shortest: padding costs a full pass.
+MAX_LENGTH_RATIO = 1.25
 
 
 @dataclass(frozen=True)
@@ -105,25 +107,56 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def probe(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-    """p(prefix, object) for each pair, in as few batched forward passes as fit MAX_BATCH_TOKENS."""
+    """p(prefix, object) for each pair, in batched forward passes (:func:`length_batches`)."""
     encoded = [encoder(prefix, target) for prefix, target in pairs]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prefix) + len(encoded[i].target))
     result = np.empty(len(encoded), dtype=np.float64)
     device = model_device(model)
-    start = 0
-    while start < len(order):
-        stop = start + 1
-        while stop < len(order) and _padded_tokens(encoded, order[start : stop + 1]) <= MAX_BATCH_TOKENS:
-            stop += 1
-        chunk = order[start:stop]
+    for chunk in length_batches([len(e.prefix) + len(e.target) for e in encoded]):
         batch = collate([encoded[i] for i in chunk], encoder.pad_id, device)
         means = mean_logprob_per_pair(token_logprobs(model, batch), batch, len(chunk))
         result[chunk] = np.exp(means.double().cpu().numpy())
-        start = stop
     return result
 
 
-def _padded_tokens(encoded: Sequence[Encoded], chunk: Sequence[int]) -> int:
-    # ``chunk`` is sorted by length, so its last pair is the longest.
-    last = encoded[chunk[-1]]
-    return len(chunk) * (len(last.prefix) + len(last.target))
+def length_batches(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices of sequences with these lengths, grouped into batches in order of length: each
+    batch pads to at most ``MAX_BATCH_TOKENS`` tokens, and its longest sequence is at most
+    ``MAX_LENGTH_RATIO`` times its shortest (or one token longer)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        if (
+            batch is None
+            or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS
+            or lengths[i] > max(MAX_LENGTH_RATIO * lengths[batch[0]], lengths[batch[0]] + 1)
+        ):
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
+
+
+@torch.no_grad()
+def next_token_ranks(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    """For each (prefix, object) pair, the rank of the first token of " " + object among the model's
+    next-token predictions after the prefix: 0 when greedy decoding would choose it, k when k tokens
+    are more probable. Each distinct prefix is run once; only its last position reaches the LM head."""
+    encoded = [encoder(prefix, target) for prefix, target in pairs]
+    prefixes = list(dict.fromkeys(e.prefix for e in encoded))
+    row = {prefix: i for i, prefix in enumerate(prefixes)}
+    last_logits: list[torch.Tensor | None] = [None] * len(prefixes)
+    device = model_device(model)
+    for chunk in length_batches([len(prefix) for prefix in prefixes]):
+        batch = collate([Encoded(prefixes[i], ()) for i in chunk], encoder.pad_id, device)
+        hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        ends = batch.attention_mask.sum(dim=1) - 1
+        logits = model.get_output_embeddings()(hidden[torch.arange(len(chunk), device=device), ends]).float().cpu()
+        for i, row_logits in zip(chunk, logits):
+            last_logits[i] = row_logits
+    ranks = np.empty(len(encoded), dtype=np.int64)
+    for k, pair in enumerate(encoded):
+        logits = last_logits[row[pair.prefix]]
+        assert logits is not None
+        ranks[k] = int((logits > logits[pair.target[0]]).sum())
+    return ranks

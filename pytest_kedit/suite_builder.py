@@ -5,8 +5,8 @@ step 2). Built for another model, a suite keeps what the protocols need that mod
 
 * coverage, reverse: every valid record is copied (the protocol needs no knowledge of the model);
 * composite: kept when the tied fact passes the knowledge check (:mod:`pytest_kedit.knowledge_check`);
-* easy, hard: kept when o1 passes the knowledge check on the edit prompt or a paraphrase (prompts
-  tried in order, stopping at the first that names o1). The kept cases of both source splits are
+* easy, hard: kept when o1 passes the knowledge check (produced after the edit prompt or a
+  paraphrase, and preferred to the target). The kept cases of both source splits are
   pooled and split again by closeness, the log-ratio of the target's probability to the true
   objects' under this model: ``ln p(o*) - mean over o in Obj of ln p(o)``, with p(s, r, o) the
   benchmark's probe averaged over the edit prompt and its paraphrases. EASY holds the pooled
@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
@@ -42,13 +41,11 @@ from .cases import CONFLICT_SPLITS, ROUND_SPLITS, SPLITS, Case, RoundCase
 from .checkpoint import Checkpoint
 from .datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, Entry, load_suite, resolve_source
 from .errors import ConfigError, DataError, KeditError
-from .knowledge_check import MAX_NEW_TOKENS, Continuations, Verdict, check_split, criteria
+from .knowledge_check import MAX_NEW_TOKENS, TOP_K, KnowledgeCheck, Verdict, criteria
 from .models import LoadedModel
-from .probe import Encoder, probe
-from .protocols import Query
 
 #: Bumped whenever a decision rule changes, so that old checkpoints are not resumed.
-FORMAT = "kedit-build-suite/1"
+FORMAT = "kedit-build-suite/2"
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint-{}.jsonl"
 
@@ -57,8 +54,8 @@ SPLIT_CHECKS = {
     "reverse": "none: every valid record is copied; the protocol needs no knowledge of the model",
     "composite": "the tied fact k_f = triples[prerequisites[0]] is known on its relation's edit prompt",
     "easy": (
-        "the round-edited object o1 = edit.object is known on the relation's edit prompt or one of its "
-        "paraphrases, tried in that order until one names o1"
+        "the round-edited object o1 = edit.object is produced (first token in the top_k after the relation's "
+        "edit prompt or one of its paraphrases) and preferred to the target: p(s, r, o1) > p(s, r, o*)"
     ),
 }
 SPLIT_CHECKS["hard"] = SPLIT_CHECKS["easy"]
@@ -80,6 +77,7 @@ class BuildSettings:
     """The parameters of a build; ``limit`` takes the first records of each source split."""
 
     max_new_tokens: int = MAX_NEW_TOKENS
+    top_k: int = TOP_K
     batch_size: int = 32
     limit: int | None = None
 
@@ -189,6 +187,7 @@ def _header(split: str, loaded: LoadedModel, source: SourceSplit, settings: Buil
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "source": source.fingerprint,
         "max_new_tokens": settings.max_new_tokens,
+        "top_k": settings.top_k,
     }
 
 
@@ -206,9 +205,9 @@ def _source_info(source: str, folder: Path, sources: Mapping[str, SourceSplit]) 
 def _criteria(splits: Sequence[str], settings: BuildSettings) -> dict[str, Any]:
     round_splits = {"closeness": CLOSENESS, "resplit": RESPLIT} if ROUND_SPLITS[0] in splits else {}
     return {
-        "knowledge_check": criteria(settings.max_new_tokens),
+        "knowledge_check": criteria(settings.max_new_tokens, settings.top_k),
         "splits": {split: SPLIT_CHECKS[split] for split in splits},
-        "parameters": {"max_new_tokens": settings.max_new_tokens},
+        "parameters": {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k},
         **round_splits,
     }
 
@@ -269,48 +268,31 @@ class _Judge:
     def __init__(self, loaded: LoadedModel, settings: BuildSettings) -> None:
         self.loaded = loaded
         self.settings = settings
-        self.encoder = Encoder(loaded.tokenizer)
 
     def decide(self, split: str, entries: Sequence[tuple[int, Entry]]) -> list[dict[str, Any]]:
         """One decision per entry, in order: ``{"index", "group", "kept", "reason", "evidence"}``
-        (RoundEdit cases that are kept add ``p_true``, ``p_target`` and ``closeness``).
+        (RoundEdit cases that are kept add ``closeness``).
 
-        Continuations are not shared between calls: a prompt's continuation then depends on its
-        batch only, and the batch of a record is the same at every run.
+        Nothing is shared between calls: a decision then depends on its batch only, and the batch
+        of a record is the same at every run.
         """
         cases = [(i, e) for i, e in entries if not isinstance(e, DataError)]
-        continuations = Continuations(
-            self.loaded.model, self.loaded.tokenizer, self.settings.max_new_tokens, self.settings.batch_size
+        check = KnowledgeCheck(
+            self.loaded.model, self.loaded.tokenizer, self.settings.max_new_tokens, self.settings.top_k,
+            self.settings.batch_size,
         )
-        verdicts = check_split(split, [c for _, c in cases], continuations, all_objects=False)
+        verdicts = check.check_split(split, [c for _, c in cases])
         decisions = {i: _decision(i, case, verdict) for (i, case), verdict in zip(cases, verdicts)}
         for index, entry in entries:
             if isinstance(entry, DataError):
                 reason = f"invalid record: {entry}"
                 decisions[index] = {"index": index, "group": "(invalid)", "kept": False, "reason": reason, "evidence": {}}
-        kept_rounds = [(i, c) for i, c in cases if isinstance(c, RoundCase) and decisions[i]["kept"]]
-        for (index, _), scores in zip(kept_rounds, self._closeness([c for _, c in kept_rounds])):
-            decisions[index].update(scores)
         return [decisions[index] for index, _ in entries]
 
-    def _closeness(self, cases: Sequence[RoundCase]) -> list[dict[str, Any]]:
-        """p of every true object and of the target, and the closeness, for each case (one probe call)."""
-        queries = [
-            [Query(c.edit.relation, c.edit.subject.label, o.label) for o in (*c.true_objects, c.edit.new)] for c in cases
-        ]
-        pairs = [pair for case_queries in queries for q in case_queries for pair in q.pairs()]
-        probs = probe(self.loaded.model, self.encoder, pairs) if pairs else np.empty(0)
-        scores, start = [], 0
-        for case_queries in queries:
-            p = []
-            for q in case_queries:
-                n = len(q.relation.prompts)
-                p.append(float(probs[start : start + n].mean()))
-                start += n
-            *p_true, p_target = p
-            closeness = math.log(p_target) - statistics.fmean(math.log(x) for x in p_true)
-            scores.append({"p_true": p_true, "p_target": p_target, "closeness": closeness})
-        return scores
+
+def closeness(p_true: Sequence[float], p_target: float) -> float:
+    """ln p(o*) - mean over the true objects of ln p(o)."""
+    return math.log(p_target) - statistics.fmean(math.log(p) for p in p_true)
 
 
 def _decision(index: int, case: Case, verdict: Verdict) -> dict[str, Any]:
@@ -318,6 +300,8 @@ def _decision(index: int, case: Case, verdict: Verdict) -> dict[str, Any]:
     if not verdict.passed:
         decision["reason"] = verdict.reason
     decision["evidence"] = verdict.evidence
+    if verdict.passed and isinstance(case, RoundCase):
+        decision["closeness"] = closeness(verdict.evidence["p_true"], verdict.evidence["p_target"])
     return decision
 
 
@@ -387,8 +371,8 @@ def _resplit_report(
             "by_relation": dict(sorted(Counter(decisions[o][i]["group"] for o, i, _ in entries).items())),
             "from_source": {origin: sum(o == origin for o, _, _ in entries) for origin in ROUND_SPLITS},
             "records": [
-                {"source": o, "index": i, "closeness": c, "p_target": decisions[o][i]["p_target"],
-                 "p_true": decisions[o][i]["p_true"]}
+                {"source": o, "index": i, "closeness": c, "p_target": decisions[o][i]["evidence"]["p_target"],
+                 "p_true": decisions[o][i]["evidence"]["p_true"]}
                 for o, i, c in entries
             ],
         }

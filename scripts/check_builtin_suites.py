@@ -10,14 +10,16 @@ the plugin reads::
     data/easy.json  data/hard.json  data/conflict_prompts.json  data/round_prompts.json
     data/manifest.json
 
-The knowledge check is the paper's (Appendix A.1.1, step 3), implemented in
-``pytest_kedit.knowledge_check`` and shared with ``kedit build-suite``: the prompt of a fact, filled with
-its subject, is continued greedily for 12 new tokens, and the model knows the fact when the
-continuation contains the object label (case-insensitive). It is applied to
+The knowledge checks are the paper's, implemented in ``pytest_kedit.knowledge_check`` and shared
+with ``kedit build-suite``:
 
-* composite cases: the tied fact k_f (``triples[prerequisites[0]]``) on its relation's edit prompt;
-* RoundEdit cases: the round-edited object o1 (``edit.object``) on the edit prompt or on any of
-  the relation's 10 paraphrases. Whether each true object passes is recorded in the manifest.
+* composite cases (Appendix A.1.1, step 3): the tied fact k_f (``triples[prerequisites[0]]``) is
+  known when its relation's edit prompt, filled with its subject and continued greedily for 12 new
+  tokens, contains the object label as a whole word (case-insensitive);
+* RoundEdit cases (Appendix A.1.2, step 2): the round-edited object o1 (``edit.object``) is
+  produced (its first token among the 10 most probable next tokens after the edit prompt or one
+  of the relation's 10 paraphrases) and preferred to the target (p(s, r, o1) > p(s, r, o*)). The
+  best rank of every true object and all probabilities are recorded in the manifest.
 
 Coverage and reverse cases have no knowledge check (the protocol does not ask for one); like all
 cases they must parse with the plugin's reader and keep exactly the upstream schema. A candidate
@@ -57,7 +59,7 @@ from pytest_kedit.cases import (
 )
 from pytest_kedit.datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, load_suite
 from pytest_kedit.errors import DataError
-from pytest_kedit.knowledge_check import MAX_NEW_TOKENS, Continuations, check_split, criteria
+from pytest_kedit.knowledge_check import KnowledgeCheck, criteria
 from pytest_kedit.models import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,14 +72,14 @@ PARAPHRASES_PER_RELATION = 10
 MIN_CASES_PER_SPLIT = 12
 ROUND_OBJECTS = (2, 5)
 
-CRITERIA = criteria(MAX_NEW_TOKENS)
+CRITERIA = criteria()
 SPLIT_CHECKS = {
     "coverage": "none: the protocol needs no knowledge check; schema and semantics only",
     "reverse": "none: the protocol needs no knowledge check; schema and semantics only",
     "composite": "the tied fact k_f = triples[prerequisites[0]] is known on its relation's edit prompt",
     "easy": (
-        "the round-edited object o1 = edit.object is known on the relation's edit prompt or one of its "
-        f"{PARAPHRASES_PER_RELATION} paraphrases; every true object is recorded"
+        "the round-edited object o1 = edit.object is produced after the relation's edit prompt or one of its "
+        f"{PARAPHRASES_PER_RELATION} paraphrases, and preferred to the target; every true object's best rank is recorded"
     ),
 }
 SPLIT_CHECKS["hard"] = SPLIT_CHECKS["easy"]
@@ -88,9 +90,9 @@ SPLIT_CHECKS["hard"] = SPLIT_CHECKS["easy"]
 
 @dataclass
 class Checker:
-    """The model's greedy continuations (batched, each prompt once) and what identifies the model."""
+    """The model's knowledge checks and what identifies the model."""
 
-    continuations: Continuations
+    knowledge: KnowledgeCheck
     info: dict[str, str]
 
 
@@ -107,7 +109,7 @@ def load_checker(model_name: str) -> Checker:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    return Checker(Continuations(loaded.model, loaded.tokenizer, MAX_NEW_TOKENS), info)
+    return Checker(KnowledgeCheck(loaded.model, loaded.tokenizer), info)
 
 
 # --------------------------------------------------------------------------- schema and semantics
@@ -309,7 +311,7 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
     report: dict[str, Any] = {}
     for split in SPLITS:
         kept[split], evidence, rejected = [], [], []
-        verdicts = check_split(split, cases[split], checker.continuations)
+        verdicts = checker.knowledge.check_split(split, cases[split])
         for index, (record, case, verdict) in enumerate(zip(records[split], cases[split], verdicts)):
             if verdict.passed:
                 evidence.append({"case": case_id(split, len(kept[split])), "candidate": index, **verdict.evidence})
@@ -329,7 +331,8 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
         }
         if split in ROUND_SPLITS:
             objects = [o for case in evidence for o in case["true_objects"]]
-            report[split]["true_objects_known"] = f"{sum(o['known'] for o in objects)} of {len(objects)}"
+            top_k = checker.knowledge.top_k
+            report[split]["true_objects_produced"] = f"{sum(o['rank'] < top_k for o in objects)} of {len(objects)}"
         if split == "composite" or split in ROUND_SPLITS:
             report[split]["cases"] = evidence
         print(f"{split:9s} {len(kept[split]):3d} kept of {len(records[split]):3d} candidates", flush=True)
@@ -354,7 +357,7 @@ def build(candidates_path: Path, data_dir: Path, model_name: str) -> int:
         "splits": report,
     }
     write_json(data_dir / MANIFEST, manifest)
-    generated = checker.continuations.generated
+    generated = checker.knowledge.continuations.generated
     print(f"wrote {data_dir}: {generated} prompts generated in {time.perf_counter() - started:.0f} s")
     return verify(data_dir, checker)
 
@@ -382,7 +385,7 @@ def verify(data_dir: Path, checker: Checker) -> int:
         # An unreadable file became a single DataError; when anything parsed, the file is a JSON list.
         records = json.loads((data_dir / SPLIT_FILES[split]).read_text(encoding="utf-8")) if parsed else []
         passed = 0
-        verdicts = iter(check_split(split, parsed, checker.continuations))
+        verdicts = iter(checker.knowledge.check_split(split, parsed))
         for index, entry in enumerate(entries):
             if isinstance(entry, DataError):
                 failures.append(f"{split}: {entry}")

@@ -8,6 +8,7 @@ a fact meant to fail a vocabulary word that occurs in none of them.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,8 @@ from pytest_kedit.cases import SPLITS
 from pytest_kedit.cli import main
 from pytest_kedit.datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import DataError, KeditError
-from pytest_kedit.knowledge_check import Continuations, contains
+from pytest_kedit import knowledge_check
+from pytest_kedit.knowledge_check import TOP_K, Continuations, contains
 from pytest_kedit.models import LoadedModel
 from pytest_kedit.suite_builder import CHECKPOINT, MANIFEST, BuildSettings, build_suite
 
@@ -48,23 +50,41 @@ def edit(relation: dict[str, Any], subject: str, old: str, new: str) -> dict[str
 
 
 class Words:
-    """Object labels chosen from what the tiny model continues a prompt with."""
+    """Object labels chosen from what the tiny model continues a prompt with (its tokenizer has one
+    token per word)."""
 
     def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
         self.continuations = Continuations(loaded.model, loaded.tokenizer)
 
     def known(self, prompt: str, subject: str, avoid: tuple[str, ...] = ()) -> str | None:
         """A word the continuation of ``prompt`` contains, if it has one (it may only echo the subject)."""
         words = self.continuations(prompt).split()
-        return next((w for w in words if w.isalpha() and len(w) > 3 and not contains(subject, w) and w not in avoid), None)
+        return next((w for w in words if self.eligible(w, subject, avoid)), None)
 
     def unknown(self, prompts: list[str], subject: str, avoid: tuple[str, ...] = ()) -> str:
         """A vocabulary word that none of the continuations of ``prompts`` contains."""
         text = " ".join(self.continuations(p) for p in prompts)
-        return next(
-            w for w in WORDS
-            if w.isalpha() and len(w) > 3 and not contains(text, w) and not contains(subject, w) and w not in avoid
-        )
+        return next(w for w in WORDS if self.eligible(w, subject, avoid) and not contains(text, w))
+
+    @staticmethod
+    def eligible(word: str, subject: str, avoid: tuple[str, ...] = ()) -> bool:
+        return word.isalpha() and len(word) > 3 and word.casefold() not in subject.casefold() and word not in avoid
+
+    def next_token_scores(self, prompts: list[str], subject: str) -> dict[str, tuple[int, float]]:
+        """For each eligible vocabulary word: its best rank among the next tokens after any of
+        ``prompts``, and its next-token probability averaged over them (the probe, for one token)."""
+        tokenizer, model = self.loaded.tokenizer, self.loaded.model
+        with torch.no_grad():
+            logits = torch.stack([model(torch.tensor([tokenizer(p)["input_ids"]])).logits[0, -1] for p in prompts])
+        probs = torch.softmax(logits.double(), -1).mean(0)
+        scores = {}
+        for word in dict.fromkeys(WORDS):
+            if self.eligible(word, subject):
+                (token,) = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+                rank = int((logits > logits[:, token : token + 1]).sum(-1).min())
+                scores[word] = (rank, float(probs[token]))
+        return scores
 
 
 def composite_record(words: Words, subject: str, known: bool) -> dict[str, Any]:
@@ -82,11 +102,20 @@ def composite_record(words: Words, subject: str, known: bool) -> dict[str, Any]:
     }
 
 
-def round_record(words: Words, subject: str, known: bool, target: str) -> dict[str, Any]:
+def round_record(words: Words, subject: str, outcome: str, far: bool) -> dict[str, Any]:
+    """A RoundEdit record meant to be kept, dropped as "not produced" or dropped as "target
+    preferred" on the tiny model; ``far``: a kept case's target is its least probable word."""
     prompts = [p.format(subject) for p in (LANGUAGES["prompt"], *ROUND_PARAPHRASES["P37"])]
-    prompt = prompts[-1 if subject in SUBJECTS[::2] else 0]
-    o1 = (known and words.known(prompt, subject, avoid=(target,))) or words.unknown(prompts, subject, avoid=(target,))
-    other = words.unknown(prompts, subject, avoid=(o1, target))
+    scores = words.next_token_scores(prompts, subject)
+    by_p = sorted(scores, key=lambda w: scores[w][1])  # least probable first
+    produced = [w for w in by_p if scores[w][0] < TOP_K]
+    if outcome == "kept":
+        o1, target = produced[-1], by_p[0] if far else by_p[len(by_p) // 2]
+    elif outcome == "preferred":
+        o1, target = produced[0], produced[-1]
+    else:
+        o1, target = next(w for w in by_p if scores[w][0] >= TOP_K), by_p[-1]
+    other = next(w for w in by_p if w not in (o1, target))
     return {
         "type": "1-2@P37",
         "edit": {"relation": LANGUAGES, "subject": entity(subject), "new_object": entity(target), "object": entity(o1)},
@@ -109,9 +138,9 @@ def write_source(folder: Path, loaded: LoadedModel) -> Path:
         for s in SUBJECTS[:3]
     ]
     composite = [composite_record(words, s, known=i % 3 != 2) for i, s in enumerate(SUBJECTS[:8])]
-    targets = ("Shakespeare", "Berlin", "father", "Paris", "Hamlet", "spouse")
-    easy = [round_record(words, s, i % 4 != 3, targets[i % 6]) for i, s in enumerate(SUBJECTS)]
-    hard = [round_record(words, s, i % 3 != 1, targets[(i + 3) % 6]) for i, s in enumerate(SUBJECTS[:7])]
+    outcomes = ("kept", "kept", "not produced", "kept", "preferred")
+    easy = [round_record(words, s, outcomes[i % 5], far=i % 2 == 0) for i, s in enumerate(SUBJECTS)]
+    hard = [round_record(words, s, outcomes[(i + 2) % 5], far=True) for i, s in enumerate(SUBJECTS[:7])]
     folder.mkdir()
     files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard}
     for split, records in files.items():
@@ -185,6 +214,17 @@ def test_counts_add_up_per_split_and_relation(built: tuple[Path, dict[str, Any]]
     assert max(r["closeness"] for r in resplit["hard"]["records"]) < resplit["threshold"]
 
 
+def test_round_cases_are_dropped_for_either_reason_and_scored_by_closeness(built: tuple[Path, dict[str, Any]]):
+    _, manifest = built
+    reasons = [d["reason"] for split in ("easy", "hard") for d in manifest["splits"][split]["dropped_records"]]
+    assert any(r.startswith("round-edited object") and "not produced" in r for r in reasons), reasons
+    assert any(r.startswith("target preferred") for r in reasons), reasons
+    for split in ("easy", "hard"):
+        for record in manifest["round_resplit"][split]["records"]:
+            p_true, p_target = record["p_true"], record["p_target"]
+            assert record["closeness"] == pytest.approx(math.log(p_target) - sum(map(math.log, p_true)) / len(p_true))
+
+
 def test_output_loads_without_errors_and_holds_the_kept_records(built: tuple[Path, dict[str, Any]], source: Path):
     out, manifest = built
     suite = load_suite(str(out), SPLITS)
@@ -206,6 +246,7 @@ def test_rerun_decides_nothing_and_changes_nothing(built, tiny, source, monkeypa
     out, _ = built
     before = output_files(out)
     monkeypatch.setattr(Continuations, "_generate_batch", lambda *_: pytest.fail("a decided record was generated again"))
+    monkeypatch.setattr(knowledge_check, "next_token_ranks", lambda *_: pytest.fail("a decided record was ranked again"))
     build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
     assert output_files(out) == before
 
@@ -232,6 +273,13 @@ def test_another_model_in_an_existing_folder_is_an_error(built, source):
                                          r"this run has 'tiny-llama-1'") as info:
         build_suite(tiny_loaded("llama", seed=1), str(source), out, progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_resuming_with_another_top_k_is_an_error(built, tiny, source):
+    out, _ = built
+    with pytest.raises(KeditError, match=r"checkpoint-easy\.jsonl was written with top_k 10, this run has 3"):
+        build_suite(tiny, str(source), out, splits=("easy", "hard"), settings=BuildSettings(batch_size=3, top_k=3),
+                    progress=False)
 
 
 def test_only_folders_of_earlier_builds_are_written_to(tiny, source):
@@ -267,6 +315,7 @@ def test_cli_help_states_the_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     defaults = BuildSettings()
     assert f"(default: {defaults.batch_size})" in text and f"(default: {defaults.max_new_tokens})" in text
+    assert f"(default: {defaults.top_k})" in text
 
 
 def test_builtin_source_is_accepted(tiny, tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_kedit import probe as probe_module
-from pytest_kedit.probe import Encoder, probe
+from pytest_kedit.probe import MAX_LENGTH_RATIO, Encoder, length_batches, next_token_ranks, probe
 
 from tiny_models import tiny_model
 
@@ -64,3 +66,48 @@ def test_probabilities_are_in_unit_interval_and_order_independent():
     backward = probe(model, encoder, PAIRS[::-1])[::-1]
     assert np.all((forward > 0) & (forward <= 1))
     np.testing.assert_allclose(forward, backward, rtol=1e-6)
+
+
+def reference_rank(model, tok, prefix: str, target: str) -> int:
+    """How many tokens the model finds more probable than the target's first one, after the prefix alone."""
+    first = tok(" " + target, add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        logits = model(torch.tensor([tok(prefix)["input_ids"]])).logits[0, -1]
+    return int((logits > logits[first]).sum())
+
+
+def test_next_token_ranks_match_the_definition(family):
+    model, tok = tiny_model(family)
+    # Repeated prefixes with different objects are run once and must still rank each object.
+    pairs = PAIRS + [(PAIRS[0][0], "Rome"), (PAIRS[0][0], "Paris Hilton")]
+    got = next_token_ranks(model, Encoder(tok), pairs)
+    assert got.tolist() == [reference_rank(model, tok, *pair) for pair in pairs]
+    assert got[0] == got[-1], "objects with the same first token rank the same"
+
+
+def test_greedy_choice_ranks_zero():
+    model, tok = tiny_model("llama")
+    prefix = "The capital of France is"
+    with torch.no_grad():
+        greedy = int(model(torch.tensor([tok(prefix)["input_ids"]])).logits[0, -1].argmax())
+    word = tok.decode([greedy]).strip()
+    pairs = [(prefix, word)]
+    if tok(" " + word, add_special_tokens=False)["input_ids"][0] != greedy:
+        pytest.skip(f"the greedy token {greedy} does not start ' ' + {word!r} in this vocabulary")
+    assert next_token_ranks(model, Encoder(tok), pairs).tolist() == [0]
+
+
+@given(st.lists(st.integers(1, 300), max_size=60), st.integers(1, 2000))
+def test_length_batches_partition_within_the_bounds(lengths, max_tokens):
+    saved, probe_module.MAX_BATCH_TOKENS = probe_module.MAX_BATCH_TOKENS, max_tokens
+    try:
+        batches = length_batches(lengths)
+    finally:
+        probe_module.MAX_BATCH_TOKENS = saved
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        longest, shortest = max(lengths[i] for i in batch), min(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * longest <= max_tokens
+        assert longest <= max(MAX_LENGTH_RATIO * shortest, shortest + 1)
+    flat = [lengths[i] for batch in batches for i in batch]
+    assert flat == sorted(flat), "batches go in order of length"
