@@ -30,6 +30,7 @@ import torch
 
 from .cases import ROUND_SPLITS, Case, ConflictCase, RoundCase
 from .probe import Encoder, model_device, next_token_ranks, probe
+from .protocols import Query, mean_per_query
 
 #: New tokens generated per prompt, as for the built-in suites.
 MAX_NEW_TOKENS = 12
@@ -186,9 +187,6 @@ def _tied_fact_verdict(case: ConflictCase, continuations: Continuations) -> Verd
     return Verdict(True, evidence=evidence)
 
 
-
-
-
 def check_round_objects(
     cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder, top_k: int = TOP_K
 ) -> list[Verdict]:
@@ -197,7 +195,7 @@ def check_round_objects(
     from one batched pass over the prompts; only the cases that produce o1 are probed."""
     checked = [i for i, c in enumerate(cases) if not _round_object_is_trivial(c)]
     pairs = [(prompt, o.label) for i in checked for prompt in _prompts(cases[i]) for o in cases[i].true_objects]
-    flat = next_token_ranks(model, encoder, pairs) if pairs else np.empty(0, dtype=np.int64)
+    flat = next_token_ranks(model, encoder, pairs)
     ranks: dict[int, np.ndarray] = {}
     start = 0
     for i in checked:
@@ -224,15 +222,15 @@ def _round_object_is_trivial(case: RoundCase) -> bool:
 
 def _probabilities(cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder) -> list[tuple[list[float], float]]:
     """p(s, r, o) of every true object and p(s, r, o*) of the target, for each case (one probe call)."""
-    objects = [[*(o.label for o in c.true_objects), c.edit.new.label] for c in cases]
-    pairs = [(prompt, label) for c, labels in zip(cases, objects) for label in labels for prompt in _prompts(c)]
-    flat = probe(model, encoder, pairs) if pairs else np.empty(0)
-    result, start = [], 0
-    for c, labels in zip(cases, objects):
-        n = len(c.edit.relation.prompts)
-        p = [float(flat[start + k * n : start + (k + 1) * n].mean()) for k in range(len(labels))]
-        start += n * len(labels)
-        result.append((p[:-1], p[-1]))
+    queries = [
+        [Query(c.edit.relation, c.edit.subject.label, o.label) for o in (*c.true_objects, c.edit.new)] for c in cases
+    ]
+    pairs = [pair for case_queries in queries for q in case_queries for pair in q.pairs()]
+    p = iter(mean_per_query([q for case_queries in queries for q in case_queries], probe(model, encoder, pairs)))
+    result = []
+    for c in cases:
+        p_true = [next(p) for _ in c.true_objects]
+        result.append((p_true, next(p)))
     return result
 
 
@@ -240,8 +238,9 @@ def _round_verdict(
     case: RoundCase, ranks: np.ndarray | None, probabilities: tuple[list[float], float] | None, top_k: int
 ) -> Verdict:
     subject, o1 = case.edit.subject.label, case.edit.old.label
-    if ranks is None:
+    if _round_object_is_trivial(case):
         return Verdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
+    assert ranks is not None, "every case that is not trivial is ranked"
     prompts = _prompts(case)
     labels = ", ".join(o.label for o in case.true_objects)
     evidence: dict[str, Any] = {

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from . import metrics
@@ -36,6 +37,17 @@ class Query:
 
     def pairs(self) -> list[tuple[str, str]]:
         return [(prompt.format(self.subject), self.object) for prompt in self.relation.prompts]
+
+
+def mean_per_query(queries: Sequence[Query], probs: np.ndarray) -> list[float]:
+    """p of each query: the mean of its prompts' entries in ``probs``, which holds the
+    probabilities of every query's :meth:`Query.pairs`, in order."""
+    out, start = [], 0
+    for q in queries:
+        n = len(q.relation.prompts)
+        out.append(float(probs[start : start + n].mean()))
+        start += n
+    return out
 
 
 @dataclass
@@ -96,12 +108,7 @@ class Harness:
                 probs = probe(self.model, self.encoder, pairs)
                 if original:
                     self.original_probes.remember(pairs, probs)
-        out, start = [], 0
-        for q in queries:
-            n = len(q.relation.prompts)
-            out.append(float(probs[start : start + n].mean()))
-            start += n
-        return out
+        return mean_per_query(queries, probs)
 
     def _edit(self, requests: Sequence[EditRequest]) -> WeightDelta:
         with self._timed("edit"):

@@ -108,11 +108,10 @@ def build_suite(
     folder = check_request(source, out, splits)
     splits = [split for split in SPLITS if split in splits]
     sources = {split: read_source(folder, split) for split in splits}
-    judge = _Judge(loaded, settings)
     decisions: dict[str, dict[int, dict[str, Any]]] = {}
     for split in splits:
         checkpoint = Checkpoint(out / CHECKPOINT.format(split), _header(split, loaded, sources[split], settings))
-        decisions[split] = _decide_split(sources[split], checkpoint, judge, settings, progress)
+        decisions[split] = _decide_split(sources[split], checkpoint, loaded, settings, progress)
     files, report = _assemble(sources, decisions, settings.limit)
     for split, records in files.items():
         atomic_write_text(out / SPLIT_FILES[split], json.dumps(records))
@@ -238,7 +237,7 @@ def _chunks(total: int, size: int, needed: int) -> Iterator[range]:
 
 
 def _decide_split(
-    source: SourceSplit, checkpoint: Checkpoint, judge: _Judge, settings: BuildSettings, progress: bool
+    source: SourceSplit, checkpoint: Checkpoint, loaded: LoadedModel, settings: BuildSettings, progress: bool
 ) -> dict[int, dict[str, Any]]:
     """Every decision of the split's first ``limit`` records (and of the rest of their last batch):
     read from the checkpoint, or made batch by batch and appended to it.
@@ -254,7 +253,7 @@ def _decide_split(
             pending = [i for i in chunk if i not in decided]
             if not pending:
                 continue
-            made = judge.decide(source.split, [(i, source.entries[i]) for i in chunk])
+            made = _decide_batch(loaded, settings, source.split, [(i, source.entries[i]) for i in chunk])
             new = [d for d in made if d["index"] not in decided]
             checkpoint.append(new)
             decided.update((d["index"], d) for d in new)
@@ -262,32 +261,24 @@ def _decide_split(
     return decided
 
 
-class _Judge:
-    """Decides batches of cases on one model: the knowledge check, and for RoundEdit the closeness."""
+def _decide_batch(
+    loaded: LoadedModel, settings: BuildSettings, split: str, entries: Sequence[tuple[int, Entry]]
+) -> list[dict[str, Any]]:
+    """One decision per entry, in order: ``{"index", "group", "kept", "reason", "evidence"}``
+    (RoundEdit cases that are kept add ``closeness``).
 
-    def __init__(self, loaded: LoadedModel, settings: BuildSettings) -> None:
-        self.loaded = loaded
-        self.settings = settings
-
-    def decide(self, split: str, entries: Sequence[tuple[int, Entry]]) -> list[dict[str, Any]]:
-        """One decision per entry, in order: ``{"index", "group", "kept", "reason", "evidence"}``
-        (RoundEdit cases that are kept add ``closeness``).
-
-        Nothing is shared between calls: a decision then depends on its batch only, and the batch
-        of a record is the same at every run.
-        """
-        cases = [(i, e) for i, e in entries if not isinstance(e, DataError)]
-        check = KnowledgeCheck(
-            self.loaded.model, self.loaded.tokenizer, self.settings.max_new_tokens, self.settings.top_k,
-            self.settings.batch_size,
-        )
-        verdicts = check.check_split(split, [c for _, c in cases])
-        decisions = {i: _decision(i, case, verdict) for (i, case), verdict in zip(cases, verdicts)}
-        for index, entry in entries:
-            if isinstance(entry, DataError):
-                reason = f"invalid record: {entry}"
-                decisions[index] = {"index": index, "group": "(invalid)", "kept": False, "reason": reason, "evidence": {}}
-        return [decisions[index] for index, _ in entries]
+    Nothing is shared between calls: a decision then depends on its batch only, and the batch of a
+    record is the same at every run.
+    """
+    cases = [(i, e) for i, e in entries if not isinstance(e, DataError)]
+    check = KnowledgeCheck(loaded.model, loaded.tokenizer, settings.max_new_tokens, settings.top_k, settings.batch_size)
+    verdicts = check.check_split(split, [c for _, c in cases])
+    decisions = {i: _decision(i, case, verdict) for (i, case), verdict in zip(cases, verdicts)}
+    for index, entry in entries:
+        if isinstance(entry, DataError):
+            reason = f"invalid record: {entry}"
+            decisions[index] = {"index": index, "group": "(invalid)", "kept": False, "reason": reason, "evidence": {}}
+    return [decisions[index] for index, _ in entries]
 
 
 def closeness(p_true: Sequence[float], p_target: float) -> float:
