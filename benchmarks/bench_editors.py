@@ -35,14 +35,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_rome import ReferenceROME  # noqa: E402
 
-from pytest_kedit.cases import CONFLICT_SPLITS, SPLITS, ConflictCase  # noqa: E402
+from pytest_kedit.cases import ConflictCase  # noqa: E402
 from pytest_kedit.datasets import load_suite  # noqa: E402
 from pytest_kedit.editors import create_editor, key_value, memit, rome  # noqa: E402
 from pytest_kedit.editors.base import Editor  # noqa: E402
 from pytest_kedit.editors.context_templates import context_templates  # noqa: E402
 from pytest_kedit.editors.second_moment import second_moments  # noqa: E402
+from pytest_kedit.harness import Harness  # noqa: E402
 from pytest_kedit.models import LoadedModel, load_model  # noqa: E402
-from pytest_kedit.protocols import Harness  # noqa: E402
+from pytest_kedit.registry import CONFLICT_EDIT, SPLIT_NAMES, splits_of  # noqa: E402
 
 
 class Clock:
@@ -162,7 +163,7 @@ def bench_reference(loaded: LoadedModel, suite: Any, count: int) -> None:
     print(f"{'split':<10} {'cases':>5} {'ours s/case':>11} {'ref s/run':>10} {'ref runs':>8} {'ratio':>6} {'edit ratio':>10}")
     clock = Clock()
     totals = {"ours": 0.0, "reference": 0.0}
-    for split in CONFLICT_SPLITS:
+    for split in splits_of(CONFLICT_EDIT):
         cases = [c for c in suite.splits.get(split, []) if isinstance(c, ConflictCase)][:count]
         if not cases:
             continue
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--methods", default="rome,memit,memit-mle")
     parser.add_argument("--cases", type=int, default=3, help="cases per split")
-    parser.add_argument("--splits", default=",".join(SPLITS))
+    parser.add_argument("--splits", default=",".join(SPLIT_NAMES))
     parser.add_argument("--data", default=None, help="suite folder (default: the built-in suites)")
     parser.add_argument("--reference", type=int, default=0, help="cases per ConflictEdit split for the reference comparison")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -200,7 +201,7 @@ def main() -> None:
     for method in filter(None, args.methods.split(",")):
         bench_method(loaded, method, suite, splits)
     if args.reference:
-        bench_reference(loaded, load_suite(args.data, list(CONFLICT_SPLITS), args.reference), args.reference)
+        bench_reference(loaded, load_suite(args.data, list(splits_of(CONFLICT_EDIT)), args.reference), args.reference)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """pytest-kedit: the knowledge-editing pitfalls benchmark (ConflictEdit, RoundEdit) as a pytest plugin.
 
 The public API: the case types, the Editor interface for new methods, the harness that runs a
-case, and the pure metric functions (``pytest_kedit.metrics``).
+case, the case record, the registry of splits and metrics, and the pure metric functions
+(``pytest_kedit.metrics``).
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
-from .cases import ConflictCase, Edit, EditRequest, Entity, Fact, Relation, RoundCase
+from .cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, Relation, RoundCase
 from .datasets import Suite, load_suite
 from .errors import ConfigError, DataError, KeditError
-from .session import CaseOutcome, assert_thresholds
+from .record import CaseRecord
+from .registry import METRICS, SPLITS, Metric, Split
+from .session import assert_thresholds
 
 if TYPE_CHECKING:
+    from .architectures import ModuleMap
     from .editors.base import Editor, WeightDelta, snapshot
-    from .models import LoadedModel, ModuleMap, load_model
-    from .protocols import CaseResult, Harness
+    from .harness import CaseResult, Harness
+    from .models import LoadedModel, load_model
 
 __version__ = "0.1.0"
 
@@ -28,10 +32,10 @@ _LAZY = {
     "WeightDelta": "editors.base",
     "snapshot": "editors.base",
     "LoadedModel": "models",
-    "ModuleMap": "models",
+    "ModuleMap": "architectures",
     "load_model": "models",
-    "CaseResult": "protocols",
-    "Harness": "protocols",
+    "CaseResult": "harness",
+    "Harness": "harness",
 }
 
 
@@ -44,7 +48,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CaseOutcome",
+    "CaseRecord",
     "CaseResult",
     "ConfigError",
     "ConflictCase",
@@ -57,9 +61,14 @@ __all__ = [
     "Harness",
     "KeditError",
     "LoadedModel",
+    "METRICS",
+    "Metric",
     "ModuleMap",
+    "Query",
     "Relation",
     "RoundCase",
+    "SPLITS",
+    "Split",
     "Suite",
     "WeightDelta",
     "assert_thresholds",

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
+
+import numpy as np
 
 from .errors import DataError
-
-CONFLICT_SPLITS = ("coverage", "reverse", "composite")
-ROUND_SPLITS = ("easy", "hard")
-SPLITS = CONFLICT_SPLITS + ROUND_SPLITS
 
 
 @dataclass(frozen=True)
@@ -44,6 +42,30 @@ class Fact:
     subject: Entity
     relation: Relation
     object: Entity
+
+
+@dataclass(frozen=True)
+class Query:
+    """p(s, r, o): the probability of ``object`` after each of the relation's prompts, averaged."""
+
+    relation: Relation
+    subject: str
+    object: str
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(prompt filled with the subject, object) for every prompt of the relation, in order."""
+        return [(prompt.format(self.subject), self.object) for prompt in self.relation.prompts]
+
+
+def mean_per_query(queries: Sequence[Query], probs: np.ndarray) -> list[float]:
+    """p of each query: the mean of its prompts' entries in ``probs``, which holds the
+    probabilities of every query's :meth:`Query.pairs`, in order."""
+    out, start = [], 0
+    for q in queries:
+        n = len(q.relation.prompts)
+        out.append(float(probs[start : start + n].mean()))
+        start += n
+    return out
 
 
 @dataclass(frozen=True)
@@ -90,8 +112,9 @@ class ConflictCase:
     tied_fact: Fact | None = None
 
     @property
-    def relation(self) -> str:
-        """What the case is grouped by in per-relation breakdowns."""
+    def relation_group(self) -> str:
+        """What the case is grouped by in per-relation breakdowns: its rule (``P22>P40``) where
+        the data gives one, else e1's relation id."""
         return self.rule or self.edits[0].relation.id
 
 
@@ -105,7 +128,8 @@ class RoundCase:
     true_objects: tuple[Entity, ...]
 
     @property
-    def relation(self) -> str:
+    def relation_group(self) -> str:
+        """What the case is grouped by in per-relation breakdowns: the edit's relation id."""
         return self.edit.relation.id
 
     @property
@@ -114,7 +138,7 @@ class RoundCase:
         return tuple(o for o in self.true_objects if o.label != self.edit.old.label)
 
 
-Case = Union[ConflictCase, RoundCase]
+Case = ConflictCase | RoundCase
 
 
 def case_id(split: str, index: int) -> str:
@@ -141,7 +165,7 @@ class _Record:
         value = self.value[field]
         if not isinstance(value, kind):
             raise self.error(field, f"expected {kind.__name__}, got {type(value).__name__}")
-        if kind is str and not value.strip():
+        if isinstance(value, str) and not value.strip():
             raise self.error(field, "is empty")
         return value
 

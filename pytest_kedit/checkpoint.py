@@ -73,7 +73,7 @@ class Checkpoint:
             if found.get(key) != expected:
                 raise KeditError(
                     f"{self.path} was written with {key} {found.get(key)!r}, this run has {expected!r}; "
-                    f"write to another folder, or delete {self.path.parent} to start over"
+                    f"write to another folder, or delete {self.path} to decide again"
                 )
 
 

@@ -25,7 +25,12 @@ problem is a :class:`Finding` of one of these kinds:
     cases whose edits agree so and whose ``true_objects`` hold the same labels in any order.
 
 A record's ``schema`` finding is left out when a ``placeholder`` or ``label`` finding already
-names the same field.
+names the same field. A numeric-only label and a duplicate are warnings (the case runs; its number
+means little or counts twice); every other finding is an error.
+
+``strict`` adds the kinds of :mod:`pytest_kedit.strict_schema` (``layout``, ``semantics``,
+``paraphrases``, ``size``: the rules the built-in suites are held to) and makes every warning an
+error.
 """
 
 from __future__ import annotations
@@ -34,17 +39,17 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import upstream
-from .cases import CONFLICT_SPLITS, ConflictCase, Edit, Fact, RoundCase, parse_conflict_case, parse_round_case
-from .datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES
+from . import strict_schema, upstream
+from .cases import ConflictCase, Edit, Fact, RoundCase
+from .datasets import SPLIT_FILES
 from .errors import ConfigError, DataError
+from .registry import PROMPT_FILES, SPLITS
 
-KINDS = ("schema", "placeholder", "subject", "label", "duplicate")
-PROMPT_FILES = (CONFLICT_PROMPTS, ROUND_PROMPTS)
+KINDS = ("schema", "placeholder", "subject", "label", "duplicate", "layout", "semantics", "paraphrases", "size")
 OBJECT_FIELDS = ("object", "new_object", "true_object")
 _SPLIT_OF_FILE = {name: split for split, name in SPLIT_FILES.items()}
 _NUMERIC = re.compile(r"[+\-]?\d[\d,.\s]*")
@@ -61,36 +66,47 @@ class Finding:
     field: str | None
     kind: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        """``FILE:record N: field: message`` (the record and field parts only when known)."""
+        """``FILE:record N: field: [warning: ]message`` (the record and field parts only when known)."""
         where = self.file if self.record is None else f"{self.file}:record {self.record}"
-        return ": ".join(part for part in (where, self.field, self.message) if part)
+        message = f"warning: {self.message}" if self.warning else self.message
+        return ": ".join(part for part in (where, self.field, message) if part)
 
 
-def check_data(target: str) -> list[Finding]:
+def check_data(target: str, strict: bool = False) -> list[Finding]:
     """The findings of ``target``: a folder in the upstream layout, a split or paraphrase file of
     one, or ``upstream:NAME`` (downloaded first). A split file is checked with the paraphrase file
-    beside it. Raises ConfigError when ``target`` is none of these."""
+    beside it. ``strict``: see the module docstring; a strict folder has every split file. Raises
+    ConfigError when ``target`` is none of these."""
     if upstream.is_upstream(target):
         folder = upstream.fetch(target)
-        return _check_files([folder / name for name in SPLIT_FILES.values()])
+        return _Check(strict).files([folder / name for name in SPLIT_FILES.values()])
     path = Path(target).expanduser()
     known = [*SPLIT_FILES.values(), *PROMPT_FILES]
     if path.is_dir():
         files = [path / name for name in known if (path / name).is_file()]
         if not files:
             raise ConfigError(f"{target}: holds none of {', '.join(known)}")
-        return _check_files(files)
+        if strict:
+            files = [path / name for name in known]
+        return _Check(strict).files(files)
     if path.is_file():
         if path.name not in known:
             raise ConfigError(f"{target}: not a dataset file; expected one named {', '.join(known)}")
-        return _check_files([path])
+        return _Check(strict).files([path])
     raise ConfigError(f"{target}: no such file or folder")
 
 
+def failed(findings: Sequence[Finding]) -> bool:
+    """Whether any finding is an error (warnings alone pass)."""
+    return any(not finding.warning for finding in findings)
+
+
 def summarize(findings: Sequence[Finding]) -> str:
-    """Per file, the count of each kind, then the total; empty when there are no findings."""
+    """Per file, the count of each kind, then the total with its errors and warnings; empty when
+    there are no findings."""
     if not findings:
         return ""
     per_file: dict[str, Counter[str]] = {}
@@ -99,7 +115,9 @@ def summarize(findings: Sequence[Finding]) -> str:
     lines = ["summary:"]
     for file, counts in per_file.items():
         lines.append(f"  {file}: " + ", ".join(f"{kind} {counts[kind]}" for kind in KINDS if counts[kind]))
-    lines.append(f"{_plural(len(findings), 'finding')} in {_plural(len(per_file), 'file')}")
+    warnings = sum(finding.warning for finding in findings)
+    severities = f"{_plural(len(findings) - warnings, 'error')}, {_plural(warnings, 'warning')}"
+    lines.append(f"{_plural(len(findings), 'finding')} in {_plural(len(per_file), 'file')}: {severities}")
     return "\n".join(lines)
 
 
@@ -107,25 +125,112 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _check_files(paths: Sequence[Path]) -> list[Finding]:
-    """Every file of ``paths`` in order; each paraphrase file once, before the first split using it."""
-    findings: list[Finding] = []
-    paraphrases: dict[Path, Mapping[str, Sequence[str]]] = {}
+class _Check:
+    """One run of the checks: the findings so far, each paraphrase file's relations, and (strict)
+    the first definition of each relation id per paraphrase file."""
 
-    def prompts_of(path: Path) -> Mapping[str, Sequence[str]]:
-        if path not in paraphrases:
-            paraphrases[path] = _check_prompts(path, findings)
-        return paraphrases[path]
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.findings: list[Finding] = []
+        self.paraphrases: dict[Path, Mapping[str, Sequence[str]]] = {}
+        self.definitions: dict[str, strict_schema.RelationDefinitions] = {}
 
-    for path in paths:
-        if path.name in PROMPT_FILES:
-            prompts_of(path)
-            continue
-        split = _SPLIT_OF_FILE[path.name]
-        prompts_name = CONFLICT_PROMPTS if split in CONFLICT_SPLITS else ROUND_PROMPTS
-        relations = prompts_of(path.parent / prompts_name)
-        findings.extend(_check_split(path, split, relations, prompts_name))
-    return findings
+    def files(self, paths: Sequence[Path]) -> list[Finding]:
+        """Every file of ``paths`` in order; each paraphrase file once, before the first split using it."""
+        for path in paths:
+            if path.name in PROMPT_FILES:
+                self.prompts_of(path)
+                continue
+            split = _SPLIT_OF_FILE[path.name]
+            prompts_name = SPLITS[split].benchmark.prompts_file
+            self.split(path, split, self.prompts_of(path.parent / prompts_name), prompts_name)
+        if self.strict:
+            return [replace(finding, warning=False) for finding in self.findings]
+        return self.findings
+
+    def prompts_of(self, path: Path) -> Mapping[str, Sequence[str]]:
+        if path not in self.paraphrases:
+            self.paraphrases[path] = self.prompts(path)
+        return self.paraphrases[path]
+
+    def prompts(self, path: Path) -> Mapping[str, Sequence[str]]:
+        """Add the findings of a paraphrase file; return its relations for parsing the records
+        (a relation whose list is broken maps to no paraphrases, so only this file reports it)."""
+        file, findings = str(path), self.findings
+        if not path.is_file():
+            findings.append(Finding(file, None, None, "schema", "missing: every relation needs its paraphrase prompts"))
+            return _AnyRelation()
+        try:
+            data = _read_json(path)
+        except DataError as exc:
+            findings.append(_schema(exc))
+            return _AnyRelation()
+        if not isinstance(data, dict):
+            message = f"expected an object mapping relation ids to prompt lists, got {type(data).__name__}"
+            findings.append(Finding(file, None, None, "schema", message))
+            return _AnyRelation()
+        relations: dict[str, tuple[str, ...]] = {}
+        for relation, items in data.items():
+            if not isinstance(items, list) or not items:
+                findings.append(Finding(file, None, relation, "schema", "expected a non-empty list of prompts"))
+                relations[relation] = ()
+                continue
+            for i, prompt in enumerate(items):
+                field = f"{relation}[{i}]"
+                if isinstance(prompt, str):
+                    findings.extend(_prompt_findings(file, None, field, prompt, None))
+                else:
+                    findings.append(Finding(file, None, field, "schema", f"expected str, got {type(prompt).__name__}"))
+            relations[relation] = tuple(p for p in items if isinstance(p, str))
+            if self.strict:
+                problems = strict_schema.paraphrase_problems(relation, list(relations[relation]))
+                findings.extend(Finding(file, None, field, kind, message) for kind, field, message in problems)
+        return relations
+
+    def split(self, path: Path, split: str, relations: Mapping[str, Sequence[str]], prompts_name: str) -> None:
+        """Add the findings of one split file."""
+        file = str(path)
+        if self.strict and not path.is_file():
+            self.findings.append(Finding(file, None, None, "size", "missing: a strict suite has every split file"))
+            return
+        try:
+            records = _read_json(path)
+        except DataError as exc:
+            self.findings.append(_schema(exc))
+            return
+        if not isinstance(records, list):
+            message = f"expected a list of cases, got {type(records).__name__}"
+            self.findings.append(Finding(file, None, None, "schema", message))
+            return
+        parse = SPLITS[split].benchmark.parse
+        definitions = self.definitions.setdefault(prompts_name, strict_schema.RelationDefinitions())
+        first_of: dict[tuple[Any, ...], int] = {}
+        cases = 0
+        for index, record in enumerate(records):
+            own = list(_record_findings(file, index, record))
+            self.findings.extend(own)
+            try:
+                case = parse(record, split, index, file, relations, prompts_name)
+            except DataError as exc:
+                if exc.field not in {f.field for f in own}:
+                    self.findings.append(_schema(exc))
+                continue
+            cases += 1
+            key = _case_key(case)
+            if key in first_of:
+                field = "edits" if isinstance(case, ConflictCase) else "edit"
+                self.findings.append(Finding(file, index, field, "duplicate", f"same case as record {first_of[key]}",
+                                             warning=True))
+            else:
+                first_of[key] = index
+            if self.strict:
+                where = f"{path.name} record {index}"
+                problems = strict_schema.record_problems(split, record)
+                problems += [("semantics", field, message) for field, message in definitions.conflicts(record, where)]
+                self.findings.extend(Finding(file, index, field, kind, message) for kind, field, message in problems)
+        too_small = strict_schema.size_problem(cases) if self.strict else None
+        if too_small:
+            self.findings.append(Finding(file, None, None, "size", too_small))
 
 
 class _AnyRelation(Mapping[str, Sequence[str]]):
@@ -161,65 +266,6 @@ def _schema(error: DataError) -> Finding:
     return Finding(error.path, error.record, error.field, "schema", error.message)
 
 
-def _check_prompts(path: Path, findings: list[Finding]) -> Mapping[str, Sequence[str]]:
-    """Append the findings of a paraphrase file; return its relations for parsing the records
-    (a relation whose list is broken maps to no paraphrases, so only this file reports it)."""
-    if not path.is_file():
-        findings.append(Finding(str(path), None, None, "schema", "missing: every relation needs its paraphrase prompts"))
-        return _AnyRelation()
-    try:
-        data = _read_json(path)
-    except DataError as exc:
-        findings.append(_schema(exc))
-        return _AnyRelation()
-    if not isinstance(data, dict):
-        findings.append(Finding(str(path), None, None, "schema",
-                                f"expected an object mapping relation ids to prompt lists, got {type(data).__name__}"))
-        return _AnyRelation()
-    relations: dict[str, tuple[str, ...]] = {}
-    for relation, items in data.items():
-        if not isinstance(items, list) or not items:
-            findings.append(Finding(str(path), None, relation, "schema", "expected a non-empty list of prompts"))
-            relations[relation] = ()
-            continue
-        for i, prompt in enumerate(items):
-            field = f"{relation}[{i}]"
-            if isinstance(prompt, str):
-                findings.extend(_prompt_findings(str(path), None, field, prompt, None))
-            else:
-                findings.append(Finding(str(path), None, field, "schema", f"expected str, got {type(prompt).__name__}"))
-        relations[relation] = tuple(p for p in items if isinstance(p, str))
-    return relations
-
-
-def _check_split(path: Path, split: str, relations: Mapping[str, Sequence[str]], prompts_name: str) -> list[Finding]:
-    try:
-        records = _read_json(path)
-    except DataError as exc:
-        return [_schema(exc)]
-    if not isinstance(records, list):
-        return [Finding(str(path), None, None, "schema", f"expected a list of cases, got {type(records).__name__}")]
-    parse = parse_conflict_case if split in CONFLICT_SPLITS else parse_round_case
-    findings: list[Finding] = []
-    first_of: dict[tuple[Any, ...], int] = {}
-    for index, record in enumerate(records):
-        own = list(_record_findings(str(path), index, record))
-        findings.extend(own)
-        try:
-            case = parse(record, split, index, str(path), relations, prompts_name)
-        except DataError as exc:
-            if exc.field not in {f.field for f in own}:
-                findings.append(_schema(exc))
-            continue
-        key = _case_key(case)
-        if key in first_of:
-            field = "edits" if isinstance(case, ConflictCase) else "edit"
-            findings.append(Finding(str(path), index, field, "duplicate", f"same case as record {first_of[key]}"))
-        else:
-            first_of[key] = index
-    return findings
-
-
 def _objects(value: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """Every JSON object inside ``value`` with its field path (``edits[1]``, ``edits[1].relation``)."""
     if isinstance(value, dict):
@@ -245,17 +291,12 @@ def _record_findings(file: str, index: int, record: Any) -> Iterator[Finding]:
             labelled += [(f"true_objects[{i}]", item) for i, item in enumerate(obj["true_objects"])]
         for key, entity in labelled:
             if isinstance(entity, dict) and isinstance(entity.get("label"), str):
-                problem = _label_problem(entity["label"])
-                if problem:
-                    yield Finding(file, index, f"{prefix}{key}.label", "label", problem)
-
-
-def _label_problem(label: str) -> str | None:
-    if not label.strip():
-        return "is empty"
-    if _NUMERIC.fullmatch(label.strip()):
-        return f"numeric-only label {label!r}"
-    return None
+                label = entity["label"]
+                if not label.strip():
+                    yield Finding(file, index, f"{prefix}{key}.label", "label", "is empty")
+                elif _NUMERIC.fullmatch(label.strip()):
+                    yield Finding(file, index, f"{prefix}{key}.label", "label", f"numeric-only label {label!r}",
+                                  warning=True)
 
 
 def _prompt_findings(file: str, record: int | None, field: str, prompt: str, subject: str | None) -> Iterator[Finding]:

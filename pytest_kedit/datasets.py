@@ -1,8 +1,9 @@
 """Where cases come from: the built-in suites in ``data/``, a folder in the upstream layout, or
 the published files (``upstream:NAME``, downloaded and verified by :mod:`pytest_kedit.upstream`).
 
-A folder holds ``coverage_edit.json``, ``reverse_edit.json``, ``composite_edit.json``, ``easy.json``,
-``hard.json`` and the paraphrase files ``conflict_prompts.json`` and ``round_prompts.json``.
+A folder holds one file per split (``coverage_edit.json``, ``reverse_edit.json``,
+``composite_edit.json``, ``easy.json``, ``hard.json``: :data:`pytest_kedit.registry.SPLITS`) and
+the paraphrase file of each benchmark (``conflict_prompts.json``, ``round_prompts.json``).
 A file that cannot be read becomes one error for its split; a bad record becomes that case's
 error; everything else still runs.
 """
@@ -15,33 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from . import upstream
-from .cases import (
-    CONFLICT_SPLITS,
-    SPLITS,
-    Case,
-    case_id,
-    parse_conflict_case,
-    parse_prompts,
-    parse_round_case,
-)
+from .cases import Case, case_id, parse_prompts
 from .errors import ConfigError, DataError
+from .registry import SPLITS
 from .sampling import stratified_sample, stratum
 
-SPLIT_FILES = {
-    "coverage": "coverage_edit.json",
-    "reverse": "reverse_edit.json",
-    "composite": "composite_edit.json",
-    "easy": "easy.json",
-    "hard": "hard.json",
-}
-CONFLICT_PROMPTS = "conflict_prompts.json"
-ROUND_PROMPTS = "round_prompts.json"
+#: The data file of each split.
+SPLIT_FILES = {name: split.data_file for name, split in SPLITS.items()}
 
 #: A parametrized case: the parsed case, or the error that replaced it.
-Entry = Union[Case, DataError]
+Entry = Case | DataError
 
 
 @dataclass
@@ -105,7 +92,7 @@ def load_suite(
         path = folder / SPLIT_FILES[split]
         if not path.is_file():
             continue
-        prompts_name = CONFLICT_PROMPTS if split in CONFLICT_SPLITS else ROUND_PROMPTS
+        prompts_name = SPLITS[split].benchmark.prompts_file
         if prompts_name not in prompt_cache:
             prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest)
         prompts = prompt_cache[prompts_name]
@@ -157,7 +144,7 @@ def _read_split(
         return [DataError(str(path), f"expected a list of cases, got {type(records).__name__}")]
     if limit is not None:
         records = records[:limit]
-    parse = parse_conflict_case if split in CONFLICT_SPLITS else parse_round_case
+    parse = SPLITS[split].benchmark.parse
     entries: list[Entry] = []
     for index, record in enumerate(records):
         try:

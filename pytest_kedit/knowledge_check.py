@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cases import ROUND_SPLITS, Case, ConflictCase, RoundCase
+from .cases import Case, ConflictCase, Query, RoundCase, mean_per_query
 from .probe import Encoder, model_device, next_token_ranks, probe
-from .protocols import Query, mean_per_query
+from .registry import ROUND_EDIT, SPLITS
+from .tracing import pad
 
 #: New tokens generated per prompt, as for the built-in suites.
 MAX_NEW_TOKENS = 12
@@ -106,17 +107,16 @@ class Continuations:
 
     @torch.no_grad()
     def _generate_batch(self, prompts: Sequence[str]) -> None:
-        inputs = self.tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
-        device = model_device(self.model)
-        input_ids = inputs["input_ids"].to(device)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batch = pad([self.tokenizer(p)["input_ids"] for p in prompts], pad_id, model_device(self.model), left=True)
         output = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=inputs["attention_mask"].to(device),
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
             do_sample=False,
             max_new_tokens=self.max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        for prompt, new_tokens in zip(prompts, output[:, input_ids.shape[1] :].cpu()):
+        for prompt, new_tokens in zip(prompts, output[:, batch.input_ids.shape[1] :].cpu()):
             self._cache[prompt] = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
 
@@ -150,7 +150,7 @@ class KnowledgeCheck:
         """The verdict of each case of ``split``, the model run in batches across the cases."""
         if split == "composite":
             return check_tied_facts([c for c in cases if isinstance(c, ConflictCase)], self.continuations)
-        if split in ROUND_SPLITS:
+        if SPLITS[split].benchmark is ROUND_EDIT:
             round_cases = [c for c in cases if isinstance(c, RoundCase)]
             return check_round_objects(round_cases, self.model, self.encoder, self.top_k)
         return [Verdict(True) for _ in cases]

@@ -29,6 +29,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from scipy.special import rel_entr
 
 DISTORTION_SCALINGS = ("paper", "upstream")
@@ -111,14 +112,14 @@ def failure(ignore_rate: float) -> int:
     return int(ignore_rate > 0.5)
 
 
-def _distribution(values: Sequence[float], name: str) -> np.ndarray:
+def _distribution(values: Sequence[float], name: str) -> npt.NDArray[np.float64]:
     """``values`` divided by their sum, after checking they can be: 1-D, finite, >= 0, sum > 0."""
-    v = np.asarray(values, dtype=float)
+    v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence, got shape {v.shape}")
     if not np.isfinite(v).all() or (v < 0).any():
         raise ValueError(f"{name} must be finite and non-negative: {v.tolist()}")
-    total = v.sum()
+    total = float(v.sum())
     if not 0 < total < math.inf:
         raise ValueError(f"{name} must have a positive, finite sum: {v.tolist()}")
     return v / total

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from .cases import SPLITS
 from .errors import ConfigError
 from .metrics import DISTORTION_SCALINGS
-from .thresholds import DEFAULT_THRESHOLDS, Threshold, parse_thresholds
+from .registry import SPLITS, default_threshold_specs
+from .thresholds import Thresholds, parse_thresholds
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_METHOD = "ft"
@@ -24,11 +24,14 @@ _OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("dtype", "string", "auto", "auto, float32, float16 or bfloat16"),
     ("data", "string", None, "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
      "upstream:GPT-J (the published files, downloaded once); default: the built-in suites"),
-    ("split", "string", ",".join(SPLITS), "comma-separated splits to run: " + ", ".join(SPLITS)),
+    ("split", "string", None, "comma-separated splits to run, each of which must be in the data: " + ", ".join(SPLITS)
+     + "; default: every split the data has"),
     ("limit", "string", None, "run only the first N cases of each split"),
     ("sample", "string", None, "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
      "(from the first --kedit-limit cases when both are given)"),
     ("report", "string", None, "folder for table1.md, table2.md, relations.md, cases.jsonl and summary.json"),
+    ("html", "string", None, "also write the visual report, one self-contained HTML page, to this file "
+     "(needs pip install 'pytest-kedit[html]')"),
     ("seed", "string", "0", "seed for every case's random state"),
     ("distortion", "string", "paper", "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published Table 2)"),
 ]
@@ -44,8 +47,8 @@ def add_options(parser: pytest.Parser) -> None:
         dest="kedit_threshold",
         action="append",
         default=[],
-        help="per-case threshold METRIC>=V, METRIC<=V or METRIC=off; repeatable; overrides kedit_thresholds "
-        f"(default: {' '.join(DEFAULT_THRESHOLDS)})",
+        help="per-case threshold [SPLIT.]METRIC>=V, [SPLIT.]METRIC<=V or [SPLIT.]METRIC=off; repeatable; "
+        f"overrides kedit_thresholds (default: {' '.join(default_threshold_specs())})",
     )
     parser.addini("kedit_thresholds", "per-case thresholds, one per line or space-separated", type="args", default=[])
     by_relation_help = "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every metric"
@@ -63,12 +66,15 @@ class KeditOptions:
     dtype: str
     data: str | None
     splits: tuple[str, ...]
+    #: the splits were named (--kedit-split or kedit_split), so each must be in the data
+    splits_given: bool
     limit: int | None
     sample: int | None
     report: str | None
+    html: str | None
     seed: int
     distortion: str
-    thresholds: dict[str, Threshold]
+    thresholds: Thresholds
     by_relation: bool
 
     def summary(self) -> dict[str, Any]:
@@ -83,7 +89,7 @@ class KeditOptions:
             "sample": None if self.sample is None else {"size": self.sample, "seed": self.seed},
             "seed": self.seed,
             "distortion_scaling": self.distortion,
-            "thresholds": {m: str(t) for m, t in self.thresholds.items()},
+            "thresholds": self.thresholds.specs(),
         }
 
 
@@ -94,14 +100,15 @@ def read_options(config: pytest.Config) -> KeditOptions:
         given = config.getoption(f"kedit_{name}")
         return given if given is not None else (config.getini(f"kedit_{name}") or None)
 
-    splits = tuple(s.strip() for s in (value("split") or "").split(",") if s.strip())
+    named_splits = value("split")
+    splits = tuple(s.strip() for s in (named_splits or ",".join(SPLITS)).split(",") if s.strip())
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise ConfigError(f"--kedit-split: unknown or empty {unknown or splits}; choose from {', '.join(SPLITS)}")
     distortion = value("distortion") or "paper"
     if distortion not in DISTORTION_SCALINGS:
         raise ConfigError(f"--kedit-distortion: {distortion!r}; choose from {', '.join(DISTORTION_SCALINGS)}")
-    specs = [*DEFAULT_THRESHOLDS, *config.getini("kedit_thresholds"), *config.getoption("kedit_threshold")]
+    specs = [*config.getini("kedit_thresholds"), *config.getoption("kedit_threshold")]
     return KeditOptions(
         model=value("model") or DEFAULT_MODEL,
         method=value("method") or DEFAULT_METHOD,
@@ -110,9 +117,11 @@ def read_options(config: pytest.Config) -> KeditOptions:
         dtype=value("dtype") or "auto",
         data=value("data"),
         splits=splits,
+        splits_given=named_splits is not None,
         limit=_integer("limit", value("limit"), minimum=1),
         sample=_integer("sample", value("sample"), minimum=1),
         report=value("report"),
+        html=value("html"),
         seed=_integer("seed", value("seed"), minimum=0) or 0,
         distortion=distortion,
         thresholds=parse_thresholds(specs),

@@ -1,29 +1,37 @@
 """pytest hooks and fixtures of pytest-kedit. They only wire things together: options come from
-``options``, cases from ``datasets``, the work from ``session``, the tables from ``report``."""
+``options``, cases from ``datasets``, the work from ``session``, the tables from ``tables``."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
-from typing import TYPE_CHECKING
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .cases import CONFLICT_SPLITS, ROUND_SPLITS
 from .datasets import Entry, resolve_source
 from .errors import KeditError
 from .options import add_options, read_options
-from .report import threshold_summary, timing_summary
-from .session import USER_PROPERTY, CaseOutcome, Collector, Runner, encode_record
+from .record import CaseRecord
+from .registry import BENCHMARKS, SPLITS, splits_of
+from .session import USER_PROPERTY, Collector, Worker
+from .tables import threshold_summary, timing_summary
 
 if TYPE_CHECKING:
     from .editors.base import Editor
+    from .harness import Harness
     from .models import LoadedModel
-    from .protocols import Harness
 
-RUNNER = pytest.StashKey[Runner]()
-CASE_FIXTURES = {"conflict_case": CONFLICT_SPLITS, "round_case": ROUND_SPLITS}
+WORKER = pytest.StashKey[Worker]()
+CASE_ID = re.compile(rf"\[({'|'.join(SPLITS)})-(\d+|invalid)\]$")
+#: The key of a worker's process facts in pytest-xdist's ``workeroutput``.
+PROCESS_OUTPUT = "kedit_process"
+
+
+def count_cases(nodeids: Iterable[str]) -> int:
+    """How many of the tests are benchmark cases: their parameter id is a case id
+    (``reverse-0042``, or ``reverse-invalid`` for a file that could not be read)."""
+    return sum(bool(CASE_ID.search(nodeid)) for nodeid in nodeids)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,39 +44,66 @@ def pytest_configure(config: pytest.Config) -> None:
         # Resolved here (a download for upstream:NAME): errors raised while collecting would
         # reach the user as a collection error with a stack, not as a one-line usage error.
         resolve_source(options.data)
+        if options.html:
+            # Imported only when asked for: the visual report brings in scipy.stats and matplotlib.
+            from .html_report import require_matplotlib
+
+            require_matplotlib()
     except KeditError as exc:
         raise pytest.UsageError(f"kedit: {exc}") from None
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         config.pluginmanager.register(KeditReporter(Collector(options)), "kedit-reporter")
-        config.stash[RUNNER] = Runner(options)
+        config.stash[WORKER] = Worker(options)
     else:
         worker_index = int(workerinput["workerid"].removeprefix("gw"))
-        config.stash[RUNNER] = Runner(options, worker_index, int(workerinput["workercount"]))
+        config.stash[WORKER] = Worker(options, worker_index, int(workerinput["workercount"]))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for fixture, kind_splits in CASE_FIXTURES.items():
-        if fixture not in metafunc.fixturenames:
+    for benchmark in BENCHMARKS:
+        if benchmark.fixture not in metafunc.fixturenames:
             continue
-        runner = metafunc.config.stash[RUNNER]
+        worker = metafunc.config.stash[WORKER]
         try:
-            entries = runner.suite.entries([s for s in runner.options.splits if s in kind_splits])
+            entries = worker.suite.entries([s for s in worker.options.splits if s in splits_of(benchmark)])
         except KeditError as exc:
             raise pytest.UsageError(f"kedit: {exc}") from None
-        metafunc.parametrize(fixture, [entry for _, entry in entries], ids=[ident for ident, _ in entries])
+        metafunc.parametrize(benchmark.fixture, [entry for _, entry in entries], ids=[ident for ident, _ in entries])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before any case runs (and under --collect-only): check every option and the data once,
+    when the session holds kedit cases."""
+    fixtures = {benchmark.fixture for benchmark in BENCHMARKS}
+    if hasattr(config, "workerinput") or not any(fixtures & set(getattr(item, "fixturenames", ())) for item in items):
+        return
+    from .preflight import check_options, check_suite  # imports torch: only for runs with kedit cases
+
+    worker = config.stash[WORKER]
+    try:
+        check_options(worker.options)
+        check_suite(worker.options, worker.suite)
+    except KeditError as exc:
+        raise pytest.UsageError(f"kedit: {exc}") from None
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[PROCESS_OUTPUT] = session.config.stash[WORKER].process_info()
 
 
 @pytest.fixture(scope="session")
-def kedit_runner(pytestconfig: pytest.Config) -> Runner:
-    return pytestconfig.stash[RUNNER]
+def kedit_worker(pytestconfig: pytest.Config) -> Worker:
+    return pytestconfig.stash[WORKER]
 
 
 @pytest.fixture(scope="session")
-def kedit_harness(kedit_runner: Runner) -> Harness:
+def kedit_harness(kedit_worker: Worker) -> Harness:
     """The model and editor of the run, loaded once per process."""
     try:
-        return kedit_runner.harness
+        return kedit_worker.harness
     except KeditError as exc:
         pytest.exit(f"kedit: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
@@ -84,27 +119,27 @@ def kedit_editor(kedit_harness: Harness) -> Editor:
 
 
 @pytest.fixture
-def kedit_run(request: pytest.FixtureRequest, kedit_runner: Runner, kedit_harness: Harness) -> Callable[[Entry], CaseOutcome]:
+def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harness: Harness) -> Callable[[Entry], CaseRecord]:
     """Run a case (edits, probes, restore) and attach its record to the test's report."""
 
-    def run(entry: Entry) -> CaseOutcome:
+    def run(entry: Entry) -> CaseRecord:
         __tracebackhide__ = True
 
-        def attach(record: dict) -> None:
+        def attach(record: CaseRecord) -> None:
             # A record that could not be parsed has no case: name it by its test id ("reverse-0042").
-            case_id = record["case_id"] or request.node.callspec.id
-            record.update(case_id=case_id, split=record["split"] or case_id.split("-")[0])
-            request.node.user_properties.append((USER_PROPERTY, encode_record(record)))
+            record.case_id = record.case_id or request.node.callspec.id
+            record.split = record.split or record.case_id.split("-")[0]
+            request.node.user_properties.append((USER_PROPERTY, record.to_json()))
 
         try:
-            outcome, record = kedit_runner.run(entry)
+            record = kedit_worker.run(entry)
         except Exception as exc:  # a bug, not a user error: keep the traceback, record the case anyway
-            attach(kedit_runner.error_record(entry, exc))
+            attach(kedit_worker.error_record(entry, exc))
             raise
         attach(record)
-        if outcome is None:
-            pytest.fail(record["error"], pytrace=False)
-        return outcome
+        if record.error is not None:
+            pytest.fail(record.error, pytrace=False)
+        return record
 
     return run
 
@@ -120,25 +155,42 @@ class KeditReporter:
             return
         for name, value in report.user_properties:
             if name == USER_PROPERTY:
-                record = json.loads(value)
-                record["nodeid"] = report.nodeid
-                record["outcome"] = "error" if record["error"] else report.outcome
+                record = CaseRecord.from_json(str(value))
+                record.nodeid = report.nodeid
+                record.outcome = "error" if record.error else report.outcome
                 self.collector.add(record)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collector.expected = count_cases(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """pytest-xdist: every worker collects the same tests; the controller collects none."""
+        self.collector.expected = count_cases(ids)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """pytest-xdist: a worker finished; keep what it loaded."""
+        self.collector.add_process(getattr(node, "workeroutput", {}).get(PROCESS_OUTPUT))
+
     @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                                config: pytest.Config) -> None:
         if not self.collector.records:
             return
-        runner = config.stash[RUNNER]
-        options = runner.options
-        run = self.collector.finish(runner.suite)
+        worker = config.stash[WORKER]
+        options = worker.options
+        if not self.collector.processes:  # no xdist: this process ran the cases
+            self.collector.add_process(worker.process_info())
+        run = self.collector.finish(worker.suite, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         write = terminalreporter.write_line
         terminalreporter.section(f"kedit: {run.summary['model']} × {run.summary['method']}")
         if options.sample is not None:
             write(f"stratified sample of {options.sample} cases per split (by relation, seed {options.seed})")
             write("")
-        splits = {record["split"] for record in run.records}
-        tables = [run.table1 if splits & set(CONFLICT_SPLITS) else "", run.table2 if splits & set(ROUND_SPLITS) else ""]
+        splits = {record.split for record in run.records}
+        tables = [table for benchmark, table in zip(BENCHMARKS, (run.table1, run.table2))
+                  if splits & set(splits_of(benchmark))]
         if options.by_relation:
             tables.append(run.relations)
         for block in (*tables, threshold_summary(run.records, options.thresholds), timing_summary(run.summary)):
@@ -148,3 +200,13 @@ class KeditReporter:
                 write("")
         if options.report:
             write(f"report written to {options.report}")
+        if options.html:
+            from .html_report import write_html_report
+
+            key = (run.summary["model"], run.summary["method"])
+            try:
+                write_html_report(options.html, {key: (run.summary, run.records)},
+                                  {key: [options.report] if options.report else []})
+                write(f"visual report written to {options.html}")
+            except KeditError as exc:
+                write(f"kedit: visual report not written: {exc}", red=True)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .tracing import pad
+
 #: Upper bound on padded tokens in one forward pass of ``probe``.
 MAX_BATCH_TOKENS = 8192
 #: A batch's longest sequence is at most this many times its shortest: padding costs a full pass.
@@ -67,27 +69,21 @@ def collate(pairs: Sequence[Encoded], pad_id: int, device: torch.device, last_pr
     """Pad a batch of pairs. Each target token t_j is scored at the position that predicts it
     under teacher forcing, or, with ``last_prefix_position``, every t_j at the prefix's last
     position (the objective of the upstream FT scripts; the target is then not fed to the model)."""
-    seqs = [p.prefix if last_prefix_position else p.prefix + p.target for p in pairs]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    rows, positions, tokens, owners = [], [], [], []
-    for i, (pair, seq) in enumerate(zip(pairs, seqs)):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
+    padded = pad([p.prefix if last_prefix_position else p.prefix + p.target for p in pairs], pad_id, device)
+    rows, positions, tokens = [], [], []
+    for i, pair in enumerate(pairs):
         for j, token in enumerate(pair.target):
             rows.append(i)
             positions.append(len(pair.prefix) - 1 if last_prefix_position else len(pair.prefix) - 1 + j)
             tokens.append(token)
-            owners.append(i)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
-    return Batch(ids.to(device), mask.to(device), as_long(rows), as_long(positions), as_long(tokens), as_long(owners))
+    return Batch(padded.input_ids, padded.attention_mask, as_long(rows), as_long(positions), as_long(tokens), as_long(rows))
 
 
 def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """log P(token) at every scored position; differentiable when grad is enabled."""
-    hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-    logits = model.get_output_embeddings()(hidden[batch.rows, batch.positions]).float()
+    hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # (batch, width, hidden)
+    logits = model.get_output_embeddings()(hidden[batch.rows, batch.positions]).float()  # (scored tokens, vocab)
     softcap = getattr(model.config, "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
@@ -96,7 +92,7 @@ def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 def mean_logprob_per_pair(logprobs: torch.Tensor, batch: Batch, n_pairs: int) -> torch.Tensor:
     """Mean of the scored tokens' log-probabilities for each pair."""
-    sums = torch.zeros(n_pairs, dtype=logprobs.dtype, device=logprobs.device).index_add_(0, batch.owners, logprobs)
+    sums = torch.zeros(n_pairs, dtype=logprobs.dtype, device=logprobs.device).index_add_(0, batch.owners, logprobs)  # (pairs,)
     counts = torch.bincount(batch.owners, minlength=n_pairs).to(logprobs.dtype)
     return sums / counts
 
@@ -148,10 +144,10 @@ def next_token_ranks(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[t
     last_logits: list[torch.Tensor | None] = [None] * len(prefixes)
     device = model_device(model)
     for chunk in length_batches([len(prefix) for prefix in prefixes]):
-        batch = collate([Encoded(prefixes[i], ()) for i in chunk], encoder.pad_id, device)
+        batch = pad([prefixes[i] for i in chunk], encoder.pad_id, device)
         hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        ends = batch.attention_mask.sum(dim=1) - 1
-        logits = model.get_output_embeddings()(hidden[torch.arange(len(chunk), device=device), ends]).float().cpu()
+        last = hidden[torch.arange(len(chunk), device=device), batch.lengths - 1]  # (batch, hidden)
+        logits = model.get_output_embeddings()(last).float().cpu()
         for i, row_logits in zip(chunk, logits):
             last_logits[i] = row_logits
     ranks = np.empty(len(encoded), dtype=np.int64)

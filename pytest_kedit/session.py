@@ -1,14 +1,16 @@
-"""A benchmark run inside pytest: the worker side runs cases, the controller side collects them.
+"""A benchmark run inside pytest: a :class:`Worker` runs cases, the :class:`Collector` gathers them.
 
-Under pytest-xdist each worker has a ``Runner`` (its own model, editor and harness); case records
-travel to the controller in ``user_properties`` and the controller's ``Collector`` appends them to
-the case log as they arrive and aggregates them at the end.
+Each process that runs tests (the only one, or each pytest-xdist worker) has a ``Worker``: its
+own model, editor and harness, loaded on first use, turning each case into a
+:class:`~pytest_kedit.record.CaseRecord`. Records travel to the controller in the tests'
+``user_properties``; the process's own facts (model fingerprint, hparams, statistics, load time)
+travel once per worker, in xdist's ``workeroutput``. The controller's ``Collector`` appends
+records to the case log as they arrive and builds the summary and tables at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -16,34 +18,22 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-from . import report
-from .cases import Case, ConflictCase
 from .datasets import Entry, Suite, load_suite
 from .errors import DataError, KeditError
 from .options import KeditOptions
+from .record import PHASES, CaseRecord
+from .run_files import CaseLog, RunReport, run_report, write_report
 from .thresholds import failures
 
 if TYPE_CHECKING:
-    from .editors.base import Editor
-    from .protocols import CaseResult, Harness
+    from .cases import Case
+    from .harness import Harness
 
+#: The name of the user property that carries a case's record to the controller.
 USER_PROPERTY = "kedit"
 
 
-@dataclass
-class CaseOutcome:
-    """What a suite test gets back: the metrics and the thresholds the case missed."""
-
-    case: Case
-    result: CaseResult
-    failures: list[str]
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.result.metrics
-
-
-class Runner:
+class Worker:
     """Loads the model and editor once per process and runs cases on them."""
 
     def __init__(self, options: KeditOptions, worker_index: int | None = None, worker_count: int | None = None):
@@ -67,8 +57,8 @@ class Runner:
             import torch
 
             from .editors import create_editor
+            from .harness import Harness
             from .models import load_model
-            from .protocols import Harness
 
             if self.worker_count:
                 # Each xdist worker gets its share of the cores, so serial and parallel runs compute alike.
@@ -78,110 +68,126 @@ class Runner:
             self._harness = Harness(loaded, editor, self.options.distortion, self.options.seed)
         return self._harness
 
-    def run(self, entry: Entry) -> tuple[CaseOutcome | None, dict[str, Any]]:
+    def run(self, entry: Entry) -> CaseRecord:
         """Run one case; a user error (bad record, bad request) becomes the record's error."""
         if isinstance(entry, DataError):
-            return None, self.error_record(entry, entry)
+            return self.error_record(entry, entry)
         try:
             result = self.harness.run(entry)
         except KeditError as exc:
-            return None, self.error_record(entry, exc)
-        outcome = CaseOutcome(entry, result, failures(result.metrics, result.evidence, self.options.thresholds))
-        return outcome, self._record(entry, outcome=outcome)
+            return self.error_record(entry, exc)
+        missed = failures(result.metrics, result.evidence, self.options.thresholds.for_split(entry.split))
+        record = self._record(entry)
+        record.outcome = "failed" if missed else "passed"
+        record.metrics, record.probabilities, record.timings = result.metrics, result.probabilities, result.timings
+        record.failures = [failure.message for failure in missed]
+        record.failed_metrics = [failure.metric for failure in missed]
+        return record
 
-    def error_record(self, entry: Entry, error: BaseException) -> dict[str, Any]:
-        message = str(error) if isinstance(error, KeditError) else f"{type(error).__name__}: {error}"
-        return self._record(None if isinstance(entry, DataError) else entry, error=message)
+    def error_record(self, entry: Entry, error: BaseException) -> CaseRecord:
+        """The record of a case that could not run: ``error`` replaces its result."""
+        record = self._record(None if isinstance(entry, DataError) else entry)
+        record.outcome = "error"
+        record.error = str(error) if isinstance(error, KeditError) else f"{type(error).__name__}: {error}"
+        return record
 
-    def _record(self, case: Case | None, outcome: CaseOutcome | None = None, error: str | None = None) -> dict[str, Any]:
-        harness = self._harness
+    def _record(self, case: Case | None) -> CaseRecord:
+        """A record of ``case`` without results; a case that could not be parsed has no id yet
+        (the plugin names it by its test id)."""
+        return CaseRecord(
+            case_id=case.case_id if case else "",
+            split=case.split if case else "",
+            relation=case.relation_group if case else None,
+            arity=getattr(case, "arity", None),
+            model=self.options.model,
+            method=self.options.method,
+        )
+
+    def process_info(self) -> dict[str, Any] | None:
+        """What this process loaded, once the model has been loaded: None before."""
+        if self._harness is None:
+            return None
+        loaded, editor = self._harness.loaded, self._harness.editor
         return {
-            "case_id": case.case_id if case else None,
-            "split": case.split if case else None,
-            "relation": case.relation if case else None,
-            "arity": None if case is None or isinstance(case, ConflictCase) else case.arity,
-            "model": self.options.model,
-            "method": self.options.method,
-            "metrics": outcome.metrics if outcome else {},
-            "probabilities": outcome.result.probabilities if outcome else {},
-            "failures": outcome.failures if outcome else [],
-            "error": error,
-            "timings": outcome.result.timings if outcome else {},
-            "process": _process_info(harness) if harness else None,
+            "worker": f"{platform.node()}:{os.getpid()}",
+            "model_load": loaded.load_seconds,
+            "model_source": loaded.source,
+            "model_fingerprint": loaded.fingerprint,
+            "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "hparams": _hparams_dict(editor.hparams),
+            # where second-moment statistics came from (locate-and-edit methods); empty until needed
+            "statistics": dict(getattr(editor, "statistics_info", None) or {}),
         }
 
 
-def _process_info(harness: Harness) -> dict[str, Any]:
-    loaded, editor = harness.loaded, harness.editor
-    return {
-        "worker": f"{platform.node()}:{os.getpid()}",
-        "model_load": loaded.load_seconds,
-        "model_source": loaded.source,
-        "model_fingerprint": loaded.fingerprint,
-        "device": str(loaded.device),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "hparams": _hparams_dict(editor),
-        # where second-moment statistics came from (locate-and-edit methods); empty until needed
-        "statistics": dict(getattr(editor, "statistics_info", None) or {}),
-    }
-
-
-def _hparams_dict(editor: Editor) -> dict[str, Any]:
-    hp = editor.hparams
-    return dataclasses.asdict(hp) if dataclasses.is_dataclass(hp) else dict(vars(hp))
+def _hparams_dict(hparams: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(hparams) and not isinstance(hparams, type):
+        return dataclasses.asdict(hparams)
+    return dict(vars(hparams))
 
 
 @dataclass
 class Collector:
-    """Controller side: gathers records, keeps the case log, builds the tables and summary."""
+    """Controller side: gathers records and the workers' process facts, keeps the case log,
+    builds the tables and summary."""
 
     options: KeditOptions
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[CaseRecord] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    log: report.CaseLog | None = None
+    log: CaseLog | None = None
+    #: the number of cases collected for the run (None: not known)
+    expected: int | None = None
 
     def __post_init__(self) -> None:
         if self.options.report:
-            self.log = report.CaseLog(self.options.report)
+            self.log = CaseLog(self.options.report)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: CaseRecord) -> None:
         self.records.append(record)
         if self.log is not None:
             self.log.append(record)
 
-    def summary(self, suite: Suite | None) -> dict[str, Any]:
-        processes = {r["process"]["worker"]: r["process"] for r in self.records if r.get("process")}
-        first = next(iter(processes.values()), {})
-        phases = {phase: sum(r["timings"].get(phase, 0.0) for r in self.records) for phase in ("edit", "probe", "restore")}
+    def add_process(self, info: dict[str, Any] | None) -> None:
+        if info is not None:
+            self.processes.append(info)
+
+    def summary(self, suite: Suite | None, interrupted: bool = False) -> dict[str, Any]:
+        """The run summary; ``complete`` is false when the run was interrupted or finished fewer
+        cases than were collected."""
+        first = self.processes[0] if self.processes else {}
+        done = len(self.records)
+        expected = max(self.expected or 0, done)
+        phases = {phase: sum(r.timings.get(phase, 0.0) for r in self.records) for phase in PHASES}
         return {
             **self.options.summary(),
             "hparams": first.get("hparams", {}),
             "model_source": first.get("model_source"),
             "model_fingerprint": first.get("model_fingerprint"),
-            "statistics": next((p["statistics"] for p in processes.values() if p.get("statistics")), {}),
+            "statistics": next((p["statistics"] for p in self.processes if p.get("statistics")), {}),
             "data": {"source": suite.source if suite else self.options.data, "fingerprint": suite.fingerprint if suite else None},
             "versions": _versions(),
+            "complete": not interrupted and done >= expected,
+            "cases_expected": expected,
+            "cases_done": done,
             "timings": {
-                "model_load": sum(p["model_load"] for p in processes.values()),
+                "model_load": sum(p["model_load"] for p in self.processes),
                 **phases,
                 "total": time.perf_counter() - self.started,
-                "processes": len(processes),
+                "processes": len(self.processes),
             },
         }
 
-    def finish(self, suite: Suite | None) -> report.RunReport:
+    def finish(self, suite: Suite | None, interrupted: bool = False) -> RunReport:
         """The run's report (summary, tables, per-relation breakdown), written to the report
         folder when there is one."""
-        summary = self.summary(suite)
+        summary = self.summary(suite, interrupted)
         if self.log is not None:
             self.log.close()
         if self.options.report:
-            return report.write_report(self.options.report, summary, self.records)
-        return report.run_report(summary, self.records)
-
-
-def encode_record(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True)
+            return write_report(self.options.report, summary, self.records)
+        return run_report(summary, self.records)
 
 
 def _versions() -> dict[str, str]:
@@ -193,10 +199,10 @@ def _versions() -> dict[str, str]:
     }
 
 
-def assert_thresholds(outcome: CaseOutcome) -> None:
+def assert_thresholds(record: CaseRecord) -> None:
     """Fail the calling test with one line per missed threshold, naming the probabilities behind it."""
     __tracebackhide__ = True
-    if outcome.failures:
+    if record.failures:
         import pytest
 
-        pytest.fail("\n".join(outcome.failures), pytrace=False)
+        pytest.fail("\n".join(record.failures), pytrace=False)

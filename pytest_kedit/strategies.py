@@ -20,17 +20,8 @@ import sys
 
 from hypothesis import strategies as st
 
-from .cases import (
-    CONFLICT_SPLITS,
-    ROUND_SPLITS,
-    ConflictCase,
-    Edit,
-    Entity,
-    Fact,
-    Relation,
-    RoundCase,
-    case_id,
-)
+from .cases import ConflictCase, Edit, Entity, Fact, Relation, RoundCase, case_id
+from .registry import CONFLICT_EDIT, ROUND_EDIT, splits_of
 
 __all__ = [
     "conflict_cases",
@@ -109,15 +100,16 @@ def conflict_cases(draw: st.DrawFn, split: str | None = None) -> ConflictCase:
     The entities of a case have distinct labels; parsing the record the case came from gives
     the same case back.
     """
+    splits = splits_of(CONFLICT_EDIT)
     if split is None:
-        split = draw(st.sampled_from(CONFLICT_SPLITS))
-    if split not in CONFLICT_SPLITS:
-        raise ValueError(f"unknown ConflictEdit split {split!r}; expected one of {CONFLICT_SPLITS}")
+        split = draw(st.sampled_from(splits))
+    if split not in splits:
+        raise ValueError(f"unknown ConflictEdit split {split!r}; expected one of {splits}")
     index = draw(st.integers(0, 9999))
     if split == "coverage":
         s, o1, o2, o3 = (draw(_entity(label)) for label in draw(_distinct_labels(4)))
         [r] = draw(_relations(1))
-        triples = (Fact(s, r, o1),)
+        triples: tuple[Fact, ...] = (Fact(s, r, o1),)
         edits = (Edit(s, r, o1, o2), Edit(s, r, o2, o3))
         rule = tied = None
     elif split == "reverse":
@@ -142,10 +134,11 @@ def round_cases(draw: st.DrawFn, split: str | None = None) -> RoundCase:
     ``split`` is "easy" or "hard" (either if None); the arity is "1-|Obj|@<relation id>" as in
     the upstream records.
     """
+    splits = splits_of(ROUND_EDIT)
     if split is None:
-        split = draw(st.sampled_from(ROUND_SPLITS))
-    if split not in ROUND_SPLITS:
-        raise ValueError(f"unknown RoundEdit split {split!r}; expected one of {ROUND_SPLITS}")
+        split = draw(st.sampled_from(splits))
+    if split not in splits:
+        raise ValueError(f"unknown RoundEdit split {split!r}; expected one of {splits}")
     index = draw(st.integers(0, 9999))
     n_objects = draw(st.integers(2, 10))
     subject, o_star, *true_objects = (draw(_entity(label)) for label in draw(_distinct_labels(n_objects + 2)))

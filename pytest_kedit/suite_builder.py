@@ -12,13 +12,14 @@ step 2). Built for another model, a suite keeps what the protocols need that mod
   benchmark's probe averaged over the edit prompt and its paraphrases. EASY holds the pooled
   cases whose closeness is at least the median, HARD the others: the paper's EASY targets are
   semantically associated with the true labels, HARD ones far from them, and the model's answer
-  distribution for (s, r) is where that association shows.
+  distribution for (s, r) is where that association shows. With ``keep_splits`` (hand-chosen
+  cases, such as the built-in suites') the kept cases stay in their source split instead.
 
 A record that does not parse is dropped with its error. The output folder holds the five split
-files (kept records verbatim, in source order, written as ``json.dumps`` writes them, like the
-upstream files), the source's paraphrase files, and ``manifest.json``. Each decision is appended
-to ``checkpoint-<split>.jsonl`` as it is made; a rerun skips decided records, and a checkpoint
-written with another model, source or parameters is an error.
+files (kept records verbatim, in source order, in the JSON layout of their source file), the
+source's paraphrase files, and ``manifest.json`` (:mod:`pytest_kedit.suite_manifest`). Each
+decision is appended to ``checkpoint-<split>.jsonl`` as it is made; a rerun skips decided
+records, and a checkpoint written with another model, source or parameters is an error.
 """
 
 from __future__ import annotations
@@ -26,77 +27,72 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import transformers
 from tqdm.auto import tqdm
 
 from .cache import atomic_write_bytes, atomic_write_text
-from .cases import CONFLICT_SPLITS, ROUND_SPLITS, SPLITS, Case, RoundCase
+from .cases import Case, RoundCase
 from .checkpoint import Checkpoint
-from .datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, Entry, load_suite, resolve_source
+from .datasets import SPLIT_FILES, Entry, load_suite, resolve_source
 from .errors import ConfigError, DataError, KeditError
-from .knowledge_check import MAX_NEW_TOKENS, TOP_K, KnowledgeCheck, Verdict, criteria
+from .knowledge_check import MAX_NEW_TOKENS, TOP_K, KnowledgeCheck, Verdict
 from .models import LoadedModel
+from .registry import SPLIT_NAMES, SPLITS
+from .suite_manifest import (
+    GENERATOR,
+    MANIFEST,
+    ROUND_SPLITS,
+    criteria_info,
+    model_info,
+    resplit_report,
+    source_info,
+    split_report,
+)
 
 #: Bumped whenever a decision rule changes, so that old checkpoints are not resumed.
 FORMAT = "kedit-build-suite/2"
-MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint-{}.jsonl"
-
-SPLIT_CHECKS = {
-    "coverage": "none: every valid record is copied; the protocol needs no knowledge of the model",
-    "reverse": "none: every valid record is copied; the protocol needs no knowledge of the model",
-    "composite": "the tied fact k_f = triples[prerequisites[0]] is known on its relation's edit prompt",
-    "easy": (
-        "the round-edited object o1 = edit.object is produced (first token in the top_k after the relation's "
-        "edit prompt or one of its paraphrases) and preferred to the target: p(s, r, o1) > p(s, r, o*)"
-    ),
+#: How a split file may be laid out: ``json.dumps`` defaults (the upstream files) or indented
+#: UTF-8 with a final newline (the built-in suites). An output file takes its source file's.
+JSON_LAYOUTS: dict[str, Callable[[Any], str]] = {
+    "compact": json.dumps,
+    "indented": lambda value: json.dumps(value, ensure_ascii=False, indent=2) + "\n",
 }
-SPLIT_CHECKS["hard"] = SPLIT_CHECKS["easy"]
-CLOSENESS = (
-    "closeness = ln p(o*) - (1/|Obj|) * sum over o in Obj of ln p(o), where o* = edit.new_object, "
-    "Obj = true_objects, and p(o) is the benchmark's probe p(s, r, o): the geometric mean of the token "
-    "probabilities of ' ' + o under teacher forcing, averaged over the relation's edit prompt and its "
-    "paraphrases filled with the subject"
-)
-RESPLIT = (
-    "the kept cases of the source's easy and hard files are pooled (easy first, each in source order); "
-    "a case goes to EASY when its closeness is at least the median closeness of the pool, else to HARD; "
-    "each output file keeps pool order"
-)
 
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """The parameters of a build; ``limit`` takes the first records of each source split."""
+    """The parameters of a build; ``limit`` takes the first records of each source split, and
+    ``keep_splits`` keeps each kept RoundEdit case in its source split instead of re-splitting."""
 
     max_new_tokens: int = MAX_NEW_TOKENS
     top_k: int = TOP_K
     batch_size: int = 32
     limit: int | None = None
+    keep_splits: bool = False
 
 
 @dataclass
 class SourceSplit:
-    """One split of the source: its raw records (written verbatim) and their parsed entries."""
+    """One split of the source: its raw records (written verbatim), their parsed entries, and the
+    file's JSON layout (a key of :data:`JSON_LAYOUTS`)."""
 
     split: str
     records: list[Any]
     entries: list[Entry]
     fingerprint: str
+    layout: str
 
 
 def build_suite(
     loaded: LoadedModel,
     source: str,
     out: Path,
-    splits: Sequence[str] = SPLITS,
+    splits: Sequence[str] = SPLIT_NAMES,
     settings: BuildSettings = BuildSettings(),
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -105,47 +101,51 @@ def build_suite(
 
     ``source`` is a folder in the upstream layout, ``upstream:NAME`` or ``builtin``.
     """
-    folder = check_request(source, out, splits)
+    folder = check_request(source, out, splits, settings.keep_splits)
     splits = [split for split in SPLITS if split in splits]
     sources = {split: read_source(folder, split) for split in splits}
     decisions: dict[str, dict[int, dict[str, Any]]] = {}
     for split in splits:
         checkpoint = Checkpoint(out / CHECKPOINT.format(split), _header(split, loaded, sources[split], settings))
         decisions[split] = _decide_split(sources[split], checkpoint, loaded, settings, progress)
-    files, report = _assemble(sources, decisions, settings.limit)
+    files, report = _assemble(sources, decisions, settings)
     for split, records in files.items():
-        atomic_write_text(out / SPLIT_FILES[split], json.dumps(records))
-    for name in dict.fromkeys(CONFLICT_PROMPTS if s in CONFLICT_SPLITS else ROUND_PROMPTS for s in splits):
+        atomic_write_text(out / SPLIT_FILES[split], JSON_LAYOUTS[sources[split].layout](records))
+    for name in dict.fromkeys(SPLITS[s].benchmark.prompts_file for s in splits):
         atomic_write_bytes(out / name, (folder / name).read_bytes())
     manifest = {
-        "generator": "kedit build-suite",
+        "generator": GENERATOR,
         "format": FORMAT,
-        "model": _model_info(loaded),
-        "source": _source_info(source, folder, sources),
+        "model": model_info(loaded),
+        "source": source_info(source, folder, sources),
         "limit": settings.limit,
-        "criteria": _criteria(splits, settings),
+        "criteria": criteria_info(splits, settings.max_new_tokens, settings.top_k, settings.keep_splits),
         **report,
     }
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(out / MANIFEST, JSON_LAYOUTS["indented"](manifest))
     return manifest
 
 
-def check_request(source: str, out: Path, splits: Sequence[str]) -> Path:
+def check_request(source: str, out: Path, splits: Sequence[str], keep_splits: bool = False) -> Path:
     """The source folder, once ``splits``, ``source`` and ``out`` are known to be usable (before any
     model is loaded); KeditError otherwise."""
-    check_splits(splits)
+    check_splits(splits, keep_splits)
     folder = _resolve(source)
     check_output_folder(out, folder)
     return folder
 
 
-def check_splits(splits: Sequence[str]) -> None:
-    """Raise ConfigError unless ``splits`` is a non-empty list of known splits with easy and hard together."""
+def check_splits(splits: Sequence[str], keep_splits: bool = False) -> None:
+    """Raise ConfigError unless ``splits`` is a non-empty list of known splits, with easy and hard
+    together when they are to be split again."""
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise ConfigError(f"--splits: unknown or empty {unknown or list(splits)}; choose from {', '.join(SPLITS)}")
-    if len(set(ROUND_SPLITS) & set(splits)) == 1:
-        raise ConfigError("--splits: easy and hard are split again from their pooled cases; ask for both or neither")
+    if len(set(ROUND_SPLITS) & set(splits)) == 1 and not keep_splits:
+        raise ConfigError(
+            "--splits: easy and hard are split again from their pooled cases; ask for both or neither, "
+            "or add --keep-splits"
+        )
 
 
 def _resolve(source: str) -> Path:
@@ -156,13 +156,28 @@ def _resolve(source: str) -> Path:
 
 
 def check_output_folder(out: Path, source: Path) -> None:
-    """Raise KeditError unless ``out`` is new, empty, or holds an earlier build (never the source)."""
+    """Raise KeditError unless ``out`` is new, empty, or holds an earlier build (never the source).
+
+    An earlier build has checkpoints, or a manifest written by this command (``data/`` keeps no
+    checkpoints)."""
     if out.exists() and not out.is_dir():
         raise KeditError(f"--out: {out} is a file, not a folder")
     if out.exists() and out.resolve() == source.resolve():
         raise KeditError(f"--out: {out} is the source folder; write the suite to another folder")
-    if out.is_dir() and any(out.iterdir()) and not any(out.glob(CHECKPOINT.format("*"))):
-        raise KeditError(f"--out: {out} is not empty and holds no earlier build (no {CHECKPOINT.format('*')}); use a new folder")
+    if out.is_dir() and any(out.iterdir()) and not (any(out.glob(CHECKPOINT.format("*"))) or _built_here(out)):
+        raise KeditError(
+            f"--out: {out} is not empty and holds no earlier build (no {CHECKPOINT.format('*')}, "
+            f"no {MANIFEST} by {GENERATOR}); use a new folder"
+        )
+
+
+def _built_here(folder: Path) -> bool:
+    """Whether ``folder`` holds a manifest written by ``kedit build-suite``."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
 
 
 def read_source(folder: Path, split: str) -> SourceSplit:
@@ -174,7 +189,10 @@ def read_source(folder: Path, split: str) -> SourceSplit:
     entries = suite.splits[split]
     if len(entries) == 1 and isinstance(entries[0], DataError) and entries[0].record is None:
         raise entries[0]
-    return SourceSplit(split, json.loads(path.read_bytes()), entries, suite.fingerprint)
+    raw = path.read_bytes()
+    records = json.loads(raw)
+    layout = next((name for name, dump in JSON_LAYOUTS.items() if dump(records).encode() == raw), "compact")
+    return SourceSplit(split, records, entries, suite.fingerprint, layout)
 
 
 def _header(split: str, loaded: LoadedModel, source: SourceSplit, settings: BuildSettings) -> dict[str, Any]:
@@ -187,38 +205,6 @@ def _header(split: str, loaded: LoadedModel, source: SourceSplit, settings: Buil
         "source": source.fingerprint,
         "max_new_tokens": settings.max_new_tokens,
         "top_k": settings.top_k,
-    }
-
-
-def _source_info(source: str, folder: Path, sources: Mapping[str, SourceSplit]) -> dict[str, Any]:
-    return {
-        "spec": source,
-        "path": str(folder),
-        "splits": {
-            split: {"file": SPLIT_FILES[split], "records": len(s.records), "fingerprint": s.fingerprint}
-            for split, s in sources.items()
-        },
-    }
-
-
-def _criteria(splits: Sequence[str], settings: BuildSettings) -> dict[str, Any]:
-    round_splits = {"closeness": CLOSENESS, "resplit": RESPLIT} if ROUND_SPLITS[0] in splits else {}
-    return {
-        "knowledge_check": criteria(settings.max_new_tokens, settings.top_k),
-        "splits": {split: SPLIT_CHECKS[split] for split in splits},
-        "parameters": {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k},
-        **round_splits,
-    }
-
-
-def _model_info(loaded: LoadedModel) -> dict[str, str]:
-    return {
-        "name": loaded.name,
-        "fingerprint": loaded.fingerprint,
-        "source": loaded.source,
-        "dtype": str(loaded.dtype).removeprefix("torch."),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
     }
 
 
@@ -248,7 +234,8 @@ def _decide_split(
     decided = checkpoint.open()
     total = len(source.entries)
     n = total if settings.limit is None else min(settings.limit, total)
-    with tqdm(total=n, initial=sum(i < n for i in decided), desc=source.split, unit="case", disable=not progress) as bar:
+    done = sum(i < n for i in decided)
+    with tqdm(total=n, initial=done, desc=source.split, unit="case", disable=not progress) as bar:
         for chunk in _chunks(total, settings.batch_size, n):
             pending = [i for i in chunk if i not in decided]
             if not pending:
@@ -273,7 +260,7 @@ def _decide_batch(
     cases = [(i, e) for i, e in entries if not isinstance(e, DataError)]
     check = KnowledgeCheck(loaded.model, loaded.tokenizer, settings.max_new_tokens, settings.top_k, settings.batch_size)
     verdicts = check.check_split(split, [c for _, c in cases])
-    decisions = {i: _decision(i, case, verdict) for (i, case), verdict in zip(cases, verdicts)}
+    decisions = {i: _decision(i, case, verdict) for (i, case), verdict in zip(cases, verdicts, strict=True)}
     for index, entry in entries:
         if isinstance(entry, DataError):
             reason = f"invalid record: {entry}"
@@ -287,7 +274,7 @@ def closeness(p_true: Sequence[float], p_target: float) -> float:
 
 
 def _decision(index: int, case: Case, verdict: Verdict) -> dict[str, Any]:
-    decision: dict[str, Any] = {"index": index, "group": case.relation, "kept": verdict.passed}
+    decision: dict[str, Any] = {"index": index, "group": case.relation_group, "kept": verdict.passed}
     if not verdict.passed:
         decision["reason"] = verdict.reason
     decision["evidence"] = verdict.evidence
@@ -300,23 +287,23 @@ def _decision(index: int, case: Case, verdict: Verdict) -> dict[str, Any]:
 
 
 def _assemble(
-    sources: Mapping[str, SourceSplit], decisions: Mapping[str, Mapping[int, dict[str, Any]]], limit: int | None
+    sources: Mapping[str, SourceSplit], decisions: Mapping[str, Mapping[int, dict[str, Any]]], settings: BuildSettings
 ) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """The records of each output file, and the manifest's counts: per source split and, for
-    RoundEdit, per output split after the re-split."""
+    """The records of each output file, and the manifest's reports: per source split and, for a
+    RoundEdit re-split, per output split."""
     files: dict[str, list[Any]] = {}
     report: dict[str, Any] = {"splits": {}}
     pool: list[tuple[str, int, float]] = []
     for split, source in sources.items():
-        n = len(source.records) if limit is None else min(limit, len(source.records))
+        n = len(source.records) if settings.limit is None else min(settings.limit, len(source.records))
         made = [decisions[split][i] for i in range(n)]
-        report["splits"][split] = _split_report(split, made)
+        report["splits"][split] = split_report(split, made)
         kept = [d["index"] for d in made if d["kept"]]
-        if split in ROUND_SPLITS:
+        if split in ROUND_SPLITS and not settings.keep_splits:
             pool += [(split, d["index"], d["closeness"]) for d in made if d["kept"]]
         else:
             files[split] = [source.records[i] for i in kept]
-    if ROUND_SPLITS[0] in sources:
+    if ROUND_SPLITS[0] in sources and not settings.keep_splits:
         threshold = statistics.median(c for _, _, c in pool) if pool else None
         resplit = {
             "easy": [entry for entry in pool if threshold is not None and entry[2] >= threshold],
@@ -324,47 +311,5 @@ def _assemble(
         }
         for split, entries in resplit.items():
             files[split] = [sources[origin].records[i] for origin, i, _ in entries]
-        report["round_resplit"] = _resplit_report(resplit, threshold, decisions)
+        report["round_resplit"] = resplit_report(resplit, threshold, decisions)
     return files, report
-
-
-def _split_report(split: str, made: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Counts of one source split's decisions, overall and per relation, and every dropped record."""
-    by_relation: dict[str, dict[str, int]] = {}
-    for d in made:
-        counts = by_relation.setdefault(d["group"], {"kept": 0, "dropped": 0})
-        counts["kept" if d["kept"] else "dropped"] += 1
-    kept = sum(d["kept"] for d in made)
-    return {
-        "file": SPLIT_FILES[split],
-        "knowledge_check": SPLIT_CHECKS[split],
-        "source_records": len(made),
-        "kept": kept,
-        "dropped": len(made) - kept,
-        "by_relation": dict(sorted(by_relation.items())),
-        "dropped_records": [
-            {"index": d["index"], "group": d["group"], "reason": d["reason"], **d["evidence"]} for d in made if not d["kept"]
-        ],
-    }
-
-
-def _resplit_report(
-    resplit: Mapping[str, Sequence[tuple[str, int, float]]],
-    threshold: float | None,
-    decisions: Mapping[str, Mapping[int, dict[str, Any]]],
-) -> dict[str, Any]:
-    """The re-split of the pooled RoundEdit cases: threshold, and per output split its cases by
-    relation, by source split, and one line per case."""
-    report: dict[str, Any] = {"threshold": threshold}
-    for split, entries in resplit.items():
-        report[split] = {
-            "cases": len(entries),
-            "by_relation": dict(sorted(Counter(decisions[o][i]["group"] for o, i, _ in entries).items())),
-            "from_source": {origin: sum(o == origin for o, _, _ in entries) for origin in ROUND_SPLITS},
-            "records": [
-                {"source": o, "index": i, "closeness": c, "p_target": decisions[o][i]["evidence"]["p_target"],
-                 "p_true": decisions[o][i]["evidence"]["p_true"]}
-                for o, i, c in entries
-            ],
-        }
-    return report

@@ -1,32 +1,24 @@
-"""Per-case thresholds on the metrics, written ``cs_imp>=1``, ``tfd<=0.3`` or ``cs_imp=off``."""
+"""Per-case thresholds on the metrics: ``cs_imp>=1``, ``tfd<=0.3``, ``cs_imp=off``, and per
+split ``reverse.cs_imp>=1`` or ``reverse.cs_imp=off``.
+
+A split's threshold for a metric overrides the global one for that split only. Later specs
+override earlier ones for the same (split, metric); the defaults come first, from
+:data:`pytest_kedit.registry.METRICS`.
+"""
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ConfigError
-
-DISPLAY_NAMES = {
-    "single_succ": "Single Succ",
-    "cs": "CS",
-    "cs_exp": "CS_exp",
-    "cs_imp": "CS_imp",
-    "cm": "CM",
-    "tfd": "TFD",
-    "succ": "Succ",
-    "d": "D",
-    "ir": "IR",
-    "fr": "FR",
-}
-
-#: What a robust editor should do: resolve every conflict, keep tied facts, undo cleanly.
-DEFAULT_THRESHOLDS = ("cs>=1", "cs_exp>=1", "cs_imp>=1", "tfd<=0.5", "succ>=1", "fr<=0")
+from .registry import METRICS, SPLITS, default_threshold_specs
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-_SPEC = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|>|<|=)\s*([^\s]+)\s*$")
+_SPEC = re.compile(r"^\s*(?:([a-z_]+)\.)?([a-z_]+)\s*(>=|<=|>|<|=)\s*(\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -36,39 +28,101 @@ class Threshold:
     value: float
 
     def holds(self, x: float) -> bool:
-        return _OPS[self.op](x, self.value)
+        return bool(_OPS[self.op](x, self.value))
 
     def __str__(self) -> str:
-        return f"{DISPLAY_NAMES[self.metric]} {self.op} {self.value:g}"
+        return f"{METRICS[self.metric].label} {self.op} {self.value:g}"
+
+    def spec(self) -> str:
+        return f"{self.metric}{self.op}{self.value!r}"
 
 
-def parse_thresholds(specs: Sequence[str]) -> dict[str, Threshold]:
-    """Later specs override earlier ones for the same metric; ``metric=off`` removes it."""
-    thresholds: dict[str, Threshold] = {}
-    for spec in specs:
-        match = _SPEC.match(spec)
-        if not match:
-            raise ConfigError(f"threshold {spec!r}: expected METRIC>=VALUE, METRIC<=VALUE or METRIC=off")
-        metric, op, raw = match.groups()
-        if metric not in DISPLAY_NAMES:
-            raise ConfigError(f"threshold {spec!r}: unknown metric {metric!r}; known: {', '.join(DISPLAY_NAMES)}")
-        if op == "=":
-            if raw != "off":
-                raise ConfigError(f"threshold {spec!r}: use >= or <= with a number, or {metric}=off")
-            thresholds.pop(metric, None)
-            continue
-        try:
-            thresholds[metric] = Threshold(metric, op, float(raw))
-        except ValueError:
-            raise ConfigError(f"threshold {spec!r}: {raw!r} is not a number") from None
-    return thresholds
+@dataclass(frozen=True)
+class Thresholds:
+    """The global thresholds, and per split the ones that replace or remove them there."""
+
+    globals: Mapping[str, Threshold]
+    #: split -> metric -> threshold, or None where the split turns the metric's threshold off
+    per_split: Mapping[str, Mapping[str, Threshold | None]]
+
+    def for_split(self, split: str) -> dict[str, Threshold]:
+        """The thresholds a case of ``split`` is checked against, by metric, for the split's metrics."""
+        chosen: dict[str, Threshold] = {}
+        for metric in SPLITS[split].metrics:
+            own = self.per_split.get(split, {})
+            threshold = own[metric] if metric in own else self.globals.get(metric)
+            if threshold is not None:
+                chosen[metric] = threshold
+        return chosen
+
+    def specs(self) -> list[str]:
+        """The thresholds as specs that :func:`parse_thresholds` (``defaults=False``) reads back:
+        ``cs>=1``, ``reverse.cs_imp<=0.5``, ``reverse.cs_imp=off``."""
+        out = [threshold.spec() for threshold in self.globals.values()]
+        for split, own in self.per_split.items():
+            out += [f"{split}.{t.spec()}" if t is not None else f"{split}.{metric}=off" for metric, t in own.items()]
+        return out
 
 
-def failures(metrics: Mapping[str, float], evidence: Mapping[str, str], thresholds: Mapping[str, Threshold]) -> list[str]:
-    """One line per threshold the case misses, with the probabilities behind the metric."""
-    lines = []
+def parse_thresholds(specs: Sequence[str], defaults: bool = True) -> Thresholds:
+    """The thresholds of ``specs`` (after the registry's defaults when ``defaults``)."""
+    globals_: dict[str, Threshold] = {}
+    per_split: dict[str, dict[str, Threshold | None]] = {}
+    for spec in (*default_threshold_specs(), *specs) if defaults else specs:
+        split, metric, op, raw = _parse(spec)
+        threshold = None if op == "=" else Threshold(metric, op, _number(spec, raw))
+        if split is not None:
+            per_split.setdefault(split, {})[metric] = threshold
+        elif threshold is None:
+            globals_.pop(metric, None)
+            for own in per_split.values():
+                own.pop(metric, None)
+        else:
+            globals_[metric] = threshold
+    return Thresholds(globals_, per_split)
+
+
+def _parse(spec: str) -> tuple[str | None, str, str, str]:
+    match = _SPEC.match(spec)
+    if not match:
+        raise ConfigError(f"threshold {spec!r}: expected [SPLIT.]METRIC>=VALUE, [SPLIT.]METRIC<=VALUE or [SPLIT.]METRIC=off")
+    split, metric, op, raw = match.groups()
+    if metric not in METRICS:
+        raise ConfigError(f"threshold {spec!r}: unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    if split is not None:
+        if split not in SPLITS:
+            raise ConfigError(f"threshold {spec!r}: unknown split {split!r}; known: {', '.join(SPLITS)}")
+        if metric not in SPLITS[split].metrics:
+            raise ConfigError(f"threshold {spec!r}: split {split} has no metric {metric}; "
+                              f"it has {', '.join(SPLITS[split].metrics)}")
+    if op == "=" and raw != "off":
+        raise ConfigError(f"threshold {spec!r}: use >= or <= with a number, or {metric}=off")
+    return split, metric, op, raw
+
+
+def _number(spec: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"threshold {spec!r}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"threshold {spec!r}: {raw!r} is not a finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A threshold a case missed."""
+
+    metric: str
+    message: str
+
+
+def failures(values: Mapping[str, float], evidence: Mapping[str, str], thresholds: Mapping[str, Threshold]) -> list[Failure]:
+    """One failure per threshold the case misses, with the probabilities behind the metric."""
+    missed = []
     for metric, threshold in thresholds.items():
-        if metric in metrics and not threshold.holds(metrics[metric]):
+        if metric in values and not threshold.holds(values[metric]):
             why = evidence.get(metric, "")
-            lines.append(f"{DISPLAY_NAMES[metric]} = {metrics[metric]:.4g}: {why} (threshold {threshold})")
-    return lines
+            missed.append(Failure(metric, f"{METRICS[metric].label} = {values[metric]:.4g}: {why} (threshold {threshold})"))
+    return missed

@@ -77,7 +77,7 @@ def main() -> None:
     for layers in candidates:
         editor = cls(dataclasses.replace(base, layers=layers), loaded)
         success, p_new, drift, lost, seconds = [], [], [], [], 0.0
-        for i, case in enumerate(cases):
+        for case in cases:
             e1 = case.edits[0]
             start = time.perf_counter()
             delta = editor.apply(loaded.model, loaded.tokenizer, [e1.request()])

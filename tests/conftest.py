@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from tiny_models import FAMILIES, tiny_model
 
 from pytest_kedit.cache import cache_dir
 
 pytest_plugins = ["pytester"]
+
+#: The settings of every property test: hypothesis's own profile ("default", or "ci" when it detects
+#: a CI service) without the per-example deadline, which a busy 2-core runner or the first call's
+#: imports and caches overrun without any bug. A test that needs another example count says so
+#: with ``@settings(max_examples=N)``; ``--hypothesis-profile`` still picks another profile.
+settings.register_profile("kedit", deadline=None)  # unset settings fall back to the active profile
+settings.load_profile("kedit")
 
 #: The user's cache, resolved before pytester points HOME at a temporary folder.
 USER_CACHE_DIR = str(cache_dir())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +17,18 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_models import FAMILIES, WORDS, tiny_loaded, tiny_model
+from tiny_models import WORDS, tiny_loaded, tiny_model
 
-from pytest_kedit.cases import SPLITS
-from pytest_kedit.cli import main
-from pytest_kedit.datasets import CONFLICT_PROMPTS, ROUND_PROMPTS, SPLIT_FILES, builtin_folder, load_suite
-from pytest_kedit.errors import DataError, KeditError
 from pytest_kedit import knowledge_check
+from pytest_kedit.cli import main
+from pytest_kedit.datasets import SPLIT_FILES, builtin_folder, load_suite
+from pytest_kedit.errors import DataError, KeditError
 from pytest_kedit.knowledge_check import TOP_K, Continuations, contains
 from pytest_kedit.models import LoadedModel
-from pytest_kedit.suite_builder import CHECKPOINT, MANIFEST, BuildSettings, build_suite
+from pytest_kedit.registry import CONFLICT_EDIT, ROUND_EDIT
+from pytest_kedit.registry import SPLIT_NAMES as SPLITS
+from pytest_kedit.suite_builder import CHECKPOINT, BuildSettings, build_suite
+from pytest_kedit.suite_manifest import KEPT_SPLITS, MANIFEST
 
 SUBJECTS = ("France", "Italy", "Germany", "Spain", "Canada", "Switzerland", "Marie", "Pierre", "Hamlet", "Alice")
 CITY = {"id": "P131", "prompt": "{} is located in the city", "query": "?", "label": "located in"}
@@ -145,8 +148,8 @@ def write_source(folder: Path, loaded: LoadedModel) -> Path:
     files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard}
     for split, records in files.items():
         (folder / SPLIT_FILES[split]).write_text(json.dumps(records))
-    (folder / CONFLICT_PROMPTS).write_text(json.dumps(CONFLICT_PARAPHRASES))
-    (folder / ROUND_PROMPTS).write_text(json.dumps(ROUND_PARAPHRASES))
+    (folder / CONFLICT_EDIT.prompts_file).write_text(json.dumps(CONFLICT_PARAPHRASES))
+    (folder / ROUND_EDIT.prompts_file).write_text(json.dumps(ROUND_PARAPHRASES))
     return folder
 
 
@@ -219,9 +222,12 @@ def test_round_cases_are_dropped_for_either_reason_and_scored_by_closeness(built
     reasons = [d["reason"] for split in ("easy", "hard") for d in manifest["splits"][split]["dropped_records"]]
     assert any(r.startswith("round-edited object") and "not produced" in r for r in reasons), reasons
     assert any(r.startswith("target preferred") for r in reasons), reasons
+    evidence = {(split, r["index"]): r for split in ("easy", "hard") for r in manifest["splits"][split]["kept_records"]}
     for split in ("easy", "hard"):
         for record in manifest["round_resplit"][split]["records"]:
-            p_true, p_target = record["p_true"], record["p_target"]
+            kept = evidence[record["source"], record["index"]]
+            p_true, p_target = kept["p_true"], kept["p_target"]
+            assert record["closeness"] == kept["closeness"]
             assert record["closeness"] == pytest.approx(math.log(p_target) - sum(map(math.log, p_true)) / len(p_true))
 
 
@@ -236,7 +242,7 @@ def test_output_loads_without_errors_and_holds_the_kept_records(built: tuple[Pat
         assert json.loads((out / SPLIT_FILES[split]).read_text()) == [r for i, r in enumerate(records) if i not in dropped]
     for split in ("easy", "hard"):
         assert len(suite.splits[split]) == manifest["round_resplit"][split]["cases"]
-    assert (out / ROUND_PROMPTS).read_bytes() == (source / ROUND_PROMPTS).read_bytes()
+    assert (out / ROUND_EDIT.prompts_file).read_bytes() == (source / ROUND_EDIT.prompts_file).read_bytes()
     created = out.parent / "created-with-open"
     created.touch()
     assert {p.stat().st_mode for p in out.iterdir()} == {created.stat().st_mode}  # not mkstemp's 0o600
@@ -318,8 +324,89 @@ def test_cli_help_states_the_defaults(capsys):
     assert f"(default: {defaults.top_k})" in text
 
 
-def test_builtin_source_is_accepted(tiny, tmp_path):
+def test_builtin_source_is_accepted_and_a_split_kept_whole_is_copied_byte_for_byte(tiny, tmp_path):
     manifest = build_suite(tiny, "builtin", tmp_path / "suite", splits=("coverage",), progress=False)
     assert manifest["splits"]["coverage"]["dropped"] == 0
-    copied = json.loads((tmp_path / "suite" / SPLIT_FILES["coverage"]).read_text())
-    assert copied == json.loads((builtin_folder() / SPLIT_FILES["coverage"]).read_text())
+    name = SPLIT_FILES["coverage"]
+    assert (tmp_path / "suite" / name).read_bytes() == (builtin_folder() / name).read_bytes()  # indented, UTF-8
+
+
+def test_every_output_file_keeps_its_source_layout(built, tiny, source, tmp_path):
+    out, _ = built
+    name = SPLIT_FILES["reverse"]  # every record kept
+    assert (out / name).read_bytes() == (source / name).read_bytes()
+    assert (out / SPLIT_FILES["composite"]).read_text().startswith('[{"rule": ')  # json.dumps, as upstream
+
+    indented = tmp_path / "indented"
+    shutil.copytree(source, indented)
+    records = json.loads((source / SPLIT_FILES["composite"]).read_text())
+    (indented / SPLIT_FILES["composite"]).write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n")
+    rebuilt = tmp_path / "rebuilt"
+    build_suite(tiny, str(indented), rebuilt, ("composite",), BuildSettings(batch_size=3), progress=False)
+    text = (rebuilt / SPLIT_FILES["composite"]).read_text()
+    kept = json.loads((out / SPLIT_FILES["composite"]).read_text())
+    assert text == json.dumps(kept, ensure_ascii=False, indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------- --keep-splits
+
+
+@pytest.fixture(scope="module")
+def kept_splits(built, tmp_path_factory, tiny, source) -> tuple[Path, dict[str, Any]]:
+    """A --keep-splits build resumed from the checkpoints of ``built``: the decisions are the same."""
+    out = tmp_path_factory.mktemp("kept") / "suite"
+    out.mkdir()
+    for checkpoint in built[0].glob(CHECKPOINT.format("*")):
+        shutil.copy(checkpoint, out)
+    settings = BuildSettings(batch_size=3, keep_splits=True)
+    return out, build_suite(tiny, str(source), out, settings=settings, progress=False)
+
+
+def test_keep_splits_keeps_each_round_case_in_its_source_split(kept_splits, built, source, monkeypatch):
+    out, manifest = kept_splits
+    assert "round_resplit" not in manifest
+    assert manifest["criteria"]["resplit"] == KEPT_SPLITS
+    for split in ("easy", "hard"):
+        report = manifest["splits"][split]
+        assert report == built[1]["splits"][split]
+        records = json.loads((source / SPLIT_FILES[split]).read_text())
+        kept = [r["index"] for r in report["kept_records"]]
+        assert kept and len(kept) == report["kept"]
+        assert json.loads((out / SPLIT_FILES[split]).read_text()) == [records[i] for i in kept]
+        assert all("closeness" in r and "p_true" in r for r in report["kept_records"])
+    for split in ("coverage", "reverse", "composite"):
+        assert (out / SPLIT_FILES[split]).read_bytes() == (built[0] / SPLIT_FILES[split]).read_bytes()
+
+
+def test_keep_splits_builds_easy_or_hard_alone(kept_splits, tiny, source, tmp_path):
+    out, manifest = kept_splits
+    alone = tmp_path / "hard"
+    alone.mkdir()
+    shutil.copy(out / CHECKPOINT.format("hard"), alone)
+    build_suite(tiny, str(source), alone, splits=("hard",), settings=BuildSettings(batch_size=3, keep_splits=True),
+                progress=False)
+    assert (alone / SPLIT_FILES["hard"]).read_bytes() == (out / SPLIT_FILES["hard"]).read_bytes()
+    assert not (alone / SPLIT_FILES["easy"]).exists()
+
+
+def test_a_folder_with_a_build_manifest_and_no_checkpoints_is_an_earlier_build(kept_splits, tiny, source, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(kept_splits[0], out, ignore=shutil.ignore_patterns(CHECKPOINT.format("*")))
+    (out / "README.md").write_text("kept")
+    settings = BuildSettings(batch_size=3, keep_splits=True)
+    build_suite(tiny, str(source), out, splits=("coverage",), settings=settings, progress=False)
+    assert (out / "README.md").read_text() == "kept"
+    (out / MANIFEST).write_text(json.dumps({"generator": "something else"}))
+    for checkpoint in out.glob(CHECKPOINT.format("*")):
+        checkpoint.unlink()
+    with pytest.raises(KeditError, match=rf"holds no earlier build \(no checkpoint-\*\.jsonl, no {MANIFEST} by kedit"):
+        build_suite(tiny, str(source), out, splits=("coverage",), settings=settings, progress=False)
+
+
+def test_cli_keep_splits(tiny_model_dir, source, tmp_path, capsys):
+    out = tmp_path / "suite"
+    args = ["build-suite", "--model", str(tiny_model_dir), "--from", str(source), "--out", str(out)]
+    assert main([*args, "--splits", "easy", "--keep-splits", "--batch-size", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "easy " in printed and "re-split" not in printed
+    assert json.loads((out / MANIFEST).read_text())["criteria"]["resplit"] == KEPT_SPLITS

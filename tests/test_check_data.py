@@ -13,6 +13,8 @@ from pytest_kedit.cli import main
 from pytest_kedit.data_check import check_data
 from pytest_kedit.datasets import builtin_folder
 
+CANDIDATES = Path(__file__).resolve().parents[1] / "scripts" / "builtin_candidates"
+
 
 def edit_json(path: Path, change) -> None:
     data = json.loads(path.read_text())
@@ -135,7 +137,7 @@ def test_cli_prints_one_line_per_finding_then_the_summary_and_exits_1(bad_folder
         f"  {bad_folder / 'round_prompts.json'}: subject 1",
         f"  {bad_folder / 'easy.json'}: label 1",
         f"  {bad_folder / 'hard.json'}: label 1, duplicate 1",
-        "9 findings in 7 files",
+        "9 findings in 7 files: 7 errors, 2 warnings",
     ]
 
 
@@ -167,3 +169,103 @@ def test_cli_without_a_path_is_a_usage_error(capsys):
 def test_published_data_has_no_schema_or_prompt_findings(name):
     kinds = {f.kind for f in check_data(str(UPSTREAM / name))}
     assert kinds <= {"label", "duplicate"}
+
+
+# --------------------------------------------------------------------------- warnings and --strict
+
+
+def test_a_numeric_label_and_a_duplicate_are_warnings_that_pass_unless_strict(tmp_path: Path, capsys):
+    folder = copy_builtin(tmp_path)
+    edit_json(folder / "easy.json", lambda records: records[4]["edit"]["new_object"].update(label="1989"))
+    edit_json(folder / "hard.json", lambda records: records.append(records[0]))
+    assert [(f.kind, f.warning) for f in check_data(str(folder))] == [("label", True), ("duplicate", True)]
+    assert main(["check-data", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{folder / 'easy.json'}:record 4: edit.new_object.label: warning: numeric-only label '1989'"
+    assert lines[-1] == "2 findings in 2 files: 0 errors, 2 warnings"
+    assert main(["check-data", "--strict", str(folder)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{folder / 'easy.json'}:record 4: edit.new_object.label: numeric-only label '1989'"
+    assert lines[-1] == "2 findings in 2 files: 2 errors, 0 warnings"
+
+
+@pytest.mark.parametrize("folder", [builtin_folder(), CANDIDATES], ids=["data", "candidates"])
+def test_built_in_suites_and_their_candidates_pass_strict(folder: Path):
+    assert check_data(str(folder), strict=True) == []
+
+
+@pytest.fixture
+def strict_folder(tmp_path: Path) -> Path:
+    """The built-in suites with one problem that only --strict finds per record or file."""
+    folder = copy_builtin(tmp_path)
+
+    def coverage(records: list[Any]) -> None:
+        records[0]["edits"][1]["object"] = dict(records[0]["edits"][1]["new_object"])  # e2 no longer starts at o2
+        record = records[1]
+        records[1] = {key: record[key] for key in ("type", "triples", "prerequisites", "edits")}
+        records[2]["edits"][0]["relation"]["label"] = "capital city"  # P36 defined another way
+
+    def reverse(records: list[Any]) -> None:
+        records[0]["rule"] = "P36>P36"
+        records[1]["edits"][0]["relation"]["prompt"] += " "
+
+    def composite(records: list[Any]) -> None:
+        records[0]["prerequisites"] = [1]
+
+    def easy(records: list[Any]) -> None:
+        records[0]["type"] = "1-2@P37"
+        del records[12:]
+
+    def round_prompts(prompts: dict[str, Any]) -> None:
+        prompts["P47"][1] = prompts["P47"][0]
+        prompts["P37"].pop()
+
+    changes = {"coverage_edit": coverage, "reverse_edit": reverse, "composite_edit": composite, "easy": easy,
+               "round_prompts": round_prompts}
+    for name, change in changes.items():
+        edit_json(folder / f"{name}.json", change)
+    return folder
+
+
+def test_strict_finds_layout_semantics_paraphrase_and_size_problems(strict_folder: Path):
+    easy_cases = len(json.loads((strict_folder / "easy.json").read_text()))
+    assert easy_cases == 12
+    assert check_data(str(strict_folder)) == []
+    edit_json(strict_folder / "easy.json", lambda records: records.pop())
+    assert where(check_data(str(strict_folder), strict=True)) == [
+        ("coverage_edit.json", 0, "edits[1]", "semantics"),
+        ("coverage_edit.json", 1, None, "layout"),
+        ("coverage_edit.json", 2, "edits[0].relation", "semantics"),
+        ("reverse_edit.json", 0, "rule", "semantics"),
+        ("reverse_edit.json", 1, "edits[0].relation.prompt", "layout"),
+        ("reverse_edit.json", 1, "edits[0].relation", "semantics"),
+        ("composite_edit.json", 0, "prerequisites", "semantics"),
+        ("round_prompts.json", None, "P37", "paraphrases"),
+        ("round_prompts.json", None, "P47", "paraphrases"),
+        ("easy.json", 0, "type", "semantics"),
+        ("easy.json", None, None, "size"),
+    ]
+
+
+def test_strict_messages_say_what_is_expected(strict_folder: Path):
+    messages = {(Path(f.file).name, f.record, f.field): f.message for f in check_data(str(strict_folder), strict=True)}
+    assert messages["coverage_edit.json", 1, None] == (
+        "keys ['type', 'triples', 'prerequisites', 'edits'], expected ['triples', 'prerequisites', 'type', 'edits'] "
+        "(the upstream schema, in order)"
+    )
+    assert messages["coverage_edit.json", 2, "edits[0].relation"] == (
+        "relation P36 differs from its definition in coverage_edit.json record 0, triples[0].relation"
+    )
+    assert messages["reverse_edit.json", 0, "rule"] == "'P36>P36', expected 'P36>P1376'"
+    assert messages["round_prompts.json", None, "P47"] == "9 distinct paraphrases in 10, expected 10 distinct"
+    assert messages["round_prompts.json", None, "P37"] == "9 distinct paraphrases in 9, expected 10 distinct"
+    assert messages["easy.json", 0, "type"] == "'1-2@P37', expected '1-4@P37'"
+
+
+def test_strict_wants_every_split_file(tmp_path: Path, capsys):
+    folder = copy_builtin(tmp_path)
+    (folder / "hard.json").unlink()
+    assert check_data(str(folder)) == []
+    assert main(["check-data", "--strict", str(folder)]) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"{folder / 'hard.json'}: missing: a strict suite has every split file"

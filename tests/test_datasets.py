@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.cases import ConflictCase, RoundCase, SPLITS
+from pytest_kedit.cases import ConflictCase, RoundCase
 from pytest_kedit.datasets import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError, DataError
+from pytest_kedit.registry import SPLIT_NAMES as SPLITS
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls"
 needs_upstream = pytest.mark.skipif(
@@ -43,7 +44,9 @@ def test_builtin_relations_have_ten_paraphrases():
 
 
 @needs_upstream
-@pytest.mark.parametrize("model, counts", [("GPT2-XL", (2500, 2500, 2000, 2500, 2500)), ("GPT-J", (2500, 2500, 2500, 2500, 2500))])
+@pytest.mark.parametrize(
+    "model, counts", [("GPT2-XL", (2500, 2500, 2000, 2500, 2500)), ("GPT-J", (2500, 2500, 2500, 2500, 2500))]
+)
 def test_full_upstream_folders_load_without_errors(model, counts):
     suite = load_suite(str(UPSTREAM / model), SPLITS)
     assert tuple(len(suite.splits[s]) for s in SPLITS) == counts

@@ -10,6 +10,7 @@ import pytest
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
+@pytest.mark.slow
 def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Pytester, tmp_path: Path, user_cache):
     for suite in SUITES.glob("test_*.py"):
         pytester.makepyfile(**{suite.stem: suite.read_text()})
@@ -32,6 +33,7 @@ def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Py
     assert summary["model_fingerprint"].startswith("smollm2-135m@sha256:b179c952")
 
 
+@pytest.mark.slow
 def test_rome_on_smollm2_edits_and_says_where_its_statistics_came_from(
     pytester: pytest.Pytester, tmp_path: Path, user_cache
 ):

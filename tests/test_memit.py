@@ -11,11 +11,11 @@ from tiny_models import FAMILIES
 
 from pytest_kedit.cases import Edit, EditRequest, Entity, Relation, RoundCase
 from pytest_kedit.editors import create_editor, editor_class
-from pytest_kedit.editors.memit import MEMITEditor, MEMITHyperParams, MEMITMLEEditor
 from pytest_kedit.editors.key_value import read_at_subject, subject_prompt
+from pytest_kedit.editors.memit import MEMITEditor, MEMITHyperParams, MEMITMLEEditor
+from pytest_kedit.harness import Harness
 from pytest_kedit.hparams import load_hparams
 from pytest_kedit.models import LoadedModel, load_model
-from pytest_kedit.protocols import Harness
 
 BATCH = [
     EditRequest(subject="France", prompt="the capital of {} is", target="Berlin"),
@@ -30,11 +30,10 @@ def tiny_memit(loaded: LoadedModel, cls: type[MEMITEditor] = MEMITEditor, **over
 
 
 def last_layer_outputs(editor: MEMITEditor, requests: list[EditRequest]) -> torch.Tensor:
-    loaded = editor.loaded
-    last = loaded.modules.module(loaded.model, loaded.modules.layers)[editor.hparams.layers[-1]]
+    last = editor.layer_name(editor.hparams.layers[-1])
     prompts = [subject_prompt(editor.encoder, "{}", r, with_target=False) for r in requests]
-    (outputs,) = read_at_subject(loaded.model, prompts, [(last, "output")], editor.encoder.pad_id)
-    return outputs.float()
+    _, outputs = read_at_subject(editor.loaded.model, prompts, [last], editor.encoder.pad_id)
+    return outputs[last].float()
 
 
 #: Gemma normalises the MLP output before adding it to the residual stream, so there the layer
@@ -120,6 +119,7 @@ def test_the_registry_builds_memit_from_a_file(method, tmp_path):
     assert editor.statistics_info == {}
 
 
+@pytest.mark.slow
 def test_memit_on_smollm2_makes_every_target_of_a_batch_more_likely(user_cache):
     """The real embedded model (cache: KEDIT_CACHE_DIR or the user's), with its packaged defaults
     but a small sampled corpus for the statistics, so that a fresh machine computes them quickly."""

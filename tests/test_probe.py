@@ -7,11 +7,10 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from tiny_models import tiny_model
 
 from pytest_kedit import probe as probe_module
 from pytest_kedit.probe import MAX_LENGTH_RATIO, Encoder, length_batches, next_token_ranks, probe
-
-from tiny_models import tiny_model
 
 PAIRS = [
     ("The capital of France is", "Paris"),

@@ -1,40 +1,65 @@
-"""Tables, report files, merging runs and the ``kedit report`` command."""
+"""Aggregation, tables, report folders, merging runs and the ``kedit report`` command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_kedit import report
+from pytest_kedit import registry
+from pytest_kedit.aggregation import COUNT_KEYS, aggregate, intervals, run_counts, sorted_records
 from pytest_kedit.cli import main
 from pytest_kedit.errors import KeditError
+from pytest_kedit.record import CaseRecord
+from pytest_kedit.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
+from pytest_kedit.run_files import (
+    CaseLog,
+    ReportError,
+    load_run,
+    load_runs,
+    merge_relations,
+    merge_tables,
+    run_report,
+    write_report,
+)
+from pytest_kedit.tables import (
+    INTERVAL_METHOD,
+    TableRow,
+    paper_tables,
+    relation_table,
+    table1,
+    table2,
+    threshold_summary,
+    timing_summary,
+)
+from pytest_kedit.thresholds import parse_thresholds
 
 MODEL = "smollm2-135m"
+RUN_THRESHOLDS = parse_thresholds(["cs_exp>=1", "cs_imp>=1", "fr<=0"], defaults=False)
 
 
-def record(case_id: str, outcome: str = "passed", relation: str = "P1", failures: tuple[str, ...] = (),
-           method: str = "ft", **metrics: float) -> dict[str, Any]:
-    split = case_id.split("-")[0]
-    return {
-        "case_id": case_id, "split": split, "relation": relation, "arity": None,
-        "model": MODEL, "method": method, "outcome": outcome,
-        "metrics": {} if outcome == "error" and not metrics else metrics,
-        "probabilities": {}, "failures": list(failures),
-        "error": "RuntimeError: boom" if outcome == "error" else None,
-        "timings": {"edit": 0.1, "probe": 0.1, "restore": 0.0},
-        "nodeid": f"suites/test_x.py::test_x[{case_id}]",
-    }
+def record(case_id: str, outcome: str = "passed", relation: str | None = "P1", failed: tuple[str, ...] = (),
+           method: str = "ft", arity: str | None = None, **metrics: float) -> CaseRecord:
+    """A case record; ``failed`` are the metrics whose thresholds the case missed."""
+    return CaseRecord(
+        case_id=case_id, split=case_id.split("-")[0], relation=relation, arity=arity, model=MODEL, method=method,
+        outcome=outcome, metrics={metric: float(value) for metric, value in metrics.items()},
+        failures=[f"{METRICS[metric].label} = {metrics[metric]:g}: evidence" for metric in failed],
+        failed_metrics=list(failed), error="RuntimeError: boom" if outcome == "error" else None,
+        timings={"edit": 0.1, "probe": 0.1, "restore": 0.0}, nodeid=f"suites/test_x.py::test_x[{case_id}]",
+    )
 
 
 def summary(method: str = "ft", scaling: str = "paper", model: str = MODEL) -> dict[str, Any]:
     return {
         "model": model, "method": method, "hparams": {"lr": 0.1},
         "data": {"source": "builtin", "fingerprint": "abc"}, "distortion_scaling": scaling, "seed": 0,
-        "thresholds": {"cs_exp": "CS_exp >= 1", "cs_imp": "CS_imp >= 1"},
+        "thresholds": RUN_THRESHOLDS.specs(),
         "versions": {"pytest_kedit": "0.1.0"},
         "timings": {"model_load": 2.0, "edit": 5.0, "probe": 2.0, "restore": 0.5, "total": 10.0},
     }
@@ -42,13 +67,21 @@ def summary(method: str = "ft", scaling: str = "paper", model: str = MODEL) -> d
 
 REVERSE = [
     record("reverse-0000", cs_exp=1, cs_imp=1, cm=0.5),
-    record("reverse-0001", "failed", failures=("CS_imp = 0: p(k_n)=0.01 <= p(k_o)=0.03",), cs_exp=1, cs_imp=0, cm=0.25),
+    record("reverse-0001", "failed", failed=("cs_imp",), cs_exp=1, cs_imp=0, cm=0.25),
     record("reverse-0002", "error", cs_exp=0, cs_imp=0, cm=-1.0),  # metrics of an error case never count
 ]
 EASY = [
     record("easy-0000", succ=1, d=0.02, ir=0.5, fr=0),
-    record("easy-0001", "failed", failures=("FR = 1: IR=1",), succ=0.5, d=0.04, ir=1.0, fr=1),
+    record("easy-0001", "failed", failed=("fr",), succ=0.5, d=0.04, ir=1.0, fr=1),
 ]
+
+
+def with_method(records: list[CaseRecord], method: str) -> list[CaseRecord]:
+    return [dataclasses.replace(r, method=method) for r in records]
+
+
+def row(records: list[CaseRecord], method: str = "ft") -> TableRow:
+    return TableRow(MODEL, method, aggregate(records))
 
 
 def cells(table: str, first: str) -> list[str]:
@@ -60,13 +93,25 @@ def cells(table: str, first: str) -> list[str]:
     raise AssertionError(f"no row {first!r} in:\n{table}")
 
 
-def write_run(directory: Path, records: list[dict[str, Any]], **kwargs: Any) -> Path:
-    report.write_report(directory, summary(**kwargs), records)
+def by_column(table: str, first: str, headers: list[str]) -> list[str]:
+    """The cells of row ``first`` under the given column headers of a Table 1/2 ("Method" row)."""
+    header, row = cells(table, "Method"), cells(table, first)
+    return [row[header.index(name)] for name in headers]
+
+
+def first_cells(table: str) -> list[str]:
+    """The first cell of every Markdown row but the alignment rows, in order."""
+    return [line.strip("|").split("|")[0].strip() for line in table.splitlines()
+            if line.startswith("|") and not line.startswith("|:")]
+
+
+def write_run(directory: Path, records: list[CaseRecord], **kwargs: Any) -> Path:
+    write_report(directory, summary(**kwargs), records)
     return directory
 
 
 def merge_runs(directories: list[Path]) -> tuple[str, str]:
-    return report.merge_tables(report.load_runs(directories))
+    return merge_tables(load_runs(directories))
 
 
 def section(text: str, title: str) -> str:
@@ -75,49 +120,54 @@ def section(text: str, title: str) -> str:
 
 
 def test_aggregate_means_times_100_and_counts() -> None:
-    result = report.aggregate(REVERSE + EASY)
+    result = aggregate(REVERSE + EASY)
     assert list(result) == ["reverse", "easy"]
     assert result["reverse"]["cs_exp"] == pytest.approx(100.0)
     assert result["reverse"]["cs_imp"] == pytest.approx(50.0)
     assert result["reverse"]["cm"] == pytest.approx(37.5)
     assert result["easy"]["d"] == pytest.approx(3.0)
     assert result["easy"]["succ"] == pytest.approx(75.0)
-    assert {k: result["reverse"][k] for k in report.COUNT_KEYS} == {"cases": 3, "passed": 1, "failed": 1, "error": 1}
+    assert {k: result["reverse"][k] for k in COUNT_KEYS} == {"cases": 3, "passed": 1, "failed": 1, "error": 1}
 
 
 def test_error_cases_only_count_as_errors() -> None:
-    result = report.aggregate([record("composite-0000", "error"), record("composite-0001", "error", cm=-1.0)])
+    result = aggregate([record("composite-0000", "error"), record("composite-0001", "error", cm=-1.0)])
     assert result == {"composite": {"cases": 2, "passed": 0, "failed": 0, "error": 2}}
-    row = cells(report.table1([(MODEL, "ft", result)]), "ft")
-    assert row[-4:] == ["–"] * 4
+    assert cells(table1([TableRow(MODEL, "ft", result)]), "ft")[-4:] == ["–"] * 4
 
 
 def test_tables_do_not_depend_on_record_order() -> None:
     rng = random.Random(7)
     records = [record(f"{split}-{i:04d}", rng.choice(["passed", "failed", "error"]), relation=f"P{i % 3}",
-                      **{metric: rng.random() * 3 - 1 for metric in report.SPLIT_METRICS[split]})
-               for split in report.SPLIT_METRICS for i in range(12)]
-    expected = (report.aggregate(records), report.run_tables(summary(), records),
-                report.relation_table(records), report.threshold_summary(records))
+                      **{metric: rng.random() * 3 - 1 for metric in SPLITS[split].metrics})
+               for split in SPLITS for i in range(12)]
+
+    def everything() -> tuple[Any, ...]:
+        run = run_report(summary(), records)
+        return aggregate(records), run.summary, run.table1, run.table2, run.relations, threshold_summary(records, RUN_THRESHOLDS)
+
+    expected = everything()
     for _ in range(3):
         rng.shuffle(records)
-        assert (report.aggregate(records), report.run_tables(summary(), records),
-                report.relation_table(records), report.threshold_summary(records)) == expected
+        assert everything() == expected
 
 
 def test_table1_layout_grouped_by_model_with_dash_for_missing_splits() -> None:
-    table = report.table1([(MODEL, "ft", report.aggregate(REVERSE))])
+    table = table1([row(REVERSE)])
     header = cells(table, "Method")
-    assert header == ["Method", "Single Succ", "Coverage CS", "Coverage CM", "Reverse CS_exp", "Reverse CS_imp",
-                      "Reverse CM", "Composite CS_exp", "Composite CS_imp", "Composite CM", "Composite TFD"]
-    assert cells(table, f"*{MODEL}*")[1:] == [""] * 10
-    assert cells(table, "ft")[1:] == ["–", "–", "–", "100.00", "50.00", "37.50", "–", "–", "–", "–"]
+    columns = [label for _, _, label in table_columns(CONFLICT_EDIT)]
+    assert header == ["Method", *columns]
+    assert re.fullmatch(rf"\|:-+\|(-+:\|){{{len(columns)}}}", table.splitlines()[3])  # first column left, numbers right
+    assert cells(table, f"*{MODEL}*")[1:] == [""] * len(columns)
+    values = dict(zip(columns, cells(table, "ft")[1:]))
+    assert [values.pop(name) for name in ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]] == ["100.00", "50.00", "37.50"]
+    assert set(values.values()) == {"–"}  # coverage and composite were not run
     assert table.splitlines()[-1] == ("n cases per split (errors excluded from the means): "
                                       "coverage –, reverse 3 (1 error), composite –")
 
 
 def test_table2_layout_and_scaling_line() -> None:
-    table = report.table2([(MODEL, "ft", report.aggregate(EASY))], "upstream")
+    table = table2([row(EASY)], "upstream")
     assert cells(table, "Method")[1:] == ["EASY Succ", "EASY D", "EASY IR", "EASY FR",
                                           "HARD Succ", "HARD D", "HARD IR", "HARD FR"]
     assert cells(table, "ft")[1:] == ["75.00", "3.00", "75.00", "50.00", "–", "–", "–", "–"]
@@ -125,47 +175,80 @@ def test_table2_layout_and_scaling_line() -> None:
     assert table.splitlines()[-1].startswith("D scaling: upstream JS/|Obj|")
 
 
-def test_threshold_summary_counts_each_threshold() -> None:
-    text = report.threshold_summary(REVERSE + EASY, thresholds={"cs_exp", "cs_imp", "fr"})
+@pytest.mark.parametrize("benchmark", [CONFLICT_EDIT, ROUND_EDIT], ids=lambda b: b.name)
+def test_every_registry_metric_of_a_split_is_a_column(benchmark: registry.Benchmark) -> None:
+    everything = [record(f"{split}-0000", **dict.fromkeys(SPLITS[split].metrics, 1.0)) for split in splits_of(benchmark)]
+    table = paper_tables([row(everything)], ["paper"], [intervals(everything)])[benchmark.table - 1]
+    expected = [SPLITS[split].column(metric) for split in splits_of(benchmark) for metric in SPLITS[split].metrics]
+    assert sorted(cells(table, "Method")[1:]) == sorted(expected)
+    assert "–" not in cells(table, "ft")[1:]
+    relations = relation_table(everything)
+    for split in splits_of(benchmark):
+        header = cells(section(relations, f"{split} by relation"), "Relation")
+        assert header == ["Relation", "n", *(METRICS[metric].label for metric in SPLITS[split].metrics)]
+
+
+def test_a_metric_added_to_a_split_in_the_registry_gets_its_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    reverse = SPLITS["reverse"]
+    monkeypatch.setitem(registry.SPLITS, "reverse", dataclasses.replace(reverse, metrics=(*reverse.metrics, "tfd")))
+    records = [dataclasses.replace(r, metrics={**r.metrics, "tfd": 0.5}) for r in REVERSE]
+    table = table1([row(records)])
+    header = cells(table, "Method")
+    reverse_columns = [label for label in header if label.startswith("Reverse ")]
+    assert reverse_columns[-1] == "Reverse TFD"  # after the split's other metrics
+    assert cells(table, "ft")[header.index("Reverse TFD")] == "50.00"
+    assert cells(section(relation_table(records), "reverse by relation"), "Relation")[-1] == "TFD"
+    tfd_checked = parse_thresholds(["tfd<=0.3"], defaults=False)
+    assert cells(threshold_summary(records, tfd_checked), "reverse")[-1] == "TFD 2/2"  # no failed_metrics name TFD
+    assert "tfd" in run_report(summary(), records).summary["intervals"]["splits"]["reverse"]
+
+
+def test_threshold_counts_come_from_failed_metrics_per_split() -> None:
+    text = threshold_summary(REVERSE + EASY, RUN_THRESHOLDS)
     assert cells(text, "reverse")[1:] == ["3", "1", "1", "1", "CS_exp 2/2, CS_imp 1/2"]
     assert cells(text, "easy")[1:] == ["2", "1", "1", "0", "FR 1/2"]
     assert cells(text, "all")[1:5] == ["5", "2", "2", "1"]
-    assert "CM" in cells(report.threshold_summary(REVERSE), "reverse")[-1]  # no filter: every metric
+    per_split = parse_thresholds(["cs_imp>=1", "cm>=0.3", "reverse.cs_imp=off"], defaults=False)
+    assert cells(threshold_summary(REVERSE + EASY, per_split), "reverse")[-1] == "CM 2/2"  # failed_metrics name no CM
+    assert cells(threshold_summary(REVERSE + EASY, per_split), "easy")[-1] == "–"
+    reworded = [dataclasses.replace(r, failures=["something else entirely"]) for r in REVERSE]
+    assert run_counts(reworded, RUN_THRESHOLDS)["splits"]["reverse"]["thresholds"]["cs_imp"] == {"checked": 2, "passed": 1}
 
 
 def test_timing_summary_shares_and_per_case() -> None:
-    text = report.timing_summary({**summary(), "counts": {"cases": 4}})
+    text = timing_summary({**summary(), "counts": {"cases": 4}})
     assert cells(text, "edits")[1:] == ["5.00", "50.0%", "1.25"]
     assert cells(text, "other")[1:] == ["0.50", "5.0%", "0.12"]
     assert cells(text, "total")[1:] == ["10.00", "100.0%", "2.50"]
-    parallel = report.timing_summary({"timings": {"edit": 8.0, "probe": 4.0, "total": 6.0}})
+    parallel = timing_summary({"timings": {"edit": 8.0, "probe": 4.0, "total": 6.0}})
     assert cells(parallel, "edits")[1:] == ["8.00", "66.7%", "–"]
     assert "parallel workers" in parallel
 
 
 def test_table1_has_an_interval_table_with_the_same_columns_and_the_method() -> None:
     records = REVERSE + [record(f"reverse-{i:04d}", cs_exp=i % 2, cs_imp=1, cm=i / 10) for i in range(3, 12)]
-    table = report.run_tables(summary(), records)[0]
-    point, intervals = table.split("95% confidence intervals of Table 1")
-    assert point == report.table1([(MODEL, "ft", report.aggregate(records))]) + "\n\n"  # the paper's layout
-    assert cells(intervals, "Method") == cells(point, "Method")
-    row = cells(intervals, "ft")
-    bounds = report.intervals(records)["reverse"]
-    assert row[4:7] == [f"[{bounds[m][0]:.1f}, {bounds[m][1]:.1f}]" for m in ("cs_exp", "cs_imp", "cm")]
-    assert row[1:4] == ["–"] * 3 and row[7:] == ["–"] * 4
+    table = run_report(summary(), records).table1
+    point, interval_table = table.split("95% confidence intervals of Table 1")
+    assert point == table1([row(records)]) + "\n\n"  # the paper's layout
+    assert cells(interval_table, "Method") == cells(point, "Method")
+    bounds = intervals(records)["reverse"]
+    assert by_column(interval_table, "ft", ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]) == [
+        f"[{bounds[m][0]:.1f}, {bounds[m][1]:.1f}]" for m in ("cs_exp", "cs_imp", "cm")]
+    others = [label for split, _, label in table_columns(CONFLICT_EDIT) if split != "reverse"]
+    assert set(by_column(interval_table, "ft", others)) == {"–"}
     low, high = bounds["cs_exp"]
-    assert low < report.aggregate(records)["reverse"]["cs_exp"] < high
-    assert table.splitlines()[-1] == report.INTERVAL_METHOD
-    assert "percentile bootstrap" in report.INTERVAL_METHOD and "1000 resamples" in report.INTERVAL_METHOD
-    assert "seed 0" in report.INTERVAL_METHOD and "95%" in report.INTERVAL_METHOD
+    assert low < aggregate(records)["reverse"]["cs_exp"] < high
+    assert table.splitlines()[-1] == INTERVAL_METHOD
+    assert "percentile bootstrap" in INTERVAL_METHOD and "1000 resamples" in INTERVAL_METHOD
+    assert "seed 0" in INTERVAL_METHOD and "95%" in INTERVAL_METHOD
 
 
 def test_table2_interval_table_keeps_the_scaling_marks(tmp_path: Path) -> None:
     paper = write_run(tmp_path / "p", EASY, method="ft", scaling="paper")
-    upstream = write_run(tmp_path / "u", [dict(r, method="rome") for r in EASY], method="rome", scaling="upstream")
-    intervals = section(merge_runs([paper, upstream])[1], "95% confidence intervals of Table 2")
-    assert cells(intervals, "ft (D: paper)")[2] == "[2.0, 4.0]"
-    assert cells(intervals, "rome (D: upstream)")[5:] == ["–"] * 4
+    upstream = write_run(tmp_path / "u", with_method(EASY, "rome"), method="rome", scaling="upstream")
+    interval_table = section(merge_runs([paper, upstream])[1], "95% confidence intervals of Table 2")
+    assert cells(interval_table, "ft (D: paper)")[2] == "[2.0, 4.0]"
+    assert cells(interval_table, "rome (D: upstream)")[5:] == ["–"] * 4
 
 
 def test_relation_table_has_mean_and_interval_per_relation_and_arity() -> None:
@@ -173,61 +256,68 @@ def test_relation_table_has_mean_and_interval_per_relation_and_arity() -> None:
                record("reverse-0001", relation="P17", cs_exp=0, cs_imp=1, cm=0.5),
                record("reverse-0002", relation="P131", cs_exp=1, cs_imp=0, cm=0.1),
                record("reverse-0003", "error", relation="P9")]
-    text = report.relation_table(records)
-    row = cells(text, "P17")
-    assert row[1] == "2"
-    assert row[2].startswith("50.00 [") and row[3] == "100.00 [100.0, 100.0]"
+    text = relation_table(records)
+    p17 = cells(text, "P17")
+    assert p17[1] == "2"
+    assert p17[2].startswith("50.00 [") and p17[3] == "100.00 [100.0, 100.0]"
     assert cells(text, "P131")[1:3] == ["1", "100.00 [100.0, 100.0]"]
-    assert text.index("| P17 |") < text.index("| P131 |")  # natural order
-    assert "| P9 |" not in text and "by arity" not in text  # errors left out; arity is for RoundEdit
-    assert text.splitlines()[-1] == report.INTERVAL_METHOD
-    easy = [dict(record(f"easy-{i:04d}", relation="P1", succ=1, d=0.01 * i, ir=0, fr=0), arity=arity)
+    assert first_cells(text) == ["Relation", "P17", "P131"]  # natural order; errors (P9) left out
+    assert "by arity" not in text  # arity is for RoundEdit
+    assert text.splitlines()[-1] == INTERVAL_METHOD
+    easy = [record(f"easy-{i:04d}", relation="P1", arity=arity, succ=1, d=0.01 * i, ir=0, fr=0)
             for i, arity in enumerate(["1-2@P1", "1-10@P1", "1-2@P1"])]
-    text = report.relation_table(easy, scaling="upstream")
+    text = relation_table(easy, scaling="upstream")
     arity = section(text, "easy by arity (1-N: N true objects)")
     assert cells(arity, "1-2")[1:3] == ["2", "100.00 [100.0, 100.0]"] and cells(arity, "1-10")[1] == "1"
-    assert arity.index("| 1-2 |") < arity.index("| 1-10 |")
+    assert first_cells(arity) == ["Arity", "1-2", "1-10"]
     assert text.splitlines()[-1].startswith("D scaling: upstream")
-    assert report.relation_table([record("coverage-0000", "error")]) == "no cases"
+    assert relation_table([record("coverage-0000", "error")]) == "no cases"
 
 
-def test_case_log_writes_flushed_lines_and_starts_a_new_run_clean(tmp_path: Path) -> None:
+def test_case_log_writes_flushed_lines_and_replaces_a_previous_run_only_at_its_first_case(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
-    with report.CaseLog(tmp_path / "run") as log:
+    with CaseLog(tmp_path / "run") as log:
         log.append(REVERSE[1])
         log.append(REVERSE[0])
         lines = (tmp_path / "run" / "cases.jsonl").read_text().splitlines()  # readable before close
-        assert [json.loads(line) for line in lines] == [REVERSE[1], REVERSE[0]]
+        assert [CaseRecord.from_json(line) for line in lines] == [REVERSE[1], REVERSE[0]]
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary()))
-    with report.CaseLog(tmp_path / "run") as log:
-        assert not (tmp_path / "run" / "summary.json").exists()  # the old run's summary is gone
+    (tmp_path / "run" / "table1.md").write_text("old table")
+    with CaseLog(tmp_path / "run"):
+        pass  # a run that finished no case: the previous report stays whole
+    assert load_run(tmp_path / "run")[1] == [REVERSE[1], REVERSE[0]]
+    assert (tmp_path / "run" / "table1.md").read_text() == "old table"
+    with CaseLog(tmp_path / "run") as log:
         log.append(REVERSE[2])
+        assert not (tmp_path / "run" / "summary.json").exists()  # the old run's files are gone
+        assert not (tmp_path / "run" / "table1.md").exists()
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary()))
-    assert report.load_run(tmp_path / "run")[1] == [REVERSE[2]]
+    assert load_run(tmp_path / "run")[1] == [REVERSE[2]]
 
 
 def test_write_report_load_run_round_trip(tmp_path: Path) -> None:
     records = list(reversed(REVERSE + EASY))
-    run = report.write_report(tmp_path / "out", summary(), records)
+    run = write_report(tmp_path / "out", summary(), records)
     written = run.summary
-    loaded_summary, loaded = report.load_run(tmp_path / "out")
+    loaded_summary, loaded = load_run(tmp_path / "out")
     assert loaded_summary == written
+    assert written["thresholds"] == ["cs_exp>=1.0", "cs_imp>=1.0", "fr<=0.0"]
     assert written["counts"]["splits"]["reverse"]["thresholds"] == {"cs_exp": {"checked": 2, "passed": 2},
                                                                    "cs_imp": {"checked": 2, "passed": 1}}
+    assert written["counts"]["splits"]["easy"]["thresholds"] == {"fr": {"checked": 2, "passed": 1}}
     assert written["counts"]["cases"] == 5
-    assert [r["case_id"] for r in loaded] == sorted(r["case_id"] for r in records)
-    assert loaded == report.sorted_records(records)
+    assert loaded == sorted_records(records) == run.records
     text = (tmp_path / "out" / "summary.json").read_text()
     assert text == json.dumps(written, sort_keys=True, indent=2) + "\n"
-    table1_md, table2_md = report.run_tables(summary(), records)
-    assert (run.table1, run.table2) == (table1_md, table2_md)
-    assert (tmp_path / "out" / "table1.md").read_text() == table1_md + "\n"
-    assert (tmp_path / "out" / "table2.md").read_text() == table2_md + "\n"
-    assert (tmp_path / "out" / "relations.md").read_text() == report.relation_table(records, "paper") + "\n"
+    assert run == run_report(summary(), records)
+    assert (tmp_path / "out" / "table1.md").read_text() == run.table1 + "\n"
+    assert (tmp_path / "out" / "table2.md").read_text() == run.table2 + "\n"
+    assert (tmp_path / "out" / "relations.md").read_text() == relation_table(records, "paper") + "\n"
     assert written["intervals"]["splits"] == {split: {metric: list(bounds) for metric, bounds in metrics.items()}
-                                              for split, metrics in report.intervals(records).items()}
+                                              for split, metrics in intervals(records).items()}
     assert {key: written["intervals"][key] for key in ("confidence", "resamples", "seed")} == {
         "confidence": 0.95, "resamples": 1000, "seed": 0}
+    assert not list((tmp_path / "out").glob(".*tmp*"))  # atomic writes leave no temporary files
 
 
 def test_merge_two_methods_one_model(tmp_path: Path) -> None:
@@ -235,14 +325,13 @@ def test_merge_two_methods_one_model(tmp_path: Path) -> None:
     second = write_run(tmp_path / "b", [record("reverse-0000", method="rome", cs_exp=0, cs_imp=0, cm=0.0)],
                        method="rome")
     table1_md, table2_md = merge_runs([first, second])
-    lines = table1_md.splitlines()
-    model_line = lines.index(next(line for line in lines if line.startswith(f"| *{MODEL}*")))
-    assert [line.split("|")[1].strip() for line in lines[model_line + 1:model_line + 3]] == ["ft", "rome"]
-    assert table1_md.count(f"*{MODEL}*") == 2  # once in the table, once in its interval table
-    assert cells(table1_md, "rome")[4:7] == ["0.00", "0.00", "0.00"]
+    names = first_cells(table1_md)
+    assert names[names.index(f"*{MODEL}*") + 1:][:2] == ["ft", "rome"]
+    assert names.count(f"*{MODEL}*") == 2  # once in the table, once in its interval table
+    assert by_column(table1_md, "rome", ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]) == ["0.00", "0.00", "0.00"]
     assert f"{MODEL} / ft: coverage –, reverse 3 (1 error), composite –; {MODEL} / rome: coverage –, reverse 1, " \
            "composite –\n" in table1_md
-    assert cells(section(table1_md, "95% confidence intervals of Table 1"), "rome")[4] == "[0.0, 0.0]"
+    assert by_column(section(table1_md, "95% confidence intervals of Table 1"), "rome", ["Reverse CS_exp"]) == ["[0.0, 0.0]"]
     assert "rome" in table2_md and "Note:" not in table1_md
 
 
@@ -250,8 +339,8 @@ def test_merge_same_model_and_method_later_wins_split_by_split(tmp_path: Path) -
     old = write_run(tmp_path / "old", REVERSE + EASY)
     new = write_run(tmp_path / "new", [record("reverse-0000", cs_exp=0, cs_imp=0, cm=0.0)])
     table1_md, table2_md = merge_runs([old, new])
-    assert cells(table1_md, "ft")[4:7] == ["0.00", "0.00", "0.00"]  # reverse: the later run's one case
-    assert table1_md.count("| ft |") == 2
+    assert by_column(table1_md, "ft", ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]) == ["0.00", "0.00", "0.00"]  # reverse: the later run's one case
+    assert first_cells(table1_md).count("ft") == 2  # one row, and its interval row
     _, easy_only = merge_runs([old])
     assert cells(table2_md, "ft")[:4] == cells(easy_only, "ft")[:4]  # easy: only the earlier run had it
     note = f"is in several runs ({old}, {new}); each split comes from the last of them that ran it."
@@ -260,8 +349,8 @@ def test_merge_same_model_and_method_later_wins_split_by_split(tmp_path: Path) -
 
 def test_merge_flags_mixed_distortion_scaling(tmp_path: Path) -> None:
     paper = write_run(tmp_path / "p", EASY, method="ft", scaling="paper")
-    upstream = write_run(tmp_path / "u", [dict(r, method="rome") for r in EASY], method="rome", scaling="upstream")
-    coverage_only = write_run(tmp_path / "c", [record("coverage-0000", single_succ=1, cs=1, cm=0.1)],
+    upstream = write_run(tmp_path / "u", with_method(EASY, "rome"), method="rome", scaling="upstream")
+    coverage_only = write_run(tmp_path / "c", [record("coverage-0000", method="mend", single_succ=1, cs=1, cm=0.1)],
                               method="mend", scaling="upstream")
     _, table2_md = merge_runs([paper, upstream, coverage_only])
     assert cells(table2_md, "ft (D: paper)")[2] == "3.00"
@@ -274,29 +363,30 @@ def test_merge_flags_mixed_distortion_scaling(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("problem, message", [
     ("missing summary", "summary.json: missing"),
-    ("bad scaling", "summary.json: field 'distortion_scaling' must be 'paper' or 'upstream'"),
+    ("bad scaling", "summary.json: field 'distortion_scaling' must be one of paper, upstream, got 'log2'"),
     ("bad split", "cases.jsonl, line 2: field 'split' must be one of"),
-    ("bad metric", "cases.jsonl, line 1: field 'metrics.cm' must be a number or null"),
+    ("bad metric", "cases.jsonl, line 1: field 'metrics.cm' must be a number"),
 ])
 def test_load_run_names_file_and_line(tmp_path: Path, problem: str, message: str) -> None:
     run = write_run(tmp_path / "run", REVERSE[:2])
+    lines = [json.loads(r.to_json()) for r in REVERSE[:2]]
     if problem == "missing summary":
         (run / "summary.json").unlink()
     elif problem == "bad scaling":
         (run / "summary.json").write_text(json.dumps(summary(scaling="log2")))
     elif problem == "bad split":
-        (run / "cases.jsonl").write_text(json.dumps(REVERSE[0]) + "\n" + json.dumps(dict(REVERSE[1], split="x")) + "\n")
+        (run / "cases.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[1], "split": "x"}) + "\n")
     else:
-        (run / "cases.jsonl").write_text(json.dumps(record("reverse-0000", cm="high")) + "\n")  # type: ignore[arg-type]
-    with pytest.raises(report.ReportError) as info:
-        report.load_run(run)
+        (run / "cases.jsonl").write_text(json.dumps({**lines[0], "metrics": {"cm": "high"}}) + "\n")
+    with pytest.raises(ReportError) as info:
+        load_run(run)
     assert isinstance(info.value, KeditError)
     assert str(info.value).startswith(f"{run}/{message}")
 
 
 def test_kedit_report_prints_both_tables_and_writes_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = write_run(tmp_path / "a", REVERSE + EASY)
-    second = write_run(tmp_path / "b", REVERSE, method="rome")
+    second = write_run(tmp_path / "b", with_method(REVERSE, "rome"), method="rome")
     assert main(["report", str(first), str(second), "--out", str(tmp_path / "merged")]) == 0
     out = capsys.readouterr().out
     table1_md, table2_md = merge_runs([first, second])
@@ -310,22 +400,22 @@ def test_kedit_report_prints_both_tables_and_writes_out(tmp_path: Path, capsys: 
 
 def test_kedit_report_by_relation_prints_each_run_breakdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = write_run(tmp_path / "a", REVERSE + EASY)
-    second = write_run(tmp_path / "b", [dict(r, relation="P2") for r in REVERSE], method="rome")
+    second = write_run(tmp_path / "b", [dataclasses.replace(r, relation="P2", method="rome") for r in REVERSE],
+                       method="rome")
     assert main(["report", str(first), str(second), "--by-relation", "--out", str(tmp_path / "merged")]) == 0
     out = capsys.readouterr().out
-    runs = report.load_runs([first, second])
-    relations = report.merge_relations(runs)
+    relations = merge_relations(load_runs([first, second]))
     assert out.endswith(f"\n\n{relations}\n")
-    assert relations.startswith(f"## {MODEL} / ft\n\n{report.relation_table(REVERSE + EASY, 'paper')}")
+    assert relations.startswith(f"## {MODEL} / ft\n\n{relation_table(REVERSE + EASY, 'paper')}")
     assert f"## {MODEL} / rome" in relations and cells(section(relations, f"## {MODEL} / rome"), "P2")[1] == "2"
     assert (tmp_path / "merged" / "relations.md").read_text() == relations + "\n"
 
 
 def test_a_record_that_could_not_be_parsed_loads_back(tmp_path: Path) -> None:
-    unparsed = dict(record("reverse-0007", "error"), relation=None, arity=None)
+    unparsed = record("reverse-0007", "error", relation=None)
     run = write_run(tmp_path / "run", [*REVERSE, unparsed])
-    assert report.load_run(run)[1][-1] == unparsed
-    assert cells(merge_runs([run])[0], "ft")[4] == "100.00"
+    assert load_run(run)[1][-1] == unparsed
+    assert by_column(merge_runs([run])[0], "ft", ["Reverse CS_exp"]) == ["100.00"]
 
 
 def test_kedit_report_missing_dir_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -355,4 +445,4 @@ def test_kedit_usage_errors_exit_2_in_one_line(capsys: pytest.CaptureFixture[str
 
 def test_table2_rejects_unknown_scaling() -> None:
     with pytest.raises(ValueError, match="unknown D scaling 'log2'"):
-        report.table2([(MODEL, "ft", {})], "log2")
+        table2([TableRow(MODEL, "ft", {})], "log2")

@@ -10,13 +10,14 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
+from pytest_kedit.architectures import module_map
 from pytest_kedit.cases import EditRequest
 from pytest_kedit.editors import create_editor
 from pytest_kedit.editors.base import Editor
 from pytest_kedit.editors.rome import ROMEEditor, ROMEHyperParams
 from pytest_kedit.errors import ConfigError, KeditError
 from pytest_kedit.hparams import load_hparams
-from pytest_kedit.models import LoadedModel, load_model, module_map
+from pytest_kedit.models import LoadedModel, load_model
 from pytest_kedit.probe import Encoder, probe
 
 REQUEST = EditRequest(subject="France", prompt="the capital of {} is", target="Berlin Madrid")
@@ -153,6 +154,7 @@ def test_published_defaults_are_packaged():
     assert load_hparams("rome", ROMEHyperParams, "smollm2-135m", "llama").layers  # the embedded model's own defaults
 
 
+@pytest.mark.slow
 def test_rome_on_smollm2_makes_the_target_more_likely_than_the_true_object(user_cache):
     """The real embedded model with its packaged defaults, but no second moment (keeps the test fast
     on a machine that has not computed the statistics yet)."""

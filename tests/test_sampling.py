@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pytest_kedit.cases import ConflictCase, RoundCase
@@ -39,7 +39,6 @@ def counts(keys: list[str], indices: list[int]) -> Counter[str]:
     return Counter(keys[i] for i in indices)
 
 
-@settings(deadline=None)
 @given(keys_lists, sizes, seeds)
 def test_a_sample_is_sorted_distinct_indices_of_min_n_and_size_items(keys, n, seed):
     indices = stratified_sample(keys, n, seed)
@@ -49,7 +48,6 @@ def test_a_sample_is_sorted_distinct_indices_of_min_n_and_size_items(keys, n, se
     assert stratified_sample(keys, n, seed) == indices  # deterministic
 
 
-@settings(deadline=None)
 @given(keys_lists, sizes, seeds)
 @example(["P1"] * 97 + ["P2", "P3", "P9"], 4, 0)  # quotas 3.88, 0.04, 0.04, 0.04: the minimum of one wins
 @example(["P1", "P1", "P2", "P3"], 2, 0)  # fewer cases than strata: no minimum
@@ -79,6 +77,7 @@ def test_different_seeds_draw_different_samples():
     assert all(counts(keys, list(sample)) == {"P1": 10, "P2": 5} for sample in samples)
 
 
+@pytest.mark.slow
 def test_a_sample_does_not_depend_on_the_hash_seed():
     code = "from pytest_kedit.sampling import stratified_sample as s; print(s([f'P{i % 7}' for i in range(300)], 40, 3))"
     outputs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},

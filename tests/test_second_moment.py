@@ -15,8 +15,10 @@ from test_rome import one_thread_and_private_cache, tiny_loaded  # noqa: F401
 from tiny_models import WORDS
 
 from pytest_kedit.editors.context_templates import context_templates
-from pytest_kedit.editors.second_moment import corpus_windows, resolve_corpus, second_moments
+from pytest_kedit.editors.corpus import corpus_windows, resolve_corpus
+from pytest_kedit.editors.second_moment import second_moments
 from pytest_kedit.errors import KeditError
+from pytest_kedit.tracing import Trace
 
 TESTS = Path(__file__).resolve().parent
 
@@ -34,11 +36,11 @@ def test_second_moment_is_the_mean_outer_product_of_the_keys_over_the_corpus(tmp
     moments, info = second_moments(loaded, [module], str(corpus), 8, "float32")
 
     keys = []
-    hook = loaded.model.get_submodule(module).register_forward_pre_hook(lambda m, args: keys.append(args[0][0]))
     with torch.no_grad():
         for window in corpus_windows(loaded, resolve_corpus(str(corpus)), 8):
-            loaded.model(input_ids=torch.tensor([window]))
-    hook.remove()
+            with Trace(loaded.model, module, retain_input=True) as trace:
+                loaded.model(input_ids=torch.tensor([window]))
+            keys.append(trace.input(module)[0])
     K = torch.cat(keys).double()
     expected = K.T @ K / len(K)
     torch.testing.assert_close(moments[module].mom2.double(), expected, rtol=1e-4, atol=1e-7)
@@ -99,6 +101,7 @@ def test_dataset_names_need_the_datasets_package_else_sampled_text(monkeypatch: 
     assert resolve_corpus("someone/corpus:config").source == "someone/corpus:config"
 
 
+@pytest.mark.slow
 def test_concurrent_processes_compute_an_entry_once(tmp_path: Path):
     """Two processes ask for the same statistics at the same moment (a file barrier lines them up):
     one computes under the lock, the other waits and reads the complete file."""

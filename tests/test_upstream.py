@@ -15,10 +15,10 @@ from test_datasets import UPSTREAM, needs_upstream
 
 from pytest_kedit import upstream
 from pytest_kedit.cache import ENV_CACHE_DIR
-from pytest_kedit.cases import SPLITS
 from pytest_kedit.data_check import check_data
 from pytest_kedit.datasets import load_suite
 from pytest_kedit.errors import ConfigError, DataError
+from pytest_kedit.registry import SPLIT_NAMES as SPLITS
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 URL_PATH = f"/{upstream.REPOSITORY}/{upstream.COMMIT}/data/"
@@ -84,6 +84,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.slow
 @needs_upstream
 @pytest.mark.parametrize("name, counts", [("GPT2-XL", (2500, 2500, 2000, 2500, 2500)), ("GPT-J", (2500, 2500, 2500, 2500, 2500))])
 def test_upstream_loads_the_published_cases_like_the_shared_folder(mirror: Mirror, tmp_path: Path, name, counts):
@@ -160,6 +161,7 @@ def test_an_unknown_name_lists_the_known_ones():
         load_suite("upstream:FOO", SPLITS)
 
 
+@pytest.mark.slow
 @needs_upstream
 def test_check_data_on_upstream_finds_what_it_finds_in_the_shared_folder(mirror: Mirror):
     def where(findings):
@@ -168,6 +170,7 @@ def test_check_data_on_upstream_finds_what_it_finds_in_the_shared_folder(mirror:
     assert where(check_data("upstream:GPT-J")) == where(check_data(str(UPSTREAM / "GPT-J")))
 
 
+@pytest.mark.slow
 def test_the_plugin_reports_an_offline_download_as_one_line_usage_error(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):

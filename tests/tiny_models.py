@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+if TYPE_CHECKING:
+    from pytest_kedit.models import LoadedModel
 
 WORDS = (
     "the capital of is a an in on by was born city country France Paris Rome Italy Germany Berlin Spain Madrid "
@@ -58,9 +62,10 @@ def tiny_model(family: str, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedT
 
 
 
-def tiny_loaded(family: str, seed: int = 0) -> "LoadedModel":
+def tiny_loaded(family: str, seed: int = 0) -> LoadedModel:
     """A tiny model wrapped the way ``load_model`` returns models."""
-    from pytest_kedit.models import LoadedModel, module_map
+    from pytest_kedit.architectures import module_map
+    from pytest_kedit.models import LoadedModel
 
     model, tok = tiny_model(family, seed)
     return LoadedModel(

@@ -26,6 +26,7 @@ BUILTIN = {
     "rome": "pytest_kedit.editors.rome:ROMEEditor",
     "memit": "pytest_kedit.editors.memit:MEMITEditor",
     "memit-mle": "pytest_kedit.editors.memit:MEMITMLEEditor",
+    "mend": "pytest_kedit.editors.mend:MENDEditor",
 }
 
 
@@ -54,5 +55,6 @@ def editor_class(method: str) -> type[Editor]:
 def create_editor(method: str, loaded: LoadedModel, hparams_path: str | None = None) -> Editor:
     """The editor for ``method`` on ``loaded``, with its packaged defaults or the YAML at ``hparams_path``."""
     cls = editor_class(method)
-    hparams = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family, hparams_path)
+    hparams = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family, hparams_path,
+                           cls.hparams_package)
     return cls(hparams, loaded)

@@ -1,4 +1,5 @@
-"""The Editor interface: what every editing method implements, and the record of what it changed."""
+"""The Editor interface: what every editing method implements, the record of what it changed, and
+the check of the modules a method rewrites."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..cases import EditRequest
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
@@ -43,6 +45,21 @@ def snapshot(model: torch.nn.Module, names: Iterable[str]) -> WeightDelta:
     return WeightDelta({name: params[name].detach().clone() for name in names})
 
 
+def projection_names(loaded: LoadedModel, method: str, layers: Sequence[int], template: str | None) -> list[str]:
+    """The modules whose weights ``method`` rewrites (``template``, default the family's MLP output
+    projection, at each of ``layers``), checked against the model."""
+    n_layers = loaded.modules.n_layers(loaded.model)
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad or not layers:
+        raise ConfigError(f"{method}: layers {list(layers)} must be non-empty and within 0..{n_layers - 1} for {loaded.name}")
+    names = [(template or loaded.modules.mlp_out).format(layer) for layer in layers]
+    params = dict(loaded.model.named_parameters())
+    missing = [name for name in names if f"{name}.weight" not in params]
+    if missing:
+        raise ConfigError(f"{method}: rewrite_module_tmp names no weight {missing[0]!r}.weight in {loaded.name}")
+    return names
+
+
 class Editor(ABC):
     """An editing method.
 
@@ -55,6 +72,10 @@ class Editor(ABC):
     hparams_class: ClassVar[type]
     #: folder of the packaged defaults under ``pytest_kedit/hparams``; default: ``name``
     hparams_folder: ClassVar[str | None] = None
+    #: a third-party editor's own package of defaults (``<model>.yaml``, ``<family>.yaml``), e.g.
+    #: ``"my_editor.hparams"``; without one, or without a file for the model, a dataclass whose
+    #: fields all have defaults runs on them
+    hparams_package: ClassVar[str | None] = None
     #: True when one ``apply`` call takes many requests at once (MEMIT-style batch editing);
     #: otherwise the harness applies a list of requests one after another.
     batched: ClassVar[bool] = False

@@ -16,9 +16,8 @@ from typing import Any, Literal
 import torch
 
 from ..cases import EditRequest
-from ..errors import ConfigError
 from ..probe import Encoder, collate, mean_logprob_per_pair, model_device, token_logprobs
-from .base import Editor, WeightDelta, snapshot
+from .base import Editor, WeightDelta, projection_names, snapshot
 
 
 @dataclass
@@ -42,15 +41,8 @@ class FTEditor(Editor):
 
     def __init__(self, hparams: FTHyperParams, loaded: Any):
         super().__init__(hparams, loaded)
-        n_layers = loaded.modules.n_layers(loaded.model)
-        bad = [layer for layer in hparams.layers if not 0 <= layer < n_layers]
-        if bad:
-            raise ConfigError(f"ft: layers {bad} out of range for {loaded.name} with {n_layers} layers")
-        template = hparams.rewrite_module_tmp or loaded.modules.mlp_out
-        self.weight_names = [f"{template.format(layer)}.weight" for layer in hparams.layers]
-        missing = [n for n in self.weight_names if n not in dict(loaded.model.named_parameters())]
-        if missing:
-            raise ConfigError(f"ft: rewrite_module_tmp {template!r} names no parameter {missing[0]!r} in {loaded.name}")
+        modules = projection_names(loaded, self.name, hparams.layers, hparams.rewrite_module_tmp)
+        self.weight_names = [f"{name}.weight" for name in modules]
         self.encoder = Encoder(loaded.tokenizer)
 
     def apply(self, model: torch.nn.Module, tokenizer: Any, requests: Sequence[EditRequest]) -> WeightDelta:

@@ -1,4 +1,5 @@
-"""Keys and values at the subject's last token: what ROME and MEMIT share.
+"""Keys and values at the subject's last token: the computation ROME and MEMIT share (their
+common editor parts are in :mod:`.key_value_editor`).
 
 Locate-and-edit methods treat an MLP output projection W as a key-value memory. The *key* k is
 the projection's input at the subject's last token. The *value* comes from an optimisation: a
@@ -22,31 +23,24 @@ output, and computes logits only where a target token or the KL distribution is 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DynamicCache
 
 from ..cases import EditRequest
-from ..errors import ConfigError, KeditError
-from ..probe import Encoder
+from ..errors import KeditError
+from ..probe import Encoder, model_device
+from ..tracing import Edit, Trace, pad, skipped
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from .key_value_editor import KeyValueHyperParams
 
 EARLY_STOP_LOSS = 5e-2
 KL_PROMPT = "{} is a"
-
-
-class ValueHyperParams(Protocol):
-    v_num_grad_steps: int
-    v_lr: float
-    v_weight_decay: float
-    clamp_norm_factor: float
-    kl_factor: float
 
 
 # --------------------------------------------------------------------------- prompts
@@ -94,79 +88,20 @@ def edit_prompts(encoder: Encoder, templates: Sequence[str], request: EditReques
 # --------------------------------------------------------------------------- reading at the subject
 
 
-class _Stop(Exception):
-    """Raised once the last module of interest has run: the layers above it are not needed."""
-
-
 @torch.no_grad()
-def forward_until(model: torch.nn.Module, last: torch.nn.Module, **inputs: Any) -> None:
-    """Run the model's body on ``inputs`` only as far as ``last`` (hooks read what they need)."""
-
-    def stop(module: torch.nn.Module, args: Any, output: Any) -> None:
-        raise _Stop
-
-    handle = last.register_forward_hook(stop)
-    try:
-        model.base_model(**inputs)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-
-
 def read_at_subject(
-    model: torch.nn.Module, prompts: Sequence[SubjectPrompt], reads: Sequence[tuple[torch.nn.Module, str]], pad_id: int
-) -> list[torch.Tensor]:
-    """For each (module, "input" | "output"), its value at every prompt's subject's last token: [prompts, dim]."""
-    device = next(model.parameters()).device
-    width = max(len(p.ids) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, : len(p.ids)] = torch.tensor(p.ids)
-        mask[i, : len(p.ids)] = 1
+    model: torch.nn.Module, prompts: Sequence[SubjectPrompt], names: Sequence[str], pad_id: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The inputs and the outputs of the named modules at every prompt's subject's last token,
+    (prompts, dim) each, by name; the model runs only as far as the modules."""
+    device = model_device(model)
+    batch = pad([p.ids for p in prompts], pad_id, device)
     rows = torch.arange(len(prompts), device=device)
     cols = torch.tensor([p.subject_last for p in prompts], device=device)
-    values: dict[int, torch.Tensor] = {}
-
-    def reader(index: int, which: str):
-        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            value = args[0] if which == "input" else _hidden(output)
-            values[index] = value[rows, cols].detach()
-
-        return hook
-
-    handles = [module.register_forward_hook(reader(i, which)) for i, (module, which) in enumerate(reads)]
-    finished = _finishing_order(model)
-    last = max((module for module, _ in reads), key=lambda m: finished[id(m)])
-    try:
-        forward_until(model, last, input_ids=ids.to(device), attention_mask=mask.to(device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [values[i] for i in range(len(reads))]
-
-
-def _finishing_order(model: torch.nn.Module) -> dict[int, int]:
-    """Module id -> rank in the order a forward pass finishes them (children before their parent)."""
-    order: dict[int, int] = {}
-
-    def visit(module: torch.nn.Module) -> None:
-        for child in module.children():
-            visit(child)
-        order[id(module)] = len(order)
-
-    visit(model)
-    return order
-
-
-def _hidden(output: Any) -> torch.Tensor:
-    """A module's hidden-state output: the tensor itself, or the first item of a tuple."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
-    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+    with Trace(model, names, retain_input=True, retain_output=True, stop=True) as trace:
+        model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    inputs = {name: trace.input(name)[rows, cols] for name in names}
+    return inputs, {name: trace.output(name)[rows, cols] for name in names}
 
 
 # --------------------------------------------------------------------------- the value optimisation
@@ -178,44 +113,35 @@ class Cut:
     prefix ends at the same column) and the rest (right-padded). Column 0 of the rest is the
     subject's last token of every prompt; scored tokens are given in the rest's columns."""
 
-    prefix_ids: torch.Tensor
+    prefix_ids: torch.Tensor  # (prompts, prefix width)
     prefix_mask: torch.Tensor
     prefix_positions: torch.Tensor
-    ids: torch.Tensor
+    ids: torch.Tensor  # (prompts, rest width)
     mask: torch.Tensor
     positions: torch.Tensor
-    rows: torch.Tensor
+    rows: torch.Tensor  # (scored tokens,)
     cols: torch.Tensor
     tokens: torch.Tensor
     owners: torch.Tensor
 
 
 def cut(prompts: Sequence[SubjectPrompt], pad_id: int, device: torch.device) -> Cut:
-    P = max(p.subject_last for p in prompts)
-    S = max(len(p.ids) - p.subject_last for p in prompts)
-    prefix = torch.full((len(prompts), P), pad_id, dtype=torch.long)
-    prefix_mask = torch.zeros((len(prompts), P), dtype=torch.long)
-    prefix_positions = torch.zeros((len(prompts), P), dtype=torch.long)
-    rest = torch.full((len(prompts), S), pad_id, dtype=torch.long)
-    rest_mask = torch.zeros((len(prompts), S), dtype=torch.long)
-    rest_positions = torch.zeros((len(prompts), S), dtype=torch.long)
+    starts = [p.subject_last for p in prompts]
+    prefix = pad([p.ids[:s] for p, s in zip(prompts, starts)], pad_id, device, left=True)
+    rest = pad([p.ids[s:] for p, s in zip(prompts, starts)], pad_id, device)
+    prefix_positions = (prefix.attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (prompts, prefix width), 0 at padding
+    first = torch.tensor(starts, dtype=torch.long, device=device)[:, None]
+    rest_positions = (torch.arange(rest.input_ids.shape[1], device=device) + first) * rest.attention_mask
     rows, cols, tokens = [], [], []
-    for i, p in enumerate(prompts):
-        s, n = p.subject_last, len(p.ids) - p.subject_last
-        prefix[i, P - s :] = torch.tensor(p.ids[:s], dtype=torch.long)
-        prefix_mask[i, P - s :] = 1
-        prefix_positions[i, P - s :] = torch.arange(s)
-        rest[i, :n] = torch.tensor(p.ids[s:])
-        rest_mask[i, :n] = 1
-        rest_positions[i, :n] = torch.arange(s, s + n)
+    for i, (p, s) in enumerate(zip(prompts, starts)):
         for j, token in enumerate(p.targets):
             rows.append(i)
             cols.append(len(p.prompt_ids) - 1 + j - s)
             tokens.append(token)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
     return Cut(
-        prefix.to(device), prefix_mask.to(device), prefix_positions.to(device),
-        rest.to(device), rest_mask.to(device), rest_positions.to(device),
+        prefix.input_ids, prefix.attention_mask, prefix_positions,
+        rest.input_ids, rest.attention_mask, rest_positions,
         as_long(rows), as_long(cols), as_long(tokens), as_long(rows),
     )  # fmt: skip
 
@@ -235,16 +161,17 @@ class Value:
 
 def optimise_value(
     model: torch.nn.Module,
-    layers: torch.nn.ModuleList,
-    site: torch.nn.Module,
-    site_layer: int,
+    site: str,
+    layers_below: Sequence[str],
     prompts: Sequence[SubjectPrompt],
     kl_prompt: SubjectPrompt,
-    hp: ValueHyperParams,
+    hp: KeyValueHyperParams,
     pad_id: int,
 ) -> Value:
-    """Find δ (see the module docstring) for the rewriting ``prompts`` of one request."""
-    device = next(model.parameters()).device
+    """Find δ (see the module docstring) for the rewriting ``prompts`` of one request. ``site`` is
+    the module whose output is shifted; ``layers_below``, the layers under it, in order, run only
+    in the first pass: their output does not depend on δ."""
+    device = model_device(model)
     batch = cut([*prompts, kl_prompt], pad_id, device)
     n = len(prompts)
     target_lengths = torch.bincount(batch.owners, minlength=n)[:n].float()
@@ -258,46 +185,36 @@ def optimise_value(
 
     delta = torch.zeros(model.config.get_text_config().hidden_size, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
-    recorded: dict[str, Any] = {}
-
-    def shift(module: torch.nn.Module, args: Any, output: Any) -> Any:
-        hidden = _hidden(output)
-        if "original" not in recorded:
-            recorded["original"] = hidden[0, 0].detach().float()
-            recorded["inputs"] = args[0][:n, 0].detach() if args else None
-        return _with_hidden(output, torch.cat([hidden[:, :1] + delta.to(hidden.dtype), hidden[:, 1:]], dim=1))
-
-    def record_below(module: torch.nn.Module, args: Any, output: Any) -> None:
-        recorded["below"] = output.detach() if isinstance(output, torch.Tensor) else tuple(_detach(o) for o in output)
+    every_row = torch.arange(n + 1, device=device)
+    shift = Edit(every_row, torch.zeros_like(every_row), lambda h: h + delta.to(h.dtype))  # at column 0 of the rest
 
     def log_probs() -> torch.Tensor:
-        cache = _prefix_cache(prefix_kv)
+        """log P at every scored position: (scored tokens + 1, vocab), the KL prompt's row last."""
         hidden = model.base_model(
             input_ids=batch.ids, attention_mask=full_mask, position_ids=batch.positions, use_cache=True,
-            **{cache_argument: cache},
-        ).last_hidden_state  # fmt: skip
+            **{cache_argument: _prefix_cache(prefix_kv)},
+        ).last_hidden_state  # (prompts + 1, rest width, hidden)
         logits = lm_head(hidden[scored_rows, scored_cols]).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         return torch.log_softmax(logits, dim=-1)
 
-    with ExitStack() as stack:
-        stack.callback(site.register_forward_hook(shift).remove)
-        below = layers[site_layer - 1].register_forward_hook(record_below) if site_layer > 0 else None
-        kl_reference = None
-        for step in range(1, hp.v_num_grad_steps + 1):
+    with Trace(model, site, retain_input=True, retain_output=True, edit_output=shift) as at_site, ExitStack() as stack:
+        with Trace(model, layers_below[-1:], retain_output=True) as below:
             logp = log_probs()
-            if below is not None:
-                below.remove()
-                below = None
-                stack.enter_context(_frozen(layers[:site_layer], recorded["below"]))
-            target_logp = logp[:-1].gather(1, batch.tokens[:, None])[:, 0]
+        if layers_below:
+            stack.enter_context(skipped(model, layers_below, below.output(layers_below[-1])))
+        original = at_site.output(site)[0, 0].float()  # (hidden,)
+        inputs = at_site.input(site)[:n, 0]  # (prompts, site input)
+        h_norm = original.norm()
+        kl_reference = logp[-1].detach()
+        for step in range(1, hp.v_num_grad_steps + 1):
+            if step > 1:
+                logp = log_probs()
+            target_logp = logp[:-1].gather(1, batch.tokens[:, None])[:, 0]  # (scored tokens,)
             nll = -(torch.zeros(n, device=device).index_add(0, batch.owners, target_logp) / target_lengths).mean()
-            kl_logp = logp[-1]
-            if kl_reference is None:
-                kl_reference = kl_logp.detach()
+            kl_logp = logp[-1]  # (vocab,)
             kl = hp.kl_factor * (kl_logp.exp() * (kl_logp - kl_reference)).sum()
-            h_norm = recorded["original"].norm()
             loss = nll + kl + hp.v_weight_decay * delta.norm() / h_norm**2
             if loss.item() < EARLY_STOP_LOSS or step == hp.v_num_grad_steps:
                 break
@@ -307,11 +224,7 @@ def optimise_value(
                 max_norm = hp.clamp_norm_factor * h_norm
                 if delta.norm() > max_norm:
                     delta.mul_(max_norm / delta.norm())
-    return Value(delta.detach(), recorded["original"], recorded["inputs"], step, loss.item())
-
-
-def _detach(value: Any) -> Any:
-    return value.detach() if isinstance(value, torch.Tensor) else value
+    return Value(delta.detach(), original, inputs, step, loss.item())
 
 
 @torch.no_grad()
@@ -325,7 +238,7 @@ def _prefix_kv(model: torch.nn.Module, batch: Cut, cache_argument: str) -> list[
         input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask, position_ids=batch.prefix_positions,
         use_cache=True, **{cache_argument: cache},
     )  # fmt: skip
-    keep = batch.prefix_mask.bool()[:, None, :, None]
+    keep = batch.prefix_mask.bool()[:, None, :, None]  # (prompts, 1, prefix width, 1)
     return [(torch.where(keep, layer.keys, 0.0), torch.where(keep, layer.values, 0.0)) for layer in cache.layers]
 
 
@@ -337,48 +250,3 @@ def _prefix_cache(prefix_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> Dynamic
 def _cache_argument(model: torch.nn.Module) -> str:
     """transformers 5 calls the cache argument ``cache``; earlier versions ``past_key_values``."""
     return "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
-
-
-@contextmanager
-def _frozen(layers: Sequence[torch.nn.Module], output: Any) -> Iterator[None]:
-    """Make each layer return ``output`` (the recorded output of the last of them) without computing."""
-    saved = [layer.__dict__.get("forward") for layer in layers]
-    for layer in layers:
-        layer.forward = lambda *args, **kwargs: output
-    try:
-        yield
-    finally:
-        for layer, previous in zip(layers, saved):
-            if previous is None:
-                del layer.forward
-            else:
-                layer.forward = previous
-
-
-# --------------------------------------------------------------------------- the edited weights
-
-
-def projection_names(loaded: LoadedModel, method: str, layers: Sequence[int], template: str | None) -> list[str]:
-    """The modules whose weights ``method`` rewrites (``template``, default the family's MLP output
-    projection, at each of ``layers``), checked against the model."""
-    n_layers = loaded.modules.n_layers(loaded.model)
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad or not layers:
-        raise ConfigError(f"{method}: layers {list(layers)} must be non-empty and within 0..{n_layers - 1} for {loaded.name}")
-    names = [(template or loaded.modules.mlp_out).format(layer) for layer in layers]
-    params = dict(loaded.model.named_parameters())
-    missing = [name for name in names if f"{name}.weight" not in params]
-    if missing:
-        raise ConfigError(f"{method}: rewrite_module_tmp names no weight {missing[0]!r}.weight in {loaded.name}")
-    return names
-
-
-def as_out_in(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """The weight as a matrix mapping keys to values, (out, in), whatever its storage order."""
-    return weight.T if transposed else weight
-
-
-def add_update(weight: torch.nn.Parameter, update: torch.Tensor, transposed: bool) -> None:
-    """W ← W + update, with ``update`` given (out, in)."""
-    with torch.no_grad():
-        as_out_in(weight, transposed).add_(update.to(weight.dtype))

@@ -15,73 +15,51 @@ keys over a text corpus) map as before. With ``mom2_adjustment: false``, C = I.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..cases import EditRequest
 from ..errors import ConfigError
-from ..probe import Encoder
-from .base import Editor, WeightDelta, snapshot
-from .context_templates import context_templates
-from .key_value import add_update, as_out_in, edit_prompts, optimise_value, projection_names
-from .second_moment import SecondMoment, second_moments
+from .base import WeightDelta, snapshot
+from .key_value import edit_prompts, optimise_value
+from .key_value_editor import KeyValueEditor, KeyValueHyperParams, add_update, as_out_in
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
 
 
 @dataclass
-class ROMEHyperParams:
-    #: the one layer whose MLP output projection is rewritten
-    layers: list[int]
-    v_num_grad_steps: int = 20
-    v_lr: float = 0.5
-    v_weight_decay: float = 0.5
-    #: ‖δ‖ ≤ clamp_norm_factor · ‖W's output at the subject‖
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
-    #: [length, count] of the sampled context templates; "{}" is always the first template
-    context_template_length_params: list[list[int]] = field(default_factory=lambda: [[5, 10], [10, 10]])
-    mom2_adjustment: bool = True
-    #: corpus of the second moment: a text file or folder, a Hugging Face dataset, or null (sampled text)
-    mom2_dataset: str | None = None
-    #: number of token windows the second moment is computed on
-    mom2_n_samples: int = 100000
-    mom2_dtype: str = "float32"
-    #: module whose weight is rewritten; default: the family's MLP output projection
-    rewrite_module_tmp: str | None = None
+class ROMEHyperParams(KeyValueHyperParams):
+    """ROME's keys: ``layers`` names the one layer whose MLP output projection W is rewritten; the
+    clamp is relative to W's output at the subject."""
 
 
 @dataclass
 class RankOneUpdate:
     """W' = W + (value − W key) leftᵀ / (leftᵀ key), with left = C⁻¹ key."""
 
-    key: torch.Tensor
-    value: torch.Tensor
-    left: torch.Tensor
+    key: torch.Tensor  # (in,)
+    value: torch.Tensor  # (out,)
+    left: torch.Tensor  # (in,)
     #: v* − W k*, the optimised shift
-    delta: torch.Tensor
+    delta: torch.Tensor  # (out,)
 
     def matrix(self) -> torch.Tensor:
         """The update, (out, in)."""
         return torch.outer(self.delta, self.left) / (self.left @ self.key)
 
 
-class ROMEEditor(Editor):
+class ROMEEditor(KeyValueEditor):
     name = "rome"
     hparams_class = ROMEHyperParams
 
     def __init__(self, hparams: ROMEHyperParams, loaded: LoadedModel):
-        super().__init__(hparams, loaded)
         if len(hparams.layers) != 1:
             raise ConfigError(f"rome: layers must name exactly one layer, got {hparams.layers}")
-        (self.module_name,) = projection_names(loaded, self.name, hparams.layers, hparams.rewrite_module_tmp)
-        self.encoder = Encoder(loaded.tokenizer)
-        #: where the second moment came from (corpus, samples, cache files), once it is loaded
-        self.statistics_info: dict[str, Any] = {}
-        self._moment: SecondMoment | None = None
+        super().__init__(hparams, loaded)
+        (self.module_name,) = self.module_names
 
     def apply(self, model: torch.nn.Module, tokenizer: Any, requests: Sequence[EditRequest]) -> WeightDelta:
         weight_name = f"{self.module_name}.weight"
@@ -92,25 +70,12 @@ class ROMEEditor(Editor):
         return delta
 
     def rank_one_update(self, model: torch.nn.Module, request: EditRequest) -> RankOneUpdate:
-        hp, modules = self.hparams, self.loaded.modules
-        layer = hp.layers[0]
-        templates = context_templates(self.loaded, hp.context_template_length_params)
-        prompts, kl_prompt = edit_prompts(self.encoder, templates, request)
-        projection = model.get_submodule(self.module_name)
-        found = optimise_value(
-            model, modules.module(model, modules.layers), projection, layer, prompts, kl_prompt, hp, self.encoder.pad_id
-        )
-        key = found.inputs.float().mean(dim=0)
-        left = self._inverse_second_moment() @ key if hp.mom2_adjustment else key
-        weight = as_out_in(dict(model.named_parameters())[f"{self.module_name}.weight"], modules.weight_transposed)
-        value = weight.float() @ key + found.delta
+        hp = self.hparams
+        prompts, kl_prompt = edit_prompts(self.encoder, self.context_templates(), request)
+        below = self.layers_below(hp.layers[0])
+        found = optimise_value(model, self.module_name, below, prompts, kl_prompt, hp, self.encoder.pad_id)
+        key = found.inputs.float().mean(dim=0)  # (in,) k*, averaged over the context templates
+        left = self.inverse_second_moment(self.module_name).float() @ key if hp.mom2_adjustment else key
+        weight = as_out_in(dict(model.named_parameters())[f"{self.module_name}.weight"], self.loaded.modules.weight_transposed)
+        value = weight.float() @ key + found.delta  # (out,) v* = W k* + δ
         return RankOneUpdate(key=key, value=value, left=left, delta=found.delta)
-
-    def _inverse_second_moment(self) -> torch.Tensor:
-        if self._moment is None:
-            hp = self.hparams
-            moments, self.statistics_info = second_moments(
-                self.loaded, [self.module_name], hp.mom2_dataset, hp.mom2_n_samples, hp.mom2_dtype
-            )
-            self._moment = moments[self.module_name]
-        return self._moment.inverse.float()

@@ -1,8 +1,10 @@
 """Hyper-parameters: packaged YAML defaults per method and model, checked against the method's dataclass.
 
-Keys are EasyEdit's names. Defaults live in ``hparams/<method>/<model>.yaml``, found by the model's
-name (``gpt2-xl``, ``smollm2-135m``) first, then by its architecture family (``gptj``, ``llama``), then
-by the file the family shares (:data:`SHARED_DEFAULTS`).
+Keys are EasyEdit's names. Defaults live in ``hparams/<method>/<model>.yaml`` (a third-party
+editor's in its own package: ``Editor.hparams_package``), found by the model's name (``gpt2-xl``,
+``smollm2-135m``) first, then by its architecture family (``gptj``, ``llama``), then by the file the
+family shares (:data:`SHARED_DEFAULTS`). A method without a file for the model runs on its
+dataclass's defaults when every field has one.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import types
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # importlib.resources.abc from Python 3.11 on
 
 #: Keys EasyEdit files carry that say what the file is for rather than how to edit.
 DESCRIPTIVE_KEYS = ("alg_name", "model_name")
@@ -44,27 +49,66 @@ def model_keys(model_name: str, family: str) -> list[str]:
     return [stem, family, *([SHARED_DEFAULTS[family]] if family in SHARED_DEFAULTS else [])]
 
 
-def default_file(method: str, model_name: str, family: str) -> Path:
-    folder = resources.files(__package__).joinpath(method)
+def defaults_folder(method: str, package: str | None = None) -> Traversable:
+    """Where a method's default files live: ``package`` (a third-party editor's), else
+    ``pytest_kedit/hparams/<method>``."""
+    try:
+        return resources.files(package) if package else resources.files(__package__).joinpath(method)
+    except ModuleNotFoundError:
+        raise ConfigError(f"method {method!r}: its hyper-parameter package {package!r} cannot be imported") from None
+
+
+def find_default_file(method: str, model_name: str, family: str, package: str | None = None) -> Path | None:
+    """The most specific default file for the model (:func:`model_keys`), or None."""
+    folder = defaults_folder(method, package)
     for key in model_keys(model_name, family):
         candidate = folder.joinpath(f"{key}.yaml")
         if candidate.is_file():
             return Path(str(candidate))
-    raise ConfigError(
+    return None
+
+
+def default_file(method: str, model_name: str, family: str, package: str | None = None) -> Path:
+    """:func:`find_default_file`, or a ConfigError saying where it looked."""
+    found = find_default_file(method, model_name, family, package)
+    if found is None:
+        raise _no_default_file(method, model_name, family, package)
+    return found
+
+
+def _no_default_file(method: str, model_name: str, family: str, package: str | None) -> ConfigError:
+    return ConfigError(
         f"no default hyper-parameters for method {method!r} on model {model_name!r} (family {family!r}); "
-        f"looked for {[k + '.yaml' for k in model_keys(model_name, family)]} in {folder}; pass --kedit-hparams=FILE"
+        f"looked for {[k + '.yaml' for k in model_keys(model_name, family)]} in {defaults_folder(method, package)}; "
+        "pass --kedit-hparams=FILE"
     )
 
 
-def load_hparams(method: str, hparams_class: type, model_name: str, family: str, path: str | None = None) -> Any:
-    """Read the YAML (``path`` or the packaged default) into ``hparams_class``; unknown keys are errors."""
-    file = Path(path) if path else default_file(method, model_name, family)
+def load_hparams(
+    method: str, hparams_class: type, model_name: str, family: str, path: str | None = None, package: str | None = None
+) -> Any:
+    """``hparams_class`` from the YAML at ``path``, else from the method's default file for the
+    model, else from the dataclass's own defaults when every field has one."""
+    if path:
+        return read_hparams(Path(path), hparams_class)
+    found = find_default_file(method, model_name, family, package)
+    if found is not None:
+        return read_hparams(found, hparams_class)
+    if not _required_fields(hparams_class):
+        return hparams_class()
+    raise _no_default_file(method, model_name, family, package)
+
+
+def read_hparams(file: Path, hparams_class: type) -> Any:
+    """Read one YAML file into ``hparams_class``. Any encoding YAML allows (UTF-8, or UTF-16/32
+    with a byte-order mark); every problem is a ConfigError naming the file."""
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(file.read_bytes())
     except OSError as exc:
-        raise ConfigError(f"cannot read hyper-parameters {file}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read hyper-parameters {file}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{file}: not valid YAML: {first}") from None
     return parse_hparams(data or {}, hparams_class, str(file))
 
 
@@ -84,14 +128,16 @@ def parse_hparams(data: Any, hparams_class: type, source: str) -> Any:
         if not _conforms(value, hints[key]):
             raise ConfigError(f"{source}: hyper-parameter {key!r} must be {_type_name(hints[key])}, got {value!r}")
         values[key] = value
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+    missing = [name for name in _required_fields(hparams_class) if name not in values]
     if missing:
         raise ConfigError(f"{source}: missing hyper-parameters {missing}")
     return hparams_class(**values)
+
+
+def _required_fields(hparams_class: type) -> list[str]:
+    """The fields of the dataclass without a default."""
+    return [f.name for f in dataclasses.fields(hparams_class)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
 def _conforms(value: Any, hint: Any) -> bool:

@@ -1,4 +1,4 @@
-"""The harness: each split's protocol on tiny models, bit-exact restore, order independence."""
+"""The harness: each split's plan carried out on tiny models, bit-exact restore, order independence."""
 
 from __future__ import annotations
 
@@ -6,24 +6,16 @@ import pytest
 import torch
 from tiny_models import tiny_loaded
 
-from pytest_kedit.cases import SPLITS
 from pytest_kedit.datasets import load_suite
 from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
 from pytest_kedit.editors.ft import FTEditor, FTHyperParams
-from pytest_kedit.protocols import EditorContractError, Harness
-
-SPLIT_METRICS = {
-    "coverage": {"single_succ", "cs", "cm"},
-    "reverse": {"cs_exp", "cs_imp", "cm"},
-    "composite": {"cs_exp", "cs_imp", "cm", "tfd"},
-    "easy": {"succ", "d", "ir", "fr"},
-    "hard": {"succ", "d", "ir", "fr"},
-}
+from pytest_kedit.harness import EditorContractError, Harness
+from pytest_kedit.registry import SPLITS
 
 
 @pytest.fixture(scope="module")
 def suite():
-    return load_suite(None, SPLITS, limit=2)
+    return load_suite(None, tuple(SPLITS), limit=2)
 
 
 def ft_harness(family: str = "llama", **hparams) -> Harness:
@@ -46,8 +38,9 @@ def test_every_split_gives_its_metrics_and_restores_the_model_bit_exactly(suite,
     harness = ft_harness()
     before = state(harness.model)
     result = harness.run(suite.splits[split][0])
-    assert set(result.metrics) == SPLIT_METRICS[split]
-    assert set(result.evidence) == SPLIT_METRICS[split]
+    assert set(result.metrics) == set(SPLITS[split].metrics)
+    assert set(result.evidence) == set(SPLITS[split].metrics)
+    assert list(result.probabilities) == [stage.state for stage in SPLITS[split].protocol(suite.splits[split][0])]
     assert result.timings["edit"] > 0 and result.timings["probe"] > 0
     assert_bit_identical(before, harness.model)
 
@@ -58,6 +51,7 @@ def test_the_edit_changes_the_model_between_probes(suite):
     assert result.probabilities["theta_m"]["k_o"] != result.probabilities["theta_prime"]["k_o"]
 
 
+@pytest.mark.slow
 def test_a_case_run_twice_and_cases_in_either_order_give_identical_metrics(suite):
     harness = ft_harness()
     a, b = suite.splits["composite"][0], suite.splits["hard"][0]

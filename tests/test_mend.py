@@ -1,0 +1,197 @@
+"""MEND: the hypernetwork per family, the editor's bit-exact restore, checkpoints (trained and
+EasyEdit's), the leakage-free split and exact resumption of an interrupted training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+from tiny_models import tiny_loaded
+
+from pytest_kedit.cases import EditRequest
+from pytest_kedit.datasets import SPLIT_FILES, load_suite
+from pytest_kedit.editors.mend import MENDEditor, MENDHyperParams, build_network, token_factors
+from pytest_kedit.editors.mend_checkpoint import network_tensors, publish, read_manifest, trained_path
+from pytest_kedit.errors import ConfigError
+from pytest_kedit.mend_data import leaked_entities, normalised, training_data
+from pytest_kedit.mend_training import STATE_TENSORS, MENDTrainer
+from pytest_kedit.probe import Encoder, collate, token_logprobs
+from pytest_kedit.registry import SPLITS
+
+PUBLISHED = Path("/work/shared/datasets/pitfalls/GPT2-XL")
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+REQUEST = EditRequest(subject="France", prompt="the capital of {} is", target="Rome")
+TINY = MENDHyperParams(rank=8)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEDIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def trained_like(network: torch.nn.Module, seed: int = 0) -> None:
+    """Give a fresh network what training would: statistics, non-identity layers, step sizes."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in network.state_dict().items():
+            if name.endswith(("_mean", "_s", "_std")) or name.endswith(".k") or ".layers." in name:
+                shape = tensor.shape
+                values = torch.rand(shape, generator=generator) + (0.5 if name.endswith(("_std", "_s", ".k")) else -0.5)
+                tensor.copy_(values * (10 if name.endswith(".k") else 1))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gptj", "llama", "gemma3_text", "gpt_neox"])
+def test_identity_network_gives_the_fine_tuning_gradient(family: str) -> None:
+    """Untrained (identity layers, no normalisation), ΔW = edit_lr · ∇W: the factors and their
+    product are right for every family, GPT-2's transposed Conv1D included."""
+    loaded = tiny_loaded(family)
+    network = build_network(loaded, dataclasses.replace(TINY, norm=False))
+    model, encoder = loaded.model, Encoder(loaded.tokenizer)
+    batch = collate(
+        [encoder("the capital of France is", "Paris"), encoder("Marie was born in", "Rome")], encoder.pad_id, loaded.device
+    )
+    factors, _ = token_factors(model, network.names, tuple(batch.input_ids.shape), lambda: -token_logprobs(model, batch).mean())
+    params = dict(model.named_parameters())
+    weights = [params[name].requires_grad_(True) for name in network.names]
+    gradients = torch.autograd.grad(-token_logprobs(model, batch).mean(), weights)
+    for w in weights:
+        w.requires_grad_(False)
+    updates = network.updates(factors)
+    assert len(network.names) == 6 if family in ("gpt2", "gptj", "gpt_neox") else 9  # last three layers' MLP weights
+    for name, gradient in zip(network.names, gradients):
+        assert updates[name].shape == params[name].shape
+        torch.testing.assert_close(updates[name], TINY.edit_lr * gradient, rtol=1e-4, atol=1e-10)
+    x_dim, delta_dim = (32, 128) if family in ("gpt2", "gptj") else (32, 64)
+    assert set(network.mend) == {str((x_dim, delta_dim)), str((delta_dim, x_dim))}  # EasyEdit's keys: (in, out)
+
+
+def test_editor_without_checkpoint_says_how_to_train() -> None:
+    with pytest.raises(ConfigError) as error:
+        MENDEditor(TINY, tiny_loaded("llama"))
+    assert "kedit train-mend --model tiny-llama" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_first_use_is_a_usage_error_in_one_line(pytester: pytest.Pytester, tiny_model_dir: Path, tmp_path: Path) -> None:
+    for suite in SUITES.glob("test_*.py"):
+        pytester.makepyfile(**{suite.stem: suite.read_text()})
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", f"--kedit-model={tiny_model_dir}", "--kedit-method=mend", "--kedit-limit=1", "--kedit-split=coverage"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.stdout.lines + result.stderr.lines if "no trained MEND network" in line]
+    assert len(lines) == 1 and "kedit train-mend --model" in lines[0]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_editor_edits_and_restores_bit_exactly(family: str) -> None:
+    loaded = tiny_loaded(family)
+    network = build_network(loaded, TINY)
+    trained_like(network)
+    publish(trained_path(loaded, network), network, {"steps": 0})
+    editor = MENDEditor(TINY, loaded)
+    before = {name: p.clone() for name, p in loaded.model.named_parameters()}
+    delta = editor.apply(loaded.model, loaded.tokenizer, [REQUEST])
+    after = dict(loaded.model.named_parameters())
+    assert set(delta.originals) == set(network.names)
+    assert all(not torch.equal(after[name], before[name]) for name in network.names)
+    assert all(torch.equal(after[name], before[name]) for name in before if name not in network.names)
+    delta.restore(loaded.model)
+    assert all(torch.equal(p, before[name]) for name, p in loaded.model.named_parameters())
+
+
+def easyedit_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The network's tensors as an EasyEdit archive names them (older archives: ``gtn.``)."""
+    return {
+        ("gtn." + name.removeprefix("mend.")) if name.startswith("mend.") else name: t
+        for name, t in network_tensors(network).items()
+    }
+
+
+def test_easyedit_archive_loads_as_tensors_only(tmp_path: Path) -> None:
+    loaded = tiny_loaded("gpt2")
+    hp = dataclasses.replace(TINY, inner_params=[f"transformer.h.{i}.mlp.{m}.weight" for i in (1, 2) for m in ("c_proj", "c_fc")])
+    source = build_network(loaded, hp)
+    trained_like(source, seed=3)
+    archive = tmp_path / "gpt2-mend"
+    opt_state = {
+        "state": {0: {"step": torch.tensor(5.0), "exp_avg": torch.zeros(2)}},
+        "param_groups": [{"lr": 1e-6, "params": [0]}],
+    }
+    torch.save({"model": easyedit_state(source), "opt": opt_state, "lr_opt": None, "val_stats": {"loss": 0.5},
+                "start_time": "2024-01-01", "elapsed_time": 1.0, "step": 5}, archive)  # fmt: skip
+    editor = MENDEditor(dataclasses.replace(hp, mend_archive=str(archive)), loaded)
+    for name, tensor in network_tensors(source).items():
+        assert torch.equal(network_tensors(editor.network)[name], tensor), name
+    assert editor.network.mend[str((32, 128))].mlp.layers[0].mode_scale.weight.shape == (2, 160)  # two c_fc weights
+
+
+def test_archive_that_needs_code_to_unpickle_is_refused(tmp_path: Path) -> None:
+    loaded = tiny_loaded("gpt2")
+    network = build_network(loaded, TINY)
+    archive = tmp_path / "with-config"
+    torch.save({"model": {**easyedit_state(network), "model_config": transformers.GPT2Config()}}, archive)
+    with pytest.raises(ConfigError, match=r"refused: unpickling it would need an object of transformers\.") as error:
+        MENDEditor(dataclasses.replace(TINY, mend_archive=str(archive)), loaded)
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def small_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 40 records of every published GPT2-XL split, with the prompt files."""
+    folder = tmp_path_factory.mktemp("source")
+    for name in SPLIT_FILES.values():
+        (folder / name).write_text(json.dumps(json.loads((PUBLISHED / name).read_text())[:40]))
+    for name in ("conflict_prompts.json", "round_prompts.json"):
+        shutil.copy(PUBLISHED / name, folder / name)
+    return folder
+
+
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="the published GPT2-XL files are not on this machine")
+def test_split_leaves_out_every_case_and_entity_of_the_suite(small_source: Path) -> None:
+    data = training_data(str(small_source), None)
+    suite = load_suite(None, list(SPLITS))
+    assert leaked_entities(data.split, suite) == []
+    assert data.split["dropped_cases"]["shares an entity"] > 0  # the rule does drop published cases
+    excluded = set(data.split["excluded_entities"])
+    assert not {normalised(e.subject) for e in data.train + data.val} & excluded
+    assert not {normalised(f.subject) for f in data.facts} & excluded
+    assert not set(data.split["train_subjects"]) & set(data.split["val_subjects"])
+    only_suite = training_data(str(load_suite(None, list(SPLITS)).source), None)
+    assert only_suite.train == [] and only_suite.split["dropped_cases"]["same case"] == only_suite.split["source_cases"]
+
+
+TRAINING = dataclasses.replace(TINY, lr=1e-3, lr_lr=1e-3, max_iters=8, accumulate_bs=2, val_interval=4, val_steps=2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="the published GPT2-XL files are not on this machine")
+def test_checkpoint_manifest_records_a_split_without_leakage(small_source: Path, tmp_path: Path) -> None:
+    loaded = tiny_loaded("llama")
+    manifest = MENDTrainer(loaded, TRAINING, training_data(str(small_source), None), tmp_path / "run").run()
+    assert manifest["steps"] == 8 and [row["step"] for row in manifest["validation"]] == [4, 8]
+    stored = read_manifest(Path(manifest["cache_entry"]))
+    assert stored["model_fingerprint"] == loaded.fingerprint and stored["hparams"]["max_iters"] == 8
+    assert leaked_entities(stored["data"]["split"], load_suite(None, list(SPLITS))) == []
+    MENDEditor(TRAINING, loaded).apply(loaded.model, loaded.tokenizer, [REQUEST])  # the editor finds it
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PUBLISHED.is_dir(), reason="the published GPT2-XL files are not on this machine")
+def test_resumed_training_equals_an_uninterrupted_one(small_source: Path, tmp_path: Path) -> None:
+    data = training_data(str(small_source), None)
+    MENDTrainer(tiny_loaded("llama"), TRAINING, data, tmp_path / "whole").run()
+    MENDTrainer(tiny_loaded("llama"), TRAINING, data, tmp_path / "split").run(max_steps=4)  # interrupted here
+    assert json.loads((tmp_path / "split" / "state.json").read_text())["state"]["step"] == 4
+    MENDTrainer(tiny_loaded("llama"), TRAINING, data, tmp_path / "split").run()
+    whole, split = load_file(tmp_path / "whole" / STATE_TENSORS), load_file(tmp_path / "split" / STATE_TENSORS)
+    assert whole.keys() == split.keys()
+    assert all(torch.equal(whole[key], split[key]) for key in whole)
+    curves = [json.loads((tmp_path / run / "state.json").read_text())["state"]["curve"] for run in ("whole", "split")]
+    assert curves[0] == curves[1]
