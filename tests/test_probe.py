@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tiny_models import tiny_model
 
 from pytest_kedit import probe as probe_module
+from pytest_kedit.original_probes import OriginalProbes
 from pytest_kedit.probe import MAX_LENGTH_RATIO, Encoder, length_batches, next_token_ranks, probe
 
 PAIRS = [
@@ -110,3 +111,18 @@ def test_length_batches_partition_within_the_bounds(lengths, max_tokens):
         assert longest <= max(MAX_LENGTH_RATIO * shortest, shortest + 1)
     flat = [lengths[i] for batch in batches for i in batch]
     assert flat == sorted(flat), "batches go in order of length"
+
+
+def test_original_probabilities_are_remembered_exactly_across_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("KEDIT_CACHE_DIR", str(tmp_path))
+    cpu = torch.device("cpu")
+    pairs = [("The capital of France is", "Paris"), ("Hamlet was a notable work of", "Shakespeare")]
+    first = OriginalProbes("tiny-llama", torch.float32, cpu)
+    assert first.lookup(pairs) is None
+    first.remember(pairs, np.array([0.25, 1 / 3]))
+    first.remember(pairs, np.array([0.25, 1 / 3]))
+    again = OriginalProbes("tiny-llama", torch.float32, cpu)  # as a later process reads them
+    assert again.lookup(pairs[::-1]).tolist() == [1 / 3, 0.25]
+    assert again.lookup([pairs[0], ("the spouse of Alice is", "Bob")]) is None
+    assert OriginalProbes("tiny-llama", torch.float16, cpu).lookup(pairs) is None
+    assert len(list(first.folder.glob("*.json"))) == 1 and not list(first.folder.glob(".*"))

@@ -63,6 +63,20 @@ def test_statistics_are_computed_once_then_read_from_the_cache():
     assert all(torch.equal(first[m].mom2, again[m].mom2) and torch.equal(first[m].inverse, again[m].inverse) for m in modules)
 
 
+def test_only_the_missing_statistics_are_computed_and_in_one_pass(monkeypatch: pytest.MonkeyPatch):
+    loaded = tiny_loaded("gpt2")
+    modules = [loaded.modules.mlp_out.format(layer) for layer in (0, 1, 2)]
+    _, info = second_moments(loaded, modules[1:2], None, 12, "float32")
+    kept = Path(info["cache_files"][modules[1]]).stat().st_mtime_ns
+    passes = []
+    forward = loaded.model.base_model.forward
+    monkeypatch.setattr(loaded.model.base_model, "forward", lambda *a, **k: passes.append(1) or forward(*a, **k))
+    _, info = second_moments(loaded, modules, None, 12, "float32")
+    assert info["computed"] and len(passes) == 1, "12 windows of 64 tokens are one batch: one pass for both missing modules"
+    assert Path(info["cache_files"][modules[1]]).stat().st_mtime_ns == kept
+    assert all(Path(info["cache_files"][m]).is_file() for m in modules)
+
+
 def test_each_corpus_sample_count_and_dtype_has_its_own_entry(tmp_path: Path):
     loaded = tiny_loaded("gpt_neox")
     module = loaded.modules.mlp_out.format(0)
