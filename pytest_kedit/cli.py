@@ -109,11 +109,17 @@ def _check_data(args: argparse.Namespace) -> int:
     return 1 if data_check.failed(findings) else 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` reading a whole number of at least ``minimum``."""
+
+    def read(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text}")
+        return value
+
+    read.__name__ = f"integer >= {minimum}"  # argparse names the type in its "invalid ... value" message
+    return read
 
 
 def _add_build_suite(subparsers: Any) -> None:
@@ -133,14 +139,14 @@ def _add_build_suite(subparsers: Any) -> None:
     parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits (default: all five)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto (float32), float16 or bfloat16 (default: auto)")
-    parser.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS,
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=argparse.SUPPRESS,
                         help="cases decided together, prompts generated together (default: 32)")
-    parser.add_argument("--max-new-tokens", type=_positive_int, default=argparse.SUPPRESS,
+    parser.add_argument("--max-new-tokens", type=_int_at_least(1), default=argparse.SUPPRESS,
                         help="tokens of each greedy continuation (default: 12)")
-    parser.add_argument("--top-k", type=_positive_int, default=argparse.SUPPRESS,
+    parser.add_argument("--top-k", type=_int_at_least(1), default=argparse.SUPPRESS,
                         help="a RoundEdit object is produced when its first token ranks among the top K next "
                              "tokens (default: 10)")
-    parser.add_argument("--limit", type=_positive_int, default=argparse.SUPPRESS,
+    parser.add_argument("--limit", type=_int_at_least(1), default=argparse.SUPPRESS,
                         help="only the first N records of each split (a trial run; resumable without it)")
     parser.add_argument("--keep-splits", action="store_true",
                         help="keep each kept easy/hard case in its source split instead of splitting them again "
@@ -176,13 +182,6 @@ def _build_suite(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {text}")
-    return value
-
-
 def _add_compare(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "compare",
@@ -196,7 +195,7 @@ def _add_compare(subparsers: Any) -> None:
     parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the report directory of the reference run")
     parser.add_argument("runs_b", nargs="+", type=Path, metavar="RUN_B", help="a report directory compared with RUN_A")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    parser.add_argument("--top", type=_non_negative_int, default=5, metavar="N",
+    parser.add_argument("--top", type=_int_at_least(0), default=5, metavar="N",
                         help="list the N cases per split that got worse most (default: 5; 0: none)")
     parser.add_argument("--fail-on-regression", action="store_true",
                         help="exit with status 1 when any metric of any RUN_B regressed against RUN_A")
@@ -254,7 +253,7 @@ def _add_train_mend(subparsers: Any) -> None:
     parser.add_argument("--evaluated-data", default=None, metavar="DATA",
                         help="the suite MEND will be evaluated on, excluded from training (default: the built-in suites)")
     parser.add_argument("--hparams", default=None, metavar="FILE", help="MEND hyper-parameters (default: the packaged ones)")
-    parser.add_argument("--max-steps", type=_positive_int, default=None,
+    parser.add_argument("--max-steps", type=_int_at_least(1), default=None,
                         help="steps of this run at most (resume later with the same command)")
     parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of this run (overrides max_minutes)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

@@ -12,13 +12,15 @@ import os
 import re
 from pathlib import Path
 
+import torch
+
 from .datasets import Suite
+from .devices import resolve_dtype
 from .embedded import EMBEDDED_MODELS
 from .errors import ConfigError
 from .options import KeditOptions
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-_DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
 
 
 def check_options(options: KeditOptions) -> None:
@@ -30,8 +32,10 @@ def check_options(options: KeditOptions) -> None:
     if options.hparams:
         read_hparams(Path(options.hparams), editor.hparams_class)
     check_device(options.device)
-    if options.dtype.strip().lower() not in _DTYPES:
-        raise ConfigError(f"--kedit-dtype: unknown dtype {options.dtype!r}; use one of {', '.join(_DTYPES)}")
+    try:
+        resolve_dtype(options.dtype, torch.device("cpu"))
+    except ConfigError as exc:
+        raise ConfigError(f"--kedit-dtype: {exc}") from None
     check_model(options.model)
     if options.report:
         check_report_folder(Path(options.report))
@@ -43,8 +47,6 @@ def check_device(spec: str) -> None:
     if not _DEVICE.fullmatch(name):
         raise ConfigError(f"--kedit-device: unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda"):
-        import torch
-
         if not torch.cuda.is_available():
             raise ConfigError(f"--kedit-device: {spec!r} asked for, but CUDA is not available (torch {torch.__version__})")
         index = int(name.partition(":")[2] or 0)
