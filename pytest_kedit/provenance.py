@@ -1,0 +1,74 @@
+"""What a run's case results depend on, so that results are only combined with results made the
+same way: a baseline with the run gated against it, a partial report with the run resuming it.
+
+A provenance is a flat mapping built from a run summary (``summary.json``, or the summary a
+running worker can already state once its model has loaded). Two provenances match when every
+field in :data:`PROVENANCE_FIELDS` is equal; :func:`provenance_difference` names the first field
+that is not, down to the hyper-parameter key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Bumped whenever a protocol or a metric changes what a case records for the same inputs.
+PROTOCOL_VERSION = 1
+
+#: The fields that must agree; ``thresholds`` only for a resumed run (a baseline is judged
+#: against the thresholds of the run that reads it).
+PROVENANCE_FIELDS: tuple[str, ...] = (
+    "model",
+    "model_fingerprint",
+    "method",
+    "data_fingerprint",
+    "hparams",
+    "seed",
+    "distortion_scaling",
+    "protocol",
+    "protocol_version",
+    "package_version",
+)
+
+
+def provenance(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance of a run from its summary (the keys ``summary.json`` has), in its JSON form
+    (tuples become lists), so that a provenance read back from a file equals the one it was made from."""
+    fields = {
+        "model": summary.get("model"),
+        "model_fingerprint": summary.get("model_fingerprint"),
+        "method": summary.get("method"),
+        "data_fingerprint": (summary.get("data") or {}).get("fingerprint"),
+        "hparams": summary.get("hparams") or {},
+        "seed": summary.get("seed"),
+        "distortion_scaling": summary.get("distortion_scaling", "paper"),
+        "protocol": summary.get("protocol", "paper"),
+        "protocol_version": summary.get("protocol_version", PROTOCOL_VERSION),
+        "package_version": (summary.get("versions") or {}).get("pytest_kedit"),
+        "thresholds": list(summary.get("thresholds") or []),
+    }
+    return dict(json.loads(json.dumps(fields, default=str)))
+
+
+def provenance_difference(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                          fields: Sequence[str] = PROVENANCE_FIELDS) -> str | None:
+    """The first field in which ``current`` differs from ``recorded``, as
+    ``"hparams.v_lr: 0.5 recorded, 0.1 now"``; None when they agree on every field."""
+    for name in fields:
+        difference = _difference(name, recorded.get(name), current.get(name))
+        if difference is not None:
+            return difference
+    return None
+
+
+def _difference(path: str, recorded: Any, current: Any) -> str | None:
+    if isinstance(recorded, Mapping) and isinstance(current, Mapping):
+        for key in sorted(set(recorded) | set(current), key=str):
+            difference = _difference(f"{path}.{key}", recorded.get(key), current.get(key))
+            if difference is not None:
+                return difference
+        return None
+    if recorded == current:
+        return None
+    return f"{path}: {recorded!r} recorded, {current!r} now"
