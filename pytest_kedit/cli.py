@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import comparison, data_check, html_report, run_files, tables
+from . import comparison, comparison_report, data_check, html_report, run_files, tables
 from .errors import KeditError
 from .registry import SPLITS
 
@@ -37,14 +37,16 @@ def _add_report(subparsers: Any) -> None:
         "report",
         help="print Table 1 and Table 2 merged from report directories",
         description="Print Table 1 and Table 2, each with its 95% bootstrap intervals, with one row per "
-                    "model × method found in the report directories (runs of the same model × method "
-                    "are combined split by split, a later directory winning for a split both ran).",
+                    "model × method found in the report directories. The shards of a run (--kedit-shard) "
+                    "are merged into that run; other runs of the same model × method are combined split by "
+                    "split, a later directory winning for a split both ran.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="a run's report directory")
     parser.add_argument("--by-relation", action="store_true",
                         help="also print every metric per relation (and per arity for RoundEdit), per model × method")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="also write what is printed into DIR: table1.md, table2.md (and relations.md)")
+                        help="also write what is printed into DIR: table1.md, table2.md (and relations.md); for a "
+                             "single model × method also cases.jsonl and summary.json, so DIR is a report folder")
     parser.add_argument("--html", type=Path, metavar="FILE",
                         help="also write the visual report to FILE: one self-contained HTML page with the tables, "
                              "charts, Figure 5 and the runs' provenance (needs pip install 'pytest-kedit[html]'; "
@@ -65,6 +67,8 @@ def _report(args: argparse.Namespace) -> int:
     relations_md = run_files.merge_relations(runs) if args.by_relation else None
     if args.out is not None:
         run_files.write_tables(args.out, table1_md, table2_md, relations_md)
+        if len(runs.by_key) == 1:  # one run (shards merged): a report folder kedit compare and report read
+            run_files.write_run_data(args.out, run_files.run_report(*next(iter(runs.by_key.values()))))
     print("\n\n".join(text for text in (table1_md, table2_md, relations_md) if text is not None))
     return 0
 
@@ -214,7 +218,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(json.dumps({
             "a": _run_json(args.run_a, summary_a),
             "comparisons": [{"b": _run_json(directory, summary_b), "warnings": warnings,
-                             **comparison.comparison_json(result)}
+                             **comparison_report.comparison_json(result)}
                             for directory, summary_b, warnings, result in compared],
             "regressed": regressed,
         }, indent=2, ensure_ascii=False))
@@ -223,7 +227,7 @@ def _compare(args: argparse.Namespace) -> int:
         for directory, summary_b, warnings, result in compared:
             sections.append("\n\n".join([f"## B: {_run_label(directory, summary_b)}",
                                           *(f"**Warning:** {warning}." for warning in warnings),
-                                          comparison.comparison_markdown(result)]))
+                                          comparison_report.comparison_markdown(result)]))
         print("\n\n".join(sections))
     return 1 if args.fail_on_regression and regressed else 0
 

@@ -1,31 +1,45 @@
 """The figures of the visual report, drawn with matplotlib as SVG to inline in the page.
 
 Each function takes what :mod:`pytest_kedit.figure_data` computed and returns an ``<svg>``
-element as text: no XML declaration, text kept as text (``svg.fonttype: none``), nothing
-rasterized. ``figure_id`` makes the figure's element ids unique in the page: it salts
-matplotlib's own ids and prefixes the ids given to the artists a reader may point at (the bars
-of Figure 5), which also carry a ``<title>`` shown when the pointer rests on them. Figures are
-built on :class:`matplotlib.figure.Figure` directly, never through pyplot: no global state, no
-interactive backend, only the SVG writer.
+element as text (:mod:`pytest_kedit.figure_canvas` draws it). ``figure_id`` makes the figure's
+element ids unique in the page: it salts matplotlib's own ids and prefixes the ids given to the
+artists a reader may point at (the bars of Figure 5), which also carry a ``<title>`` shown when
+the pointer rests on them.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from html import escape
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
 
-from matplotlib import colormaps, rc_context
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
-from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import LogFormatter, NullLocator
 
+from .figure_canvas import (
+    BAR_WIDTH,
+    BETTER_COLOUR,
+    FONT_SIZE,
+    KEPT_COLOUR,
+    LOST_COLOUR,
+    MISSING_COLOUR,
+    RUN_MARKERS,
+    STATE_COLOURS,
+    STYLE,
+    TITLE_Y,
+    UNDECIDED_COLOUR,
+    WORSE_COLOUR,
+    Margins,
+    arrow,
+    below_rotated,
+    drawing,
+    inline_svg,
+    panel_row,
+    run_colour,
+    text_width,
+)
 from .figure_data import (
     DISTORTION_STATES,
     ConflictPanel,
@@ -37,127 +51,6 @@ from .figure_data import (
 )
 from .registry import METRICS, SPLITS, STATES
 
-#: One colour per run, in the report's order (matplotlib's tab10, which stays apart for the colour-blind).
-RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-#: One scatter marker per run, so that the runs stay apart without colour too.
-RUN_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-#: Figure 5's bar colour per model state.
-STATE_COLOURS = {"theta": "#9e9e9e", "theta_m": "#f28e2b", "theta_prime": "#4e79a7"}
-#: Figure 5's tick colour of a true object that lost probability from θ to θ' (counted by IR), and of one that did not.
-LOST_COLOUR, KEPT_COLOUR = "#b2182b", "#1a7837"
-#: The colours of a paired difference whose interval lies on the worse side, on the better side, or across 0.
-WORSE_COLOUR, BETTER_COLOUR, UNDECIDED_COLOUR = "#b2182b", "#1a7837", "#636363"
-MISSING_COLOUR = "#eeeeee"
-#: The size in points of the figures' text.
-FONT_SIZE = 8
-_STYLE: dict[Any, Any] = {  # keyed by matplotlib rcParams names
-    "svg.fonttype": "none",
-    # the browser's fonts draw the text: a short list keeps every <text> element short
-    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
-    "font.size": FONT_SIZE,
-    "axes.titlesize": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "legend.frameon": False,
-}
-#: Where a panel title sits, in axes coordinates. A title given its place is not placed again at
-#: every draw by measuring the axes' tick labels.
-_TITLE_Y = 1.03
-#: The width of a bar, or of a group of bars, in units of the x axis (one per bar or group).
-_BAR_WIDTH = 0.8
-#: Matplotlib's own element ids (``figure_1``, ``patch_3``): the same in every figure, so they
-#: are dropped; the ids a figure references (clip paths, markers) are hashes salted per figure.
-_MATPLOTLIB_GROUP_ID = re.compile(r'<g id="(?:figure|axes|patch|line2d|text|xtick|ytick|matplotlib\.axis|legend|'
-                                  r'[A-Za-z]*Collection|[A-Za-z]*Container)_\d+"')
-#: A coordinate attribute; its numbers are cut to two decimals (a hundredth of a point).
-_GEOMETRY = re.compile(r'\b(d|x|y|width|height|viewBox|transform|points)="([^"]*)"')
-_LONG_DECIMAL = re.compile(r"(\d\.\d\d)\d+")
-
-
-def _arrow(metric: str) -> str:
-    return "↑" if METRICS[metric].better == "higher" else "↓"
-
-
-def run_colour(index: int) -> str:
-    """The colour of the report's ``index``-th run in every chart."""
-    return RUN_COLOURS[index % len(RUN_COLOURS)]
-
-
-@contextmanager
-def _drawing(figure_id: str) -> Iterator[None]:
-    """The report's matplotlib settings, with ids salted by ``figure_id``."""
-    with rc_context({**_STYLE, "svg.hashsalt": figure_id}):
-        yield
-
-
-class Margins(NamedTuple):
-    """The room around a figure's panels, in inches, for what lies outside them."""
-
-    left: float
-    bottom: float
-    top: float
-    right: float
-
-
-def text_width(text: str, size: float = FONT_SIZE) -> float:
-    """An upper estimate of the width in inches of ``text`` set at ``size`` points. The browser
-    sets the text in its own font, so matplotlib's measure would be no more exact."""
-    return 0.62 * size / 72 * len(text)
-
-
-def below_rotated(labels: Sequence[str], degrees: float, size: float = FONT_SIZE) -> float:
-    """The room in inches the tick labels take below an axis when rotated by ``degrees``."""
-    widest = max((text_width(label, size) for label in labels), default=0.0)
-    angle = math.radians(degrees)
-    return 0.08 + widest * math.sin(angle) + size / 72 * 1.3 * math.cos(angle)
-
-
-def _panels(count: int, width: float, height: float, gap: float, margins: Margins,
-            sharey: bool = False) -> tuple[Figure, list[Axes]]:
-    """A figure with ``count`` axes in a row, each ``width`` × ``height`` inches, ``gap`` inches
-    apart, inside ``margins``. The layout is fixed, not measured: a layout engine or a tight
-    crop would draw the figure once more to measure its text. With ``sharey`` the panels share
-    the first one's y axis and only it is drawn."""
-    total_width = margins.left + count * width + (count - 1) * gap + margins.right
-    total_height = margins.bottom + height + margins.top
-    figure = Figure(figsize=(total_width, total_height))
-    axes: list[Axes] = []
-    for index in range(count):
-        left = margins.left + index * (width + gap)
-        ax = figure.add_axes((left / total_width, margins.bottom / total_height, width / total_width,
-                              height / total_height), sharey=axes[0] if sharey and axes else None)
-        if sharey and axes:
-            # a hidden axis is neither drawn nor measured: the first panel's ticks serve every panel
-            ax.yaxis.set_visible(False)
-            ax.spines["left"].set_visible(False)
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
-        axes.append(ax)
-    return figure, axes
-
-
-def _svg(figure: Figure, tooltips: Mapping[str, str] | None = None) -> str:
-    """``figure`` as an inline ``<svg>`` element: without the XML header, metadata, style sheet
-    (the page's style has its rule) and matplotlib's own group ids, coordinates to two
-    decimals; ``tooltips`` maps an artist's gid to the ``<title>`` a browser shows on hover."""
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
-    text = buffer.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
-    text = re.sub(r'\s*<style type="text/css">.*?</style>', "", text, count=1, flags=re.DOTALL)
-    text = _MATPLOTLIB_GROUP_ID.sub("<g", text)
-    text = _GEOMETRY.sub(_cut_decimals, text)
-    for gid, tip in (tooltips or {}).items():
-        text = text.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{escape(tip, quote=False)}</title>', 1)
-    return text
-
-
-def _cut_decimals(attribute: re.Match[str]) -> str:
-    name, value = attribute.groups()
-    cut = _LONG_DECIMAL.sub(r"\1", value)
-    return f'{name}="{cut}"'
-
-
 # -- Per-cell comparison ------------------------------------------------------------------------
 
 def cell_chart(figure_id: str, split: str, runs: Sequence[ReportRun]) -> str:
@@ -167,12 +60,12 @@ def cell_chart(figure_id: str, split: str, runs: Sequence[ReportRun]) -> str:
     metrics = [m for m in SPLITS[split].metrics if any(m in run.result.get(split, {}) for run in runs)]
     labels = [run.label for run in runs]
     rotation = 30 if len(runs) > 2 else 0
-    with _drawing(figure_id):
-        figure, axes = _panels(len(metrics), 0.45 + 0.38 * len(runs), 1.7, gap=0.85,
+    with drawing(figure_id):
+        figure, axes = panel_row(len(metrics), 0.45 + 0.38 * len(runs), 1.7, gap=0.85,
                                margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
         for ax, metric in zip(axes, metrics):
             _cell_panel(ax, split, metric, runs, rotation)
-        return _svg(figure)
+        return inline_svg(figure)
 
 
 def _cell_panel(ax: Axes, split: str, metric: str, runs: Sequence[ReportRun], rotation: float) -> None:
@@ -180,7 +73,7 @@ def _cell_panel(ax: Axes, split: str, metric: str, runs: Sequence[ReportRun], ro
     means = [run.result[split][metric] for _, run in shown]
     lows, highs = zip(*(run.bounds[split][metric] for _, run in shown))
     positions = range(len(shown))
-    ax.bar(positions, means, width=_BAR_WIDTH, color=[run_colour(index) for index, _ in shown], alpha=0.85)
+    ax.bar(positions, means, width=BAR_WIDTH, color=[run_colour(index) for index, _ in shown], alpha=0.85)
     ax.vlines(positions, lows, highs, color="black", linewidth=1)
     ax.hlines([*lows, *highs], [x - 0.12 for x in positions] * 2, [x + 0.12 for x in positions] * 2,
               color="black", linewidth=1)
@@ -196,7 +89,7 @@ def _cell_panel(ax: Axes, split: str, metric: str, runs: Sequence[ReportRun], ro
         ax.set_yticks([0, 25, 50, 75, 100])
     else:
         ax.margins(y=0.15)
-    ax.set_title(f"{METRICS[metric].label} {_arrow(metric)}", y=_TITLE_Y)
+    ax.set_title(f"{METRICS[metric].label} {arrow(metric)}", y=TITLE_Y)
     ax.set_ylabel(f"mean ×100, {METRICS[metric].better} is better")
 
 
@@ -243,10 +136,10 @@ def distortion_figure(figure_id: str, panels: Sequence[DistortionPanel]) -> str:
                     colours.append(STATE_COLOURS[state])
                     gids.append(gid)
                     tooltips[gid] = f"{panel.run}: {_object_name(bars)}, {STATES[state]}: p = {bars.p[state]:.4g}"
-    with _drawing(figure_id):
-        figure, (ax,) = _panels(1, _OBJECT_WIDTH * (starts[-1] + len(panels[-1].objects) + 0.2), 1.7, gap=0,
+    with drawing(figure_id):
+        figure, (ax,) = panel_row(1, _OBJECT_WIDTH * (starts[-1] + len(panels[-1].objects) + 0.2), 1.7, gap=0,
                                 margins=Margins(max(0.55, overhang + 0.05), below_rotated(names, 30), 0.42, 0.1))
-        for rectangle, gid in zip(ax.bar(positions, heights, width=_BAR_WIDTH / len(DISTORTION_STATES), color=colours),
+        for rectangle, gid in zip(ax.bar(positions, heights, width=BAR_WIDTH / len(DISTORTION_STATES), color=colours),
                                   gids):
             rectangle.set_gid(gid)
         ticks = [start + position for panel, start in zip(panels, starts) for position in range(len(panel.objects))]
@@ -267,7 +160,7 @@ def distortion_figure(figure_id: str, panels: Sequence[DistortionPanel]) -> str:
         ax.set_xlim(-0.6, starts[-1] + len(panels[-1].objects) - 0.4)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("p(o)")
-        return _svg(figure, tooltips)
+        return inline_svg(figure, tooltips)
 
 
 def _panel_starts(sizes: Sequence[int]) -> list[int]:
@@ -282,7 +175,7 @@ def _bar_x(position: float, state: str) -> float:
     """The centre of the bar in ``state`` of the object at x = ``position``: one slot per state
     of :data:`DISTORTION_STATES`, in that order, so a state the protocol did not probe leaves a gap."""
     slot = DISTORTION_STATES.index(state) - (len(DISTORTION_STATES) - 1) / 2
-    return position + slot * _BAR_WIDTH / len(DISTORTION_STATES)
+    return position + slot * BAR_WIDTH / len(DISTORTION_STATES)
 
 
 def _object_name(bars: ObjectBars) -> str:
@@ -315,8 +208,8 @@ def conflict_scatter(figure_id: str, panel: ConflictPanel, run_index: Mapping[st
     label = METRICS[panel.metric].label
     legend = [f"{series.run}: {label} {series.mean:.2f} ({sum(point.score for point in series.points):g}/"
               f"{len(series.points)})" for series in panel.series]
-    with _drawing(figure_id):
-        figure, (ax,) = _panels(1, 2.6, 2.6, gap=0,
+    with drawing(figure_id):
+        figure, (ax,) = panel_row(1, 2.6, 2.6, gap=0,
                                 margins=Margins(0.65, 0.45, 0.1, 0.5 + max(text_width(line) for line in legend)))
         ends = (floor, 1.0)
         ax.fill_between(ends, ends, (1.0, 1.0), color=BETTER_COLOUR, alpha=0.07, linewidth=0)
@@ -341,7 +234,7 @@ def conflict_scatter(figure_id: str, panel: ConflictPanel, run_index: Mapping[st
         ax.text(0.03, 0.97, f"{label} = 1: the new fact wins", transform=ax.transAxes, va="top", color=BETTER_COLOUR)
         ax.text(0.97, 0.03, "the old fact still wins", transform=ax.transAxes, ha="right", color=WORSE_COLOUR)
         ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
-        return _svg(figure)
+        return inline_svg(figure)
 
 
 def _new_fact(metric: str) -> str:
@@ -358,13 +251,13 @@ def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
     :func:`distortion_figure`."""
     metrics, relations = heatmap.metrics, heatmap.relations
     scores = _column_scores(heatmap)
-    columns = [f"{METRICS[m].label} {_arrow(m)}" for m in metrics]
+    columns = [f"{METRICS[m].label} {arrow(m)}" for m in metrics]
     rows = [f"{name} (n={n})" if len(heatmap.runs) == 1 else name for name, n in zip(relations, heatmap.counts[0])]
     starts = [run * (len(metrics) + _HEATMAP_GAP) for run in range(len(heatmap.runs))]
     colour_map = colormaps["RdYlGn"]
     cells, colours = [], []
-    with _drawing(figure_id):
-        figure, (ax,) = _panels(1, 0.45 * (starts[-1] + len(metrics)), 0.2 * len(relations), gap=0,
+    with drawing(figure_id):
+        figure, (ax,) = panel_row(1, 0.45 * (starts[-1] + len(metrics)), 0.2 * len(relations), gap=0,
                                 margins=Margins(0.1 + max(text_width(row) for row in rows), below_rotated(columns, 45),
                                                 0.25, 0.1))
         for start, grid, score_grid in zip(starts, heatmap.means, scores):
@@ -379,7 +272,7 @@ def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
         top = ax.get_xaxis_transform()
         for start, run in zip(starts, heatmap.runs):
             ax.text(start + len(metrics) / 2, 1.02, run, transform=top, ha="center", va="bottom",
-                    fontsize=_STYLE["axes.titlesize"])
+                    fontsize=STYLE["axes.titlesize"])
         ax.set_xlim(0, starts[-1] + len(metrics))
         ax.set_ylim(len(relations), 0)
         ax.set_xticks([start + c + 0.5 for start in starts for c in range(len(metrics))], columns * len(starts),
@@ -387,7 +280,7 @@ def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
         ax.set_yticks([row + 0.5 for row in range(len(relations))], rows)
         ax.tick_params(length=0)
         ax.set_frame_on(False)
-        return _svg(figure)
+        return inline_svg(figure)
 
 
 def _column_scores(heatmap: RelationHeatmap) -> list[list[list[float | None]]]:
@@ -430,8 +323,8 @@ def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparis
     metrics = [m for m in SPLITS[split].metrics if any(metric == m for _, metric in found)]
     labels = [p.run for p in paired]
     rotation = 30 if len(labels) > 2 else 0
-    with _drawing(figure_id):
-        figure, axes = _panels(len(metrics), 0.45 + 0.38 * len(labels), 1.5, gap=0.85,
+    with drawing(figure_id):
+        figure, axes = panel_row(len(metrics), 0.45 + 0.38 * len(labels), 1.5, gap=0.85,
                                margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
         for ax, metric in zip(axes, metrics):
             shown = [(x, label, found[label, metric]) for x, label in enumerate(labels) if (label, metric) in found]
@@ -444,9 +337,9 @@ def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparis
             ax.set_xticks(range(len(labels)), labels, rotation=rotation, ha="right" if rotation else "center",
                           rotation_mode="anchor")
             ax.set_xlim(-0.6, len(labels) - 0.4)
-            ax.set_title(f"{METRICS[metric].label} {_arrow(metric)}", y=_TITLE_Y)
+            ax.set_title(f"{METRICS[metric].label} {arrow(metric)}", y=TITLE_Y)
             ax.set_ylabel(f"B − {paired[0].baseline}, ×100")
-        return _svg(figure)
+        return inline_svg(figure)
 
 
 def _improved(worse: str, low: float, high: float) -> bool:

@@ -226,7 +226,7 @@ def _cells_section(rows: Sequence[ReportRun]) -> str:
 
 
 def _figure5_section(rows: Sequence[ReportRun], choices: Sequence[CaseChoice]) -> str:
-    from . import figures
+    from . import figure_canvas, figures
 
     if not choices:
         return '<p class="note">No RoundEdit case in these runs.</p>'
@@ -236,7 +236,7 @@ def _figure5_section(rows: Sequence[ReportRun], choices: Sequence[CaseChoice]) -
     key = {"theta": "θ, the model before the edits", "theta_m": "θm, after e1 (o1 → o*): probed for o1 and o* only",
            "theta_prime": "θ', after e1 then the undo e2 (o* → o1)"}
     parts = ['<p class="note">Bars: p(o) of every true object o of the case and of the edit\'s target o*, in '
-             + ", ".join(f'<span class="key" style="background:{figures.STATE_COLOURS[state]}"></span>{escape(text)}'
+             + ", ".join(f'<span class="key" style="background:{figure_canvas.STATE_COLOURS[state]}"></span>{escape(text)}'
                          for state, text in key.items())
              + ". Ticks: o1 (bold) is the round-edited object; another true object is red when it lost probability "
              "from θ to θ' (counted by IR), green when it did not. D and IR ×100 as in Table 2. Hover a bar for its "

@@ -9,18 +9,18 @@ first. The checks read files and configurations only; nothing here loads weights
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from .baseline import mismatch_message, read_baseline, static_difference
 from .datasets import Suite
-from .devices import resolve_dtype
+from .devices import resolve_device, resolve_dtype
 from .embedded import EMBEDDED_MODELS
 from .errors import ConfigError
 from .options import KeditOptions
-
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def check_options(options: KeditOptions) -> None:
@@ -43,15 +43,10 @@ def check_options(options: KeditOptions) -> None:
 
 def check_device(spec: str) -> None:
     """The device is well-formed, and a CUDA device is there when one is named."""
-    name = spec.strip().lower()
-    if not _DEVICE.fullmatch(name):
-        raise ConfigError(f"--kedit-device: unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--kedit-device: {spec!r} asked for, but CUDA is not available (torch {torch.__version__})")
-        index = int(name.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--kedit-device: {spec!r} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    try:
+        resolve_device(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"--kedit-device: {exc}") from None
 
 
 def check_model(name: str) -> None:
@@ -67,6 +62,11 @@ def check_model(name: str) -> None:
     import huggingface_hub
     from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
 
+    try:
+        huggingface_hub.utils.validate_repo_id(name)
+    except huggingface_hub.errors.HFValidationError:  # '/data/gpt2', '../model': meant as a folder
+        raise ConfigError(f"--kedit-model: {name!r} is not an embedded alias ({', '.join(EMBEDDED_MODELS)}), "
+                          f"and no folder {local.absolute()} exists") from None
     if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
         return
     alternatives = f"embedded aliases: {', '.join(EMBEDDED_MODELS)}; or a local folder"
@@ -107,3 +107,21 @@ def check_suite(options: KeditOptions, suite: Suite) -> None:
             raise ConfigError(f"--kedit-split: {', '.join(missing)} asked for, but {suite.source} has no {files}")
     if not suite.entries(options.splits):
         raise ConfigError(f"no cases to run: {suite.source} holds no case of {', '.join(options.splits)}")
+
+
+def check_baseline(options: KeditOptions, current: Mapping[str, Any]) -> None:
+    """A run gated against a baseline: the file exists and is valid, and agrees with ``current``
+    (the run's provenance before the model loads) on every field known now (model, method,
+    data fingerprint, seed, ...); the model fingerprint and hparams are checked at the first
+    case. A baseline to update: its path is not a folder."""
+    if options.baseline is None:
+        return
+    path = Path(options.baseline)
+    if options.update_baseline:
+        if path.is_dir():
+            raise ConfigError(f"--kedit-baseline: {path} is a folder; name the baseline's JSON file")
+        return
+    baseline = read_baseline(path)
+    difference = static_difference(baseline, current)
+    if difference is not None:
+        raise ConfigError(mismatch_message(baseline, difference))

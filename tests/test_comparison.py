@@ -20,10 +20,10 @@ from pytest_kedit.comparison import (
     Flips,
     comparability_warnings,
     compare_runs,
-    comparison_markdown,
     mcnemar_exact,
     paired_bootstrap_interval,
 )
+from pytest_kedit.comparison_report import comparison_markdown
 from pytest_kedit.errors import KeditError
 from pytest_kedit.record import CaseRecord
 from pytest_kedit.run_files import write_report

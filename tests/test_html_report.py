@@ -34,7 +34,7 @@ from pytest_kedit.run_files import write_report
 
 pytest.importorskip("matplotlib", reason="the visual report needs the html extra: pip install 'pytest-kedit[html]'")
 
-from pytest_kedit import figures  # noqa: E402  (after the skip: it imports matplotlib)
+from pytest_kedit import figure_canvas, figures  # noqa: E402  (after the skip: it imports matplotlib)
 
 MODEL = "smollm2-135m"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -197,7 +197,7 @@ def test_figure5_draws_each_bar_in_its_place_with_its_height():
     assert all(abs(bottom - top - scale * expected[key]) < 0.03 for key, (_, _, top, bottom) in bars.items())
     assert "D = 10.00, IR = 50.00" in svg and "o1: German" in svg and "o*: Spanish" in svg
     lost, kept = (re.search(rf'<text style="[^"]*fill: {colour}[^"]*"[^>]*>{name}</text>', svg)
-                  for colour, name in ((figures.LOST_COLOUR, "Italian"), (figures.KEPT_COLOUR, "French")))
+                  for colour, name in ((figure_canvas.LOST_COLOUR, "Italian"), (figure_canvas.KEPT_COLOUR, "French")))
     assert lost and kept
     assert "<title>ft: o1: German, θ': p = 0.4</title>" in svg
 
