@@ -9,7 +9,7 @@ share of the case spent inside model forward and backward passes. The one-off co
 templates, second-moment statistics) are paid before the timed cases and reported apart.
 
 ``--reference N``: ROME at the published settings (21 context templates, 20 steps) on N cases of
-each ConflictEdit split, against ``reference_rome.ReferenceROME`` (the same algorithm, recomputing
+each ConflictEdit split, against ``tests/reference_rome.ReferenceROME`` (the same algorithm, recomputing
 everything at every step as the published scripts do). The upstream scripts needed one full run
 per CS mode of reverse and composite cases (CS_exp, CS_imp); the harness gets both from one run,
 so the reference is charged two runs there.
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference is the tests' oracle
 from reference_rome import ReferenceROME  # noqa: E402
 
 from pytest_kedit.cases import ConflictCase  # noqa: E402

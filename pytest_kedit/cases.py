@@ -137,6 +137,14 @@ class RoundCase:
         """The true objects other than the round-edited one (Others = Obj \\ {o1})."""
         return tuple(o for o in self.true_objects if o.label != self.edit.old.label)
 
+    @property
+    def others_first_o1_removed(self) -> tuple[Entity, ...]:
+        """The true objects with only the first copy of o1 removed: the published code's Others
+        (``list.remove``), which keeps a repeated o1 among them (``--kedit-protocol=upstream``)."""
+        labels = [o.label for o in self.true_objects]
+        first = labels.index(self.edit.old.label)
+        return self.true_objects[:first] + self.true_objects[first + 1 :]
+
 
 Case = ConflictCase | RoundCase
 
@@ -250,6 +258,8 @@ def parse_round_case(
     rec = _Record(path, index, record)
     edit = _edit(rec.child("edit"), paraphrases, prompts_name)
     true_objects = tuple(_entity(o) for o in rec.items("true_objects"))
+    if not true_objects:
+        raise rec.error("true_objects", "is empty: a RoundEdit case needs the edited object and at least one other")
     labels = [o.label for o in true_objects]
     if edit.old.label not in labels:
         raise rec.error("edit.object", f"{edit.old.label!r} is not among true_objects {labels}")

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import comparison, comparison_report, data_check, html_report, run_files, tables
-from .errors import KeditError
+from . import comparison, comparison_report, data_check, html_report, input_length, run_files, tables
+from .cli_baseline import add_baseline, add_gate
+from .datasets import resolve_source
+from .errors import ConfigError, KeditError
 from .registry import SPLITS
 
 USAGE_ERROR = 2
@@ -102,11 +105,24 @@ def _add_check_data(subparsers: Any) -> None:
                         help="also hold the data to the built-in suites' rules (the upstream keys in order, the "
                              "relations between triples and edits, 10 paraphrases per relation, every split with "
                              "at least 12 cases) and count warnings as errors")
+    parser.add_argument("--model", default=None, metavar="M",
+                        help="count the length of every model input (a prompt with its subject, then an object) with "
+                             "M's tokenizer and report those longer than M's context (embedded alias, local "
+                             "directory or Hugging Face id; reads the tokenizer, not the weights)")
+    parser.add_argument("--max-tokens", type=_int_at_least(1), default=None, metavar="N",
+                        help="report model inputs longer than N tokens (default with --model: its context); "
+                             "without --model, N bounds the UTF-8 bytes of an input, which no byte-level "
+                             "tokenizer's tokens exceed")
     parser.set_defaults(handler=_check_data)
 
 
 def _check_data(args: argparse.Namespace) -> int:
-    findings = data_check.check_data(args.path, strict=args.strict)
+    length = None
+    if args.model is not None:
+        length = input_length.model_limit(args.model, args.max_tokens)
+    elif args.max_tokens is not None:
+        length = input_length.byte_limit(args.max_tokens)
+    findings = data_check.check_data(args.path, strict=args.strict, length=length)
     for finding in findings:
         print(finding)
     print(data_check.summarize(findings) or f"no findings in {args.path}")
@@ -124,6 +140,25 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
     read.__name__ = f"integer >= {minimum}"  # argparse names the type in its "invalid ... value" message
     return read
+
+
+def _positive_number(text: str) -> float:
+    """An argparse ``type`` reading a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number greater than 0, got {text}")
+    return value
+
+
+def _data_folder(option: str, value: str) -> None:
+    """ConfigError naming ``option`` when ``value`` is not benchmark data (:func:`~pytest_kedit.datasets.resolve_source`)."""
+    try:
+        resolve_source(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {str(exc).removeprefix('--kedit-data: ')}") from None
 
 
 def _add_build_suite(subparsers: Any) -> None:
@@ -259,7 +294,8 @@ def _add_train_mend(subparsers: Any) -> None:
     parser.add_argument("--hparams", default=None, metavar="FILE", help="MEND hyper-parameters (default: the packaged ones)")
     parser.add_argument("--max-steps", type=_int_at_least(1), default=None,
                         help="steps of this run at most (resume later with the same command)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of this run (overrides max_minutes)")
+    parser.add_argument("--max-minutes", type=_positive_number, default=None,
+                        help="wall-clock budget of this run (overrides max_minutes)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--dtype", default="auto", help="auto (float32), float16 or bfloat16 (default: auto)")
     parser.set_defaults(handler=_train_mend)
@@ -275,6 +311,9 @@ def _train_mend(args: argparse.Namespace) -> int:
     from .mend_training import MENDTrainer
     from .models import load_model
 
+    for option, value in (("--from", args.source), ("--evaluated-data", args.evaluated_data)):
+        if value is not None:
+            _data_folder(option, value)
     data = training_data(args.source, args.evaluated_data)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     hparams = load_hparams("mend", MENDEditor.hparams_class, loaded.name, loaded.family, args.hparams)
@@ -299,7 +338,7 @@ def _train_mend(args: argparse.Namespace) -> int:
 
 #: One entry per subcommand: adds its parser to the ``kedit`` subparsers.
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_report, _add_metrics, _add_check_data, _add_build_suite,
-                                                  _add_compare, _add_train_mend)
+                                                  _add_compare, add_baseline, add_gate, _add_train_mend)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, so that a closed pipe is caught below and not at interpreter exit
         return status
     except KeditError as exc:
-        print(f"kedit: error: {exc}", file=sys.stderr)
+        print(f"kedit: error: {' '.join(line.strip() for line in str(exc).splitlines())}", file=sys.stderr)
         return USAGE_ERROR
     except BrokenPipeError:
         # As the Python docs advise: stdout to devnull, so that the flush at exit does not fail again.

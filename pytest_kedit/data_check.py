@@ -18,6 +18,15 @@ problem is a :class:`Finding` of one of these kinds:
     An object label (``object``, ``new_object``, ``true_object``, ``true_objects[i]``, in the
     edits and the triples) that is empty or numeric only (digits with optional sign, spaces,
     ``,`` and ``.``): a probe of such an object scores how digits are tokenized, not an entity.
+``type``
+    A record's ``type`` that contradicts its file: a ConflictEdit record's must be its split
+    (``coverage`` in ``coverage_edit.json``), a RoundEdit record's ``1-N@RELATION`` with N its
+    number of true objects and RELATION its edit's relation id (the upstream files keep both).
+``length``
+    With a length limit (:class:`LengthLimit`: ``--max-tokens``, ``--model``), a case one of
+    whose model inputs (a prompt filled with the subject, then an object) is longer than the
+    limit; the finding names the longest of that input's prompt, subject and object
+    (:func:`~pytest_kedit.input_length.overlong`).
 ``duplicate``
     A case that runs the same experiment as an earlier case of its file: ConflictEdit cases
     whose two edits agree in subject label, relation id and prompt, old and new object label
@@ -44,15 +53,18 @@ from pathlib import Path
 from typing import Any
 
 from . import strict_schema, upstream
-from .cases import ConflictCase, Edit, Fact, RoundCase
+from .cases import Case, ConflictCase, Edit, Fact, RoundCase
 from .datasets import SPLIT_FILES
 from .errors import ConfigError, DataError
-from .registry import PROMPT_FILES, SPLITS
+from .input_length import LengthLimit, overlong
+from .registry import CONFLICT_EDIT, PROMPT_FILES, SPLITS
 
-KINDS = ("schema", "placeholder", "subject", "label", "duplicate", "layout", "semantics", "paraphrases", "size")
+KINDS = ("schema", "placeholder", "subject", "label", "type", "length", "duplicate", "layout", "semantics", "paraphrases",
+         "size")
 OBJECT_FIELDS = ("object", "new_object", "true_object")
 _SPLIT_OF_FILE = {name: split for split, name in SPLIT_FILES.items()}
 _NUMERIC = re.compile(r"[+\-]?\d[\d,.\s]*")
+_ROUND_TYPE = re.compile(r"1-(\d+)@(.+)")
 # Fills prompts that have no subject at hand; no real prompt contains it.
 _SENTINEL = "\0subject\0"
 
@@ -75,14 +87,15 @@ class Finding:
         return ": ".join(part for part in (where, self.field, message) if part)
 
 
-def check_data(target: str, strict: bool = False) -> list[Finding]:
+def check_data(target: str, strict: bool = False, length: LengthLimit | None = None) -> list[Finding]:
     """The findings of ``target``: a folder in the upstream layout, a split or paraphrase file of
     one, or ``upstream:NAME`` (downloaded first). A split file is checked with the paraphrase file
-    beside it. ``strict``: see the module docstring; a strict folder has every split file. Raises
-    ConfigError when ``target`` is none of these."""
+    beside it. ``strict``: see the module docstring; a strict folder has every split file.
+    ``length``: also report inputs longer than its limit. Raises ConfigError when ``target`` is
+    none of these."""
     if upstream.is_upstream(target):
         folder = upstream.fetch(target)
-        return _Check(strict).files([folder / name for name in SPLIT_FILES.values()])
+        return _Check(strict, length).files([folder / name for name in SPLIT_FILES.values()])
     path = Path(target).expanduser()
     known = [*SPLIT_FILES.values(), *PROMPT_FILES]
     if path.is_dir():
@@ -91,11 +104,11 @@ def check_data(target: str, strict: bool = False) -> list[Finding]:
             raise ConfigError(f"{target}: holds none of {', '.join(known)}")
         if strict:
             files = [path / name for name in known]
-        return _Check(strict).files(files)
+        return _Check(strict, length).files(files)
     if path.is_file():
         if path.name not in known:
             raise ConfigError(f"{target}: not a dataset file; expected one named {', '.join(known)}")
-        return _Check(strict).files([path])
+        return _Check(strict, length).files([path])
     raise ConfigError(f"{target}: no such file or folder")
 
 
@@ -129,8 +142,9 @@ class _Check:
     """One run of the checks: the findings so far, each paraphrase file's relations, and (strict)
     the first definition of each relation id per paraphrase file."""
 
-    def __init__(self, strict: bool) -> None:
+    def __init__(self, strict: bool, length: LengthLimit | None = None) -> None:
         self.strict = strict
+        self.length = length
         self.findings: list[Finding] = []
         self.paraphrases: dict[Path, Mapping[str, Sequence[str]]] = {}
         self.definitions: dict[str, strict_schema.RelationDefinitions] = {}
@@ -207,7 +221,7 @@ class _Check:
         first_of: dict[tuple[Any, ...], int] = {}
         cases = 0
         for index, record in enumerate(records):
-            own = list(_record_findings(file, index, record))
+            own = [*_record_findings(file, index, record), *_type_findings(file, index, split, record)]
             self.findings.extend(own)
             try:
                 case = parse(record, split, index, file, relations, prompts_name)
@@ -216,6 +230,8 @@ class _Check:
                     self.findings.append(_schema(exc))
                 continue
             cases += 1
+            if self.length is not None:
+                self.findings.extend(_length_findings(file, index, case, prompts_name, self.length))
             key = _case_key(case)
             if key in first_of:
                 field = "edits" if isinstance(case, ConflictCase) else "edit"
@@ -225,7 +241,8 @@ class _Check:
                 first_of[key] = index
             if self.strict:
                 where = f"{path.name} record {index}"
-                problems = strict_schema.record_problems(split, record)
+                # a contradicting type is a finding of its own kind, strict or not
+                problems = [p for p in strict_schema.record_problems(split, record) if p[:2] != ("semantics", "type")]
                 problems += [("semantics", field, message) for field, message in definitions.conflicts(record, where)]
                 self.findings.extend(Finding(file, index, field, kind, message) for kind, field, message in problems)
         too_small = strict_schema.size_problem(cases) if self.strict else None
@@ -297,6 +314,37 @@ def _record_findings(file: str, index: int, record: Any) -> Iterator[Finding]:
                 elif _NUMERIC.fullmatch(label.strip()):
                     yield Finding(file, index, f"{prefix}{key}.label", "label", f"numeric-only label {label!r}",
                                   warning=True)
+
+
+def _length_findings(file: str, index: int, case: Case, prompts_name: str, limit: LengthLimit) -> Iterator[Finding]:
+    """The length finding of one parsed case (at most one)."""
+    found = overlong(case, limit.length, limit.limit, prompts_name)
+    if found is not None:
+        yield Finding(file, index, found.field, "length", found.message(limit.name, limit.unit))
+
+
+def _type_findings(file: str, index: int, split: str, record: Any) -> Iterator[Finding]:
+    """The ``type`` finding of one record (at most one); none when the record has no ``type``."""
+    if not isinstance(record, dict) or "type" not in record:
+        return
+    value, name = record["type"], Path(file).name
+    if SPLITS[split].benchmark is CONFLICT_EDIT:
+        if value != split:
+            yield Finding(file, index, "type", "type", f"{value!r} contradicts {name}: its records have type {split!r}")
+        return
+    edit = record.get("edit")
+    relation = edit.get("relation") if isinstance(edit, dict) else None
+    relation_id = relation.get("id") if isinstance(relation, dict) else None
+    objects = record.get("true_objects")
+    match = _ROUND_TYPE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        count = len(objects) if isinstance(objects, list) else "N"
+        expected = f"1-{count}@{relation_id if isinstance(relation_id, str) else 'RELATION'}"
+        yield Finding(file, index, "type", "type", f"{value!r} contradicts {name}: this record's type is {expected!r}")
+    elif isinstance(objects, list) and int(match[1]) != len(objects):
+        yield Finding(file, index, "type", "type", f"{value!r} says {match[1]} true objects, the record has {len(objects)}")
+    elif isinstance(relation_id, str) and match[2] != relation_id:
+        yield Finding(file, index, "type", "type", f"{value!r} says relation {match[2]}, the edit's is {relation_id}")
 
 
 def _prompt_findings(file: str, record: int | None, field: str, prompt: str, subject: str | None) -> Iterator[Finding]:

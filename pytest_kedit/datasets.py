@@ -23,6 +23,7 @@ from .cases import Case, case_id, parse_prompts
 from .errors import ConfigError, DataError
 from .registry import SPLITS
 from .sampling import stratified_sample, stratum
+from .shards import Shard, deal
 
 #: The data file of each split.
 SPLIT_FILES = {name: split.data_file for name, split in SPLITS.items()}
@@ -38,18 +39,21 @@ class Suite:
     splits: dict[str, list[Entry]] = field(default_factory=dict)
     #: sha256 over the files read, in a fixed order
     fingerprint: str = ""
+    #: file name -> sha256 of its bytes, for each file read (the splits' files and the prompts
+    #: files of their benchmarks), so that runs of different splits can compare the files they share
+    files: dict[str, str] = field(default_factory=dict)
 
     def entries(self, splits: Sequence[str]) -> list[tuple[str, Entry]]:
         """(test id, entry) pairs for the given splits, in split then file order."""
-        out = []
-        for split in splits:
-            for entry in self.splits.get(split, []):
-                if isinstance(entry, DataError):
-                    ident = f"{split}-invalid" if entry.record is None else case_id(split, entry.record)
-                else:
-                    ident = entry.case_id
-                out.append((ident, entry))
-        return out
+        return [(entry_id(split, entry), entry) for split in splits for entry in self.splits.get(split, [])]
+
+
+def entry_id(split: str, entry: Entry) -> str:
+    """The test id of an entry: its case id, or for an error the id of the record it replaces
+    (``reverse-invalid`` for a whole file)."""
+    if isinstance(entry, DataError):
+        return f"{split}-invalid" if entry.record is None else case_id(split, entry.record)
+    return entry.case_id
 
 
 def builtin_folder() -> Path:
@@ -72,7 +76,8 @@ def resolve_source(data: str | None) -> Path:
 
 
 def load_suite(
-    data: str | None, splits: Sequence[str], limit: int | None = None, sample: int | None = None, seed: int = 0
+    data: str | None, splits: Sequence[str], limit: int | None = None, sample: int | None = None, seed: int = 0,
+    shard: Shard | None = None,
 ) -> Suite:
     """Read and validate the requested splits. Splits whose file is absent are left out, unless the
     user asked for them by name (then they are an error).
@@ -80,7 +85,8 @@ def load_suite(
     ``limit`` keeps the first records of each file; ``sample`` then keeps a stratified sample of
     that many parsed cases per split (:func:`pytest_kedit.sampling.stratified_sample` with
     ``seed``), in file order, with their ids unchanged. Records that failed to parse are kept
-    and do not count toward ``sample``."""
+    and do not count toward ``sample``. ``shard`` then keeps that shard of each split's entries
+    (:func:`pytest_kedit.shards.deal`, errors included)."""
     folder = resolve_source(data)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
@@ -94,13 +100,14 @@ def load_suite(
             continue
         prompts_name = SPLITS[split].benchmark.prompts_file
         if prompts_name not in prompt_cache:
-            prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest)
+            prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest, suite.files)
         prompts = prompt_cache[prompts_name]
         if isinstance(prompts, DataError):
             suite.splits[split] = [prompts]
             continue
-        entries = _read_split(path, split, prompts, prompts_name, limit, digest)
-        suite.splits[split] = entries if sample is None else _sampled(entries, sample, seed)
+        entries = _read_split(path, split, prompts, prompts_name, limit, digest, suite.files)
+        entries = entries if sample is None else _sampled(entries, sample, seed)
+        suite.splits[split] = entries if shard is None else _sharded(split, entries, shard)
     suite.fingerprint = digest.hexdigest()
     return suite
 
@@ -112,32 +119,40 @@ def _sampled(entries: list[Entry], n: int, seed: int) -> list[Entry]:
     return [entry for position, entry in enumerate(entries) if position in chosen or isinstance(entry, DataError)]
 
 
-def _read_json(path: Path, digest: Any) -> Any:
+def _sharded(split: str, entries: list[Entry], shard: Shard) -> list[Entry]:
+    """The entries of ``shard``, in their order: dealt by (relation, test id); errors have no relation."""
+    keys = [(entry.relation_group if isinstance(entry, Case) else "", entry_id(split, entry)) for entry in entries]
+    return [entries[position] for position in deal(keys, shard)]
+
+
+def _read_json(path: Path, digest: Any, files: dict[str, str]) -> Any:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(str(path), f"cannot read: {exc.strerror}") from None
     digest.update(path.name.encode() + b"\0" + raw)
+    files[path.name] = hashlib.sha256(raw).hexdigest()
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(str(path), f"not valid JSON: {exc}") from None
 
 
-def _read_prompts(path: Path, digest: Any) -> dict[str, tuple[str, ...]] | DataError:
+def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> dict[str, tuple[str, ...]] | DataError:
     if not path.is_file():
         return DataError(str(path), "missing: every relation needs its paraphrase prompts")
     try:
-        return parse_prompts(_read_json(path, digest), str(path))
+        return parse_prompts(_read_json(path, digest, files), str(path))
     except DataError as exc:
         return exc
 
 
 def _read_split(
-    path: Path, split: str, prompts: dict[str, tuple[str, ...]], prompts_name: str, limit: int | None, digest: Any
+    path: Path, split: str, prompts: dict[str, tuple[str, ...]], prompts_name: str, limit: int | None, digest: Any,
+    files: dict[str, str],
 ) -> list[Entry]:
     try:
-        records = _read_json(path, digest)
+        records = _read_json(path, digest, files)
     except DataError as exc:
         return [exc]
     if not isinstance(records, list):

@@ -23,6 +23,7 @@ from .editors.base import Editor, WeightDelta
 from .errors import KeditError
 from .original_probes import OriginalProbes
 from .probe import Encoder, probe
+from .protocol_choices import PAPER, Protocol
 from .protocols import EditBatch, Stage
 from .record import PHASES
 from .registry import SPLITS
@@ -50,16 +51,17 @@ class EditorContractError(KeditError):
 class Harness:
     """Runs cases on one model with one editor; after every case the model is as it was."""
 
-    def __init__(self, loaded: LoadedModel, editor: Editor, distortion_scaling: str = "paper", seed: int = 0):
-        if distortion_scaling not in metrics.DISTORTION_SCALINGS:
-            raise KeditError(f"unknown distortion scaling {distortion_scaling!r}; use one of {metrics.DISTORTION_SCALINGS}")
+    def __init__(self, loaded: LoadedModel, editor: Editor, protocol: Protocol = PAPER, seed: int = 0):
+        if protocol.distortion not in metrics.DISTORTION_SCALINGS:
+            raise KeditError(f"unknown distortion scaling {protocol.distortion!r}; use one of {metrics.DISTORTION_SCALINGS}")
         self.loaded = loaded
         self.model = loaded.model
         self.editor = editor
-        self.encoder = Encoder(loaded.tokenizer)
-        self.distortion_scaling = distortion_scaling
+        #: the choices of --kedit-protocol: how prompts are scored, Others, D's scaling
+        self.protocol = protocol
+        self.encoder = Encoder(loaded.tokenizer, protocol.keep_trailing_space)
         self.seed = seed
-        self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device)
+        self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device, protocol.keep_trailing_space)
         self._timings: dict[str, float] = {}
 
     def run(self, case: Case) -> CaseResult:
@@ -67,8 +69,8 @@ class Harness:
         split = SPLITS[case.split]
         self._timings = dict.fromkeys(PHASES, 0.0)
         torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
-        probabilities = self._carry_out(split.protocol(case, self.editor.multi_label))
-        scores = split.score(case, probabilities, self.distortion_scaling)
+        probabilities = self._carry_out(split.protocol(case, self.editor.multi_label, self.protocol))
+        scores = split.score(case, probabilities, self.protocol)
         return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timings))
 
     def _carry_out(self, plan: Sequence[Stage]) -> dict[str, dict[str, float]]:

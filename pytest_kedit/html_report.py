@@ -365,6 +365,7 @@ def _provenance_section(rows: Sequence[ReportRun]) -> str:
         ("limit", [run.summary.get("limit") for run in rows]),
         ("sample", [run.summary.get("sample") for run in rows]),
         ("seed", [run.summary.get("seed") for run in rows]),
+        ("protocol", [run.summary.get("protocol", "paper") for run in rows]),
         ("D scaling", [run.summary.get("distortion_scaling") for run in rows]),
         ("thresholds", [run.summary.get("thresholds") for run in rows]),
         ("device, dtype", [", ".join(str(run.summary.get(key) or DASH) for key in ("device", "dtype")) for run in rows]),
@@ -386,7 +387,7 @@ def _provenance_section(rows: Sequence[ReportRun]) -> str:
 def _counts(counts: Mapping[str, Any] | None) -> str | None:
     if not counts:
         return None
-    return ", ".join(f"{counts[key]} {key}" for key in ("cases", "passed", "failed", "error") if key in counts)
+    return ", ".join(f"{counts[key]} {key}" for key in ("cases", "passed", "failed", "xfailed", "error") if key in counts)
 
 
 def _complete(summary: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .baseline import mismatch_message, read_baseline, static_difference
+from .baseline import baseline_difference, mismatch_message, read_baseline
 from .datasets import Suite
 from .devices import resolve_device, resolve_dtype
 from .embedded import EMBEDDED_MODELS
@@ -113,15 +113,10 @@ def check_baseline(options: KeditOptions, current: Mapping[str, Any]) -> None:
     """A run gated against a baseline: the file exists and is valid, and agrees with ``current``
     (the run's provenance before the model loads) on every field known now (model, method,
     data fingerprint, seed, ...); the model fingerprint and hparams are checked at the first
-    case. A baseline to update: its path is not a folder."""
-    if options.baseline is None:
+    case."""
+    if not options.gating or options.baseline is None:
         return
-    path = Path(options.baseline)
-    if options.update_baseline:
-        if path.is_dir():
-            raise ConfigError(f"--kedit-baseline: {path} is a folder; name the baseline's JSON file")
-        return
-    baseline = read_baseline(path)
-    difference = static_difference(baseline, current)
+    baseline = read_baseline(Path(options.baseline))
+    difference = baseline_difference(baseline, current, options.baseline_ignore, loaded=False)
     if difference is not None:
         raise ConfigError(mismatch_message(baseline, difference))

@@ -3,7 +3,10 @@
 p(prefix, object) = exp(mean_j log P(t_j | prefix, t_<j)) over the tokens t of " " + object,
 the geometric mean of the object's token probabilities. The prefix and the object are tokenized
 separately and their ids concatenated (the object without special tokens), so the scored positions
-are exact for every tokenizer. Logits are computed only at the scored positions.
+are exact for every tokenizer. A prefix's trailing white space is stripped first, unless the
+encoder keeps it (``--kedit-protocol=upstream``: the published code scored ``prefix + " " +
+object``, so after a prompt ending in a space the object follows a space token). Logits are
+computed only at the scored positions.
 """
 
 from __future__ import annotations
@@ -44,16 +47,18 @@ class Batch:
 
 
 class Encoder:
-    """Tokenizes (prefix, object) pairs the probe's way, remembering what it has seen."""
+    """Tokenizes (prefix, object) pairs the probe's way, remembering what it has seen;
+    ``keep_trailing_space``: a prefix keeps its trailing white space (see the module docstring)."""
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, keep_trailing_space: bool = False):
         self.tokenizer = tokenizer
+        self.keep_trailing_space = keep_trailing_space
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prefix = lru_cache(maxsize=65536)(self._encode_prefix)
         self._target = lru_cache(maxsize=65536)(self._encode_target)
 
     def _encode_prefix(self, prefix: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(prefix.rstrip())["input_ids"])
+        return tuple(self.tokenizer(prefix if self.keep_trailing_space else prefix.rstrip())["input_ids"])
 
     def _encode_target(self, target: str) -> tuple[int, ...]:
         ids = tuple(self.tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .cases import ConflictCase, EditRequest, Entity, Query, RoundCase
+from .protocol_choices import PAPER, Protocol
 
 #: A batch of edit requests applied in one editor call (one request unless Multi-Label Edit).
 EditBatch = tuple[EditRequest, ...]
@@ -34,7 +35,7 @@ class Stage:
 Plan = tuple[Stage, ...]
 
 
-def coverage(case: ConflictCase, multi_label: bool = False) -> Plan:
+def coverage(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
     """e1 = (s, r, o1→o2), e2 = (s, r, o2→o3); k_o = (s, r, o2), k_n = (s, r, o3)."""
     e1, e2 = case.edits
     k_o = Query(e1.relation, e1.subject.label, e1.new.label)
@@ -47,7 +48,7 @@ def coverage(case: ConflictCase, multi_label: bool = False) -> Plan:
     )
 
 
-def reverse(case: ConflictCase, multi_label: bool = False) -> Plan:
+def reverse(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
     """e1 = (s1, r1, o1→o2), e2 = (o2, r2, s1→s2); k_o = (s1, r1, o2); the explicit new fact is
     e2's own (o2, r2, s2), the implicit one (s2, r1, o2) on e1's prompts."""
     e1, e2 = case.edits
@@ -61,7 +62,7 @@ def reverse(case: ConflictCase, multi_label: bool = False) -> Plan:
     )
 
 
-def composite(case: ConflictCase, multi_label: bool = False) -> Plan:
+def composite(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
     """Tied fact k_f; e1 = (s1, r1, o→o2), e2 = (s2, r2, o→o3); k_o = (s1, r1, o2); the explicit
     new fact is (s2, r2, o3), the implicit one (s1, r1, o3)."""
     if case.tied_fact is None:
@@ -80,17 +81,18 @@ def composite(case: ConflictCase, multi_label: bool = False) -> Plan:
     )
 
 
-def round_trip(case: RoundCase, multi_label: bool = False) -> Plan:
+def round_trip(case: RoundCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
     """e1 = (s, r, o1→o*), e2 = (s, r, o*→o1), or with Multi-Label Edit e2 = one batch writing
     every true object. The true objects are probed on θ and θ' under their labels, o* and o1
-    on θm (and o* on θ') under the names ``o*`` and ``o1``."""
+    on θm (and o* on θ') under the names ``o*`` and ``o1``. Others as ``protocol`` defines them
+    (:func:`others`)."""
     edit = case.edit
 
     def query(entity: Entity) -> Query:
         return Query(edit.relation, edit.subject.label, entity.label)
 
     o1, o_star = edit.old, edit.new
-    objects = [(o.label, query(o)) for o in (o1, *case.others)]
+    objects = [(o.label, query(o)) for o in (o1, *others(case, protocol))]
     undo = tuple(edit.request(target=o) for o in case.true_objects) if multi_label else (edit.request(target=o1),)
     first = (edit.request(),)
     return (
@@ -98,3 +100,9 @@ def round_trip(case: RoundCase, multi_label: bool = False) -> Plan:
         Stage("theta_m", (first,), (("o*", query(o_star)), ("o1", query(o1)))),
         Stage("theta_prime", (first, undo), (("o*", query(o_star)), *objects)),
     )
+
+
+def others(case: RoundCase, protocol: Protocol = PAPER) -> tuple[Entity, ...]:
+    """Others = Obj \\ {o1}: every copy of o1 removed, or under ``protocol.remove_first_o1_only``
+    the first copy only (a repeated o1 then stays among Others, as in the published code)."""
+    return case.others_first_o1_removed if protocol.remove_first_o1_only else case.others

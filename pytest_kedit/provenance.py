@@ -4,7 +4,8 @@ same way: a baseline with the run gated against it, a partial report with the ru
 A provenance is a flat mapping built from a run summary (``summary.json``, or the summary a
 running worker can already state once its model has loaded). Two provenances match when every
 field in :data:`PROVENANCE_FIELDS` is equal; :func:`provenance_difference` names the first field
-that is not, down to the hyper-parameter key.
+that is not, down to the hyper-parameter key. Results of runs that may have read different splits
+are combined under :func:`run_difference`, which compares the data file by file.
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
 )
 
 
+#: The provenance field with each data file's own fingerprint (file name -> sha256), which
+#: :func:`run_difference` compares instead of ``data_fingerprint`` over the files both runs read.
+DATA_FILES = "data_files"
+
+
 def provenance(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The provenance of a run from its summary (the keys ``summary.json`` has), in its JSON form
-    (tuples become lists), so that a provenance read back from a file equals the one it was made from."""
+    (tuples become lists), so that a provenance read back from a file equals the one it was made from;
+    :data:`DATA_FILES` only when the summary's ``data`` has ``files``."""
     fields = {
         "model": summary.get("model"),
         "model_fingerprint": summary.get("model_fingerprint"),
@@ -48,6 +55,9 @@ def provenance(summary: Mapping[str, Any]) -> dict[str, Any]:
         "package_version": (summary.get("versions") or {}).get("pytest_kedit"),
         "thresholds": list(summary.get("thresholds") or []),
     }
+    files = (summary.get("data") or {}).get("files")
+    if files:  # a summary written before files had fingerprints of their own has none
+        fields[DATA_FILES] = files
     return dict(json.loads(json.dumps(fields, default=str)))
 
 
@@ -72,3 +82,26 @@ def _difference(path: str, recorded: Any, current: Any) -> str | None:
     if recorded == current:
         return None
     return f"{path}: {recorded!r} recorded, {current!r} now"
+
+
+def run_difference(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                   fields: Sequence[str] = PROVENANCE_FIELDS) -> str | None:
+    """:func:`provenance_difference` for results combined across runs that may have read different
+    splits (a baseline made on all five splits, a run of one): when both provenances have
+    :data:`DATA_FILES`, ``data_fingerprint`` stands for the files both read, compared one by one,
+    so a run of fewer splits matches; a file both read that differs is named, as
+    ``"data_fingerprint: easy.json differs (sha256 1a2b3c4d5e6f recorded, 9f8e7d6c5b4a now)"``.
+    Without them on either side (a provenance written before they existed) the overall
+    fingerprints are compared."""
+    recorded_files, current_files = recorded.get(DATA_FILES) or {}, current.get(DATA_FILES) or {}
+    for name in fields:
+        if name == "data_fingerprint" and recorded_files and current_files:
+            difference = next((f"data_fingerprint: {file} differs (sha256 {recorded_files[file][:12]} recorded, "
+                               f"{current_files[file][:12]} now)"
+                               for file in sorted(set(recorded_files) & set(current_files))
+                               if recorded_files[file] != current_files[file]), None)
+        else:
+            difference = _difference(name, recorded.get(name), current.get(name))
+        if difference is not None:
+            return difference
+    return None

@@ -3,11 +3,15 @@
 
 Fields: ``case_id`` (``reverse-0042``), ``split``, ``relation`` (e1's relation, or the case's
 rule such as ``P22>P40``; null when the record could not be parsed), ``arity`` (RoundEdit:
-``1-N``, possibly ``@relation``), ``model``, ``method``, ``outcome`` (passed | failed | error),
+``1-N``, possibly ``@relation``), ``model``, ``method``, ``outcome`` (passed | failed | error |
+xfailed: a known failure of a run gated against a baseline, or a missed threshold recorded by
+``--kedit-update-baseline``),
 ``metrics`` (key -> value; empty on error), ``probabilities`` (state -> fact -> p),
 ``failures`` (one message per missed threshold), ``failed_metrics`` (their metric keys, in the
 same order), ``error`` (the message that replaced the case's result), ``timings`` (seconds per
-phase) and ``nodeid`` (the pytest test).
+phase), ``nodeid`` (the pytest test), ``verdict`` (against the baseline: regressed | known |
+improved | passed | new; null without one, :mod:`pytest_kedit.regression`) and ``regressions``
+(one message per metric that regressed).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .registry import METRICS, SPLITS
+from .regression import VERDICTS
 
-OUTCOMES = ("passed", "failed", "error")
+OUTCOMES = ("passed", "failed", "error", "xfailed")
 #: The phases a case's wall time is split into (``timings``).
 PHASES = ("edit", "probe", "restore")
 
@@ -45,6 +50,8 @@ class CaseRecord:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     nodeid: str | None = None
+    verdict: str | None = None
+    regressions: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """One line of ``cases.jsonl``: the fields as a JSON object with sorted keys."""
@@ -66,6 +73,8 @@ class CaseRecord:
             raise RecordError(f"field 'split' must be one of {', '.join(SPLITS)}, got {data.get('split')!r}")
         if data.get("outcome") not in OUTCOMES:
             raise RecordError(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {data.get('outcome')!r}")
+        if data.get("verdict") is not None and data["verdict"] not in VERDICTS:
+            raise RecordError(f"field 'verdict' must be one of {', '.join(VERDICTS)} or null, got {data['verdict']!r}")
         for name in ("relation", "arity", "error", "nodeid"):
             _optional(data, name, str)
         for name in ("model", "method"):
@@ -80,7 +89,7 @@ class CaseRecord:
         for state, values in probabilities.items():
             if not isinstance(values, dict) or not all(_is_number(v) for v in values.values()):
                 raise RecordError(f"field 'probabilities.{state}' must map facts to numbers")
-        for name in ("failures", "failed_metrics"):
+        for name in ("failures", "failed_metrics", "regressions"):
             value = data.get(name) or []
             if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
                 raise RecordError(f"field '{name}' must be a list of strings")
@@ -96,6 +105,7 @@ class CaseRecord:
             probabilities={state: {k: float(v) for k, v in values.items()} for state, values in probabilities.items()},
             failures=list(data.get("failures") or []), failed_metrics=list(data.get("failed_metrics") or []),
             error=data.get("error"), timings={k: float(v) for k, v in timings.items()}, nodeid=data.get("nodeid"),
+            verdict=data.get("verdict"), regressions=list(data.get("regressions") or []),
         )
 
 

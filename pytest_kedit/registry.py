@@ -66,9 +66,9 @@ class Split:
     #: the column prefix in its table ("Coverage", "EASY")
     heading: str
     metrics: tuple[str, ...]
-    #: (case, multi_label) -> the stages of model states to reach and probe
+    #: (case, multi_label, protocol choices) -> the stages of model states to reach and probe
     protocol: Callable[..., protocols.Plan]
-    #: (case, probabilities, distortion_scaling) -> the metrics and their evidence
+    #: (case, probabilities, protocol choices) -> the metrics and their evidence
     score: Callable[..., scoring.Scores]
 
     def column(self, metric: str) -> str:

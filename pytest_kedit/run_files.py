@@ -5,6 +5,8 @@ A report folder holds one run (one model × method):
 
 - ``cases.jsonl``: one :class:`~pytest_kedit.record.CaseRecord` per line, appended as cases
   finish (:class:`CaseLog`) and rewritten sorted by ``case_id`` at the end (:func:`write_report`);
+- ``run.json``: ``{"provenance": ...}``, what the cases depend on, written with the first case
+  (:mod:`pytest_kedit.resume` reads it to continue an interrupted run);
 - ``summary.json``: the run summary (model, method, hparams, data, distortion_scaling, seed,
   sample, thresholds as specs, versions, timings) with ``counts`` and ``intervals`` added,
   sorted keys, indent 2;
@@ -29,11 +31,13 @@ from .cache import atomic_write_text
 from .errors import KeditError
 from .metrics import DISTORTION_SCALINGS
 from .record import CaseRecord, RecordError
+from .shards import is_shard, merge_shards
 from .tables import TableRow, paper_tables, relation_table
 from .thresholds import parse_thresholds
 
 CASES_FILE = "cases.jsonl"
 SUMMARY_FILE = "summary.json"
+RUN_FILE = "run.json"
 TABLE1_FILE = "table1.md"
 TABLE2_FILE = "table2.md"
 RELATIONS_FILE = "relations.md"
@@ -61,27 +65,41 @@ class CaseLog:
 
     Nothing in ``DIR`` is touched until the first case is appended: a run that never finishes
     a case (``--collect-only``, a usage error, a crash while loading the model) leaves a
-    previous report whole. The first case replaces the previous run's files (cases, summary,
-    tables), so the folder never mixes two runs. Close it before :func:`write_report`."""
+    previous report whole. The first case replaces the previous run's files (cases, run,
+    summary, tables), so the folder never mixes two runs; with ``resume``, it keeps the cases
+    and ``run.json`` and appends (a last line the interruption cut short is dropped). Close it
+    before :func:`write_report`."""
 
-    def __init__(self, directory: str | os.PathLike[str]):
+    def __init__(self, directory: str | os.PathLike[str], resume: bool = False):
         self.path = Path(directory) / CASES_FILE
+        self.resume = resume
         self._file: TextIO | None = None
+        self._provenance_written = False
 
-    def append(self, record: CaseRecord) -> None:
-        """Write ``record`` as one line and flush it."""
+    def append(self, record: CaseRecord, provenance: Mapping[str, Any] | None = None) -> None:
+        """Write ``record`` as one line and flush it; the first ``provenance`` given goes to
+        ``run.json`` (kept when resuming a folder that has one)."""
         if self._file is None:
             self._file = self._start()
         self._file.write(record.to_json() + "\n")
         self._file.flush()
+        if provenance is not None and not self._provenance_written:
+            run_file = self.path.parent / RUN_FILE
+            if not (self.resume and run_file.is_file()):
+                _write_text(run_file, json.dumps({"provenance": provenance}, sort_keys=True, indent=2) + "\n")
+            self._provenance_written = True
 
     def _start(self) -> TextIO:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, RELATIONS_FILE):
+            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, RELATIONS_FILE, *(() if self.resume else (RUN_FILE,))):
                 (folder / name).unlink(missing_ok=True)
-            return self.path.open("w", encoding="utf-8")
+            if not self.resume:
+                return self.path.open("w", encoding="utf-8")
+            if self.path.is_file():
+                _drop_cut_line(self.path)
+            return self.path.open("a", encoding="utf-8")
         except OSError as exc:
             raise ReportError(folder, f"cannot write the report: {exc.strerror or exc}") from None
 
@@ -125,11 +143,20 @@ def run_report(summary: Mapping[str, Any], records: Iterable[CaseRecord]) -> Run
     written = {**summary, "counts": run_counts(ordered, thresholds), "intervals": interval_summary(bounds)}
     scaling = summary["distortion_scaling"]
     row = TableRow(summary["model"], summary["method"], aggregate(ordered))
-    table1_md, table2_md = paper_tables([row], [scaling], [bounds])
+    table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.get("protocol", "paper")])
     if summary.get("complete") is False:
-        note = f"\n\npartial: {summary.get('cases_done')} of {summary.get('cases_expected')} cases (the run did not finish)"
+        note = f"\n\n{partial_note(summary)}"
         table1_md, table2_md = table1_md + note, table2_md + note
     return RunReport(written, ordered, table1_md, table2_md, relation_table(ordered, scaling))
+
+
+def partial_note(summary: Mapping[str, Any]) -> str:
+    """What a run that is not complete lacks: the shards missing from a merge of shards, else
+    the cases it did not finish."""
+    if summary.get("shards_missing"):
+        return (f"partial: shard {', '.join(summary['shards_missing'])} missing "
+                f"(merged {', '.join(summary.get('shards') or [])})")
+    return f"partial: {summary.get('cases_done')} of {summary.get('cases_expected')} cases (the run did not finish)"
 
 
 def write_report(directory: str | os.PathLike[str], summary: Mapping[str, Any],
@@ -138,10 +165,16 @@ def write_report(directory: str | os.PathLike[str], summary: Mapping[str, Any],
     the tables, ``summary.json``, and ``cases.jsonl`` rewritten sorted by ``case_id``."""
     run = run_report(summary, records)
     write_tables(directory, run.table1, run.table2, run.relations)
+    write_run_data(directory, run)
+    return run
+
+
+def write_run_data(directory: str | os.PathLike[str], run: RunReport) -> None:
+    """Write ``cases.jsonl`` (the records in ``case_id`` order) and ``summary.json`` of ``run``
+    into ``directory`` (created if needed): with the tables, a report folder others can read."""
     target = Path(directory)
     _write_text(target / CASES_FILE, "".join(record.to_json() + "\n" for record in run.records))
     _write_text(target / SUMMARY_FILE, json.dumps(run.summary, sort_keys=True, indent=2) + "\n")
-    return run
 
 
 def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str,
@@ -164,7 +197,7 @@ def load_run(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Ca
     """
     target = Path(directory)
     if not target.is_dir():
-        raise ReportError(target, "no such report directory")
+        raise ReportError(target, "a file, not a report directory" if target.exists() else "no such report directory")
     return _load_summary(target / SUMMARY_FILE), _load_cases(target / CASES_FILE)
 
 
@@ -177,30 +210,44 @@ class Runs(NamedTuple):
     sources: dict[RunKey, list[str]]
 
     def notes(self) -> str:
-        """One paragraph per model × method found in several folders."""
-        return "".join(
-            f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
-            f"each split comes from the last of them that ran it."
-            for (model, method), paths in self.sources.items() if len(paths) > 1
-        )
+        """One paragraph per model × method found in several folders that are not shards, and
+        one per merge of shards that lacks a shard."""
+        notes = []
+        for (model, method), paths in self.sources.items():
+            summary = self.by_key[(model, method)][0]
+            if "shards" in summary:
+                if summary.get("shards_missing"):
+                    notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
+            elif len(paths) > 1:
+                notes.append(f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
+                             f"each split comes from the last of them that ran it.")
+        return "".join(notes)
 
 
 def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
     """Read several report folders (:func:`load_run`). Runs of the same model × method are
-    combined split by split: a split's cases come from the last folder that ran that split, so
-    the ConflictEdit splits of one run and the RoundEdit splits of another make one row.
-    Raises KeditError when ``directories`` is empty."""
+    combined: shards (``--kedit-shard``) into one run (:func:`~pytest_kedit.shards.merge_shards`,
+    which refuses shards of different runs or overlapping shards), other runs split by split: a
+    split's cases come from the last folder that ran that split, so the ConflictEdit splits of
+    one run and the RoundEdit splits of another make one row. Raises KeditError when
+    ``directories`` is empty."""
     if not directories:
         raise KeditError("no report directories given")
-    runs = Runs({}, {})
+    groups: dict[RunKey, list[tuple[str, dict[str, Any], list[CaseRecord]]]] = {}
     for directory in directories:
         summary, records = load_run(directory)
-        key = (summary["model"], summary["method"])
-        if key in runs.by_key:
-            replaced = {record.split for record in records}
-            records = [record for record in runs.by_key[key][1] if record.split not in replaced] + records
-        runs.by_key[key] = (summary, records)
-        runs.sources.setdefault(key, []).append(str(directory))
+        groups.setdefault((summary["model"], summary["method"]), []).append((str(directory), summary, records))
+    runs = Runs({}, {})
+    for key, group in groups.items():
+        runs.sources[key] = [folder for folder, _, _ in group]
+        if any(is_shard(summary) for _, summary, _ in group):
+            runs.by_key[key] = merge_shards(group)
+            continue
+        for _, summary, records in group:
+            if key in runs.by_key:
+                replaced = {record.split for record in records}
+                records = [record for record in runs.by_key[key][1] if record.split not in replaced] + records
+            runs.by_key[key] = (summary, records)
     return runs
 
 
@@ -215,7 +262,8 @@ def merge_tables(runs: Runs) -> tuple[str, str]:
         rows.append(TableRow(model, method, aggregate(records)))
         bounds.append(intervals(records))
     scalings = [summary["distortion_scaling"] for summary, _ in runs.by_key.values()]
-    table1_md, table2_md = paper_tables(rows, scalings, bounds)
+    protocols = [summary.get("protocol", "paper") for summary, _ in runs.by_key.values()]
+    table1_md, table2_md = paper_tables(rows, scalings, bounds, protocols)
     return table1_md + runs.notes(), table2_md + runs.notes()
 
 
@@ -226,6 +274,14 @@ def merge_relations(runs: Runs) -> str:
         f"## {model} / {method}\n\n{relation_table(records, summary['distortion_scaling'])}"
         for (model, method), (summary, records) in runs.by_key.items()
     ) + runs.notes()
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline: a line a killed run left unfinished."""
+    with path.open("r+b") as file:
+        data = file.read()
+        if data and not data.endswith(b"\n"):
+            file.truncate(data.rfind(b"\n") + 1)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from . import metrics
 from .cases import ConflictCase, RoundCase
+from .protocol_choices import PAPER, Protocol
+from .protocols import others
 
 #: state -> fact name -> p
 Probabilities = Mapping[str, Mapping[str, float]]
@@ -27,7 +29,7 @@ class Scores:
     evidence: dict[str, str]
 
 
-def coverage(case: ConflictCase, p: Probabilities, distortion_scaling: str = "paper") -> Scores:
+def coverage(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER) -> Scores:
     """Single Succ on θs; CS and CM with k_o = o2, k_n = o3."""
     single = p["theta_s"]
     scores = _conflict(p, {"cs": p["theta_prime"]["k_n"]})
@@ -36,13 +38,13 @@ def coverage(case: ConflictCase, p: Probabilities, distortion_scaling: str = "pa
     return scores
 
 
-def reverse(case: ConflictCase, p: Probabilities, distortion_scaling: str = "paper") -> Scores:
+def reverse(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER) -> Scores:
     """CS_exp, CS_imp and CM."""
     after = p["theta_prime"]
     return _conflict(p, {"cs_exp": after["k_n_exp"], "cs_imp": after["k_n_imp"]})
 
 
-def composite(case: ConflictCase, p: Probabilities, distortion_scaling: str = "paper") -> Scores:
+def composite(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER) -> Scores:
     """CS_exp, CS_imp, CM, and TFD of the tied fact k_f from θ to θ'."""
     after = p["theta_prime"]
     scores = _conflict(p, {"cs_exp": after["k_n_exp"], "cs_imp": after["k_n_imp"]})
@@ -52,10 +54,11 @@ def composite(case: ConflictCase, p: Probabilities, distortion_scaling: str = "p
     return scores
 
 
-def round_trip(case: RoundCase, p: Probabilities, distortion_scaling: str = "paper") -> Scores:
-    """Succ, D (with ``distortion_scaling``), IR and FR over the true objects: o1, then Others."""
+def round_trip(case: RoundCase, p: Probabilities, protocol: Protocol = PAPER) -> Scores:
+    """Succ, D (scaled as ``protocol.distortion``), IR and FR over the true objects: o1, then
+    Others (as ``protocol`` defines them, :func:`pytest_kedit.protocols.others`)."""
     before, mid, after = p["theta"], p["theta_m"], p["theta_prime"]
-    labels = [case.edit.old.label, *(o.label for o in case.others)]
+    labels = [case.edit.old.label, *(o.label for o in others(case, protocol))]
     p_before = [before[label] for label in labels]
     p_after = [after[label] for label in labels]
     o1_after, star_after = p_after[0], after["o*"]
@@ -65,7 +68,7 @@ def round_trip(case: RoundCase, p: Probabilities, distortion_scaling: str = "pap
     return Scores(
         values={
             "succ": metrics.round_success(mid["o*"], mid["o1"], o1_after, star_after),
-            "d": metrics.distortion(p_before, p_after, scaling=distortion_scaling),
+            "d": metrics.distortion(p_before, p_after, scaling=protocol.distortion),
             "ir": ignore_rate,
             "fr": float(metrics.failure(ignore_rate)),
         },

@@ -58,7 +58,8 @@ class TableRow(NamedTuple):
     result: Aggregate
 
 
-def table1(rows: Sequence[TableRow], bounds: Sequence[Intervals] | None = None) -> str:
+def table1(rows: Sequence[TableRow], bounds: Sequence[Intervals] | None = None,
+           protocols: Sequence[str] | None = None) -> str:
     """Table 1 (Knowledge Conflict, the ConflictEdit splits) as Markdown, laid out like the paper.
 
     Under the title, a table with a column per ``table_columns(CONFLICT_EDIT)`` (Single Succ,
@@ -66,19 +67,21 @@ def table1(rows: Sequence[TableRow], bounds: Sequence[Intervals] | None = None) 
     method, models and methods in order of first appearance; a split the row did not run shows
     "–". A line under it gives the number of cases per split. With ``bounds`` (one
     :data:`Intervals` per row), a second table follows with the same rows and columns and the
-    intervals as cells, then :data:`INTERVAL_METHOD`.
+    intervals as cells, then :data:`INTERVAL_METHOD`. With ``protocols`` (the ``--kedit-protocol``
+    of each row), the title names the protocol, or says MIXED and marks each row with its own.
     """
-    return _benchmark_table(CONFLICT_EDIT, rows, [""] * len(rows), (), bounds)
+    return _benchmark_table(CONFLICT_EDIT, rows, [""] * len(rows), (), bounds, protocols)
 
 
-def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Sequence[Intervals] | None = None) -> str:
+def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Sequence[Intervals] | None = None,
+           protocols: Sequence[str] | None = None) -> str:
     """Table 2 (Knowledge Distortion, the RoundEdit splits) as Markdown, laid out like :func:`table1`.
 
     ``scaling`` is the D scaling (a key of :data:`SCALING_LABELS`) of every row, or one per row;
     a line under the table names it. When rows that ran a RoundEdit split differ in scaling,
     those rows are marked ``(D: paper)`` / ``(D: upstream)`` in both tables and the line says
     that their D values are not comparable. Raises ValueError for an unknown scaling or a
-    count of scalings other than the rows'.
+    count of scalings other than the rows'. ``protocols`` as in :func:`table1`.
     """
     scalings = [scaling] * len(rows) if isinstance(scaling, str) else list(scaling)
     if len(scalings) != len(rows):
@@ -96,13 +99,14 @@ def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Seque
                         "D values of different scalings are not comparable.")
     else:
         scaling_line = f"D scaling: {SCALING_LABELS[distinct[0]] if distinct else DASH}."
-    return _benchmark_table(ROUND_EDIT, rows, marks, (scaling_line,), bounds)
+    return _benchmark_table(ROUND_EDIT, rows, marks, (scaling_line,), bounds, protocols)
 
 
-def paper_tables(rows: Sequence[TableRow], scalings: Sequence[str], bounds: Sequence[Intervals]) -> tuple[str, str]:
+def paper_tables(rows: Sequence[TableRow], scalings: Sequence[str], bounds: Sequence[Intervals],
+                 protocols: Sequence[str] | None = None) -> tuple[str, str]:
     """Table 1 and Table 2, each with its interval table (``bounds``: one per row), for rows
-    with the given D scalings (one per row)."""
-    return table1(rows, bounds), table2(rows, scalings, bounds)
+    with the given D scalings and protocols (one per row)."""
+    return table1(rows, bounds, protocols), table2(rows, scalings, bounds, protocols)
 
 
 def relation_table(records: Sequence[CaseRecord], scaling: str | None = None) -> str:
@@ -134,17 +138,19 @@ def relation_table(records: Sequence[CaseRecord], scaling: str | None = None) ->
 
 
 def threshold_summary(records: Sequence[CaseRecord], thresholds: Thresholds) -> str:
-    """Per split (and in total): cases, passed, failed, error, and per metric with a threshold
-    in the split, ``passed/checked`` (see :func:`~pytest_kedit.aggregation.run_counts`)."""
+    """Per split (and in total): cases, passed, failed, error, xfailed (only when a case is: a
+    run gated against a baseline), and per metric with a threshold in the split,
+    ``passed/checked`` (see :func:`~pytest_kedit.aggregation.run_counts`)."""
     counts = run_counts(records, thresholds)
+    keys = [key for key in COUNT_KEYS if key != "xfailed" or counts[key]]
     body = []
     for split, entry in counts["splits"].items():
         tallies = entry["thresholds"]
         passed = ", ".join(f"{METRICS[metric].label} {tally['passed']}/{tally['checked']}"
                            for metric, tally in tallies.items())
-        body.append([split, *(str(entry[key]) for key in COUNT_KEYS), passed or DASH])
-    body.append(["all", *(str(counts[key]) for key in COUNT_KEYS), ""])
-    return _markdown(["Split", "Cases", "Passed", "Failed", "Error", "Threshold passed/checked"], body)
+        body.append([split, *(str(entry[key]) for key in keys), passed or DASH])
+    body.append(["all", *(str(counts[key]) for key in keys), ""])
+    return _markdown(["Split", *(key.capitalize() for key in keys), "Threshold passed/checked"], body)
 
 
 def timing_summary(summary: Mapping[str, Any]) -> str:
@@ -187,12 +193,14 @@ def metric_table() -> str:
 
 
 def _benchmark_table(benchmark: Benchmark, rows: Sequence[TableRow], marks: Sequence[str], notes: Sequence[str],
-                     bounds: Sequence[Intervals] | None) -> str:
+                     bounds: Sequence[Intervals] | None, protocols: Sequence[str] | None = None) -> str:
     """The benchmark's table of means, the cases line and ``notes``, then, with ``bounds``, the
-    interval table; ``marks[i]`` is appended to row ``i``'s method in both tables."""
+    interval table; ``marks[i]`` is appended to row ``i``'s method in both tables, then, when
+    ``protocols`` differ, the row's protocol."""
+    protocol_title, marks = _protocol_marks(protocols, marks)
     columns = table_columns(benchmark)
     header = ["Method", *(label for _, _, label in columns)]
-    parts = [f"{benchmark.title} (mean over cases ×100)",
+    parts = [f"{benchmark.title} (mean over cases ×100{protocol_title})",
              _markdown(header, _grouped_body(rows, columns, marks, _number)),
              _cases_line(rows, splits_of(benchmark)), *notes]
     if bounds is not None:
@@ -202,6 +210,19 @@ def _benchmark_table(benchmark: Benchmark, rows: Sequence[TableRow], marks: Sequ
         parts += [f"{_PERCENT} confidence intervals of Table {benchmark.table}",
                   _markdown(header, _grouped_body(interval_rows, columns, marks, _interval)), INTERVAL_METHOD]
     return "\n\n".join(parts)
+
+
+def _protocol_marks(protocols: Sequence[str] | None, marks: Sequence[str]) -> tuple[str, list[str]]:
+    """The title's protocol part ("; protocol: upstream") and the row marks, each row marked
+    with its protocol when they differ."""
+    if protocols is None:
+        return "", list(marks)
+    if len(protocols) != len(marks):
+        raise ValueError(f"{len(protocols)} protocols for {len(marks)} rows")
+    distinct = sorted(set(protocols))
+    if len(distinct) == 1:
+        return f"; protocol: {distinct[0]}", list(marks)
+    return "; protocol: MIXED, rows are marked", [f"{mark} (protocol: {name})" for mark, name in zip(marks, protocols)]
 
 
 def _grouped_body(rows: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]], columns: Sequence[Column],

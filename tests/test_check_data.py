@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +231,7 @@ def strict_folder(tmp_path: Path) -> Path:
 def test_strict_finds_layout_semantics_paraphrase_and_size_problems(strict_folder: Path):
     easy_cases = len(json.loads((strict_folder / "easy.json").read_text()))
     assert easy_cases == 12
-    assert check_data(str(strict_folder)) == []
+    assert where(check_data(str(strict_folder))) == [("easy.json", 0, "type", "type")]  # found without --strict too
     edit_json(strict_folder / "easy.json", lambda records: records.pop())
     assert where(check_data(str(strict_folder), strict=True)) == [
         ("coverage_edit.json", 0, "edits[1]", "semantics"),
@@ -242,7 +243,7 @@ def test_strict_finds_layout_semantics_paraphrase_and_size_problems(strict_folde
         ("composite_edit.json", 0, "prerequisites", "semantics"),
         ("round_prompts.json", None, "P37", "paraphrases"),
         ("round_prompts.json", None, "P47", "paraphrases"),
-        ("easy.json", 0, "type", "semantics"),
+        ("easy.json", 0, "type", "type"),
         ("easy.json", None, None, "size"),
     ]
 
@@ -259,7 +260,7 @@ def test_strict_messages_say_what_is_expected(strict_folder: Path):
     assert messages["reverse_edit.json", 0, "rule"] == "'P36>P36', expected 'P36>P1376'"
     assert messages["round_prompts.json", None, "P47"] == "9 distinct paraphrases in 10, expected 10 distinct"
     assert messages["round_prompts.json", None, "P37"] == "9 distinct paraphrases in 9, expected 10 distinct"
-    assert messages["easy.json", 0, "type"] == "'1-2@P37', expected '1-4@P37'"
+    assert messages["easy.json", 0, "type"] == "'1-2@P37' says 2 true objects, the record has 4"
 
 
 def test_strict_wants_every_split_file(tmp_path: Path, capsys):
@@ -269,3 +270,65 @@ def test_strict_wants_every_split_file(tmp_path: Path, capsys):
     assert main(["check-data", "--strict", str(folder)]) == 1
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"{folder / 'hard.json'}: missing: a strict suite has every split file"
+
+
+# -- type, length, empty true objects (issue 11) --------------------------------------------------
+
+
+def test_a_type_that_contradicts_its_file_is_a_type_finding(tmp_path: Path):
+    folder = copy_builtin(tmp_path)
+    edit_json(folder / "coverage_edit.json", lambda records: records[3].update(type="reverse"))
+    easy = json.loads((folder / "easy.json").read_text())
+    count, relation = len(easy[2]["true_objects"]), easy[2]["edit"]["relation"]["id"]
+
+    def retype(records: list[Any]) -> None:
+        records[0]["type"] = "reverse"
+        records[1]["type"] = f"1-{len(records[1]['true_objects']) + 1}@{records[1]['edit']['relation']['id']}"
+        records[2]["type"] = f"1-{count}@P9999"
+
+    edit_json(folder / "easy.json", retype)
+    findings = check_data(str(folder))
+    assert where(findings) == [("coverage_edit.json", 3, "type", "type"), ("easy.json", 0, "type", "type"),
+                               ("easy.json", 1, "type", "type"), ("easy.json", 2, "type", "type")]
+    messages = [f.message for f in findings]
+    assert messages[0] == "'reverse' contradicts coverage_edit.json: its records have type 'coverage'"
+    assert messages[1].startswith("'reverse' contradicts easy.json: this record's type is '1-")
+    assert "true objects, the record has" in messages[2]
+    assert messages[3] == f"'1-{count}@P9999' says relation P9999, the edit's is {relation}"
+
+
+def test_an_empty_true_object_list_is_reported_as_exactly_that(tmp_path: Path):
+    folder = copy_builtin(tmp_path)
+    edit_json(folder / "hard.json", lambda records: records[0].update(true_objects=[]))
+    findings = [f for f in check_data(str(folder / "hard.json")) if f.kind == "schema"]
+    assert [(f.record, f.field, f.message) for f in findings] == [
+        (0, "true_objects", "is empty: a RoundEdit case needs the edited object and at least one other")]
+
+
+def test_max_tokens_without_a_model_bounds_the_bytes_of_each_model_input(tmp_path: Path, capsys):
+    folder = copy_builtin(tmp_path)
+    edit_json(folder / "coverage_edit.json", lambda records: records[1]["edits"][0]["new_object"].update(label="x" * 40_000))
+    assert main(["check-data", str(folder), "--max-tokens", "2048"]) == 1
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "record 1" in line]
+    assert line.startswith(f"{folder / 'coverage_edit.json'}:record 1: edits[0].new_object.label: the model input with it is")
+    assert "UTF-8 bytes long; --max-tokens (without --model, a bound on bytes) is 2048" in line
+    assert main(["check-data", str(builtin_folder()), "--max-tokens", "2048"]) == 0
+
+
+def test_with_a_model_the_limit_is_its_context_counted_with_its_tokenizer(tmp_path: Path, tiny_model_dir: Path, capsys):
+    folder = copy_builtin(tmp_path)
+    record = json.loads((folder / "easy.json").read_text())[2]
+    other = next(i for i, o in enumerate(record["true_objects"]) if o["label"] != record["edit"]["object"]["label"])
+    edit_json(folder / "easy.json", lambda records: records[2]["true_objects"][other].update(label="Paris " * 70))
+    assert main(["check-data", str(folder / "easy.json"), "--model", str(tiny_model_dir)]) == 1
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "record 2" in line]
+    assert re.search(rf"true_objects\[{other}\]\.label: the model input with it is 7\d tokens long; "
+                     f"{re.escape(str(tiny_model_dir))}'s context is 64$", line)
+    assert main(["check-data", str(folder / "easy.json"), "--model", str(tiny_model_dir), "--max-tokens", "1000"]) == 0
+
+
+def test_a_model_whose_tokenizer_cannot_be_read_is_one_line(tmp_path: Path, capsys):
+    assert main(["check-data", str(builtin_folder()), "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kedit: error: --model: cannot read the tokenizer of {str(tmp_path)!r}") and err.count("\n") == 1

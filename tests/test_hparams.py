@@ -42,8 +42,8 @@ def test_a_family_without_its_own_file_uses_the_shared_one() -> None:
 
 def test_rome_and_memit_share_the_key_value_keys_and_reject_the_others(tmp_path) -> None:
     shared = {f.name for f in dataclasses.fields(KeyValueHyperParams)}
-    assert {f.name for f in dataclasses.fields(ROMEHyperParams)} == shared
-    assert {f.name for f in dataclasses.fields(MEMITHyperParams)} == shared | {"mom2_update_weight"}
+    assert {f.name for f in dataclasses.fields(ROMEHyperParams)} == shared | {"update_key"}
+    assert {f.name for f in dataclasses.fields(MEMITHyperParams)} == shared | {"mom2_update_weight", "key_averaging"}
     assert (ROMEHyperParams(layers=[1]).clamp_norm_factor, MEMITHyperParams(layers=[1]).clamp_norm_factor) == (4.0, 0.75)
     path = tmp_path / "hparams.yaml"
     path.write_text("layers: [1]\nmom2_update_weight: 5000\n")

@@ -198,9 +198,10 @@ def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pyte
     result = run(project, f"--kedit-data={data}", "--kedit-split=reverse,coverage,easy", "--kedit-threshold=cs=off",
                  "--kedit-threshold=succ=off", "--kedit-threshold=fr=off")
     out = result.stdout.str()
-    result.assert_outcomes(passed=3, failed=2)
-    assert "test_conflict_edit[reverse-invalid]" in out and "reverse_edit.json: not valid JSON" in out
+    result.assert_outcomes(passed=3, errors=2)  # bad data: errors of the tests' setup, not threshold failures
+    assert "ERROR at setup of test_conflict_edit[reverse-invalid]" in out and "reverse_edit.json: not valid JSON" in out
     assert "easy.json, record 1, field 'true_objects': missing" in out
+    assert "2 cases could not run: bad data" in out
 
 
 @pytest.mark.slow
@@ -210,6 +211,7 @@ def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pyte
     ("--kedit-hparams={file}", b"\xff\xfe\x00\xd8 broken", "not valid YAML"),
     ("--kedit-hparams={file}", "layers: [1\n", "not valid YAML"),
     ("--kedit-model={file}", "not a folder", "has no config.json"),
+    ("--kedit-model=/no/such/model/folder", None, "no folder /no/such/model/folder exists"),
     ("--kedit-device=cuda:7", None, "--kedit-device: 'cuda:7'"),
     ("--kedit-device=tpu", None, "unknown device 'tpu'"),
     ("--kedit-dtype=half", None, "unknown dtype 'half'"),
@@ -249,3 +251,35 @@ def test_a_run_that_starts_no_case_leaves_the_previous_report_whole(project: pyt
     run(project, f"--kedit-report={report}", "--collect-only")
     assert run(project, f"--kedit-report={report}", "--kedit-method=nope").ret == pytest.ExitCode.USAGE_ERROR
     assert {path.name: path.read_bytes() for path in report.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_an_input_longer_than_the_context_is_an_error_of_its_case_only(project: pytest.Pytester, tmp_path: Path):
+    from pytest_kedit.datasets import builtin_folder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in builtin_folder().glob("*.json"):
+        (data / path.name).write_text(path.read_text())
+    records = json.loads((data / "coverage_edit.json").read_text())
+    records[1]["edits"][0]["new_object"]["label"] = "Paris " * 100  # the tiny model's context is 64
+    (data / "coverage_edit.json").write_text(json.dumps(records))
+    report = tmp_path / "report"
+    result = run(project, f"--kedit-data={data}", "--kedit-split=coverage", "--kedit-threshold=cs=off",
+                 f"--kedit-report={report}", "-rE")
+    result.assert_outcomes(passed=1, errors=1, skipped=1)  # skipped: the RoundEdit test, without cases
+    out = result.stdout.str()
+    assert (f"{data / 'coverage_edit.json'}, record 1, field 'edits[0].new_object.label': the model input with it is "
+            "110 tokens long; the model's context is 64") in out
+    assert "1 case could not run: bad data" in out and "Traceback" not in out
+    outcomes = {json.loads(line)["case_id"]: json.loads(line)["outcome"] for line in (report / "cases.jsonl").read_text().splitlines()}
+    assert outcomes == {"coverage-0000": "passed", "coverage-0001": "error"}
+
+
+@pytest.mark.slow
+def test_under_xdist_a_bad_option_is_checked_by_the_controller_in_one_line(project: pytest.Pytester):
+    result = run(project, "-n", "2", "--kedit-method=nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ERROR: kedit: unknown editing method 'nope'" in result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+

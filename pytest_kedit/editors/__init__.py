@@ -9,8 +9,9 @@ A third-party package makes its method testable with ``--kedit-method=NAME`` by 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..hparams import load_hparams
@@ -52,9 +53,12 @@ def editor_class(method: str) -> type[Editor]:
     return cls
 
 
-def create_editor(method: str, loaded: LoadedModel, hparams_path: str | None = None) -> Editor:
-    """The editor for ``method`` on ``loaded``, with its packaged defaults or the YAML at ``hparams_path``."""
+def create_editor(method: str, loaded: LoadedModel, hparams_path: str | None = None,
+                  protocol_defaults: Mapping[str, Any] | None = None) -> Editor:
+    """The editor for ``method`` on ``loaded``, with its packaged defaults or the YAML at ``hparams_path``;
+    ``protocol_defaults`` (``--kedit-protocol``'s) set the keys the method has, over the packaged
+    defaults but under a key the file at ``hparams_path`` sets."""
     cls = editor_class(method)
     hparams = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family, hparams_path,
-                           cls.hparams_package)
+                           cls.hparams_package, protocol_defaults)
     return cls(hparams, loaded)

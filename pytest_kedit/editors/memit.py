@@ -13,15 +13,22 @@ Keys and current outputs are read again after each layer's update, since the upd
 them. With ``mom2_adjustment: false``, C = I. The cached C⁻¹ turns the d×d solve into an n×n one
 (n edits): K (λC + KᵀK)⁻¹ = (λI + K C⁻¹Kᵀ)⁻¹ K C⁻¹.
 
+``key_averaging`` says how a key is averaged over the context templates: ``flat`` (the default,
+ROME's rule: every template weighs the same) or ``grouped`` (the published code's, under
+``--kedit-protocol=upstream``): averaged within each group of templates ("{}" alone, then one
+group per ``[length, count]`` of ``context_template_length_params``), then over the group means,
+so with ``[[10, 5]]`` "{}" weighs 1/2 and each sampled template 1/10.
+
 MEMIT+MLE (Multi-Label Edit, "Unveiling the Pitfalls of Knowledge Editing", 2024) is MEMIT whose
 RoundEdit undo edit is one batch writing every true object of (s, r).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -40,6 +47,8 @@ class MEMITHyperParams(KeyValueHyperParams):
     context_template_length_params: list[list[int]] = field(default_factory=lambda: [[10, 5]])
     #: λ: how strongly the keys of the corpus are preserved against the new ones
     mom2_update_weight: float = 20000.0
+    #: ``flat`` (every context template weighs the same) or ``grouped`` (as the published code)
+    key_averaging: Literal["flat", "grouped"] = "flat"
 
 
 class MEMITEditor(KeyValueEditor):
@@ -58,12 +67,18 @@ class MEMITEditor(KeyValueEditor):
         key_prompts = [subject_prompt(self.encoder, t, r, with_target=False) for r in requests for t in templates]
         for i, name in enumerate(self.module_names):
             inputs, outputs = read_at_subject(model, key_prompts, [name, z_site], self.encoder.pad_id)
-            K = inputs[name].double().view(len(requests), len(templates), -1).mean(dim=1)  # (requests, in)
+            K = average_keys(inputs[name].double().view(len(requests), len(templates), -1), self.template_groups())
             R = (z - outputs[z_site][:: len(templates)].double()) / (len(self.module_names) - i)  # (requests, hidden)
             A = self.inverse_second_moment(name).double() @ K.T if hp.mom2_adjustment else K.T  # (in, requests)
             small = hp.mom2_update_weight * torch.eye(len(K), dtype=K.dtype, device=K.device) + K @ A  # (requests, requests)
             add_update(params[f"{name}.weight"], R.T @ torch.linalg.solve(small, A.T), modules.weight_transposed)
         return delta
+
+    def template_groups(self) -> list[int] | None:
+        """The sizes of the groups of context templates the keys are averaged in; None: flat."""
+        if self.hparams.key_averaging == "flat":
+            return None
+        return [1, *(count for _, count in self.hparams.context_template_length_params)]
 
     def target_outputs(self, model: torch.nn.Module, requests: Sequence[EditRequest]) -> torch.Tensor:
         """z: for each request, the output of the last edited layer at the subject's last token that
@@ -77,6 +92,18 @@ class MEMITEditor(KeyValueEditor):
             found = optimise_value(model, site, below, prompts, kl_prompt, self.hparams, self.encoder.pad_id)
             targets.append(found.original + found.delta)
         return torch.stack(targets)
+
+
+def average_keys(keys: torch.Tensor, groups: Sequence[int] | None) -> torch.Tensor:
+    """(requests, templates, in) keys -> (requests, in): their mean over the templates, or with
+    ``groups`` (consecutive group sizes, summing to the templates) the mean of the groups' means
+    (an empty group is left out)."""
+    if groups is None:
+        return keys.mean(dim=1)
+    if sum(groups) != keys.shape[1]:
+        raise ValueError(f"template groups {list(groups)} do not add up to {keys.shape[1]} templates")
+    bounds = [0, *itertools.accumulate(groups)]
+    return torch.stack([keys[:, a:b].mean(dim=1) for a, b in zip(bounds, bounds[1:]) if b > a], dim=1).mean(dim=1)
 
 
 class MEMITMLEEditor(MEMITEditor):

@@ -10,13 +10,17 @@ One MLP output projection W (layer ``layers[0]``) is read as a key-value memory.
 
 so that W'k* = v*, while keys orthogonal to C⁻¹k* (in the metric of C, the second moment of W's
 keys over a text corpus) map as before. With ``mom2_adjustment: false``, C = I.
+
+``update_key: prompt`` is the published code's choice (``--kedit-protocol=upstream``): the update
+keeps the direction C⁻¹k* but is exact for the key k of the plain prompt (no context template),
+W ← W + δ (C⁻¹k*)ᵀ / ((C⁻¹k*)ᵀ k), so that W'k = W k + δ. The default ``averaged`` is the paper's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -34,6 +38,10 @@ if TYPE_CHECKING:
 class ROMEHyperParams(KeyValueHyperParams):
     """ROME's keys: ``layers`` names the one layer whose MLP output projection W is rewritten; the
     clamp is relative to W's output at the subject."""
+
+    #: the key the update is exact for: ``averaged`` (k*, over the context templates, as the ROME
+    #: paper writes it) or ``prompt`` (the plain prompt's, as the published code computes it)
+    update_key: Literal["averaged", "prompt"] = "averaged"
 
 
 @dataclass
@@ -54,6 +62,7 @@ class RankOneUpdate:
 class ROMEEditor(KeyValueEditor):
     name = "rome"
     hparams_class = ROMEHyperParams
+    hparams: ROMEHyperParams
 
     def __init__(self, hparams: ROMEHyperParams, loaded: LoadedModel):
         if len(hparams.layers) != 1:
@@ -76,6 +85,8 @@ class ROMEEditor(KeyValueEditor):
         found = optimise_value(model, self.module_name, below, prompts, kl_prompt, hp, self.encoder.pad_id)
         key = found.inputs.float().mean(dim=0)  # (in,) k*, averaged over the context templates
         left = self.inverse_second_moment(self.module_name).float() @ key if hp.mom2_adjustment else key
+        if hp.update_key == "prompt":
+            key = found.inputs[0].float()  # (in,) the plain prompt's: "{}" is the first template
         weight = as_out_in(dict(model.named_parameters())[f"{self.module_name}.weight"], self.loaded.modules.weight_transposed)
         value = weight.float() @ key + found.delta  # (out,) v* = W k* + δ
         return RankOneUpdate(key=key, value=value, left=left, delta=found.delta)

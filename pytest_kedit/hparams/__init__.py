@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,23 +86,45 @@ def _no_default_file(method: str, model_name: str, family: str, package: str | N
 
 
 def load_hparams(
-    method: str, hparams_class: type, model_name: str, family: str, path: str | None = None, package: str | None = None
+    method: str, hparams_class: type, model_name: str, family: str, path: str | None = None, package: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Any:
     """``hparams_class`` from the YAML at ``path``, else from the method's default file for the
-    model, else from the dataclass's own defaults when every field has one."""
+    model, else from the dataclass's own defaults when every field has one.
+
+    ``overrides`` (a protocol's choices, :mod:`pytest_kedit.protocol_choices`) set those of their
+    keys that ``hparams_class`` has: over the default file and the dataclass's defaults, but not
+    over a key the user's file at ``path`` sets."""
+    known = {f.name for f in dataclasses.fields(hparams_class)}
+    chosen = {key: value for key, value in (overrides or {}).items() if key in known}
     if path:
-        return read_hparams(Path(path), hparams_class)
+        return parse_hparams(_merged(chosen, _read_yaml(Path(path))), hparams_class, str(Path(path)))
     found = find_default_file(method, model_name, family, package)
     if found is not None:
-        return read_hparams(found, hparams_class)
+        return parse_hparams(_merged(_read_yaml(found), chosen), hparams_class, str(found))
     if not _required_fields(hparams_class):
-        return hparams_class()
+        return parse_hparams(chosen, hparams_class, f"{method}'s defaults") if chosen else hparams_class()
     raise _no_default_file(method, model_name, family, package)
 
 
 def read_hparams(file: Path, hparams_class: type) -> Any:
     """Read one YAML file into ``hparams_class``. Any encoding YAML allows (UTF-8, or UTF-16/32
     with a byte-order mark); every problem is a ConfigError naming the file."""
+    return parse_hparams(_read_yaml(file), hparams_class, str(file))
+
+
+def _merged(under: Any, over: Any) -> Any:
+    """The keys of ``over`` set over those of ``under``, when both are mappings; otherwise the
+    one that is not (for :func:`parse_hparams` to reject)."""
+    if not isinstance(under, dict):
+        return under
+    if not isinstance(over, dict):
+        return over
+    return {**under, **over}
+
+
+def _read_yaml(file: Path) -> Any:
+    """The YAML document in ``file`` ({} for an empty one), or a ConfigError naming the file."""
     try:
         data = yaml.safe_load(file.read_bytes())
     except OSError as exc:
@@ -109,7 +132,7 @@ def read_hparams(file: Path, hparams_class: type) -> Any:
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{file}: not valid YAML: {first}") from None
-    return parse_hparams(data or {}, hparams_class, str(file))
+    return data or {}
 
 
 def parse_hparams(data: Any, hparams_class: type, source: str) -> Any:

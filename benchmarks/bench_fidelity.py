@@ -1,0 +1,137 @@
+"""How much each difference between the paper and its published code moves each Table 1/2 cell:
+the table of docs/fidelity.md ("Measured on the embedded model").
+
+    python benchmarks/bench_fidelity.py --methods rome --limit 1            # a smoke run
+    python benchmarks/bench_fidelity.py --data upstream:GPT2-XL --sample 20 # (a) and (c) need the published data
+
+For each method (its packaged defaults for the model), the cases run under ``--kedit-protocol=paper``;
+then under ``upstream``, and with each of its choices switched alone on top of ``paper``: (a) the
+trailing-space scoring, (b) D as JS/|Obj|, (c) a repeated o1 removed only once, (d) FT's
+``prompt_last``, (e) ROME's plain-prompt update key, (f) MEMIT's grouped key averaging (a choice a
+method has no key for is skipped). (b) and (c) change only the scoring, so they re-score the
+``paper`` run's probabilities. For ROME and MEMIT, also the second moment from 200, 2,000 and
+20,000 windows of sampled text (``mom2_n_samples``; the statistics are computed once and cached).
+
+Each row is one variant against ``paper`` on the cases both ran: per Table 1/2 cell, the
+difference of means ×100 (variant − paper) and its paired bootstrap interval
+(:func:`pytest_kedit.comparison.compare_runs`), printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from pytest_kedit.comparison import compare_runs
+from pytest_kedit.datasets import load_suite
+from pytest_kedit.editors import create_editor
+from pytest_kedit.harness import Harness
+from pytest_kedit.models import LoadedModel, load_model
+from pytest_kedit.protocol_choices import PAPER, UPSTREAM, Protocol
+from pytest_kedit.record import CaseRecord
+from pytest_kedit.registry import BENCHMARKS, SPLIT_NAMES, SPLITS, table_columns
+
+#: Each choice of ``upstream`` alone on top of ``paper``: (label, protocol, re-score only).
+SINGLE_CHOICES: tuple[tuple[str, Protocol, bool], ...] = (
+    ("(a) trailing space kept", dataclasses.replace(PAPER, name="paper+a", keep_trailing_space=True), False),
+    ("(b) D = JS/|Obj|", dataclasses.replace(PAPER, name="paper+b", distortion="upstream"), True),
+    ("(c) first o1 removed only", dataclasses.replace(PAPER, name="paper+c", remove_first_o1_only=True), True),
+    *((f"({letter}) {key}: {value}", dataclasses.replace(PAPER, name=f"paper+{letter}", hparams=((key, value),)), False)
+      for letter, (key, value) in zip("def", UPSTREAM.hparams)),
+)
+WINDOWS = (200, 2000, 20000)
+
+
+def run(loaded: LoadedModel, method: str, protocol: Protocol, cases: Sequence[Any], seed: int,
+        **hparams: Any) -> list[CaseRecord]:
+    """Every case under ``protocol`` (hyper-parameters: the packaged defaults, the protocol's, then ``hparams``)."""
+    editor = create_editor(method, loaded, None, protocol.hparams_defaults())
+    editor.hparams = dataclasses.replace(editor.hparams, **hparams)
+    harness = Harness(loaded, editor, protocol, seed)
+    records = []
+    for case in cases:
+        result = harness.run(case)
+        records.append(CaseRecord(case.case_id, case.split, case.relation_group, getattr(case, "arity", None),
+                                  loaded.name, method, metrics=result.metrics, probabilities=result.probabilities))
+    return records
+
+
+def rescore(records: Sequence[CaseRecord], cases: Sequence[Any], protocol: Protocol) -> list[CaseRecord]:
+    """The records with their metrics scored again from their probabilities under ``protocol``."""
+    by_id = {case.case_id: case for case in cases}
+    return [dataclasses.replace(r, metrics=SPLITS[r.split].score(by_id[r.case_id], r.probabilities, protocol).values)
+            for r in records]
+
+
+def applies(loaded: LoadedModel, method: str, protocol: Protocol) -> bool:
+    """Whether the method has a key for each of the protocol's hyper-parameters (else it equals paper)."""
+    fields = {f.name for f in dataclasses.fields(create_editor(method, loaded).hparams)}
+    return all(key in fields for key, _ in protocol.hparams)
+
+
+def difference_row(label: str, paper: Sequence[CaseRecord], variant: Sequence[CaseRecord]) -> list[str]:
+    """One table row: per Table 1/2 column, ``difference [low, high]`` of the variant against paper."""
+    compared = {(s.split, m.metric): m for s in compare_runs(paper, variant, top=0).splits for m in s.metrics}
+    cells = []
+    for benchmark in BENCHMARKS:
+        for split, metric, _ in table_columns(benchmark):
+            found = compared.get((split, metric))
+            cells.append("–" if found is None else
+                         f"{found.difference:+.1f} [{found.interval[0]:+.1f}, {found.interval[1]:+.1f}]")
+    return [label, *cells]
+
+
+def bench_method(loaded: LoadedModel, method: str, cases: Sequence[Any], seed: int, windows: Sequence[int]) -> None:
+    start = time.perf_counter()
+    paper = run(loaded, method, PAPER, cases, seed)
+    rows = [difference_row("upstream (all)", paper, run(loaded, method, UPSTREAM, cases, seed))]
+    for label, protocol, rescore_only in SINGLE_CHOICES:
+        if not applies(loaded, method, protocol):
+            continue
+        variant = rescore(paper, cases, protocol) if rescore_only else run(loaded, method, protocol, cases, seed)
+        rows.append(difference_row(label, paper, variant))
+    hparams = create_editor(method, loaded).hparams
+    if hasattr(hparams, "mom2_n_samples") and hparams.mom2_adjustment:
+        for count in windows:
+            if count != hparams.mom2_n_samples:
+                rows.append(difference_row(f"second moment: {count} windows", paper,
+                                           run(loaded, method, PAPER, cases, seed, mom2_n_samples=count)))
+    header = ["variant − paper", *(label for b in BENCHMARKS for _, _, label in table_columns(b))]
+    print(f"\n{method} on {loaded.name}: {len(cases)} cases, paper's statistics "
+          f"{getattr(hparams, 'mom2_n_samples', '–')} windows ({time.perf_counter() - start:.0f}s)\n")
+    print(tabulate(rows, headers=header, tablefmt="pipe", disable_numparse=True), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--methods", default="ft,rome,memit,memit-mle")
+    parser.add_argument("--data", default=None, help="as --kedit-data (default: the built-in suites)")
+    parser.add_argument("--splits", default=",".join(SPLIT_NAMES))
+    parser.add_argument("--limit", type=int, default=None, help="the first N cases of each split")
+    parser.add_argument("--sample", type=int, default=None, help="a stratified sample of N cases per split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--windows", default=",".join(map(str, WINDOWS)),
+                        help="second-moment window counts for ROME and MEMIT; empty: none")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    suite = load_suite(args.data, args.splits.split(","), args.limit, args.sample, args.seed)
+    cases = [case for split in suite.splits.values() for case in split if not isinstance(case, Exception)]
+    windows = [int(w) for w in args.windows.split(",") if w]
+    print(f"{loaded.name} on {loaded.device}, {args.threads} thread(s); suite {suite.source}, {len(cases)} cases", file=sys.stderr)
+    for method in filter(None, args.methods.split(",")):
+        bench_method(loaded, method, cases, args.seed, windows)
+
+
+if __name__ == "__main__":
+    main()

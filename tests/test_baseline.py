@@ -1,0 +1,340 @@
+"""Baselines: the per-case judgement (``pytest_kedit.regression``), the file (``pytest_kedit.baseline``)
+and, end to end on a tiny model, --kedit-update-baseline, --kedit-baseline and the provenance check."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_kedit.baseline import (
+    FORMAT,
+    BaselineError,
+    baseline_difference,
+    baseline_text,
+    default_path,
+    read_baseline,
+    safe_name,
+    update_baseline,
+)
+from pytest_kedit.provenance import PROVENANCE_FIELDS
+from pytest_kedit.record import CaseRecord
+from pytest_kedit.registry import METRICS, SPLITS
+from pytest_kedit.regression import judge, verdict_line, worse_by
+from pytest_kedit.thresholds import parse_thresholds
+
+SUITES = Path(__file__).resolve().parents[1] / "suites"
+THRESHOLDS = parse_thresholds([])  # the defaults: each agrees with its metric's direction
+
+splits = st.sampled_from(list(SPLITS))
+tolerances = st.sampled_from([0.0, 1e-3, 0.1, 0.5, 1.0])
+
+
+def value_of(metric: str) -> st.SearchStrategy[float]:
+    if METRICS[metric].binary:
+        return st.sampled_from([0.0, 1.0])
+    if metric == "succ":
+        return st.sampled_from([0.0, 0.5, 1.0])
+    return st.floats(-1, 2, allow_nan=False).map(lambda x: round(x, 2))
+
+
+@st.composite
+def case_metrics(draw: st.DrawFn, split: str) -> dict[str, float]:
+    """Values of some of the split's metrics (a case may lack one)."""
+    return {m: draw(value_of(m)) for m in SPLITS[split].metrics if draw(st.integers(0, 5))}
+
+
+@st.composite
+def two_runs(draw: st.DrawFn) -> tuple[str, dict[str, float], dict[str, float]]:
+    split = draw(splits)
+    return split, draw(case_metrics(split)), draw(case_metrics(split))
+
+
+def expected_regressions(split: str, now: dict[str, float], before: dict[str, float], tolerance: float) -> set[str]:
+    """The rule written out: met in the baseline and missed now, or worse by more than the tolerance;
+    a threshold missed now on a metric the baseline lacks."""
+    thresholds = THRESHOLDS.for_split(split)
+    out = set()
+    for metric, value in now.items():
+        threshold = thresholds.get(metric)
+        met_now = threshold is None or threshold.holds(value)
+        if metric not in before:
+            if not met_now:
+                out.add(metric)
+            continue
+        met_before = threshold is None or threshold.holds(before[metric])
+        if (met_before and not met_now) or worse_by(metric, before[metric], value) > tolerance:
+            out.add(metric)
+    return out
+
+
+def regressed_metrics(split: str, now: dict[str, float], before: dict[str, float], tolerance: float) -> set[str]:
+    judgement = judge(split, now, before, THRESHOLDS.for_split(split), tolerance)
+    return {m for m in SPLITS[split].metrics if any(line.startswith(f"{METRICS[m].label} ") for line in judgement.regressions)}
+
+
+@given(two_runs(), tolerances)
+def test_a_case_regresses_exactly_when_a_metric_got_worse(runs: tuple[str, dict[str, float], dict[str, float]],
+                                                          tolerance: float):
+    split, now, before = runs
+    judgement = judge(split, now, before, THRESHOLDS.for_split(split), tolerance)
+    expected = expected_regressions(split, now, before, tolerance)
+    assert regressed_metrics(split, now, before, tolerance) == expected
+    assert (judgement.verdict == "regressed") == bool(expected)
+    assert len(judgement.regressions) == len(expected)
+    if judgement.verdict == "known":
+        assert judgement.reason.startswith("known failure: ") and judgement.reason.endswith(" in the baseline too")
+    if judgement.verdict in ("passed", "improved"):  # every threshold met now: the suite's assert passes
+        thresholds = THRESHOLDS.for_split(split)
+        assert all(thresholds[m].holds(v) for m, v in now.items() if m in thresholds)
+
+
+@given(two_runs(), tolerances, tolerances)
+def test_a_larger_tolerance_never_adds_a_regression(runs: tuple[str, dict[str, float], dict[str, float]],
+                                                    small: float, large: float):
+    split, now, before = runs
+    small, large = sorted((small, large))
+    assert regressed_metrics(split, now, before, large) <= regressed_metrics(split, now, before, small)
+
+
+@given(two_runs(), tolerances)
+def test_no_metric_regresses_both_ways(runs: tuple[str, dict[str, float], dict[str, float]], tolerance: float):
+    split, a, b = runs
+    shared_a = {m: v for m, v in a.items() if m in b}
+    shared_b = {m: v for m, v in b.items() if m in a}
+    assert not regressed_metrics(split, shared_a, shared_b, tolerance) & regressed_metrics(split, shared_b, shared_a, tolerance)
+
+
+@given(splits.flatmap(lambda split: st.tuples(st.just(split), case_metrics(split))), tolerances)
+def test_a_case_against_itself_never_regresses(case: tuple[str, dict[str, float]], tolerance: float):
+    split, metrics = case
+    thresholds = THRESHOLDS.for_split(split)
+    judgement = judge(split, metrics, metrics, thresholds, tolerance)
+    missed = any(m in thresholds and not thresholds[m].holds(v) for m, v in metrics.items())
+    assert judgement.verdict == ("known" if missed else "passed")
+    assert judge(split, metrics, None, thresholds, tolerance).verdict == "new"
+
+
+def test_the_verdicts_and_their_messages():
+    thresholds = THRESHOLDS.for_split("reverse")
+    known = judge("reverse", {"cs_exp": 1.0, "cs_imp": 0.0, "cm": 0.2}, {"cs_exp": 1.0, "cs_imp": 0.0, "cm": 0.2},
+                  thresholds, 0.0)
+    assert (known.verdict, known.reason) == ("known", "known failure: CS_imp = 0 in the baseline too")
+    improved = judge("reverse", {"cs_exp": 1.0, "cs_imp": 1.0}, {"cs_exp": 1.0, "cs_imp": 0.0}, thresholds, 0.0)
+    assert (improved.verdict, improved.improved) == ("improved", ("cs_imp",))
+    crossed = judge("reverse", {"cs_exp": 0.0}, {"cs_exp": 1.0}, thresholds, 5.0)
+    assert crossed.regressions == ("CS_exp regressed: 0 now, 1 in the baseline (threshold CS_exp >= 1 met in the "
+                                   "baseline, missed now)",)
+    moved = judge("reverse", {"cm": 0.25}, {"cm": 0.5}, thresholds, 0.1)
+    assert moved.regressions == ("CM regressed: 0.25 now, 0.5 in the baseline (worse by 0.25, tolerance 0.1)",)
+    assert judge("reverse", {"cm": 0.45}, {"cm": 0.5}, thresholds, 0.1).verdict == "passed"
+    assert verdict_line("b.json", ["regressed", "known", "known", None, "passed", "new"], errors=1) == \
+        "baseline b.json: 1 regressed, 2 known failures, 1 passed, 1 new, 1 error"
+    assert verdict_line("b.json", [], errors=0) == "baseline b.json: no cases"
+
+
+@given(st.text())
+def test_a_safe_name_is_one_path_component_below_its_folder(text: str):
+    name = safe_name(text)
+    assert name and "/" not in name and "\\" not in name and not name.startswith(".")
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", name)
+
+
+def test_the_default_path_names_model_and_method(tmp_path: Path):
+    assert default_path(tmp_path, "HuggingFaceTB/SmolLM2-135M", "memit-mle") == \
+        tmp_path / ".kedit" / "baselines" / "HuggingFaceTB_SmolLM2-135M" / "memit-mle.json"
+    assert default_path(tmp_path, "../models/tiny", "ft").parent.parent == tmp_path / ".kedit" / "baselines"
+
+
+# --- the file ---------------------------------------------------------------------------------
+
+PROVENANCE: dict[str, Any] = {name: None for name in PROVENANCE_FIELDS} | {"model": "m", "method": "ft", "hparams": {"lr": 0.1},
+                                                                          "thresholds": ["cs>=1.0"]}
+
+
+def case(split: str, index: int, **metrics: float) -> CaseRecord:
+    record = CaseRecord(f"{split}-{index:04d}", split, "P1", None, "m", "ft", metrics=dict(metrics),
+                        timings={"edit": 1.5}, verdict="known", outcome="xfailed", failures=["CS_imp = 0: ..."],
+                        failed_metrics=["cs_imp"])
+    return record
+
+
+def test_a_baseline_reads_back_without_timings_or_verdicts(tmp_path: Path):
+    path = tmp_path / "b.json"
+    path.write_text(baseline_text(PROVENANCE, [case("reverse", 1, cs_imp=0.0), case("coverage", 0, cs=1.0)]))
+    baseline = read_baseline(path)
+    assert baseline.provenance == PROVENANCE
+    assert list(baseline.cases) == [("coverage", "coverage-0000"), ("reverse", "reverse-0001")]
+    record = baseline.cases["reverse", "reverse-0001"]
+    assert (record.outcome, record.timings, record.verdict, record.metrics) == ("failed", {}, None, {"cs_imp": 0.0})
+    assert baseline.metrics("reverse", "reverse-0001") == {"cs_imp": 0.0}
+    assert baseline.metrics("reverse", "reverse-0002") is None
+    assert sum(line.startswith(' {"arity": ') for line in path.read_text().splitlines()) == 2  # a case a line
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("{", "not valid JSON"),
+    ("[]", "must be a JSON object"),
+    ('{"format": 2}', "field 'format' must be 1, got 2"),
+    ('{"format": 1, "provenance": {}}', "field 'provenance.model' is missing"),
+    ('{"format": 1, "provenance": PROV}', "field 'cases' must be a list"),
+    ('{"format": 1, "provenance": PROV, "cases": [{"case_id": "x", "split": "nowhere"}]}', "case 0: field 'split'"),
+])
+def test_a_bad_baseline_is_one_line_naming_the_file(tmp_path: Path, text: str, words: str):
+    path = tmp_path / "b.json"
+    path.write_text(text.replace("PROV", json.dumps(PROVENANCE)))
+    with pytest.raises(BaselineError) as caught:
+        read_baseline(path)
+    message = str(caught.value)
+    assert words in message and str(path) in message and "\n" not in message
+
+
+def test_a_missing_baseline_says_how_to_create_it(tmp_path: Path):
+    with pytest.raises(BaselineError, match=r"b\.json does not exist; create it with --kedit-update-baseline$"):
+        read_baseline(tmp_path / "b.json")
+
+
+def test_a_case_listed_twice_is_an_error(tmp_path: Path):
+    path = tmp_path / "b.json"
+    path.write_text(baseline_text(PROVENANCE, [case("reverse", 1)]).replace("]\n}", "]\n}").replace(
+        ' ]\n}', ',\n ' + CaseRecord("reverse-0001", "reverse", None, None, "m", "ft").to_json() + '\n ]\n}'))
+    with pytest.raises(BaselineError, match="case 1: reverse-0001 is listed twice"):
+        read_baseline(path)
+
+
+def test_updating_merges_same_provenance_replaces_other_and_keeps_it_from_a_partial_run(tmp_path: Path):
+    path = tmp_path / "baselines" / "b.json"
+    written, line = update_baseline(path, PROVENANCE, [case("reverse", 0), case("reverse", 1)], False, 2, 5)
+    assert written and line.endswith("written: 2 cases (partial run: 2 of 5 cases)")
+    written, line = update_baseline(path, PROVENANCE, [case("reverse", 1, cs_imp=1.0), case("easy", 0)], True, 2, 2)
+    assert written and line.endswith("updated: 2 cases from this run, 1 kept")
+    cases = read_baseline(path).cases
+    assert list(cases) == [("reverse", "reverse-0000"), ("reverse", "reverse-0001"), ("easy", "easy-0000")]
+    assert cases["reverse", "reverse-0001"].metrics == {"cs_imp": 1.0}
+    other = PROVENANCE | {"hparams": {"lr": 0.2}}
+    before = path.read_text()
+    written, line = update_baseline(path, other, [case("reverse", 0)], False, 1, 3)
+    assert not written and path.read_text() == before
+    assert line.endswith("not updated: this run is partial (1 of 3 cases) and the baseline differs (hparams.lr: 0.1 "
+                         "recorded, 0.2 now); run every case to replace it")
+    written, line = update_baseline(path, other, [case("reverse", 0)], True, 1, 1)
+    assert written and "replaced (hparams.lr: 0.1 recorded, 0.2 now): 1 cases" in line
+    assert list(read_baseline(path).cases) == [("reverse", "reverse-0000")]
+
+
+def test_the_difference_skips_ignored_fields_and_before_loading_the_loaded_ones(tmp_path: Path):
+    path = tmp_path / "b.json"
+    path.write_text(baseline_text(PROVENANCE, []))
+    baseline = read_baseline(path)
+    other = PROVENANCE | {"hparams": {"lr": 0.2}, "model_fingerprint": "x"}
+    assert baseline_difference(baseline, other) == "model_fingerprint: None recorded, 'x' now"
+    assert baseline_difference(baseline, other, ["model_fingerprint"]) == "hparams.lr: 0.1 recorded, 0.2 now"
+    assert baseline_difference(baseline, other, loaded=False) is None
+    assert baseline_difference(baseline, PROVENANCE | {"thresholds": []}) is None
+    assert baseline_difference(baseline, PROVENANCE | {"seed": 1}, loaded=False) == "seed: None recorded, 1 now"
+
+
+def test_an_xfailed_record_reads_back():
+    record = CaseRecord("reverse-0000", "reverse", "P1", None, "m", "ft", outcome="xfailed", verdict="known",
+                        regressions=["x"])
+    assert CaseRecord.from_json(record.to_json()) == record
+    assert FORMAT == 1
+
+
+# --- end to end, on a tiny model --------------------------------------------------------------
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> pytest.Pytester:
+    for suite in SUITES.glob("test_*.py"):
+        pytester.makepyfile(**{suite.stem: suite.read_text()})
+    pytester.makeini(f"""
+        [pytest]
+        kedit_model = {tiny_model_dir}
+        kedit_hparams = {tiny_ft_hparams}
+        kedit_limit = 2
+        """)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", *args)
+
+
+def one_line(result: pytest.RunResult, prefix: str) -> str:
+    lines = [line for line in result.outlines + result.errlines if prefix in line]
+    assert len(lines) == 1, result.stdout.str() + result.stderr.str()
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_a_missing_baseline_is_a_usage_error_saying_how_to_create_it(project: pytest.Pytester):
+    result = run(project, "--kedit-baseline")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = one_line(result, "does not exist")
+    assert re.search(r"kedit: baseline \S+/\.kedit/baselines/\S+/ft\.json does not exist; "
+                     r"create it with --kedit-update-baseline", line)
+    assert "Traceback" not in result.stderr.str()
+    result = run(project, "--kedit-gate=easy.ir<=baseline+2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "needs one: add --kedit-baseline" in one_line(result, "kedit:")
+
+
+@pytest.mark.slow
+def test_update_then_gate_then_a_changed_or_worse_run(project: pytest.Pytester, tmp_path: Path):
+    baseline = project.path / ".kedit" / "baselines"
+    updated = run(project, "--kedit-update-baseline", "--kedit-gate=reverse.cs_exp>=baseline")
+    assert updated.ret == pytest.ExitCode.OK, updated.stdout.str()
+    assert "written: 10 cases" in one_line(updated, "baseline .kedit/baselines/")
+    (path,) = baseline.rglob("ft.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == 1 and len(data["cases"]) == 10
+    assert data["provenance"]["hparams"]["num_steps"] == 3 and data["provenance"]["model_fingerprint"]
+    known = sum(case["outcome"] == "failed" for case in data["cases"])
+    assert "not checked" in updated.stdout.str()
+
+    same = run(project, "--kedit-baseline", "--kedit-gate=reverse.cs_exp>=baseline", "--kedit-gate=easy.ir<=baseline")
+    assert same.ret == pytest.ExitCode.OK, same.stdout.str()
+    same.assert_outcomes(passed=10 - known, xfailed=known)
+    assert f"{known} known failures, {10 - known} passed" in one_line(same, "baseline .kedit/baselines/")
+    assert "all 2 gates held" in same.stdout.str()
+
+    changed_yaml = tmp_path / "ft-changed.yaml"
+    changed_yaml.write_text("layers: [1]\nnum_steps: 3\nlr: 2.0e-2\n")
+    changed = run(project, "--kedit-baseline", f"--kedit-hparams={changed_yaml}")
+    assert changed.ret == pytest.ExitCode.USAGE_ERROR
+    line = one_line(changed, "does not match this run")
+    assert "hparams.lr: 0.01 recorded, 0.02 now; re-create it with --kedit-update-baseline" in line
+    assert "--kedit-baseline-ignore=hparams" in line
+
+    worse_yaml = tmp_path / "ft-worse.yaml"
+    worse_yaml.write_text("layers: [1]\nnum_steps: 1\nlr: 1.0e-4\n")
+    worse = run(project, "--kedit-baseline", f"--kedit-hparams={worse_yaml}", "--kedit-baseline-ignore=hparams",
+                "--kedit-gate=easy.succ>=baseline-10", "--kedit-report=report")
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    out = worse.stdout.str()
+    assert re.search(r"Succ regressed: 0\.5 now, 1 in the baseline \(threshold Succ >= 1 met in the baseline", out)
+    assert re.search(r"\| `easy\.succ>=baseline-10` \| failed .* \[-50\.00, -50\.00\]", out)
+    records = [json.loads(line) for line in (project.path / "report" / "cases.jsonl").read_text().splitlines()]
+    regressed = [r for r in records if r["verdict"] == "regressed"]
+    assert regressed and all(r["outcome"] == "failed" and r["regressions"] for r in regressed)
+    assert f"{len(regressed)} regressed" in one_line(worse, "baseline .kedit/baselines/")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--kedit-tolerance=-0.1"], "--kedit-tolerance: must be a finite number >= 0, got '-0.1'"),
+    (["--kedit-tolerance=nan"], "--kedit-tolerance: must be a finite number >= 0, got 'nan'"),
+    (["--kedit-tolerance=a bit"], "--kedit-tolerance: 'a bit' is not a number"),
+    (["--kedit-baseline-ignore=hparams,weights"], "--kedit-baseline-ignore: unknown field 'weights'; choose from model,"),
+    (["--kedit-gate=reverse.cs_imp>=fifty"], "--kedit-gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
+    (["--kedit-baseline", "."], "--kedit-baseline: . is a folder, not a baseline file; for the default file write "
+                                "--kedit-baseline=default or put --kedit-baseline after the test paths"),
+])
+def test_bad_baseline_options_are_one_line_usage_errors(pytester: pytest.Pytester, args: list[str], words: str):
+    result = pytester.runpytest_inprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"kedit: {words}" in result.stderr.str()
