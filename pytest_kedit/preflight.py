@@ -61,10 +61,12 @@ def check_model(name: str) -> None:
         return
     import huggingface_hub
     from huggingface_hub.constants import HF_HUB_CACHE, HF_HUB_OFFLINE
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
 
     try:
-        huggingface_hub.utils.validate_repo_id(name)
-    except huggingface_hub.errors.HFValidationError:  # '/data/gpt2', '../model': meant as a folder
+        validate_repo_id(name)
+    except HFValidationError:  # '/data/gpt2', '../model': meant as a folder
         raise ConfigError(f"--kedit-model: {name!r} is not an embedded alias ({', '.join(EMBEDDED_MODELS)}), "
                           f"and no folder {local.absolute()} exists") from None
     if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
@@ -75,7 +77,7 @@ def check_model(name: str) -> None:
                           f"and HF_HUB_OFFLINE is set; {alternatives}")
     try:
         huggingface_hub.model_info(name, timeout=10)
-    except huggingface_hub.errors.RepositoryNotFoundError:
+    except RepositoryNotFoundError:
         raise ConfigError(f"--kedit-model: {name!r} is neither an embedded alias, a local folder, nor a model "
                           f"on the Hugging Face hub; {alternatives}") from None
     except Exception as exc:  # any failure to reach the hub: DNS, proxy, timeout, HTTP errors

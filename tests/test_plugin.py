@@ -212,7 +212,7 @@ def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pyte
     ("--kedit-hparams={file}", "layers: [1\n", "not valid YAML"),
     ("--kedit-model={file}", "not a folder", "has no config.json"),
     ("--kedit-model=/no/such/model/folder", None, "no folder /no/such/model/folder exists"),
-    ("--kedit-device=cuda:7", None, "--kedit-device: 'cuda:7'"),
+    ("--kedit-device=cuda:7", None, "--kedit-device: device 'cuda:7' asked for"),
     ("--kedit-device=tpu", None, "unknown device 'tpu'"),
     ("--kedit-dtype=half", None, "unknown dtype 'half'"),
     ("--kedit-report={file}", "a file", "--kedit-report: "),

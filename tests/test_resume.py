@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.provenance import PROVENANCE_FIELDS
 from pytest_kedit.record import CaseRecord
-from pytest_kedit.resume import RESUME_FIELDS, check_resume, merged, read_previous, take_property
+from pytest_kedit.resume import check_resume, merged, read_previous, take_property
 from pytest_kedit.run_files import RUN_FILE, CaseLog, ReportError
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
@@ -109,10 +108,6 @@ def test_a_different_run_is_refused_in_one_line_naming_the_difference(tmp_path: 
         read_previous(tmp_path).check({**PROVENANCE, field: value})
     assert message in str(error.value) and "\n" not in str(error.value)
     assert str(tmp_path) in str(error.value)
-
-
-def test_every_provenance_field_and_the_thresholds_must_agree():
-    assert RESUME_FIELDS == (*PROVENANCE_FIELDS, "thresholds")
 
 
 def test_before_the_model_loads_only_the_fields_the_options_give_are_compared(tmp_path: Path):
