@@ -32,6 +32,7 @@ from .errors import ConfigError
 from .metrics import BOOTSTRAP_CONFIDENCE, mean_percent
 from .record import CaseRecord
 from .registry import SPLITS
+from .thresholds import finite_number
 
 GATE_MODES = ("significant", "point")
 GateMode = Literal["significant", "point"]
@@ -95,9 +96,9 @@ def parse_gate(spec: str) -> Gate:
     relative = _RELATIVE.match(bound)
     if relative:
         sign, margin = relative.groups()
-        value = _number(spec, f"{sign}{margin}") if sign else 0.0
+        value = finite_number(f"{sign}{margin}", f"--kedit-gate {spec!r}") if sign else 0.0
         return Gate(split, metric, op, value, relative=True)
-    return Gate(split, metric, op, _number(spec, bound), relative=False)
+    return Gate(split, metric, op, finite_number(bound, f"--kedit-gate {spec!r}"), relative=False)
 
 
 def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool) -> tuple[Gate, ...]:
@@ -112,16 +113,6 @@ def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool) -> tuple[Ga
             raise ConfigError(f"--kedit-gate {str(gate)!r}: a gate relative to the baseline needs one: "
                               "add --kedit-baseline (or ini kedit_baseline)")
     return gates
-
-
-def _number(spec: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"--kedit-gate {spec!r}: {raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"--kedit-gate {spec!r}: {raw!r} is not a finite number")
-    return value
 
 
 def check_gates(gates: Sequence[Gate], records: Iterable[CaseRecord],

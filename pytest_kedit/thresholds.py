@@ -70,7 +70,7 @@ def parse_thresholds(specs: Sequence[str], defaults: bool = True) -> Thresholds:
     per_split: dict[str, dict[str, Threshold | None]] = {}
     for spec in (*default_threshold_specs(), *specs) if defaults else specs:
         split, metric, op, raw = _parse(spec)
-        threshold = None if op == "=" else Threshold(metric, op, _number(spec, raw))
+        threshold = None if op == "=" else Threshold(metric, op, finite_number(raw, f"threshold {spec!r}"))
         if split is not None:
             per_split.setdefault(split, {})[metric] = threshold
         elif threshold is None:
@@ -100,13 +100,14 @@ def _parse(spec: str) -> tuple[str | None, str, str, str]:
     return split, metric, op, raw
 
 
-def _number(spec: str, raw: str) -> float:
+def finite_number(raw: str, where: str) -> float:
+    """``raw`` as a finite float; otherwise ConfigError ``"{where}: {raw!r} is not a (finite) number"``."""
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"threshold {spec!r}: {raw!r} is not a number") from None
+        raise ConfigError(f"{where}: {raw!r} is not a number") from None
     if not math.isfinite(value):
-        raise ConfigError(f"threshold {spec!r}: {raw!r} is not a finite number")
+        raise ConfigError(f"{where}: {raw!r} is not a finite number")
     return value
 
 

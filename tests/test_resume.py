@@ -188,8 +188,10 @@ def run_env(cache: Path, **extra: str) -> dict[str, str]:
 def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: str) -> None:
     """Run the suites and press Ctrl-C (SIGINT to the process group, as a terminal does) once two
     cases are in cases.jsonl."""
-    process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    output = report.with_name(f"{report.name}.out")
+    with output.open("wb") as sink:
+        process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
+                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     cases = report / "cases.jsonl"
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
@@ -197,7 +199,8 @@ def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: s
             break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(timeout=300) == pytest.ExitCode.INTERRUPTED
+    status = process.wait(timeout=300)
+    assert status == pytest.ExitCode.INTERRUPTED, output.read_text(errors="replace")[-3000:]
 
 
 def case_set(report: Path) -> set[str]:
