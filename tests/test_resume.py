@@ -185,13 +185,22 @@ def run_env(cache: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "KEDIT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", **extra}
 
 
+def _interruptible() -> None:
+    """In the child, before exec: a session of its own (so that SIGINT reaches its xdist workers
+    too), and SIGINT's default action. A process started in the background by a non-interactive
+    shell (``cmd &``, nohup, some CI runners) inherits SIGINT as ignored, and Python then never
+    raises KeyboardInterrupt: the run would finish instead of stopping."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: str) -> None:
     """Run the suites and press Ctrl-C (SIGINT to the process group, as a terminal does) once two
     cases are in cases.jsonl."""
     output = report.with_name(f"{report.name}.out")
     with output.open("wb") as sink:
         process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
-                                   stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                                   stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_interruptible)
     cases = report / "cases.jsonl"
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
