@@ -29,7 +29,7 @@ from .baseline import (
     read_baseline,
     update_baseline,
 )
-from .errors import ConfigError, KeditError
+from .errors import KeditError
 from .gates import GATE_MODES, Gate, GateMode, GateResult, check_gates, gates_markdown, parse_gates
 from .provenance import DATA_FILES, provenance, run_difference
 from .record import CaseRecord
@@ -192,10 +192,7 @@ def add_gate(subparsers: Any) -> None:
 def _gate(args: argparse.Namespace) -> int:
     tolerance = parse_tolerance(args.tolerance, "--tolerance")
     ignore = parse_ignore(args.ignore, "--ignore")
-    try:
-        gates = parse_gates(args.gate, args.gate_mode, has_baseline=True)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("--kedit-gate", "--gate", 1)) from None
+    gates = parse_gates(args.gate, args.gate_mode, has_baseline=True, option="--gate")
     run = one_run(load_runs(args.dirs))
     baseline = read_baseline(args.baseline)
     difference = baseline_difference(baseline, run.provenance, ignore)

@@ -81,36 +81,38 @@ class GateResult:
         return self.status == "failed"
 
 
-def parse_gate(spec: str) -> Gate:
-    """One gate; ConfigError naming the spec for an unknown form, split or metric of the split,
-    or a bound that is not a finite number."""
+def parse_gate(spec: str, option: str = "--kedit-gate") -> Gate:
+    """One gate; ConfigError naming ``option`` and the spec for an unknown form, split or metric
+    of the split, or a bound that is not a finite number."""
+    where = f"{option} {spec!r}"
     match = _GATE.match(spec)
     if not match:
-        raise ConfigError(f"--kedit-gate {spec!r}: expected {_FORMS}")
+        raise ConfigError(f"{where}: expected {_FORMS}")
     split, metric, op, bound = match.groups()
     if split not in SPLITS:
-        raise ConfigError(f"--kedit-gate {spec!r}: unknown split {split!r}; known: {', '.join(SPLITS)}")
+        raise ConfigError(f"{where}: unknown split {split!r}; known: {', '.join(SPLITS)}")
     if metric not in SPLITS[split].metrics:
-        raise ConfigError(f"--kedit-gate {spec!r}: split {split} has no metric {metric!r}; "
+        raise ConfigError(f"{where}: split {split} has no metric {metric!r}; "
                           f"it has {', '.join(SPLITS[split].metrics)}")
     relative = _RELATIVE.match(bound)
     if relative:
         sign, margin = relative.groups()
-        value = finite_number(f"{sign}{margin}", f"--kedit-gate {spec!r}") if sign else 0.0
+        value = finite_number(f"{sign}{margin}", where) if sign else 0.0
         return Gate(split, metric, op, value, relative=True)
-    return Gate(split, metric, op, finite_number(bound, f"--kedit-gate {spec!r}"), relative=False)
+    return Gate(split, metric, op, finite_number(bound, where), relative=False)
 
 
-def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool) -> tuple[Gate, ...]:
+def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool, option: str = "--kedit-gate") -> tuple[Gate, ...]:
     """Every gate of ``specs`` (:func:`parse_gate`), after checking ``mode`` (one of
     :data:`GATE_MODES`); a relative gate without a baseline (``has_baseline`` false: neither
-    ``--kedit-baseline`` nor ``--kedit-update-baseline``) is a ConfigError."""
+    ``--kedit-baseline`` nor ``--kedit-update-baseline``) is a ConfigError. Errors name
+    ``option`` and ``{option}-mode`` (``kedit gate`` passes ``--gate``)."""
     if mode not in GATE_MODES:
-        raise ConfigError(f"--kedit-gate-mode: {mode!r}; choose from {', '.join(GATE_MODES)}")
-    gates = tuple(parse_gate(spec) for spec in specs)
+        raise ConfigError(f"{option}-mode: {mode!r}; choose from {', '.join(GATE_MODES)}")
+    gates = tuple(parse_gate(spec, option) for spec in specs)
     for gate in gates:
         if gate.relative and not has_baseline:
-            raise ConfigError(f"--kedit-gate {str(gate)!r}: a gate relative to the baseline needs one: "
+            raise ConfigError(f"{option} {str(gate)!r}: a gate relative to the baseline needs one: "
                               "add --kedit-baseline (or ini kedit_baseline)")
     return gates
 
