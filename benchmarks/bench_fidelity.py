@@ -3,6 +3,7 @@ the table of docs/fidelity.md ("Measured on the embedded model").
 
     python benchmarks/bench_fidelity.py --methods rome --limit 1            # a smoke run
     python benchmarks/bench_fidelity.py --data upstream:GPT2-XL --sample 20 # (a) and (c) need the published data
+    python benchmarks/bench_fidelity.py --runs paper:rome=runs/rome upstream:rome=runs/rome-up "2,000 windows:rome=runs/rome-w2000"
 
 For each method (its packaged defaults for the model), the cases run under ``--kedit-protocol=paper``;
 then under ``upstream``, and with each of its choices switched alone on top of ``paper``: (a) the
@@ -11,6 +12,13 @@ trailing-space scoring, (b) D as JS/|Obj|, (c) a repeated o1 removed only once, 
 method has no key for is skipped). (b) and (c) change only the scoring, so they re-score the
 ``paper`` run's probabilities. For ROME and MEMIT, also the second moment from 200, 2,000 and
 20,000 windows of sampled text (``mom2_n_samples``; the statistics are computed once and cached).
+
+``--runs`` builds the same rows from report folders of ``pytest suites`` runs made beforehand (for
+instance side by side, one thread each): ``paper:M=DIR`` and ``upstream:M=DIR`` for method M, and
+``LABEL:M=DIR`` for any other variant (e.g. ``--kedit-hparams`` with another ``mom2_n_samples``).
+The choices that change only the scoring, (b) and (c), re-score the paper run; a choice of the
+method's hyper-parameters alone re-scores the upstream run under ``paper``, which is exact when
+the data has neither a prompt ending in a space nor a repeated o1 (checked), as in the built-in suites.
 
 Each row is one variant against ``paper`` on the cases both ran: per Table 1/2 cell, the
 difference of means ×100 (variant − paper) and its paired bootstrap interval
@@ -37,6 +45,7 @@ from pytest_kedit.models import LoadedModel, load_model
 from pytest_kedit.protocol_choices import PAPER, UPSTREAM, Protocol
 from pytest_kedit.record import CaseRecord
 from pytest_kedit.registry import BENCHMARKS, SPLIT_NAMES, SPLITS, table_columns
+from pytest_kedit.run_files import load_run
 
 #: Each choice of ``upstream`` alone on top of ``paper``: (label, protocol, re-score only).
 SINGLE_CHOICES: tuple[tuple[str, Protocol, bool], ...] = (
@@ -76,37 +85,76 @@ def applies(loaded: LoadedModel, method: str, protocol: Protocol) -> bool:
     return all(key in fields for key, _ in protocol.hparams)
 
 
-def difference_row(label: str, paper: Sequence[CaseRecord], variant: Sequence[CaseRecord]) -> list[str]:
-    """One table row: per Table 1/2 column, ``difference [low, high]`` of the variant against paper."""
-    compared = {(s.split, m.metric): m for s in compare_runs(paper, variant, top=0).splits for m in s.metrics}
-    cells = []
+def differences(paper: Sequence[CaseRecord], variant: Sequence[CaseRecord]) -> dict[tuple[str, str], Any]:
+    """Per (split, metric): the variant against paper (:class:`pytest_kedit.comparison.MetricComparison`)."""
+    return {(s.split, m.metric): m for s in compare_runs(paper, variant, top=0).splits for m in s.metrics}
+
+
+def print_method_table(method: str, paper: Sequence[CaseRecord], variants: Sequence[tuple[str, Sequence[CaseRecord]]]) -> None:
+    """One row per Table 1/2 cell: paper's value, then per variant ``difference [low, high]`` (×100)."""
+    compared = [differences(paper, records) for _, records in variants]
+    rows = []
     for benchmark in BENCHMARKS:
-        for split, metric, _ in table_columns(benchmark):
-            found = compared.get((split, metric))
-            cells.append("–" if found is None else
-                         f"{found.difference:+.1f} [{found.interval[0]:+.1f}, {found.interval[1]:+.1f}]")
-    return [label, *cells]
+        for split, metric, label in table_columns(benchmark):
+            found = [c.get((split, metric)) for c in compared]
+            base = next((f.mean_a for f in found if f is not None), None)
+            rows.append([label, "–" if base is None else f"{base:.2f}",
+                         *("–" if f is None else f"{f.difference:+.1f} [{f.interval[0]:+.1f}, {f.interval[1]:+.1f}]"
+                           for f in found)])
+    print(f"\n{method}, {len(paper)} cases\n")
+    print(tabulate(rows, headers=["cell", "paper", *(label for label, _ in variants)], tablefmt="pipe",
+                   disable_numparse=True), flush=True)
 
 
 def bench_method(loaded: LoadedModel, method: str, cases: Sequence[Any], seed: int, windows: Sequence[int]) -> None:
     start = time.perf_counter()
     paper = run(loaded, method, PAPER, cases, seed)
-    rows = [difference_row("upstream (all)", paper, run(loaded, method, UPSTREAM, cases, seed))]
+    variants = [("upstream (all)", run(loaded, method, UPSTREAM, cases, seed))]
     for label, protocol, rescore_only in SINGLE_CHOICES:
-        if not applies(loaded, method, protocol):
-            continue
-        variant = rescore(paper, cases, protocol) if rescore_only else run(loaded, method, protocol, cases, seed)
-        rows.append(difference_row(label, paper, variant))
+        if applies(loaded, method, protocol):
+            variants.append((label, rescore(paper, cases, protocol) if rescore_only
+                             else run(loaded, method, protocol, cases, seed)))
     hparams = create_editor(method, loaded).hparams
     if hasattr(hparams, "mom2_n_samples") and hparams.mom2_adjustment:
-        for count in windows:
-            if count != hparams.mom2_n_samples:
-                rows.append(difference_row(f"second moment: {count} windows", paper,
-                                           run(loaded, method, PAPER, cases, seed, mom2_n_samples=count)))
-    header = ["variant − paper", *(label for b in BENCHMARKS for _, _, label in table_columns(b))]
-    print(f"\n{method} on {loaded.name}: {len(cases)} cases, paper's statistics "
-          f"{getattr(hparams, 'mom2_n_samples', '–')} windows ({time.perf_counter() - start:.0f}s)\n")
-    print(tabulate(rows, headers=header, tablefmt="pipe", disable_numparse=True), flush=True)
+        variants.extend((f"{count:,} windows", run(loaded, method, PAPER, cases, seed, mom2_n_samples=count))
+                        for count in windows if count != hparams.mom2_n_samples)
+    print_method_table(f"{method} on {loaded.name} ({time.perf_counter() - start:.0f}s; paper's statistics: "
+                       f"{getattr(hparams, 'mom2_n_samples', '–')} windows)", paper, variants)
+
+
+def upstream_scoring_is_paper_scoring(cases: Sequence[Any]) -> bool:
+    """Whether (a) and (c) change nothing on these cases: no probed prompt ends in white space, and
+    each state probes the same pairs under both protocols (a repeated o1 would add one to Others)."""
+    for case in cases:
+        plans = [SPLITS[case.split].protocol(case, False, protocol) for protocol in (PAPER, UPSTREAM)]
+        pairs = [[pair for stage in plan for _, query in stage.probes for pair in query.pairs()] for plan in plans]
+        if pairs[0] != pairs[1] or any(prefix != prefix.rstrip() for prefix, _ in pairs[0]):
+            return False
+    return True
+
+
+def table_from_runs(specs: Sequence[str], data: str | None) -> None:
+    """The rows of :func:`bench_method`, per method, from report folders given as ``LABEL:METHOD=DIR``."""
+    runs: dict[str, dict[str, tuple[dict[str, Any], list[CaseRecord]]]] = {}
+    for spec in specs:
+        label, _, rest = spec.partition(":")
+        method, _, folder = rest.partition("=")
+        runs.setdefault(method, {})[label] = load_run(folder)
+    suite = load_suite(data, list(SPLIT_NAMES))
+    cases = [case for split in suite.splits.values() for case in split if not isinstance(case, Exception)]
+    exact = upstream_scoring_is_paper_scoring(cases)
+    for method, by_label in runs.items():
+        paper_summary, paper = by_label.pop("paper")
+        upstream = by_label.pop("upstream", (None, None))[1]
+        variants = [("upstream (all)", upstream)] if upstream is not None else []
+        for label, protocol, rescore_only in SINGLE_CHOICES:
+            if rescore_only:
+                variants.append((label, rescore(paper, cases, protocol)))
+            elif (protocol.hparams and upstream is not None and exact
+                  and all(key in paper_summary["hparams"] for key, _ in protocol.hparams)):
+                variants.append((label, rescore(upstream, cases, PAPER)))
+        variants.extend((label, records) for label, (_, records) in by_label.items())
+        print_method_table(method, paper, variants)
 
 
 def main() -> None:
@@ -121,7 +169,12 @@ def main() -> None:
     parser.add_argument("--windows", default=",".join(map(str, WINDOWS)),
                         help="second-moment window counts for ROME and MEMIT; empty: none")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--runs", nargs="+", metavar="LABEL:METHOD=DIR",
+                        help="build the table from these report folders instead of running")
     args = parser.parse_args()
+    if args.runs:
+        table_from_runs(args.runs, args.data)
+        return
 
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)

@@ -28,15 +28,13 @@ from typing import Any
 
 from .cache import atomic_write_text
 from .errors import ConfigError
-from .provenance import DATA_FILES, PROVENANCE_FIELDS, run_difference
+from .provenance import DATA_FILES, LATER_FIELDS, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
 from .record import CaseRecord, RecordError
 from .registry import split_order
 
 FORMAT = 1
 #: Where baselines live under pytest's rootdir.
 DEFAULT_FOLDER = Path(".kedit") / "baselines"
-#: The fields of a provenance known only once the model has loaded.
-LOADED_FIELDS = ("model_fingerprint", "hparams")
 #: How to make a baseline, for the messages that need one.
 CREATE_HINT = "create it with --kedit-update-baseline"
 RECREATE_HINT = "re-create it with --kedit-update-baseline"
@@ -103,6 +101,7 @@ def read_baseline(path: Path) -> Baseline:
     recorded = data.get("provenance")
     if not isinstance(recorded, dict):
         raise BaselineError(f"baseline {path}: field 'provenance' must be an object; {RECREATE_HINT}")
+    recorded = {**LATER_FIELDS, **recorded}
     missing = [name for name in PROVENANCE_FIELDS if name not in recorded]
     if missing:
         raise BaselineError(f"baseline {path}: field 'provenance.{missing[0]}' is missing; {RECREATE_HINT}")

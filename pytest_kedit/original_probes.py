@@ -2,7 +2,7 @@
 
 They do not depend on the editing method, so a run of ROME after a run of FT on the same model
 reuses them. Each remembered batch of probabilities is one cache entry (``cache.build_once``) in a
-folder per model fingerprint × dtype × device type (× the probe keeping prompts' trailing spaces,
+folder per model fingerprint × dtype × device type × ``probe.PROBE_VERSION`` (× the probe keeping prompts' trailing spaces,
 ``--kedit-protocol=upstream``, which gives other probabilities after such a prompt); opening the
 folder reads every entry, so a pair measured in any earlier batch, by any process, is found again.
 """
@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from .cache import build_once, cache_key, entry_path
+from .probe import PROBE_VERSION
 
 
 class OriginalProbes:
     """The probabilities remembered for one model state θ: a model fingerprint, dtype and device type."""
 
     def __init__(self, fingerprint: str, dtype: torch.dtype, device: torch.device, keep_trailing_space: bool = False):
-        key = (fingerprint, dtype, device.type, *(("keep-trailing-space",) if keep_trailing_space else ()))
+        key = (fingerprint, dtype, device.type, PROBE_VERSION, *(("keep-trailing-space",) if keep_trailing_space else ()))
         self.folder = entry_path("original-probes", "probes", *key)
         self.values: dict[str, float] = {}
         for entry in sorted(self.folder.glob("*.json")):

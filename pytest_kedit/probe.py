@@ -7,10 +7,15 @@ are exact for every tokenizer. A prefix's trailing white space is stripped first
 encoder keeps it (``--kedit-protocol=upstream``: the published code scored ``prefix + " " +
 object``, so after a prompt ending in a space the object follows a space token). Logits are
 computed only at the scored positions.
+
+Every prompt is run once however many objects follow it: its key-value cache is continued with
+each object's tokens. That is the same arithmetic as feeding each (prompt, object) sequence whole,
+up to floating-point rounding (about 1e-6 in a probability, ``benchmarks/bench_probe.py``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,13 +23,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from .tracing import pad
 
+#: Changes when the floating-point path of :func:`probe` changes (its results then differ in the last
+#: bits), so that probabilities remembered on disk (:mod:`pytest_kedit.original_probes`) are measured again.
+PROBE_VERSION = 2
 #: Upper bound on padded tokens in one forward pass of ``probe``.
 MAX_BATCH_TOKENS = 8192
-#: A batch's longest sequence is at most this many times its shortest: padding costs a full pass.
-MAX_LENGTH_RATIO = 1.25
+#: A batch's longest sequence is at most this many times its shortest, so at most half of it is
+#: padding. A looser bound than a tight one: on short prompts a pass costs about as much as reading
+#: the weights once, so one more pass costs more than the padding it saves (benchmarks/bench_probe.py).
+MAX_LENGTH_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,11 +99,7 @@ def collate(pairs: Sequence[Encoded], pad_id: int, device: torch.device, last_pr
 def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """log P(token) at every scored position; differentiable when grad is enabled."""
     hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # (batch, width, hidden)
-    logits = model.get_output_embeddings()(hidden[batch.rows, batch.positions]).float()  # (scored tokens, vocab)
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return torch.log_softmax(logits, dim=-1).gather(-1, batch.tokens[:, None])[:, 0]
+    return vocab_logprobs(model, hidden[batch.rows, batch.positions]).gather(-1, batch.tokens[:, None])[:, 0]
 
 
 def mean_logprob_per_pair(logprobs: torch.Tensor, batch: Batch, n_pairs: int) -> torch.Tensor:
@@ -108,15 +115,68 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def probe(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-    """p(prefix, object) for each pair, in batched forward passes (:func:`length_batches`)."""
+    """p(prefix, object) for each pair. Each distinct prefix runs once (prefixes of similar length
+    batched together, :func:`length_batches`): its last position scores the first token of every
+    object after it, and its keys and values are reused for the objects' further tokens, so a prompt
+    probed with many objects costs one pass over the prompt and the objects' own tokens."""
     encoded = [encoder(prefix, target) for prefix, target in pairs]
-    result = np.empty(len(encoded), dtype=np.float64)
+    prefixes = list(dict.fromkeys(e.prefix for e in encoded))
+    pairs_after: list[list[int]] = [[] for _ in prefixes]
+    row_of = {prefix: i for i, prefix in enumerate(prefixes)}
+    for k, pair in enumerate(encoded):
+        pairs_after[row_of[pair.prefix]].append(k)
+    logprob_sums = np.zeros(len(encoded), dtype=np.float64)
+    for chunk in length_batches([len(prefix) for prefix in prefixes]):
+        owned = [(k, row) for row, i in enumerate(chunk) for k in pairs_after[i]]
+        logprob_sums[[k for k, _ in owned]] = _score_after_prefixes(model, encoder, [prefixes[i] for i in chunk],
+                                                                    [encoded[k].target for k, _ in owned],
+                                                                    [row for _, row in owned])
+    return np.exp(logprob_sums / np.array([len(e.target) for e in encoded], dtype=np.float64))
+
+
+def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Sequence[tuple[int, ...]],
+                          targets: Sequence[tuple[int, ...]], rows: Sequence[int]) -> np.ndarray:
+    """Σ_j log P(t_j | prefix, t_<j) for each target after the prefix in ``rows``. The prefixes are
+    left-padded so that they all end in the last column and their cached keys and values continue
+    with the targets' tokens (all but the last, which is only scored)."""
     device = model_device(model)
-    for chunk in length_batches([len(e.prefix) + len(e.target) for e in encoded]):
-        batch = collate([encoded[i] for i in chunk], encoder.pad_id, device)
-        means = mean_logprob_per_pair(token_logprobs(model, batch), batch, len(chunk))
-        result[chunk] = np.exp(means.double().cpu().numpy())
-    return result
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+    padded = pad(prefixes, encoder.pad_id, device, left=True)
+    cache = {_cache_argument(model.base_model): DynamicCache(config=model.config)}  # filled in place by each pass
+    hidden = model.base_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
+                              position_ids=(padded.attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+                              **cache).last_hidden_state
+    first = vocab_logprobs(model, hidden[:, -1])  # (prefixes, vocab)
+    sums = first[as_long(rows), as_long([t[0] for t in targets])].double()
+    longer = [k for k, t in enumerate(targets) if len(t) > 1]
+    if longer:
+        longer_rows = as_long([rows[k] for k in longer])
+        fed = pad([targets[k][:-1] for k in longer], encoder.pad_id, device)  # (pairs, fed tokens)
+        next(iter(cache.values())).batch_select_indices(longer_rows)
+        hidden = model.base_model(
+            input_ids=fed.input_ids,
+            attention_mask=torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
+            position_ids=padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device),
+            use_cache=True, **cache,
+        ).last_hidden_state  # (pairs, fed tokens, hidden)
+        owner, position, token = zip(*((i, j, t) for i, k in enumerate(longer) for j, t in enumerate(targets[k][1:])))
+        later = vocab_logprobs(model, hidden[as_long(owner), as_long(position)]).gather(-1, as_long(token)[:, None])[:, 0]
+        sums = sums.index_add(0, as_long(longer)[as_long(owner)], later.double())
+    return sums.cpu().numpy()
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    """The keyword of the model's key-value cache: ``cache`` in recent transformers, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def vocab_logprobs(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """log-softmax of the LM head's logits (after the final soft-capping, if the model has one)."""
+    logits = model.get_output_embeddings()(hidden).float()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return torch.log_softmax(logits, dim=-1)
 
 
 def length_batches(lengths: Sequence[int]) -> list[list[int]]:

@@ -25,6 +25,7 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
     "method",
     "data_fingerprint",
     "hparams",
+    "editor_fingerprint",
     "seed",
     "distortion_scaling",
     "protocol",
@@ -32,6 +33,11 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
     "package_version",
 )
 
+#: Fields added after provenances were first written, with the value an older provenance stands for.
+LATER_FIELDS: dict[str, Any] = {"editor_fingerprint": None}
+
+#: The fields known only once a process has loaded its model and editor.
+LOADED_FIELDS: tuple[str, ...] = ("model_fingerprint", "editor_fingerprint", "hparams")
 
 #: The provenance field with each data file's own fingerprint (file name -> sha256), which
 #: :func:`run_difference` compares instead of ``data_fingerprint`` over the files both runs read.
@@ -48,6 +54,7 @@ def provenance(summary: Mapping[str, Any]) -> dict[str, Any]:
         "method": summary.get("method"),
         "data_fingerprint": (summary.get("data") or {}).get("fingerprint"),
         "hparams": summary.get("hparams") or {},
+        "editor_fingerprint": summary.get("editor_fingerprint"),
         "seed": summary.get("seed"),
         "distortion_scaling": summary.get("distortion_scaling", "paper"),
         "protocol": summary.get("protocol", "paper"),

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,13 @@ from .regression import VERDICTS
 OUTCOMES = ("passed", "failed", "error", "xfailed")
 #: The phases a case's wall time is split into (``timings``).
 PHASES = ("edit", "probe", "restore")
+
+
+def outcome_counts(records: Iterable[CaseRecord]) -> dict[str, int]:
+    """How many records have each outcome, every outcome named (``error``: a case whose data
+    could not run, or whose run raised)."""
+    counts = Counter(record.outcome for record in records)
+    return {outcome: counts[outcome] for outcome in OUTCOMES}
 
 
 class RecordError(ValueError):

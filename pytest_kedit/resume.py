@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .provenance import PROVENANCE_FIELDS, provenance, run_difference
+from .provenance import LOADED_FIELDS, PROVENANCE_FIELDS, provenance, run_difference
 from .record import CaseRecord, RecordError
 from .run_files import CASES_FILE, RUN_FILE, SUMMARY_FILE, ReportError
 
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 #: What must agree for a recorded case to be reused.
 RESUME_FIELDS: tuple[str, ...] = (*PROVENANCE_FIELDS, "thresholds")
-#: The fields a process knows only once its model has loaded.
-MODEL_FIELDS = ("model_fingerprint", "hparams")
 #: The user property that carries the provenance of the process that ran a case to the controller.
 PROVENANCE_PROPERTY = "kedit_provenance"
 
@@ -90,9 +88,9 @@ def read_previous(folder: str | Path) -> PreviousRun:
 
 def check_resume(options: KeditOptions, current: Mapping[str, Any]) -> None:
     """Before any model loads: the report folder to resume is readable, and its run agrees with
-    ``current`` (the provenance known from the options) in every field but :data:`MODEL_FIELDS`."""
+    ``current`` (the provenance known from the options) in every field but :data:`LOADED_FIELDS`."""
     if options.resume and options.report:
-        fields = [name for name in RESUME_FIELDS if name not in MODEL_FIELDS]
+        fields = [name for name in RESUME_FIELDS if name not in LOADED_FIELDS]
         read_previous(options.report).check(current, fields)
 
 

@@ -34,7 +34,7 @@ from .gates import GateResult, check_gates
 from .input_length import context_length, overlong
 from .options import KeditOptions
 from .provenance import provenance
-from .record import PHASES, CaseRecord
+from .record import PHASES, CaseRecord, outcome_counts
 from .registry import SPLITS
 from .regression import Judgement, judge, verdict_line
 from .resume import PreviousRun, merged, read_previous
@@ -129,6 +129,7 @@ class Worker:
         info = self.process_info() or {}
         return provenance({**self.options.summary(), "hparams": info.get("hparams", {}),
                            "model_fingerprint": info.get("model_fingerprint"),
+                           "editor_fingerprint": info.get("editor_fingerprint"),
                            "data": {"fingerprint": self.suite.fingerprint, "files": self.suite.files},
                            "versions": _versions()})
 
@@ -222,6 +223,7 @@ class Worker:
             "device": str(loaded.device),
             "dtype": str(loaded.dtype).removeprefix("torch."),
             "hparams": _hparams_dict(editor.hparams),
+            "editor_fingerprint": editor.fingerprint,
             # where second-moment statistics came from (locate-and-edit methods); empty until needed
             "statistics": dict(getattr(editor, "statistics_info", None) or {}),
         }
@@ -290,6 +292,7 @@ class Collector:
             "hparams": first.get("hparams", {}),
             "model_source": first.get("model_source"),
             "model_fingerprint": first.get("model_fingerprint"),
+            "editor_fingerprint": first.get("editor_fingerprint"),
             "statistics": next((p["statistics"] for p in self.processes if p.get("statistics")), {}),
             "data": {"source": suite.source if suite else self.options.data, "fingerprint": suite.fingerprint if suite else None,
                      "files": suite.files if suite else {}},
@@ -297,6 +300,7 @@ class Collector:
             "complete": not interrupted and done >= expected,
             "cases_expected": expected,
             "cases_done": done,
+            "outcomes": outcome_counts(records),
             "timings": {
                 "model_load": sum(p["model_load"] for p in self.processes),
                 **phases,

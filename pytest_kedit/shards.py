@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import ConfigError, KeditError
 from .provenance import provenance, provenance_difference
-from .record import CaseRecord
+from .record import CaseRecord, outcome_counts
 
 SHARD_PATTERN = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 
@@ -119,6 +119,7 @@ def merge_shards(runs: Sequence[tuple[str, Mapping[str, Any], list[CaseRecord]]]
         "complete": not missing and all(summary.get("complete", True) for summary in summaries),
         "cases_expected": sum(int(summary.get("cases_expected") or 0) for summary in summaries),
         "cases_done": sum(int(summary.get("cases_done") or 0) for summary in summaries),
+        "outcomes": outcome_counts(records),
         "timings": _summed_timings(summaries),
     }
     return merged, records

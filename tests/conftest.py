@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ pytest_plugins = ["pytester"]
 #: with ``@settings(max_examples=N)``; ``--hypothesis-profile`` still picks another profile.
 settings.register_profile("kedit", deadline=None)  # unset settings fall back to the active profile
 settings.load_profile("kedit")
+
+#: The suites a user runs, copied into pytester's projects.
+SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 #: The user's cache, resolved before pytester points HOME at a temporary folder.
 USER_CACHE_DIR = str(cache_dir())
@@ -50,3 +54,18 @@ def tiny_ft_hparams(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("hparams") / "ft.yaml"
     path.write_text("layers: [1]\nnum_steps: 3\nlr: 1.0e-2\n")
     return path
+
+
+@pytest.fixture
+def kedit_project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Callable[..., pytest.Pytester]:
+    """Makes pytester's folder a project: the built-in suites and an ini file pointing at the tiny
+    model and FT hyper-parameters, plus the ini keys given (``kedit_limit=2``)."""
+
+    def make(**ini: object) -> pytest.Pytester:
+        for suite in SUITES.glob("test_*.py"):
+            pytester.makepyfile(**{suite.stem: suite.read_text()})
+        keys = {"kedit_model": tiny_model_dir, "kedit_hparams": tiny_ft_hparams, **ini}
+        pytester.makeini("[pytest]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()))
+        return pytester
+
+    return make

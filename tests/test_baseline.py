@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,6 @@ from pytest_kedit.registry import METRICS, SPLITS
 from pytest_kedit.regression import judge, verdict_line, worse_by
 from pytest_kedit.thresholds import parse_thresholds
 
-SUITES = Path(__file__).resolve().parents[1] / "suites"
 THRESHOLDS = parse_thresholds([])  # the defaults: each agrees with its metric's direction
 
 splits = st.sampled_from(list(SPLITS))
@@ -249,16 +249,8 @@ def test_an_xfailed_record_reads_back():
 # --- end to end, on a tiny model --------------------------------------------------------------
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> pytest.Pytester:
-    for suite in SUITES.glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
-    pytester.makeini(f"""
-        [pytest]
-        kedit_model = {tiny_model_dir}
-        kedit_hparams = {tiny_ft_hparams}
-        kedit_limit = 2
-        """)
-    return pytester
+def project(kedit_project: Callable[..., pytest.Pytester]) -> pytest.Pytester:
+    return kedit_project(kedit_limit=2)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

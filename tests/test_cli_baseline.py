@@ -5,6 +5,7 @@ baseline as the plugin gates a session."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,16 +200,9 @@ def test_usage_errors_are_one_line(tmp_path: Path, baseline: Path, capsys: pytes
 
 @pytest.mark.slow
 def test_a_baseline_made_from_real_shards_gates_the_plugins_run_and_the_shards(
-        pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for suite in (Path(__file__).resolve().parents[1] / "suites").glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
-    pytester.makeini(f"""
-        [pytest]
-        kedit_model = {tiny_model_dir}
-        kedit_hparams = {tiny_ft_hparams}
-        kedit_limit = 3
-        """)
+        kedit_project: Callable[..., pytest.Pytester], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pytester = kedit_project(kedit_limit=3)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider", "--kedit-split=reverse,easy")
     for index in (1, 2):
         pytester.runpytest_subprocess(*args, f"--kedit-shard={index}/2", f"--kedit-report=shard-{index}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,6 @@ from pytest_kedit.errors import ConfigError
 from pytest_kedit.provenance import PROVENANCE_FIELDS, provenance, run_difference
 from pytest_kedit.registry import SPLITS
 from pytest_kedit.resume import PreviousRun
-
-SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 def data_copy(tmp_path: Path) -> Path:
@@ -84,17 +83,9 @@ def test_resuming_compares_the_files_both_runs_read(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_baseline_of_all_splits_gates_a_run_of_one_and_a_changed_record_is_named(
-        pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path, tmp_path: Path) -> None:
-    for suite in SUITES.glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
+        kedit_project: Callable[..., pytest.Pytester], tmp_path: Path) -> None:
     data = data_copy(tmp_path)
-    pytester.makeini(f"""
-        [pytest]
-        kedit_model = {tiny_model_dir}
-        kedit_hparams = {tiny_ft_hparams}
-        kedit_data = {data}
-        kedit_limit = 2
-        """)
+    pytester = kedit_project(kedit_data=data, kedit_limit=2)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider")
     updated = pytester.runpytest_subprocess(*args, "--kedit-update-baseline")
     assert updated.ret == pytest.ExitCode.OK, updated.stdout.str()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,6 @@ import pytest
 from pytest_kedit.junit import junit_properties, replace_record
 from pytest_kedit.record import CaseRecord
 from pytest_kedit.registry import METRICS, SPLITS
-
-SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 def test_a_record_becomes_its_case_split_relation_and_one_property_per_metric() -> None:
@@ -48,12 +47,8 @@ def _cases(xml_file: Path) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> pytest.Pytester:
-    for suite in SUITES.glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
-    pytester.makeini(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_hparams = {tiny_ft_hparams}\n"
-                     "kedit_split = reverse,easy\nkedit_limit = 2\n")
-    return pytester
+def project(kedit_project: Callable[..., pytest.Pytester]) -> pytest.Pytester:
+    return kedit_project(kedit_split="reverse,easy", kedit_limit=2)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from tiny_models import tiny_loaded
 
 from pytest_kedit.cases import EditRequest
@@ -22,6 +23,7 @@ from pytest_kedit.errors import ConfigError
 from pytest_kedit.mend_data import leaked_entities, normalised, training_data
 from pytest_kedit.mend_training import STATE_TENSORS, MENDTrainer
 from pytest_kedit.probe import Encoder, collate, token_logprobs
+from pytest_kedit.provenance import provenance, provenance_difference
 from pytest_kedit.registry import SPLITS
 
 PUBLISHED = Path("/work/shared/datasets/pitfalls/GPT2-XL")
@@ -104,6 +106,25 @@ def test_editor_edits_and_restores_bit_exactly(family: str) -> None:
     assert all(torch.equal(after[name], before[name]) for name in before if name not in network.names)
     delta.restore(loaded.model)
     assert all(torch.equal(p, before[name]) for name, p in loaded.model.named_parameters())
+
+
+def test_editor_fingerprint_names_its_network_and_a_baseline_of_another_is_refused(tmp_path: Path) -> None:
+    loaded = tiny_loaded("gpt2")
+    network = build_network(loaded, TINY)
+    trained_like(network, seed=1)
+    publish(trained_path(loaded, network), network, {"steps": 0})
+    trained = MENDEditor(TINY, loaded)
+    safetensors_archive = tmp_path / "same.safetensors"
+    safetensors_archive.write_bytes(save_safetensors(network_tensors(network)))
+    assert MENDEditor(dataclasses.replace(TINY, mend_archive=str(safetensors_archive)), loaded).fingerprint == trained.fingerprint
+    trained_like(network, seed=2)
+    publish(trained_path(loaded, network), network, {"steps": 0})
+    retrained = MENDEditor(TINY, loaded)
+    assert retrained.fingerprint != trained.fingerprint
+    recorded, current = (provenance({"method": "mend", "editor_fingerprint": e.fingerprint}) for e in (trained, retrained))
+    assert provenance_difference(recorded, current) == (
+        f"editor_fingerprint: {trained.fingerprint!r} recorded, {retrained.fingerprint!r} now"
+    )
 
 
 def easyedit_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:

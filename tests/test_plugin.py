@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,19 +13,9 @@ SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> pytest.Pytester:
+def project(kedit_project: Callable[..., pytest.Pytester]) -> pytest.Pytester:
     """A folder with the project's suites and an ini file pointing at the tiny model."""
-    for suite in SUITES.glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
-    pytester.makeini(
-        f"""
-        [pytest]
-        kedit_model = {tiny_model_dir}
-        kedit_hparams = {tiny_ft_hparams}
-        kedit_limit = 2
-        """
-    )
-    return pytester
+    return kedit_project(kedit_limit=2)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -196,12 +187,14 @@ def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pyte
     del records[1]["true_objects"]
     (data / "easy.json").write_text(json.dumps(records))
     result = run(project, f"--kedit-data={data}", "--kedit-split=reverse,coverage,easy", "--kedit-threshold=cs=off",
-                 "--kedit-threshold=succ=off", "--kedit-threshold=fr=off")
+                 "--kedit-threshold=succ=off", "--kedit-threshold=fr=off", f"--kedit-report={tmp_path / 'report'}")
     out = result.stdout.str()
     result.assert_outcomes(passed=3, errors=2)  # bad data: errors of the tests' setup, not threshold failures
     assert "ERROR at setup of test_conflict_edit[reverse-invalid]" in out and "reverse_edit.json: not valid JSON" in out
     assert "easy.json, record 1, field 'true_objects': missing" in out
     assert "2 cases could not run: bad data" in out
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["outcomes"] == {"passed": 3, "failed": 0, "error": 2, "xfailed": 0}
 
 
 @pytest.mark.slow

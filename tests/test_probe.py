@@ -20,6 +20,10 @@ PAIRS = [
     ("The official languages of Switzerland is", "German French Italian Romansh"),
     ("Marie , the mother of", "Pierre"),
     ("the spouse of Alice is", "Bob"),
+    ("The capital of France is", "Lyon Marseille"),
+    ("The capital of France is", "Paris"),
+    ("Hamlet was a notable work of", "the Globe Theatre company"),
+    ("Hamlet was a notable work of", "Paris"),
 ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,6 @@ from pytest_kedit.record import CaseRecord
 from pytest_kedit.registry import SPLITS
 from pytest_kedit.run_files import load_runs, merge_tables, write_report
 from pytest_kedit.shards import Shard, deal, parse_shard
-
-SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 #: A split's entries as (relation, case id): a few relations, ids unique.
 split_keys = st.lists(st.sampled_from(["P17", "P19", "P27", "P131", ""]), max_size=60).map(
@@ -184,11 +183,8 @@ def test_runs_of_other_methods_keep_their_own_rows(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> pytest.Pytester:
-    for suite in SUITES.glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
-    pytester.makeini(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_hparams = {tiny_ft_hparams}\nkedit_limit = 4\n")
-    return pytester
+def project(kedit_project: Callable[..., pytest.Pytester]) -> pytest.Pytester:
+    return kedit_project(kedit_limit=4)
 
 
 def _ids(result: pytest.RunResult) -> list[str]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_kedit.errors import KeditError
 from pytest_kedit.step_summary import STEP_SUMMARY_VARIABLE, append_step_summary, run_markdown
-
-SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 def test_nothing_is_written_outside_github_actions(tmp_path: Path) -> None:
@@ -34,13 +33,9 @@ def test_a_summary_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_a_run_appends_its_tables_and_gates_to_the_job_summary(pytester: pytest.Pytester, tiny_model_dir: Path,
-                                                               tiny_ft_hparams: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    for suite in SUITES.glob("test_*.py"):
-        pytester.makepyfile(**{suite.stem: suite.read_text()})
-    pytester.makeini(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_hparams = {tiny_ft_hparams}\n"
-                     "kedit_split = reverse\nkedit_limit = 1\n")
+def test_a_run_appends_its_tables_and_gates_to_the_job_summary(kedit_project: Callable[..., pytest.Pytester], tiny_model_dir: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester = kedit_project(kedit_split="reverse", kedit_limit=1)
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv(STEP_SUMMARY_VARIABLE, str(summary))
     result = pytester.runpytest_subprocess("--kedit-threshold=cs_exp=off", "--kedit-threshold=cs_imp=off",

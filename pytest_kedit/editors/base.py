@@ -81,6 +81,9 @@ class Editor(ABC):
     batched: ClassVar[bool] = False
     #: True for Multi-Label Edit: RoundEdit's undo edit writes every true object in one batch.
     multi_label: ClassVar[bool] = False
+    #: sha256 of the learned weights the editor brings (a trained hypernetwork), None when it has
+    #: none; a baseline made with other weights does not gate this editor's runs
+    fingerprint: str | None = None
 
     def __init__(self, hparams: Any, loaded: LoadedModel):
         self.hparams = hparams

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..probe import Encoder, collate, model_device, token_logprobs
 from ..tracing import Edit, Trace
 from .base import Editor, WeightDelta, snapshot
-from .mend_checkpoint import load_archive, load_trained
+from .mend_checkpoint import load_archive, load_trained, network_fingerprint
 from .mend_network import MENDNetwork, NetworkShape
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ class MENDEditor(Editor):
         #: where the network came from: the trained checkpoint or the archive
         archive = hparams.mend_archive
         self.source = load_archive(self.network, archive) if archive else load_trained(self.network, loaded)
+        self.fingerprint = network_fingerprint(self.network)
         self.network.eval().requires_grad_(False)
         self.encoder = Encoder(loaded.tokenizer)
 

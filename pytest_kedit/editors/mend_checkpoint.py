@@ -12,6 +12,7 @@ under the entry's file lock. Only tensors are ever loaded: safetensors, or ``tor
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pickle
 import re
@@ -43,6 +44,12 @@ def manifest_path(checkpoint: Path) -> Path:
 def network_tensors(network: MENDNetwork) -> dict[str, torch.Tensor]:
     """The network's parameters and buffers, contiguous on the CPU, by EasyEdit's names."""
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in network.state_dict().items()}
+
+
+def network_fingerprint(network: MENDNetwork) -> str:
+    """sha256 of the network's tensors in their safetensors form: equal exactly when every
+    parameter and buffer is equal, wherever the network came from."""
+    return hashlib.sha256(save_safetensors(network_tensors(network))).hexdigest()
 
 
 def publish(path: Path, network: MENDNetwork, manifest: dict[str, Any]) -> None:
