@@ -201,6 +201,8 @@ class KeditReporter:
         self.verdict: SessionVerdict | None = None
         #: cases whose test errored in its setup: their data cannot run
         self.bad_data = 0
+        #: pytest-xdist: the line with which a worker stopped the session on a usage error
+        self.worker_usage_error: str | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -229,13 +231,18 @@ class KeditReporter:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        """pytest-xdist: a worker finished; keep what it loaded."""
-        self.collector.add_process(getattr(node, "workeroutput", {}).get(PROCESS_OUTPUT))
+        """pytest-xdist: a worker finished; keep what it loaded, and the usage error it stopped on."""
+        output = getattr(node, "workeroutput", {})
+        self.collector.add_process(output.get(PROCESS_OUTPUT))
+        if str(output.get("shouldstop") or "").startswith("kedit: "):
+            self.worker_usage_error = output["shouldstop"]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write or judge against the baseline, check the gates; a failed gate fails the session
         even when every case passed. Runs before the terminal summary, and on the controller
         after every xdist worker has finished."""
+        if self.worker_usage_error is not None:  # the session ends as a serial run would: exit status 4
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
         if not self.collector.records and (not self.collector.expected or exitstatus not in (0, 1)):
             return  # no kedit case, or stopped before the first (usage error, baseline mismatch)
         worker = session.config.stash[WORKER]

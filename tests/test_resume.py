@@ -246,15 +246,18 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(project: Pat
 
 
 @pytest.mark.slow
-def test_resuming_with_other_hparams_is_refused_and_the_folder_is_left_as_it_was(project: Path, tmp_path: Path):
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_resuming_with_other_hparams_is_refused_and_the_folder_is_left_as_it_was(project: Path, tmp_path: Path,
+                                                                                 workers: tuple[str, ...]):
     report, cache = tmp_path / "report", tmp_path / "cache"
     subprocess.run(pytest_command(report, "--kedit-split=coverage"), cwd=project, env=run_env(cache),
                    capture_output=True, check=False)
     before = {path.name: path.read_bytes() for path in report.iterdir()}
     other = tmp_path / "other.yaml"
     other.write_text("layers: [1]\nnum_steps: 4\nlr: 1.0e-2\n")
-    result = subprocess.run(pytest_command(report, "--kedit-split=coverage", "--kedit-resume", f"--kedit-hparams={other}"),
-                            cwd=project, env=run_env(cache), capture_output=True, text=True, check=False)
+    result = subprocess.run(pytest_command(report, "--kedit-split=coverage", "--kedit-resume", f"--kedit-hparams={other}",
+                                           *workers), cwd=project, env=run_env(cache), capture_output=True, text=True,
+                            check=False)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "holds a different run (hparams.num_steps: 3 recorded, 4 now)" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
