@@ -142,32 +142,36 @@ def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Se
     device = model_device(model)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
     padded = pad(prefixes, encoder.pad_id, device, left=True)
-    cache = {_cache_argument(model.base_model): DynamicCache(config=model.config)}  # filled in place by each pass
-    hidden = model.base_model(input_ids=padded.input_ids, attention_mask=padded.attention_mask,
-                              position_ids=(padded.attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
-                              **cache).last_hidden_state
+    cache = DynamicCache(config=model.config)
+    hidden = _continue(model, cache, padded.input_ids, padded.attention_mask,
+                       (padded.attention_mask.cumsum(-1) - 1).clamp(min=0))
     first = vocab_logprobs(model, hidden[:, -1])  # (prefixes, vocab)
     sums = first[as_long(rows), as_long([t[0] for t in targets])].double()
     longer = [k for k, t in enumerate(targets) if len(t) > 1]
     if longer:
         longer_rows = as_long([rows[k] for k in longer])
         fed = pad([targets[k][:-1] for k in longer], encoder.pad_id, device)  # (pairs, fed tokens)
-        next(iter(cache.values())).batch_select_indices(longer_rows)
-        hidden = model.base_model(
-            input_ids=fed.input_ids,
-            attention_mask=torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
-            position_ids=padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device),
-            use_cache=True, **cache,
-        ).last_hidden_state  # (pairs, fed tokens, hidden)
+        cache.batch_select_indices(longer_rows)
+        hidden = _continue(model, cache, fed.input_ids,
+                           torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
+                           padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device))
+        # hidden: (pairs, fed tokens, hidden)
         owner, position, token = zip(*((i, j, t) for i, k in enumerate(longer) for j, t in enumerate(targets[k][1:])))
         later = vocab_logprobs(model, hidden[as_long(owner), as_long(position)]).gather(-1, as_long(token)[:, None])[:, 0]
         sums = sums.index_add(0, as_long(longer)[as_long(owner)], later.double())
     return sums.cpu().numpy()
 
 
-def _cache_argument(model: torch.nn.Module) -> str:
-    """The keyword of the model's key-value cache: ``cache`` in recent transformers, ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              position_ids: torch.Tensor) -> torch.Tensor:
+    """The last hidden states of ``input_ids`` after what ``cache`` holds, which then holds them too.
+    The keywords follow the model's forward: the cache is ``cache`` in recent transformers and
+    ``past_key_values`` before; a model without ``position_ids`` (ALiBi) reads positions off the mask."""
+    accepted = inspect.signature(model.base_model.forward).parameters
+    keywords: dict[str, Any] = {"cache" if "cache" in accepted else "past_key_values": cache}
+    if "position_ids" in accepted:
+        keywords["position_ids"] = position_ids
+    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **keywords).last_hidden_state
 
 
 def vocab_logprobs(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
