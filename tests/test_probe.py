@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import transformers
 from hypothesis import given
 from hypothesis import strategies as st
-from tiny_models import tiny_model
+from tiny_models import tiny_model, tiny_tokenizer
 
 from pytest_kedit import probe as probe_module
 from pytest_kedit.original_probes import OriginalProbes
@@ -130,3 +131,23 @@ def test_original_probabilities_are_remembered_exactly_across_processes(tmp_path
     assert again.lookup([pairs[0], ("the spouse of Alice is", "Bob")]) is None
     assert OriginalProbes("tiny-llama", torch.float16, cpu).lookup(pairs) is None
     assert len(list(first.folder.glob("*.json"))) == 1 and not list(first.folder.glob(".*"))
+
+
+#: Architectures outside the module map (the probe needs none): ALiBi positions read off the mask
+#: (Bloom), learned positions with an offset (OPT), grouped-query attention (Qwen2).
+OTHER_CONFIGS = {
+    "bloom": lambda vocab: transformers.BloomConfig(vocab_size=vocab, hidden_size=32, n_layer=2, n_head=4),
+    "opt": lambda vocab: transformers.OPTConfig(vocab_size=vocab, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                                                num_attention_heads=4, word_embed_proj_dim=32),
+    "qwen2": lambda vocab: transformers.Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+}
+
+
+@pytest.mark.parametrize("architecture", OTHER_CONFIGS)
+def test_probe_matches_the_definition_on_other_architectures(architecture: str):
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(OTHER_CONFIGS[architecture](len(tok))).eval()
+    got = probe(model, Encoder(tok), PAIRS)
+    np.testing.assert_allclose(got, [reference(model, tok, *pair) for pair in PAIRS], rtol=1e-5, atol=1e-9)
