@@ -85,7 +85,7 @@ def bench_cases(loaded: LoadedModel, cases: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--source", default="/work/shared/datasets/pitfalls/GPT2-XL")
+    parser.add_argument("--source", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pitfalls" / "GPT2-XL"))
     parser.add_argument("--steps", type=int, default=50, help="training steps to time (0: none)")
     parser.add_argument("--cases", type=int, default=2, help="cases per built-in split to time (0: none)")
     args = parser.parse_args()

@@ -26,7 +26,7 @@ from pytest_kedit.probe import Encoder, collate, token_logprobs
 from pytest_kedit.provenance import provenance, provenance_difference
 from pytest_kedit.registry import SPLITS
 
-PUBLISHED = Path("/work/shared/datasets/pitfalls/GPT2-XL")
+PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 REQUEST = EditRequest(subject="France", prompt="the capital of {} is", target="Rome")
 TINY = MENDHyperParams(rank=8)
