@@ -2,27 +2,27 @@
 the table of docs/fidelity.md ("Measured on the embedded model").
 
     python benchmarks/bench_fidelity.py --methods rome --limit 1            # a smoke run
-    python benchmarks/bench_fidelity.py --data upstream:GPT2-XL --sample 20 # (a) and (c) need the published data
+    python benchmarks/bench_fidelity.py --data upstream:GPT2-XL --sample 20 # 1 and 4 need the published data
     python benchmarks/bench_fidelity.py --runs paper:rome=runs/rome upstream:rome=runs/rome-up "2,000 windows:rome=runs/rome-w2000"
 
 For each method (its packaged defaults for the model), the cases run under ``--kedit-protocol=paper``;
-then under ``upstream``, and with each of its choices switched alone on top of ``paper``: (a) the
-trailing-space scoring, (b) D as JS/|Obj|, (c) a repeated o1 removed only once, (d) FT's
-``prompt_last``, (e) ROME's plain-prompt update key, (f) MEMIT's grouped key averaging (a choice a
-method has no key for is skipped). (b) and (c) change only the scoring, so they re-score the
-``paper`` run's probabilities. For ROME and MEMIT, also the second moment from 200, 2,000 and
+then under ``upstream``, and with each of its choices switched alone on top of ``paper``: the
+trailing-space scoring (difference 1 of docs/fidelity.md), D as JS/|Obj| (3), a repeated o1
+removed only once (4), FT's ``prompt_last`` (5), ROME's plain-prompt update key (2), MEMIT's grouped
+key averaging (7) (a choice a method has no key for is skipped). 3 and 4 change only the
+scoring, so they re-score the ``paper`` run's probabilities. For ROME and MEMIT, also the second moment from 200, 2,000 and
 20,000 windows of sampled text (``mom2_n_samples``; the statistics are computed once and cached).
 
 ``--runs`` builds the same rows from report folders of ``pytest suites`` runs made beforehand (for
 instance side by side, one thread each): ``paper:M=DIR`` and ``upstream:M=DIR`` for method M, and
 ``LABEL:M=DIR`` for any other variant (e.g. ``--kedit-hparams`` with another ``mom2_n_samples``).
-The choices that change only the scoring, (b) and (c), re-score the paper run; a choice of the
+The choices that change only the scoring, 3 and 4, re-score the paper run; a choice of the
 method's hyper-parameters alone re-scores the upstream run under ``paper``, which is exact when
 the data has neither a prompt ending in a space nor a repeated o1 (checked), as in the built-in suites.
 
-Each row is one variant against ``paper`` on the cases both ran: per Table 1/2 cell, the
-difference of means ×100 (variant − paper) and its paired bootstrap interval
-(:func:`pytest_kedit.comparison.compare_runs`), printed as a Markdown table.
+Per method, a Markdown table with one row per Table 1/2 cell: its value under ``paper`` (×100),
+then for each variant the difference of means ×100 (variant − paper) on the cases both ran, with
+its paired bootstrap interval (:func:`pytest_kedit.comparison.compare_runs`).
 """
 
 from __future__ import annotations
@@ -47,13 +47,14 @@ from pytest_kedit.record import CaseRecord
 from pytest_kedit.registry import BENCHMARKS, SPLIT_NAMES, SPLITS, table_columns
 from pytest_kedit.run_files import load_run
 
-#: Each choice of ``upstream`` alone on top of ``paper``: (label, protocol, re-score only).
+#: Each choice of ``upstream`` alone on top of ``paper``: (label, protocol, re-score only); the
+#: numbers are those of the differences in docs/fidelity.md.
 SINGLE_CHOICES: tuple[tuple[str, Protocol, bool], ...] = (
-    ("(a) trailing space kept", dataclasses.replace(PAPER, name="paper+a", keep_trailing_space=True), False),
-    ("(b) D = JS/|Obj|", dataclasses.replace(PAPER, name="paper+b", distortion="upstream"), True),
-    ("(c) first o1 removed only", dataclasses.replace(PAPER, name="paper+c", remove_first_o1_only=True), True),
-    *((f"({letter}) {key}: {value}", dataclasses.replace(PAPER, name=f"paper+{letter}", hparams=((key, value),)), False)
-      for letter, (key, value) in zip("def", UPSTREAM.hparams)),
+    ("1: trailing space kept", dataclasses.replace(PAPER, name="paper+1", keep_trailing_space=True), False),
+    ("3: D = JS/|Obj|", dataclasses.replace(PAPER, name="paper+3", distortion="upstream"), True),
+    ("4: first o1 removed only", dataclasses.replace(PAPER, name="paper+4", remove_first_o1_only=True), True),
+    *((f"{number}: {key}: {value}", dataclasses.replace(PAPER, name=f"paper+{number}", hparams=((key, value),)), False)
+      for number, (key, value) in zip((5, 2, 7), UPSTREAM.hparams)),
 )
 WINDOWS = (200, 2000, 20000)
 
@@ -123,7 +124,7 @@ def bench_method(loaded: LoadedModel, method: str, cases: Sequence[Any], seed: i
 
 
 def upstream_scoring_is_paper_scoring(cases: Sequence[Any]) -> bool:
-    """Whether (a) and (c) change nothing on these cases: no probed prompt ends in white space, and
+    """Whether differences 1 and 4 change nothing on these cases: no probed prompt ends in white space, and
     each state probes the same pairs under both protocols (a repeated o1 would add one to Others)."""
     for case in cases:
         plans = [SPLITS[case.split].protocol(case, False, protocol) for protocol in (PAPER, UPSTREAM)]
@@ -137,8 +138,8 @@ def table_from_runs(specs: Sequence[str], data: str | None) -> None:
     """The rows of :func:`bench_method`, per method, from report folders given as ``LABEL:METHOD=DIR``."""
     runs: dict[str, dict[str, tuple[dict[str, Any], list[CaseRecord]]]] = {}
     for spec in specs:
-        label, _, rest = spec.partition(":")
-        method, _, folder = rest.partition("=")
+        head, _, folder = spec.partition("=")
+        label, _, method = head.rpartition(":")
         runs.setdefault(method, {})[label] = load_run(folder)
     suite = load_suite(data, list(SPLIT_NAMES))
     cases = [case for split in suite.splits.values() for case in split if not isinstance(case, Exception)]
