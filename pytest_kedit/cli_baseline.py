@@ -34,7 +34,7 @@ from .gates import GATE_MODES, Gate, GateMode, GateResult, check_gates, gates_ma
 from .provenance import DATA_FILES, provenance, run_difference
 from .record import CaseRecord
 from .registry import METRICS, split_order
-from .regression import DEFAULT_TOLERANCE, Judgement, judge, parse_tolerance, verdict_line, worse_by
+from .regression import DEFAULT_TOLERANCE, Judgement, gated_cases_fail, judge, parse_tolerance, verdict_line, worse_by
 from .run_files import Runs, load_run, load_runs, partial_note
 from .step_summary import append_step_summary
 from .thresholds import parse_thresholds
@@ -123,7 +123,7 @@ class RunGate(NamedTuple):
     @property
     def failed(self) -> bool:
         """A case regressed, a case is an error, or a gate failed: the plugin's session would fail."""
-        return self.errors > 0 or any(judgement.verdict == "regressed" for _, judgement in self.judged) or any(
+        return gated_cases_fail((judgement.verdict for _, judgement in self.judged), self.errors) or any(
             result.failed for result in self.gates)
 
 

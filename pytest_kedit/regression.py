@@ -132,6 +132,12 @@ def _known_reason(known: Iterable[str], current: Mapping[str, float], baseline: 
     return f"known failure: {', '.join(parts)} in the baseline too"
 
 
+def gated_cases_fail(verdicts: Iterable[str | None], errors: int) -> bool:
+    """Whether a run gated against a baseline fails on its cases alone: one of them regressed, or
+    one is an error (its data could not run, or its run raised)."""
+    return errors > 0 or "regressed" in verdicts
+
+
 def verdict_line(path: str, verdicts: Iterable[str | None], errors: int) -> str:
     """The terminal summary's line for a run gated against the baseline at ``path``:
     ``baseline PATH: 3 regressed, 60 known failures, 2 improved, 27 passed``, each verdict of

@@ -36,7 +36,7 @@ from .options import KeditOptions
 from .provenance import provenance
 from .record import PHASES, CaseRecord, outcome_counts
 from .registry import SPLITS
-from .regression import Judgement, judge, verdict_line
+from .regression import Judgement, gated_cases_fail, judge, verdict_line
 from .resume import PreviousRun, merged, read_previous
 from .run_files import CaseLog, RunReport, run_report, write_report
 from .thresholds import failures
@@ -338,9 +338,8 @@ class Collector:
                 baseline_cases, failed = {}, True
             if records:
                 errors = sum(record.outcome == "error" for record in records)
-                regressed = any(record.verdict == "regressed" for record in records)
-                lines.append((verdict_line(display_path(Path(options.baseline)),
-                                           (record.verdict for record in records), errors), regressed or errors > 0))
+                lines.append((verdict_line(display_path(Path(options.baseline)), (record.verdict for record in records),
+                                           errors), gated_cases_fail((record.verdict for record in records), errors)))
         gates = check_gates(options.gates, records, baseline_cases, options.gate_mode)
         return SessionVerdict(lines, gates, failed or any(gate.failed for gate in gates))
 
