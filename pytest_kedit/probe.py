@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -120,14 +120,13 @@ def probe(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[tuple[str, s
     object after it, and its keys and values are reused for the objects' further tokens, so a prompt
     probed with many objects costs one pass over the prompt and the objects' own tokens."""
     encoded = [encoder(prefix, target) for prefix, target in pairs]
-    prefixes = list(dict.fromkeys(e.prefix for e in encoded))
-    pairs_after: list[list[int]] = [[] for _ in prefixes]
-    row_of = {prefix: i for i, prefix in enumerate(prefixes)}
+    pairs_after: dict[tuple[int, ...], list[int]] = {}  # each distinct prefix -> its pairs, in order of appearance
     for k, pair in enumerate(encoded):
-        pairs_after[row_of[pair.prefix]].append(k)
+        pairs_after.setdefault(pair.prefix, []).append(k)
+    prefixes = list(pairs_after)
     logprob_sums = np.zeros(len(encoded), dtype=np.float64)
     for chunk in length_batches([len(prefix) for prefix in prefixes]):
-        owned = [(k, row) for row, i in enumerate(chunk) for k in pairs_after[i]]
+        owned = [(k, row) for row, i in enumerate(chunk) for k in pairs_after[prefixes[i]]]
         logprob_sums[[k for k, _ in owned]] = _score_after_prefixes(model, encoder, [prefixes[i] for i in chunk],
                                                                     [encoded[k].target for k, _ in owned],
                                                                     [row for _, row in owned])
@@ -167,11 +166,17 @@ def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tens
     """The last hidden states of ``input_ids`` after what ``cache`` holds, which then holds them too.
     The keywords follow the model's forward: the cache is ``cache`` in recent transformers and
     ``past_key_values`` before; a model without ``position_ids`` (ALiBi) reads positions off the mask."""
-    accepted = inspect.signature(model.base_model.forward).parameters
+    accepted = _forward_parameters(type(model.base_model))
     keywords: dict[str, Any] = {"cache" if "cache" in accepted else "past_key_values": cache}
     if "position_ids" in accepted:
         keywords["position_ids"] = position_ids
     return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **keywords).last_hidden_state
+
+
+@cache
+def _forward_parameters(module_class: type[torch.nn.Module]) -> frozenset[str]:
+    """The keyword parameters of a module class's ``forward``, read once per class."""
+    return frozenset(inspect.signature(module_class.forward).parameters)
 
 
 def vocab_logprobs(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:

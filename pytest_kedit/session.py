@@ -338,8 +338,9 @@ class Collector:
                 baseline_cases, failed = {}, True
             if records:
                 errors = sum(record.outcome == "error" for record in records)
-                lines.append((verdict_line(display_path(Path(options.baseline)), (record.verdict for record in records),
-                                           errors), gated_cases_fail((record.verdict for record in records), errors)))
+                verdicts = [record.verdict for record in records]
+                lines.append((verdict_line(display_path(Path(options.baseline)), verdicts, errors),
+                              gated_cases_fail(verdicts, errors)))
         gates = check_gates(options.gates, records, baseline_cases, options.gate_mode)
         return SessionVerdict(lines, gates, failed or any(gate.failed for gate in gates))
 
