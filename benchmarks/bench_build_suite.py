@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit import knowledge_check
-from pytest_kedit.cases import Case
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.cases import Case
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import DataError
-from pytest_kedit.knowledge_check import KnowledgeCheck
-from pytest_kedit.models import load_model
+from pytest_kedit.model.loading import load_model
+from pytest_kedit.suite_build import knowledge_check
+from pytest_kedit.suite_build.knowledge_check import KnowledgeCheck
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
 CHECKED_SPLITS = ("composite", "easy", "hard")

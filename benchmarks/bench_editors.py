@@ -35,15 +35,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference is the tests' oracle
 from reference_rome import ReferenceROME  # noqa: E402
 
-from pytest_kedit.cases import ConflictCase  # noqa: E402
-from pytest_kedit.datasets import load_suite  # noqa: E402
+from pytest_kedit.benchmark.cases import ConflictCase  # noqa: E402
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, SPLIT_NAMES, splits_of  # noqa: E402
+from pytest_kedit.dataset.sources import load_suite  # noqa: E402
 from pytest_kedit.editors import create_editor, key_value, memit, rome  # noqa: E402
 from pytest_kedit.editors.base import Editor  # noqa: E402
 from pytest_kedit.editors.context_templates import context_templates  # noqa: E402
 from pytest_kedit.editors.second_moment import second_moments  # noqa: E402
-from pytest_kedit.harness import Harness  # noqa: E402
-from pytest_kedit.models import LoadedModel, load_model  # noqa: E402
-from pytest_kedit.registry import CONFLICT_EDIT, SPLIT_NAMES, splits_of  # noqa: E402
+from pytest_kedit.model.loading import LoadedModel, load_model  # noqa: E402
+from pytest_kedit.run.harness import Harness  # noqa: E402
 
 
 class Clock:

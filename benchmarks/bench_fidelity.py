@@ -22,7 +22,7 @@ the data has neither a prompt ending in a space nor a repeated o1 (checked), as 
 
 Per method, a Markdown table with one row per Table 1/2 cell: its value under ``paper`` (×100),
 then for each variant the difference of means ×100 (variant − paper) on the cases both ran, with
-its paired bootstrap interval (:func:`pytest_kedit.comparison.compare_runs`).
+its paired bootstrap interval (:func:`pytest_kedit.ci.comparison.compare_runs`).
 """
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
-from pytest_kedit.comparison import compare_runs
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.protocol import PAPER, UPSTREAM, Protocol
+from pytest_kedit.benchmark.registry import BENCHMARKS, SPLIT_NAMES, SPLITS, table_columns
+from pytest_kedit.ci.comparison import compare_runs
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import create_editor
-from pytest_kedit.harness import Harness
-from pytest_kedit.models import LoadedModel, load_model
-from pytest_kedit.protocol_choices import PAPER, UPSTREAM, Protocol
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import BENCHMARKS, SPLIT_NAMES, SPLITS, table_columns
-from pytest_kedit.run_files import load_run
+from pytest_kedit.model.loading import LoadedModel, load_model
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import load_run
+from pytest_kedit.run.harness import Harness
 
 #: Each choice of ``upstream`` alone on top of ``paper``: (label, protocol, re-score only); the
 #: numbers are those of the differences in docs/fidelity.md.
@@ -87,7 +87,7 @@ def applies(loaded: LoadedModel, method: str, protocol: Protocol) -> bool:
 
 
 def differences(paper: Sequence[CaseRecord], variant: Sequence[CaseRecord]) -> dict[tuple[str, str], Any]:
-    """Per (split, metric): the variant against paper (:class:`pytest_kedit.comparison.MetricComparison`)."""
+    """Per (split, metric): the variant against paper (:class:`pytest_kedit.ci.comparison.MetricComparison`)."""
     return {(s.split, m.metric): m for s in compare_runs(paper, variant, top=0).splits for m in s.metrics}
 
 

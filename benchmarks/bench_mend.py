@@ -22,17 +22,17 @@ from collections import defaultdict
 from pathlib import Path
 from unittest import mock
 
-from pytest_kedit.cache import ENV_CACHE_DIR
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import create_editor
-from pytest_kedit.editors.mend import MENDHyperParams
+from pytest_kedit.editors.hparams import load_hparams
+from pytest_kedit.editors.mend.editor import MENDHyperParams
+from pytest_kedit.editors.mend.training import MENDTrainer
+from pytest_kedit.editors.mend.training_data import training_data
 from pytest_kedit.errors import KeditError
-from pytest_kedit.harness import Harness
-from pytest_kedit.hparams import load_hparams
-from pytest_kedit.mend_data import training_data
-from pytest_kedit.mend_training import MENDTrainer
-from pytest_kedit.models import LoadedModel, load_model
-from pytest_kedit.registry import SPLITS
+from pytest_kedit.model.loading import LoadedModel, load_model
+from pytest_kedit.run.harness import Harness
+from pytest_kedit.storage.cache import ENV_CACHE_DIR
 
 
 def bench_training(loaded: LoadedModel, source: str, steps: int) -> None:

@@ -20,7 +20,7 @@ import tempfile
 
 _CHILD = """
 import json, sys
-from pytest_kedit.models import load_model
+from pytest_kedit.model.loading import load_model
 loaded = load_model(sys.argv[1], device="cpu")
 print(json.dumps({"seconds": loaded.load_seconds, "source": loaded.source}))
 """

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from pytest_kedit.datasets import load_suite
-from pytest_kedit.models import load_model
-from pytest_kedit.probe import Encoder, collate, length_batches, mean_logprob_per_pair, model_device, probe, token_logprobs
-from pytest_kedit.protocol_choices import PAPER
-from pytest_kedit.registry import SPLIT_NAMES, SPLITS
+from pytest_kedit.benchmark.protocol import PAPER
+from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS
+from pytest_kedit.dataset.sources import load_suite
+from pytest_kedit.model.loading import load_model
+from pytest_kedit.model.probe import Encoder, collate, length_batches, mean_logprob_per_pair, model_device, probe, token_logprobs
 
 
 @torch.no_grad()

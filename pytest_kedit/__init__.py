@@ -2,40 +2,40 @@
 
 The public API: the case types, the Editor interface for new methods, the harness that runs a
 case, the case record, the registry of splits and metrics, and the pure metric functions
-(``pytest_kedit.metrics``).
+(``pytest_kedit.benchmark.metrics``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import metrics
-from .cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, Relation, RoundCase
-from .datasets import Suite, load_suite
-from .errors import ConfigError, DataError, KeditError
-from .record import CaseRecord
-from .registry import METRICS, SPLITS, Metric, Split
-from .session import assert_thresholds
+from pytest_kedit import metrics
+from pytest_kedit.benchmark.cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, Relation, RoundCase
+from pytest_kedit.benchmark.registry import METRICS, SPLITS, Metric, Split
+from pytest_kedit.dataset.sources import Suite, load_suite
+from pytest_kedit.errors import ConfigError, DataError, KeditError
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.run.session import assert_thresholds
 
 if TYPE_CHECKING:
-    from .architectures import ModuleMap
-    from .editors.base import Editor, WeightDelta, snapshot
-    from .harness import CaseResult, Harness
-    from .models import LoadedModel, load_model
+    from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
+    from pytest_kedit.model.architectures import ModuleMap
+    from pytest_kedit.model.loading import LoadedModel, load_model
+    from pytest_kedit.run.harness import CaseResult, Harness
 
 __version__ = "0.1.0"
 
 # torch and transformers load only when these are first used, so that `pytest` without kedit
 # tests starts fast.
 _LAZY = {
-    "Editor": "editors.base",
-    "WeightDelta": "editors.base",
-    "snapshot": "editors.base",
-    "LoadedModel": "models",
-    "ModuleMap": "architectures",
-    "load_model": "models",
-    "CaseResult": "harness",
-    "Harness": "harness",
+    "Editor": "pytest_kedit.editors.base",
+    "WeightDelta": "pytest_kedit.editors.base",
+    "snapshot": "pytest_kedit.editors.base",
+    "LoadedModel": "pytest_kedit.model.loading",
+    "ModuleMap": "pytest_kedit.model.architectures",
+    "load_model": "pytest_kedit.model.loading",
+    "CaseResult": "pytest_kedit.run.harness",
+    "Harness": "pytest_kedit.run.harness",
 }
 
 
@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

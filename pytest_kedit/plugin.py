@@ -10,22 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .datasets import Entry, resolve_source
-from .errors import KeditError
-from .gates import gates_markdown
-from .junit import replace_record
-from .options import add_options, read_options
-from .record import CaseRecord
-from .registry import BENCHMARKS, METRICS, SPLITS, splits_of
-from .resume import PROVENANCE_PROPERTY, take_property
-from .session import USER_PROPERTY, Collector, SessionVerdict, Worker
-from .step_summary import append_step_summary, run_markdown
-from .tables import threshold_summary, timing_summary
+from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SPLITS, splits_of
+from pytest_kedit.ci.gates import gates_markdown
+from pytest_kedit.ci.step_summary import append_step_summary, run_markdown
+from pytest_kedit.dataset.sources import Entry, resolve_source
+from pytest_kedit.errors import KeditError
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.tables import threshold_summary, timing_summary
+from pytest_kedit.run.junit import replace_record
+from pytest_kedit.run.options import add_options, read_options
+from pytest_kedit.run.resume import PROVENANCE_PROPERTY, take_property
+from pytest_kedit.run.session import USER_PROPERTY, Collector, SessionVerdict, Worker
 
 if TYPE_CHECKING:
-    from .editors.base import Editor
-    from .harness import Harness
-    from .models import LoadedModel
+    from pytest_kedit.editors.base import Editor
+    from pytest_kedit.model.loading import LoadedModel
+    from pytest_kedit.run.harness import Harness
 
 WORKER = pytest.StashKey[Worker]()
 CASE_ID = re.compile(rf"\[({'|'.join(SPLITS)})-(\d+|invalid)\]$")
@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         resolve_source(options.data)
         if options.html:
             # Imported only when asked for: the visual report brings in scipy.stats and matplotlib.
-            from .html_report import require_matplotlib
+            from pytest_kedit.report.html import require_matplotlib
 
             require_matplotlib()
     except KeditError as exc:
@@ -89,8 +89,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def preflight(config: pytest.Config) -> None:
     """Check every option, the data, the baseline and the report folder to resume, as a one-line
     usage error; on the controller (under pytest-xdist, once the first worker has collected)."""
-    from .preflight import check_baseline, check_options, check_suite  # imports torch: only for runs with kedit cases
-    from .resume import check_resume
+    from pytest_kedit.run.preflight import check_baseline, check_options, check_suite  # imports torch: only for runs with kedit cases
+    from pytest_kedit.run.resume import check_resume
 
     worker = config.stash[WORKER]
     try:
@@ -298,7 +298,7 @@ class KeditReporter:
         if options.report:
             write(f"report written to {options.report}")
         if options.html:
-            from .html_report import write_html_report
+            from pytest_kedit.report.html import write_html_report
 
             key = (run.summary["model"], run.summary["method"])
             try:

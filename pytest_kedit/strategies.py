@@ -20,8 +20,8 @@ import sys
 
 from hypothesis import strategies as st
 
-from .cases import ConflictCase, Edit, Entity, Fact, Relation, RoundCase, case_id
-from .registry import CONFLICT_EDIT, ROUND_EDIT, splits_of
+from pytest_kedit.benchmark.cases import ConflictCase, Edit, Entity, Fact, Relation, RoundCase, case_id
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT, splits_of
 
 __all__ = [
     "conflict_cases",

@@ -22,13 +22,13 @@ import time
 
 import numpy as np
 
-from pytest_kedit.cases import ConflictCase
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.cases import ConflictCase
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import editor_class
+from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.second_moment import second_moments
-from pytest_kedit.hparams import load_hparams
-from pytest_kedit.models import load_model
-from pytest_kedit.probe import Encoder, probe
+from pytest_kedit.model.loading import load_model
+from pytest_kedit.model.probe import Encoder, probe
 
 
 def layer_range(spec: str) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 from tiny_models import FAMILIES, tiny_model
 
-from pytest_kedit.cache import cache_dir
+from pytest_kedit.storage.cache import cache_dir
 
 pytest_plugins = ["pytester"]
 

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 
 import torch
 
-from pytest_kedit.cases import EditRequest
+from pytest_kedit.benchmark.cases import EditRequest
 from pytest_kedit.editors.key_value import KL_PROMPT, SubjectPrompt, subject_prompt
 from pytest_kedit.editors.key_value_editor import KeyValueEditor, add_update, as_out_in
 from pytest_kedit.editors.memit import MEMITEditor
 from pytest_kedit.editors.rome import RankOneUpdate, ROMEEditor
 from pytest_kedit.editors.second_moment import second_moments
-from pytest_kedit.tracing import Edit, Trace, pad
+from pytest_kedit.model.tracing import Edit, Trace, pad
 
 
 class _Straightforward(KeyValueEditor):

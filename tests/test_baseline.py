@@ -1,4 +1,4 @@
-"""Baselines: the per-case judgement (``pytest_kedit.regression``), the file (``pytest_kedit.baseline``)
+"""Baselines: the per-case judgement (``pytest_kedit.ci.regression``), the file (``pytest_kedit.ci.baseline``)
 and, end to end on a tiny model, --kedit-update-baseline, --kedit-baseline and the provenance check."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kedit.baseline import (
+from pytest_kedit.benchmark.registry import METRICS, SPLITS
+from pytest_kedit.benchmark.thresholds import parse_thresholds
+from pytest_kedit.ci.baseline import (
     FORMAT,
     BaselineError,
     baseline_difference,
@@ -23,11 +25,9 @@ from pytest_kedit.baseline import (
     safe_name,
     update_baseline,
 )
-from pytest_kedit.provenance import PROVENANCE_FIELDS
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import METRICS, SPLITS
-from pytest_kedit.regression import judge, verdict_line, worse_by
-from pytest_kedit.thresholds import parse_thresholds
+from pytest_kedit.ci.regression import judge, verdict_line, worse_by
+from pytest_kedit.results.provenance import PROVENANCE_FIELDS
+from pytest_kedit.results.record import CaseRecord
 
 THRESHOLDS = parse_thresholds([])  # the defaults: each agrees with its metric's direction
 

@@ -19,16 +19,16 @@ import pytest
 import torch
 from tiny_models import WORDS, tiny_loaded, tiny_model
 
-from pytest_kedit import knowledge_check
-from pytest_kedit.cli import main
-from pytest_kedit.datasets import SPLIT_FILES, builtin_folder, load_suite
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT
+from pytest_kedit.benchmark.registry import SPLIT_NAMES as SPLITS
+from pytest_kedit.cli.main import main
+from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import DataError, KeditError
-from pytest_kedit.knowledge_check import TOP_K, Continuations, contains
-from pytest_kedit.models import LoadedModel
-from pytest_kedit.registry import CONFLICT_EDIT, ROUND_EDIT
-from pytest_kedit.registry import SPLIT_NAMES as SPLITS
-from pytest_kedit.suite_builder import CHECKPOINT, BuildSettings, build_suite
-from pytest_kedit.suite_manifest import KEPT_SPLITS, MANIFEST
+from pytest_kedit.model.loading import LoadedModel
+from pytest_kedit.suite_build import knowledge_check
+from pytest_kedit.suite_build.builder import CHECKPOINT, BuildSettings, build_suite
+from pytest_kedit.suite_build.knowledge_check import TOP_K, Continuations, contains
+from pytest_kedit.suite_build.manifest import KEPT_SPLITS, MANIFEST
 
 SUBJECTS = ("France", "Italy", "Germany", "Spain", "Canada", "Switzerland", "Marie", "Pierre", "Hamlet", "Alice")
 CITY = {"id": "P131", "prompt": "{} is located in the city", "query": "?", "label": "located in"}

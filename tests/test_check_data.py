@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from test_datasets import UPSTREAM, copy_builtin, needs_upstream
 
-from pytest_kedit.cli import main
-from pytest_kedit.data_check import check_data
-from pytest_kedit.datasets import builtin_folder
+from pytest_kedit.cli.main import main
+from pytest_kedit.dataset.check import check_data
+from pytest_kedit.dataset.sources import builtin_folder
 
 CANDIDATES = Path(__file__).resolve().parents[1] / "scripts" / "builtin_candidates"
 

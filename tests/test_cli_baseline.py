@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from pytest_kedit.baseline import read_baseline
-from pytest_kedit.cli import main
-from pytest_kedit.provenance import provenance
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.run_files import write_report
-from pytest_kedit.shards import Shard, deal
-from pytest_kedit.step_summary import STEP_SUMMARY_VARIABLE
+from pytest_kedit.ci.baseline import read_baseline
+from pytest_kedit.ci.step_summary import STEP_SUMMARY_VARIABLE
+from pytest_kedit.cli.main import main
+from pytest_kedit.dataset.shards import Shard, deal
+from pytest_kedit.results.provenance import provenance
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import write_report
 
 FILES = {"reverse_edit.json": "a" * 64, "conflict_prompts.json": "b" * 64, "easy.json": "c" * 64,
          "round_prompts.json": "d" * 64}

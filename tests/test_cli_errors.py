@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit import data_check
-from pytest_kedit.cli import BROKEN_PIPE, main
-from pytest_kedit.datasets import builtin_folder
+from pytest_kedit.cli.main import BROKEN_PIPE, main
+from pytest_kedit.dataset import check as data_check
+from pytest_kedit.dataset.sources import builtin_folder
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.run_files import write_report
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import write_report
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -70,7 +70,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path, argv: tuple[str, ...]):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "coverage_edit.json").write_text("[" + ",".join(["{}"] * 3000) + "]")  # many findings
-    command = [sys.executable, "-c", "from pytest_kedit.cli import main; raise SystemExit(main())",
+    command = [sys.executable, "-c", "from pytest_kedit.cli.main import main; raise SystemExit(main())",
                *(arg.format(run=run, bad=bad) for arg in argv)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None

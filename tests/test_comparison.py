@@ -1,4 +1,4 @@
-"""Paired comparison of two runs (``pytest_kedit.comparison``) and ``kedit compare``."""
+"""Paired comparison of two runs (``pytest_kedit.ci.comparison``) and ``kedit compare``."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pytest_kedit.cli import BROKEN_PIPE, main
-from pytest_kedit.comparison import (
+from pytest_kedit.ci.comparison import (
     Flips,
     comparability_warnings,
     compare_runs,
     mcnemar_exact,
     paired_bootstrap_interval,
 )
-from pytest_kedit.comparison_report import comparison_markdown
+from pytest_kedit.ci.comparison_report import comparison_markdown
+from pytest_kedit.cli.main import BROKEN_PIPE, main
 from pytest_kedit.errors import KeditError
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.run_files import write_report
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import write_report
 
 MODEL = "smollm2-135m"
 #: Few resamples keep the property tests fast; the statistics do not depend on the count.

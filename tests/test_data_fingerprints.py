@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from pytest_kedit.baseline import Baseline, baseline_difference, mismatch_message
-from pytest_kedit.datasets import builtin_folder, load_suite
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.ci.baseline import Baseline, baseline_difference, mismatch_message
+from pytest_kedit.dataset.sources import builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.provenance import PROVENANCE_FIELDS, provenance, run_difference
-from pytest_kedit.registry import SPLITS
-from pytest_kedit.resume import PreviousRun
+from pytest_kedit.results.provenance import PROVENANCE_FIELDS, provenance, run_difference
+from pytest_kedit.run.resume import PreviousRun
 
 
 def data_copy(tmp_path: Path) -> Path:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.cases import ConflictCase, RoundCase
-from pytest_kedit.datasets import SPLIT_FILES, builtin_folder, load_suite
+from pytest_kedit.benchmark.cases import ConflictCase, RoundCase
+from pytest_kedit.benchmark.registry import SPLIT_NAMES as SPLITS
+from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError, DataError
-from pytest_kedit.registry import SPLIT_NAMES as SPLITS
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls"
 needs_upstream = pytest.mark.skipif(

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_kedit.baseline import safe_name
-from pytest_kedit.cli import build_parser
-from pytest_kedit.gates import parse_gates
-from pytest_kedit.options import read_options
-from pytest_kedit.regression import parse_tolerance
-from pytest_kedit.tables import metric_table
+from pytest_kedit.ci.baseline import safe_name
+from pytest_kedit.ci.gates import parse_gates
+from pytest_kedit.ci.regression import parse_tolerance
+from pytest_kedit.cli.main import build_parser
+from pytest_kedit.results.tables import metric_table
+from pytest_kedit.run.options import read_options
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_metrics import upstream_js_div
 
-from pytest_kedit import metrics
+from pytest_kedit.benchmark import metrics
 
 RECORDS = 5000
 

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_kedit.cli import main
-from pytest_kedit.datasets import SPLIT_FILES, builtin_folder, load_suite
+from pytest_kedit.cli.main import main
+from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import DataError
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.run_files import write_report
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import write_report
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 #: Records 0..LIMIT-1 of each split take part: the fuzzed record is one of them.

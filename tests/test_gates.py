@@ -1,4 +1,4 @@
-"""Aggregate gates (``pytest_kedit.gates``): parsing, absolute and relative checks, Markdown."""
+"""Aggregate gates (``pytest_kedit.ci.gates``): parsing, absolute and relative checks, Markdown."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_kedit.benchmark.metrics import mean_percent
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.ci.gates import Gate, check_gates, gates_markdown, parse_gate, parse_gates
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.gates import Gate, check_gates, gates_markdown, parse_gate, parse_gates
-from pytest_kedit.metrics import mean_percent
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import SPLITS
+from pytest_kedit.results.record import CaseRecord
 
 split_metrics = st.sampled_from([(split, metric) for split in SPLITS for metric in SPLITS[split].metrics])
 bounds = st.floats(-200, 200, allow_nan=False).map(lambda x: round(x, 3))

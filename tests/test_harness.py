@@ -6,11 +6,11 @@ import pytest
 import torch
 from tiny_models import tiny_loaded
 
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
 from pytest_kedit.editors.ft import FTEditor, FTHyperParams
-from pytest_kedit.harness import EditorContractError, Harness
-from pytest_kedit.registry import SPLITS
+from pytest_kedit.run.harness import EditorContractError, Harness
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_a_case_run_twice_and_cases_in_either_order_give_identical_metrics(suite
 
 
 def test_ft_objectives_teacher_forcing_and_prompt_last_both_raise_the_target(suite):
-    from pytest_kedit.cases import EditRequest
-    from pytest_kedit.probe import probe
+    from pytest_kedit.benchmark.cases import EditRequest
+    from pytest_kedit.model.probe import probe
 
     request = EditRequest(subject="France", prompt="the capital of {} is", target="Rome Italy")
     results = {}

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.architectures import MODULE_MAPS
 from pytest_kedit.editors import BUILTIN, editor_class
+from pytest_kedit.editors.hparams import SHARED_DEFAULTS, default_file, load_hparams
 from pytest_kedit.editors.key_value_editor import KeyValueHyperParams
 from pytest_kedit.editors.memit import MEMITHyperParams
 from pytest_kedit.editors.rome import ROMEHyperParams
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.hparams import SHARED_DEFAULTS, default_file, load_hparams
+from pytest_kedit.model.architectures import MODULE_MAPS
 
 #: MEMIT measured destructive on Gemma 3 at every setting tried (docs/editors.md): no packaged default.
 WITHOUT_DEFAULTS = {("memit", family) for family in ("gemma", "gemma2", "gemma3", "gemma3_text")}
@@ -56,7 +56,7 @@ def test_rome_and_memit_share_the_key_value_keys_and_reject_the_others(tmp_path)
 
 @pytest.mark.parametrize("method, hparams_class", [("rome", ROMEHyperParams), ("memit", MEMITHyperParams)])
 def test_every_packaged_file_is_valid(method: str, hparams_class: type) -> None:
-    files = sorted(Path(str(resources.files("pytest_kedit.hparams").joinpath(method))).glob("*.yaml"))
+    files = sorted(Path(str(resources.files("pytest_kedit.editors.hparams").joinpath(method))).glob("*.yaml"))
     assert files
     for file in files:
         assert load_hparams(method, hparams_class, "tiny", "llama", str(file)).layers, file.name

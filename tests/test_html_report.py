@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from pytest_kedit import html_report
-from pytest_kedit.aggregation import aggregate, intervals
-from pytest_kedit.cli import main
-from pytest_kedit.comparison import compare_runs
-from pytest_kedit.datasets import Suite, load_suite
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, SPLITS, splits_of
+from pytest_kedit.ci.comparison import compare_runs
+from pytest_kedit.cli.main import main
+from pytest_kedit.dataset.sources import Suite, load_suite
 from pytest_kedit.errors import KeditError
-from pytest_kedit.figure_data import (
+from pytest_kedit.report import html as html_report
+from pytest_kedit.report.figure_data import (
     conflict_panels,
     distortion_cases,
     distortion_panel,
@@ -28,13 +28,14 @@ from pytest_kedit.figure_data import (
     report_runs,
     round_edit_labels,
 )
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import CONFLICT_EDIT, METRICS, SPLITS, splits_of
-from pytest_kedit.run_files import write_report
+from pytest_kedit.results.aggregation import aggregate, intervals
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import write_report
 
 pytest.importorskip("matplotlib", reason="the visual report needs the html extra: pip install 'pytest-kedit[html]'")
 
-from pytest_kedit import figure_canvas, figures  # noqa: E402  (after the skip: it imports matplotlib)
+from pytest_kedit.report import canvas as figure_canvas  # noqa: E402  (after the skip: it imports matplotlib)
+from pytest_kedit.report import figures
 
 MODEL = "smollm2-135m"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -350,7 +351,7 @@ def test_92_cases_by_4_methods_make_a_page_under_2_mb(suite: Suite):
 
 @pytest.mark.slow
 def test_the_plugin_and_the_tables_import_no_matplotlib():
-    code = ("import sys, pytest_kedit.plugin, pytest_kedit.cli, pytest_kedit.html_report, pytest_kedit.tables; "
+    code = ("import sys, pytest_kedit.plugin, pytest_kedit.cli.main, pytest_kedit.report.html, pytest_kedit.results.tables; "
             "print('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
-from pytest_kedit.cases import RoundCase
-from pytest_kedit.datasets import load_suite
-from pytest_kedit.input_length import byte_limit, context_length, overlong
+from pytest_kedit.benchmark.cases import RoundCase
+from pytest_kedit.dataset.input_length import byte_limit, context_length, overlong
+from pytest_kedit.dataset.sources import load_suite
 
 
 def words(prefix: str, target: str) -> int:

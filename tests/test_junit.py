@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.junit import junit_properties, replace_record
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import METRICS, SPLITS
+from pytest_kedit.benchmark.registry import METRICS, SPLITS
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.run.junit import junit_properties, replace_record
 
 
 def test_a_record_becomes_its_case_split_relation_and_one_property_per_metric() -> None:

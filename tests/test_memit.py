@@ -9,13 +9,13 @@ import torch
 from test_rome import TINY_STATISTICS, TINY_VALUE, one_thread_and_private_cache, p, tiny_loaded  # noqa: F401
 from tiny_models import FAMILIES
 
-from pytest_kedit.cases import Edit, EditRequest, Entity, Relation, RoundCase
+from pytest_kedit.benchmark.cases import Edit, EditRequest, Entity, Relation, RoundCase
 from pytest_kedit.editors import create_editor, editor_class
+from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.key_value import read_at_subject, subject_prompt
 from pytest_kedit.editors.memit import MEMITEditor, MEMITHyperParams, MEMITMLEEditor
-from pytest_kedit.harness import Harness
-from pytest_kedit.hparams import load_hparams
-from pytest_kedit.models import LoadedModel, load_model
+from pytest_kedit.model.loading import LoadedModel, load_model
+from pytest_kedit.run.harness import Harness
 
 BATCH = [
     EditRequest(subject="France", prompt="the capital of {} is", target="Berlin"),

@@ -15,16 +15,16 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from tiny_models import tiny_loaded
 
-from pytest_kedit.cases import EditRequest
-from pytest_kedit.datasets import SPLIT_FILES, load_suite
-from pytest_kedit.editors.mend import MENDEditor, MENDHyperParams, build_network, token_factors
-from pytest_kedit.editors.mend_checkpoint import network_tensors, publish, read_manifest, trained_path
+from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.dataset.sources import SPLIT_FILES, load_suite
+from pytest_kedit.editors.mend.checkpoint import network_tensors, publish, read_manifest, trained_path
+from pytest_kedit.editors.mend.editor import MENDEditor, MENDHyperParams, build_network, token_factors
+from pytest_kedit.editors.mend.training import STATE_TENSORS, MENDTrainer
+from pytest_kedit.editors.mend.training_data import leaked_entities, normalised, training_data
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.mend_data import leaked_entities, normalised, training_data
-from pytest_kedit.mend_training import STATE_TENSORS, MENDTrainer
-from pytest_kedit.probe import Encoder, collate, token_logprobs
-from pytest_kedit.provenance import provenance, provenance_difference
-from pytest_kedit.registry import SPLITS
+from pytest_kedit.model.probe import Encoder, collate, token_logprobs
+from pytest_kedit.results.provenance import provenance, provenance_difference
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
 SUITES = Path(__file__).resolve().parent.parent / "suites"

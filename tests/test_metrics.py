@@ -1,4 +1,4 @@
-"""Properties and hand-computed examples of pytest_kedit.metrics, and checks of pytest_kedit.strategies."""
+"""Properties and hand-computed examples of pytest_kedit.benchmark.metrics, and checks of pytest_kedit.strategies."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.special import entr
 
-import pytest_kedit.metrics
-from pytest_kedit.cases import ConflictCase, RoundCase, parse_conflict_case, parse_round_case
-from pytest_kedit.metrics import (
+import pytest_kedit.benchmark.metrics
+from pytest_kedit.benchmark.cases import ConflictCase, RoundCase, parse_conflict_case, parse_round_case
+from pytest_kedit.benchmark.metrics import (
     DISTORTION_SCALINGS,
     bootstrap_interval,
     conflict_magnitude,
@@ -553,7 +553,7 @@ def test_bootstrap_interval_rejects_invalid_arguments(kwargs):
 
 
 def test_metrics_module_imports_only_numpy_scipy_and_the_standard_library():
-    tree = ast.parse(Path(pytest_kedit.metrics.__file__).read_text())
+    tree = ast.parse(Path(pytest_kedit.benchmark.metrics.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert {name.split(".")[0] for name in imported} <= {"__future__", "collections", "math", "numpy", "scipy"}

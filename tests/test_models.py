@@ -20,8 +20,12 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedTokenizerFast
 
-from pytest_kedit.architectures import MODULE_MAPS, module_map
-from pytest_kedit.cache import (
+from pytest_kedit.errors import ConfigError
+from pytest_kedit.model.architectures import MODULE_MAPS, module_map
+from pytest_kedit.model.devices import resolve_device, resolve_dtype
+from pytest_kedit.model.embedded_models import EMBEDDED_MODELS, EmbeddedModel, WheelPart, assemble_gguf, pip_download, verify_sha256
+from pytest_kedit.model.loading import LoadedModel, load_model
+from pytest_kedit.storage.cache import (
     atomic_write_bytes,
     atomic_write_text,
     build_once,
@@ -30,10 +34,6 @@ from pytest_kedit.cache import (
     lock_path,
     locked,
 )
-from pytest_kedit.devices import resolve_device, resolve_dtype
-from pytest_kedit.embedded import EMBEDDED_MODELS, EmbeddedModel, WheelPart, assemble_gguf, pip_download, verify_sha256
-from pytest_kedit.errors import ConfigError
-from pytest_kedit.models import LoadedModel, load_model
 
 HIDDEN, INNER, LAYERS, VOCAB = 32, 48, 2, 64
 _DECODER = dict(
@@ -403,7 +403,7 @@ _CONVERT_SCRIPT = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from pytest_kedit.embedded import convert_once
+    from pytest_kedit.model.embedded_models import convert_once
     from test_models import tiny_model, tiny_tokenizer
 
     started = Path({started!r})

@@ -176,7 +176,7 @@ def test_hparams_typo_names_the_key(project: pytest.Pytester, tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pytest.Pytester, tmp_path: Path):
-    from pytest_kedit.datasets import builtin_folder
+    from pytest_kedit.dataset.sources import builtin_folder
 
     data = tmp_path / "data"
     data.mkdir()
@@ -248,7 +248,7 @@ def test_a_run_that_starts_no_case_leaves_the_previous_report_whole(project: pyt
 
 @pytest.mark.slow
 def test_an_input_longer_than_the_context_is_an_error_of_its_case_only(project: pytest.Pytester, tmp_path: Path):
-    from pytest_kedit.datasets import builtin_folder
+    from pytest_kedit.dataset.sources import builtin_folder
 
     data = tmp_path / "data"
     data.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.preflight import check_model
+from pytest_kedit.run.preflight import check_model
 
 
 def test_a_model_path_that_does_not_exist_is_one_line_naming_the_folder(tmp_path):

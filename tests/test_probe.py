@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tiny_models import tiny_model, tiny_tokenizer
 
-from pytest_kedit import probe as probe_module
-from pytest_kedit.original_probes import OriginalProbes
-from pytest_kedit.probe import MAX_LENGTH_RATIO, Encoder, length_batches, next_token_ranks, probe
+from pytest_kedit.model import probe as probe_module
+from pytest_kedit.model.original_probes import OriginalProbes
+from pytest_kedit.model.probe import MAX_LENGTH_RATIO, Encoder, length_batches, next_token_ranks, probe
 
 PAIRS = [
     ("The capital of France is", "Paris"),

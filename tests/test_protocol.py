@@ -11,20 +11,20 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from pytest_kedit import metrics
-from pytest_kedit.cases import Edit, Entity, Relation, RoundCase
+from pytest_kedit.benchmark import metrics
+from pytest_kedit.benchmark.cases import Edit, Entity, Relation, RoundCase
+from pytest_kedit.benchmark.plans import round_trip
+from pytest_kedit.benchmark.protocol import PAPER, UPSTREAM, resolve_protocol
+from pytest_kedit.benchmark.scoring import round_trip as score_round_trip
 from pytest_kedit.editors.ft import FTHyperParams
+from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.memit import MEMITHyperParams
 from pytest_kedit.editors.rome import ROMEHyperParams
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.hparams import load_hparams
-from pytest_kedit.options import read_options
-from pytest_kedit.original_probes import OriginalProbes
-from pytest_kedit.probe import Encoder
-from pytest_kedit.protocol_choices import PAPER, UPSTREAM, resolve_protocol
-from pytest_kedit.protocols import round_trip
-from pytest_kedit.scoring import round_trip as score_round_trip
-from pytest_kedit.tables import TableRow, table1, table2
+from pytest_kedit.model.original_probes import OriginalProbes
+from pytest_kedit.model.probe import Encoder
+from pytest_kedit.results.tables import TableRow, table1, table2
+from pytest_kedit.run.options import read_options
 
 TEXT = ["The father of Alice is Bob", "The mother of Alice is Carol", "Paris is the capital of France", "  spaces  "]
 

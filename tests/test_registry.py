@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_kedit.registry import BENCHMARKS, CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
+from pytest_kedit.benchmark.registry import BENCHMARKS, CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
 
 
 def test_every_metric_is_produced_by_a_split_and_every_split_metric_is_registered():

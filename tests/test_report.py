@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from pytest_kedit import registry
-from pytest_kedit.aggregation import COUNT_KEYS, aggregate, intervals, run_counts, sorted_records
-from pytest_kedit.cli import main
+from pytest_kedit.benchmark import registry
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
+from pytest_kedit.benchmark.thresholds import parse_thresholds
+from pytest_kedit.cli.main import main
 from pytest_kedit.errors import KeditError
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
-from pytest_kedit.run_files import (
+from pytest_kedit.results.aggregation import COUNT_KEYS, aggregate, intervals, run_counts, sorted_records
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import (
     CaseLog,
     ReportError,
     load_run,
@@ -27,7 +28,7 @@ from pytest_kedit.run_files import (
     run_report,
     write_report,
 )
-from pytest_kedit.tables import (
+from pytest_kedit.results.tables import (
     INTERVAL_METHOD,
     TableRow,
     paper_tables,
@@ -37,7 +38,6 @@ from pytest_kedit.tables import (
     threshold_summary,
     timing_summary,
 )
-from pytest_kedit.thresholds import parse_thresholds
 
 MODEL = "smollm2-135m"
 RUN_THRESHOLDS = parse_thresholds(["cs_exp>=1", "cs_imp>=1", "fr<=0"], defaults=False)

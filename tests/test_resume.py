@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.resume import check_resume, merged, read_previous, take_property
-from pytest_kedit.run_files import RUN_FILE, CaseLog, ReportError
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import RUN_FILE, CaseLog, ReportError
+from pytest_kedit.run.resume import check_resume, merged, read_previous, take_property
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 PROVENANCE = {"model": "tiny", "model_fingerprint": "local:x@1", "method": "ft", "data_fingerprint": "d",

@@ -9,15 +9,15 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from pytest_kedit.architectures import module_map
-from pytest_kedit.cases import EditRequest
+from pytest_kedit.benchmark.cases import EditRequest
 from pytest_kedit.editors import create_editor
 from pytest_kedit.editors.base import Editor
+from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.rome import ROMEEditor, ROMEHyperParams
 from pytest_kedit.errors import ConfigError, KeditError
-from pytest_kedit.hparams import load_hparams
-from pytest_kedit.models import LoadedModel, load_model
-from pytest_kedit.probe import Encoder, probe
+from pytest_kedit.model.architectures import module_map
+from pytest_kedit.model.loading import LoadedModel, load_model
+from pytest_kedit.model.probe import Encoder, probe
 
 REQUEST = EditRequest(subject="France", prompt="the capital of {} is", target="Berlin Madrid")
 #: Tiny random models have MLP outputs of norm ~0.005: the published clamp (a multiple of that

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pytest_kedit.cases import ConflictCase, RoundCase
-from pytest_kedit.datasets import builtin_folder, load_suite
+from pytest_kedit.benchmark.cases import ConflictCase, RoundCase
+from pytest_kedit.dataset.sampling import stratified_sample, stratum
+from pytest_kedit.dataset.sources import builtin_folder, load_suite
 from pytest_kedit.errors import DataError
-from pytest_kedit.sampling import stratified_sample, stratum
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
 needs_upstream = pytest.mark.skipif(
@@ -79,7 +79,7 @@ def test_different_seeds_draw_different_samples():
 
 @pytest.mark.slow
 def test_a_sample_does_not_depend_on_the_hash_seed():
-    code = "from pytest_kedit.sampling import stratified_sample as s; print(s([f'P{i % 7}' for i in range(300)], 40, 3))"
+    code = "from pytest_kedit.dataset.sampling import stratified_sample as s; print(s([f'P{i % 7}' for i in range(300)], 40, 3))"
     outputs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
                               capture_output=True, text=True, check=True).stdout for hash_seed in (1, 2)}
     assert len(outputs) == 1

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kedit.protocols import Plan
-from pytest_kedit.registry import CONFLICT_EDIT, METRICS, SPLITS, STATES, splits_of
+from pytest_kedit.benchmark.plans import Plan
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, SPLITS, STATES, splits_of
 from pytest_kedit.strategies import conflict_cases, probabilities, round_cases
 
 Probabilities = dict[str, dict[str, float]]

@@ -18,7 +18,7 @@ from pytest_kedit.editors.context_templates import context_templates
 from pytest_kedit.editors.corpus import corpus_windows, resolve_corpus
 from pytest_kedit.editors.second_moment import second_moments
 from pytest_kedit.errors import KeditError
-from pytest_kedit.tracing import Trace
+from pytest_kedit.model.tracing import Trace
 
 TESTS = Path(__file__).resolve().parent
 

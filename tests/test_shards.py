@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kedit.cli import main
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.cli.main import main
+from pytest_kedit.dataset.shards import Shard, deal, parse_shard
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.record import CaseRecord
-from pytest_kedit.registry import SPLITS
-from pytest_kedit.run_files import load_runs, merge_tables, write_report
-from pytest_kedit.shards import Shard, deal, parse_shard
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import load_runs, merge_tables, write_report
 
 #: A split's entries as (relation, case id): a few relations, ids unique.
 split_keys = st.lists(st.sampled_from(["P17", "P19", "P27", "P131", ""]), max_size=60).map(

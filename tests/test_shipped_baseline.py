@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.baseline import read_baseline
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.ci.baseline import read_baseline
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import editor_class
-from pytest_kedit.hparams import load_hparams
-from pytest_kedit.provenance import provenance
-from pytest_kedit.registry import SPLITS
+from pytest_kedit.editors.hparams import load_hparams
+from pytest_kedit.results.provenance import provenance
 
 SHIPPED = sorted((Path(__file__).parents[1] / ".kedit" / "baselines" / "smollm2-135m").glob("*.json"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_kedit.ci.step_summary import STEP_SUMMARY_VARIABLE, append_step_summary, run_markdown
 from pytest_kedit.errors import KeditError
-from pytest_kedit.step_summary import STEP_SUMMARY_VARIABLE, append_step_summary, run_markdown
 
 
 def test_nothing_is_written_outside_github_actions(tmp_path: Path) -> None:

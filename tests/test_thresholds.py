@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_kedit.benchmark.registry import METRICS, SPLITS, default_threshold_specs
+from pytest_kedit.benchmark.thresholds import Threshold, failures, parse_thresholds
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.registry import METRICS, SPLITS, default_threshold_specs
-from pytest_kedit.thresholds import Threshold, failures, parse_thresholds
 
 
 def test_the_default_thresholds_are_the_registrys_and_describe_a_robust_editor():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
-from pytest_kedit.architectures import module_map
-from pytest_kedit.tracing import Edit, StopForward, Trace, pad, skipped
+from pytest_kedit.model.architectures import module_map
+from pytest_kedit.model.tracing import Edit, StopForward, Trace, pad, skipped
 
 PROMPTS = ["the capital of France is Paris", "Hamlet was a notable work of", "the mother of Marie"]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from test_datasets import UPSTREAM, needs_upstream
 
-from pytest_kedit import upstream
-from pytest_kedit.cache import ENV_CACHE_DIR
-from pytest_kedit.data_check import check_data
-from pytest_kedit.datasets import load_suite
+from pytest_kedit.benchmark.registry import SPLIT_NAMES as SPLITS
+from pytest_kedit.dataset import upstream
+from pytest_kedit.dataset.check import check_data
+from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import ConfigError, DataError
-from pytest_kedit.registry import SPLIT_NAMES as SPLITS
+from pytest_kedit.storage.cache import ENV_CACHE_DIR
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 URL_PATH = f"/{upstream.REPOSITORY}/{upstream.COMMIT}/data/"

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 if TYPE_CHECKING:
-    from pytest_kedit.models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 WORDS = (
     "the capital of is a an in on by was born city country France Paris Rome Italy Germany Berlin Spain Madrid "
@@ -64,8 +64,8 @@ def tiny_model(family: str, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedT
 
 def tiny_loaded(family: str, seed: int = 0) -> LoadedModel:
     """A tiny model wrapped the way ``load_model`` returns models."""
-    from pytest_kedit.architectures import module_map
-    from pytest_kedit.models import LoadedModel
+    from pytest_kedit.model.architectures import module_map
+    from pytest_kedit.model.loading import LoadedModel
 
     model, tok = tiny_model(family, seed)
     return LoadedModel(

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from ..hparams import load_hparams
-from .base import Editor
+from pytest_kedit.editors.base import Editor
+from pytest_kedit.editors.hparams import load_hparams
+from pytest_kedit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 ENTRY_POINT_GROUP = "pytest_kedit.editors"
 
@@ -27,7 +27,7 @@ BUILTIN = {
     "rome": "pytest_kedit.editors.rome:ROMEEditor",
     "memit": "pytest_kedit.editors.memit:MEMITEditor",
     "memit-mle": "pytest_kedit.editors.memit:MEMITMLEEditor",
-    "mend": "pytest_kedit.editors.mend:MENDEditor",
+    "mend": "pytest_kedit.editors.mend.editor:MENDEditor",
 }
 
 

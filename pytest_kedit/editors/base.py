@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ..cases import EditRequest
-from ..errors import ConfigError
+from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 
 @dataclass

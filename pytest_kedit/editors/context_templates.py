@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cache import build_once, entry_path
-from .sampled_text import sample
+from pytest_kedit.editors.sampled_text import sample
+from pytest_kedit.storage.cache import build_once, entry_path
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 SEED_WORDS = ("The", "Therefore", "Because", "I", "You")
 TOP_K = 5

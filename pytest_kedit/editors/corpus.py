@@ -24,12 +24,12 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ..cache import build_once, entry_path
-from ..errors import ConfigError
-from .sampled_text import sample
+from pytest_kedit.editors.sampled_text import sample
+from pytest_kedit.errors import ConfigError
+from pytest_kedit.storage.cache import build_once, entry_path
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 

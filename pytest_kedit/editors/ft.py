@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import torch
 
-from ..cases import EditRequest
-from ..probe import Encoder, collate, mean_logprob_per_pair, model_device, token_logprobs
-from .base import Editor, WeightDelta, projection_names, snapshot
+from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.editors.base import Editor, WeightDelta, projection_names, snapshot
+from pytest_kedit.model.probe import Encoder, collate, mean_logprob_per_pair, model_device, token_logprobs
 
 
 @dataclass

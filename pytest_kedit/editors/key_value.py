@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import DynamicCache
 
-from ..cases import EditRequest
-from ..errors import KeditError
-from ..probe import Encoder, model_device
-from ..tracing import Edit, Trace, pad, skipped
+from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.errors import KeditError
+from pytest_kedit.model.probe import Encoder, model_device
+from pytest_kedit.model.tracing import Edit, Trace, pad, skipped
 
 if TYPE_CHECKING:
-    from .key_value_editor import KeyValueHyperParams
+    from pytest_kedit.editors.key_value_editor import KeyValueHyperParams
 
 EARLY_STOP_LOSS = 5e-2
 KL_PROMPT = "{} is a"

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..probe import Encoder
-from .base import Editor, projection_names
-from .context_templates import context_templates
-from .second_moment import SecondMoment, second_moments
+from pytest_kedit.editors.base import Editor, projection_names
+from pytest_kedit.editors.context_templates import context_templates
+from pytest_kedit.editors.second_moment import SecondMoment, second_moments
+from pytest_kedit.model.probe import Encoder
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 
 @dataclass

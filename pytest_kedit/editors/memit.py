@@ -32,10 +32,10 @@ from typing import Any, Literal
 
 import torch
 
-from ..cases import EditRequest
-from .base import WeightDelta, snapshot
-from .key_value import edit_prompts, optimise_value, read_at_subject, subject_prompt
-from .key_value_editor import KeyValueEditor, KeyValueHyperParams, add_update
+from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.editors.base import WeightDelta, snapshot
+from pytest_kedit.editors.key_value import edit_prompts, optimise_value, read_at_subject, subject_prompt
+from pytest_kedit.editors.key_value_editor import KeyValueEditor, KeyValueHyperParams, add_update
 
 
 @dataclass

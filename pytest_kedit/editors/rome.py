@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from ..cases import EditRequest
-from ..errors import ConfigError
-from .base import WeightDelta, snapshot
-from .key_value import edit_prompts, optimise_value
-from .key_value_editor import KeyValueEditor, KeyValueHyperParams, add_update, as_out_in
+from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.editors.base import WeightDelta, snapshot
+from pytest_kedit.editors.key_value import edit_prompts, optimise_value
+from pytest_kedit.editors.key_value_editor import KeyValueEditor, KeyValueHyperParams, add_update, as_out_in
+from pytest_kedit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 
 @dataclass

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 
 @torch.no_grad()

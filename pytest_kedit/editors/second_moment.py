@@ -18,13 +18,13 @@ from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
 from tqdm.auto import tqdm
 
-from ..cache import build_each_once, entry_path
-from ..errors import ConfigError, KeditError
-from ..tracing import Trace, pad
-from .corpus import BATCH_TOKENS, Corpus, corpus_windows, reachable, resolve_corpus, seq_len
+from pytest_kedit.editors.corpus import BATCH_TOKENS, Corpus, corpus_windows, reachable, resolve_corpus, seq_len
+from pytest_kedit.errors import ConfigError, KeditError
+from pytest_kedit.model.tracing import Trace, pad
+from pytest_kedit.storage.cache import build_each_once, entry_path
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
+    from pytest_kedit.model.loading import LoadedModel
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

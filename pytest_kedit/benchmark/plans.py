@@ -1,0 +1,108 @@
+"""The experiment of each split, as data: which edits reach which model state, and which facts
+are probed there. No model here: :class:`pytest_kedit.run.harness.Harness` carries a plan out, and
+:mod:`pytest_kedit.benchmark.scoring` turns the probabilities into metrics.
+
+Model states: θ the original (``theta``), θs the original with e2 alone (``theta_s``), θm after
+e1 (``theta_m``), θ' after e1 then e2 (``theta_prime``). p(s, r, o) is the probe averaged over
+the relation's edit prompt and its paraphrases (:class:`pytest_kedit.benchmark.cases.Query`).
+
+A plan's stages run in order. A stage whose edits extend the previous stage's continues from
+that model state (θm, then θ' by adding e2); any other stage starts again from θ. The facts of
+a stage are probed together, in the order given, so the order is part of the protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_kedit.benchmark.cases import ConflictCase, EditRequest, Entity, Query, RoundCase
+from pytest_kedit.benchmark.protocol import PAPER, Protocol
+
+#: A batch of edit requests applied in one editor call (one request unless Multi-Label Edit).
+EditBatch = tuple[EditRequest, ...]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A model state, reached from θ by applying ``edits`` in order, and the facts probed in it."""
+
+    state: str
+    edits: tuple[EditBatch, ...]
+    #: (name, fact): the name keys the probability in the case's record
+    probes: tuple[tuple[str, Query], ...]
+
+
+Plan = tuple[Stage, ...]
+
+
+def coverage(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
+    """e1 = (s, r, o1→o2), e2 = (s, r, o2→o3); k_o = (s, r, o2), k_n = (s, r, o3)."""
+    e1, e2 = case.edits
+    k_o = Query(e1.relation, e1.subject.label, e1.new.label)
+    k_n = Query(e2.relation, e2.subject.label, e2.new.label)
+    first, second = (e1.request(),), (e2.request(),)
+    return (
+        Stage("theta_s", (second,), (("o3", k_n), ("o2", k_o))),
+        Stage("theta_m", (first,), (("k_o", k_o),)),
+        Stage("theta_prime", (first, second), (("k_o", k_o), ("k_n", k_n))),
+    )
+
+
+def reverse(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
+    """e1 = (s1, r1, o1→o2), e2 = (o2, r2, s1→s2); k_o = (s1, r1, o2); the explicit new fact is
+    e2's own (o2, r2, s2), the implicit one (s2, r1, o2) on e1's prompts."""
+    e1, e2 = case.edits
+    k_o = Query(e1.relation, e1.subject.label, e1.new.label)
+    k_n_exp = Query(e2.relation, e2.subject.label, e2.new.label)
+    k_n_imp = Query(e1.relation, e2.new.label, e1.new.label)
+    first, second = (e1.request(),), (e2.request(),)
+    return (
+        Stage("theta_m", (first,), (("k_o", k_o),)),
+        Stage("theta_prime", (first, second), (("k_o", k_o), ("k_n_exp", k_n_exp), ("k_n_imp", k_n_imp))),
+    )
+
+
+def composite(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
+    """Tied fact k_f; e1 = (s1, r1, o→o2), e2 = (s2, r2, o→o3); k_o = (s1, r1, o2); the explicit
+    new fact is (s2, r2, o3), the implicit one (s1, r1, o3)."""
+    if case.tied_fact is None:
+        raise ValueError(f"{case.case_id}: a composite case needs its tied fact")
+    e1, e2 = case.edits
+    tied = case.tied_fact
+    k_f = Query(tied.relation, tied.subject.label, tied.object.label)
+    k_o = Query(e1.relation, e1.subject.label, e1.new.label)
+    k_n_exp = Query(e2.relation, e2.subject.label, e2.new.label)
+    k_n_imp = Query(e1.relation, e1.subject.label, e2.new.label)
+    first, second = (e1.request(),), (e2.request(),)
+    return (
+        Stage("theta", (), (("k_f", k_f),)),
+        Stage("theta_m", (first,), (("k_o", k_o),)),
+        Stage("theta_prime", (first, second), (("k_o", k_o), ("k_n_exp", k_n_exp), ("k_n_imp", k_n_imp), ("k_f", k_f))),
+    )
+
+
+def round_trip(case: RoundCase, multi_label: bool = False, protocol: Protocol = PAPER) -> Plan:
+    """e1 = (s, r, o1→o*), e2 = (s, r, o*→o1), or with Multi-Label Edit e2 = one batch writing
+    every true object. The true objects are probed on θ and θ' under their labels, o* and o1
+    on θm (and o* on θ') under the names ``o*`` and ``o1``. Others as ``protocol`` defines them
+    (:func:`others`)."""
+    edit = case.edit
+
+    def query(entity: Entity) -> Query:
+        return Query(edit.relation, edit.subject.label, entity.label)
+
+    o1, o_star = edit.old, edit.new
+    objects = [(o.label, query(o)) for o in (o1, *others(case, protocol))]
+    undo = tuple(edit.request(target=o) for o in case.true_objects) if multi_label else (edit.request(target=o1),)
+    first = (edit.request(),)
+    return (
+        Stage("theta", (), tuple(objects)),
+        Stage("theta_m", (first,), (("o*", query(o_star)), ("o1", query(o1)))),
+        Stage("theta_prime", (first, undo), (("o*", query(o_star)), *objects)),
+    )
+
+
+def others(case: RoundCase, protocol: Protocol = PAPER) -> tuple[Entity, ...]:
+    """Others = Obj \\ {o1}: every copy of o1 removed, or under ``protocol.remove_first_o1_only``
+    the first copy only (a repeated o1 then stays among Others, as in the published code)."""
+    return case.others_first_o1_removed if protocol.remove_first_o1_only else case.others

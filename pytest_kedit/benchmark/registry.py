@@ -1,0 +1,152 @@
+"""The benchmark's splits and the metrics they report, each said once.
+
+Everything that lists metrics or splits is derived from :data:`METRICS` and :data:`SPLITS`:
+the columns of Table 1 and Table 2, the default thresholds and the metrics they may name,
+the per-split threshold counts of a run, the parametrized fixtures, the data files read. A
+split is its data file, its case parser (:mod:`pytest_kedit.benchmark.cases`), its protocol
+(:mod:`pytest_kedit.benchmark.plans`: which edits reach which model state, which facts are probed
+there) and its scoring (:mod:`pytest_kedit.benchmark.scoring`: the metrics as pure functions of those
+probabilities). docs/architecture.md lists the files to touch to add a metric or a split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pytest_kedit.benchmark import plans as protocols
+from pytest_kedit.benchmark import scoring
+from pytest_kedit.benchmark.cases import Case, parse_conflict_case, parse_round_case
+
+#: Which way a metric improves.
+Direction = Literal["higher", "lower"]
+#: The state name of each model probed by a protocol, in the paper's notation.
+STATES = {"theta": "θ", "theta_s": "θs", "theta_m": "θm", "theta_prime": "θ'"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-case metric of the benchmark."""
+
+    key: str
+    #: the paper's name, used in tables and failure messages
+    label: str
+    better: Direction
+    #: a per-case 0/1 indicator (its mean is a rate; paired comparisons use McNemar's test)
+    binary: bool
+    #: what a robust editor achieves, e.g. ``">=1"``; None: no default threshold
+    default_threshold: str | None
+    description: str
+
+    def improves(self, new: float, old: float) -> bool:
+        """True when ``new`` is strictly better than ``old`` in this metric's direction."""
+        return new > old if self.better == "higher" else new < old
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """ConflictEdit or RoundEdit: the splits of one table of the paper."""
+
+    name: str
+    table: int
+    title: str
+    #: the parametrized fixture of its suite module (``suites/test_*.py``)
+    fixture: str
+    prompts_file: str
+    parse: Callable[..., Case]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of the benchmark: its data file, protocol, scoring and metrics in table order."""
+
+    name: str
+    benchmark: Benchmark
+    data_file: str
+    #: the column prefix in its table ("Coverage", "EASY")
+    heading: str
+    metrics: tuple[str, ...]
+    #: (case, multi_label, protocol choices) -> the stages of model states to reach and probe
+    protocol: Callable[..., protocols.Plan]
+    #: (case, probabilities, protocol choices) -> the metrics and their evidence
+    score: Callable[..., scoring.Scores]
+
+    def column(self, metric: str) -> str:
+        """The header of the metric's column in the split's table ("Reverse CS_imp")."""
+        return METRICS[metric].label if metric in OWN_COLUMNS else f"{self.heading} {METRICS[metric].label}"
+
+
+METRICS: dict[str, Metric] = {
+    metric.key: metric
+    for metric in (
+        Metric("single_succ", "Single Succ", "higher", True, None,
+               "e2 applied alone to θ makes its new object more likely than the object it replaces"),
+        Metric("cs", "CS", "higher", True, ">=1",
+               "Conflict Score: after e1 then e2, the new fact k_n is more likely than the old fact k_o"),
+        Metric("cs_exp", "CS_exp", "higher", True, ">=1", "Conflict Score with k_n the explicit fact of e2"),
+        Metric("cs_imp", "CS_imp", "higher", True, ">=1", "Conflict Score with k_n the fact that e1 and e2 imply"),
+        Metric("cm", "CM", "higher", False, None,
+               "Conflict Magnitude: relative drop of k_o from θm to θ', clipped below at -1"),
+        Metric("tfd", "TFD", "lower", False, "<=0.5", "Tied Fact Damage: relative drop of the tied fact k_f from θ to θ'"),
+        Metric("succ", "Succ", "higher", False, ">=1",
+               "RoundEdit success: half a point for e1 taking on θm, half for the undo e2 taking on θ'"),
+        Metric("d", "D", "lower", False, None,
+               "Distortion: Jensen-Shannon divergence of the true objects' distribution between θ and θ'"),
+        Metric("ir", "IR", "lower", False, None, "Ignore Rate: share of the other true objects that lost probability"),
+        Metric("fr", "FR", "lower", True, "<=0", "Failure Rate: more than half of the other true objects lost probability"),
+    )
+}
+#: Metrics whose column header is their label alone (the paper's first Table 1 column).
+OWN_COLUMNS = ("single_succ",)
+
+CONFLICT_EDIT = Benchmark("ConflictEdit", 1, "Table 1: Knowledge Conflict", "conflict_case",
+                          "conflict_prompts.json", parse_conflict_case)
+ROUND_EDIT = Benchmark("RoundEdit", 2, "Table 2: Knowledge Distortion", "round_case",
+                       "round_prompts.json", parse_round_case)
+BENCHMARKS = (CONFLICT_EDIT, ROUND_EDIT)
+
+SPLITS: dict[str, Split] = {
+    split.name: split
+    for split in (
+        Split("coverage", CONFLICT_EDIT, "coverage_edit.json", "Coverage", ("single_succ", "cs", "cm"),
+              protocols.coverage, scoring.coverage),
+        Split("reverse", CONFLICT_EDIT, "reverse_edit.json", "Reverse", ("cs_exp", "cs_imp", "cm"),
+              protocols.reverse, scoring.reverse),
+        Split("composite", CONFLICT_EDIT, "composite_edit.json", "Composite", ("cs_exp", "cs_imp", "cm", "tfd"),
+              protocols.composite, scoring.composite),
+        Split("easy", ROUND_EDIT, "easy.json", "EASY", ("succ", "d", "ir", "fr"), protocols.round_trip, scoring.round_trip),
+        Split("hard", ROUND_EDIT, "hard.json", "HARD", ("succ", "d", "ir", "fr"), protocols.round_trip, scoring.round_trip),
+    )
+}
+SPLIT_NAMES = tuple(SPLITS)
+PROMPT_FILES = tuple(benchmark.prompts_file for benchmark in BENCHMARKS)
+
+
+def splits_of(benchmark: Benchmark) -> tuple[str, ...]:
+    """The names of the benchmark's splits, in table order."""
+    return tuple(name for name, split in SPLITS.items() if split.benchmark is benchmark)
+
+
+def table_columns(benchmark: Benchmark) -> tuple[tuple[str, str, str], ...]:
+    """(split, metric, header) of every numeric column of the benchmark's table, in the paper's
+    order: the splits in order, each split's metrics in order, own-column metrics first."""
+    columns = [(name, metric, SPLITS[name].column(metric)) for name in splits_of(benchmark) for metric in SPLITS[name].metrics]
+    return tuple(sorted(columns, key=lambda column: column[1] not in OWN_COLUMNS))
+
+
+def default_threshold_specs() -> tuple[str, ...]:
+    """The default thresholds as specs (``"cs_imp>=1"``), in :data:`METRICS` order."""
+    return tuple(f"{m.key}{m.default_threshold}" for m in METRICS.values() if m.default_threshold is not None)
+
+
+def split_order(name: str) -> tuple[int, str]:
+    """Sort key: the registry's splits in order, unknown names after them."""
+    return (SPLIT_NAMES.index(name) if name in SPLITS else len(SPLITS), name)
+
+
+def metrics_of(splits: Sequence[str]) -> tuple[str, ...]:
+    """The metrics the given splits produce, without repeats, in :data:`METRICS` order."""
+    produced = {metric for name in splits for metric in SPLITS[name].metrics}
+    return tuple(key for key in METRICS if key in produced)
+

@@ -1,0 +1,314 @@
+"""Paired comparison of two runs on the cases they share: what ``kedit compare`` reports.
+
+Two runs of the same data (two methods, two model versions, a change and its baseline) are
+compared case by case. A case counts when both runs have it (same ``split`` and ``case_id``)
+and neither record is an error. For each split and each of its metrics (registry order) the
+result gives the number of shared cases with the metric, both means ×100 (the tables' number,
+:func:`~pytest_kedit.benchmark.metrics.mean_percent`), their difference B − A and its paired bootstrap
+interval (:func:`paired_bootstrap_interval`); for a 0/1 metric also McNemar's exact p and the
+flip counts (:func:`mcnemar_exact`). A metric *regressed* when its interval lies entirely on
+its worse side (the registry's ``better`` says which side that is). Pure: numpy and scipy, no
+model; :mod:`~pytest_kedit.ci.comparison_report` renders the result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mean_percent
+from pytest_kedit.benchmark.registry import METRICS, SPLITS, Direction, split_order
+from pytest_kedit.errors import KeditError
+from pytest_kedit.results.record import CaseRecord
+
+#: A case of a run: (split, case_id).
+CaseKey = tuple[str, str]
+#: state -> fact -> p, as in :attr:`CaseRecord.probabilities <pytest_kedit.results.record.CaseRecord>`.
+Probabilities = dict[str, dict[str, float]]
+
+
+def paired_bootstrap_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = BOOTSTRAP_CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``100 * (mean(b) - mean(a))`` over paired values.
+
+    ``a[i]`` and ``b[i]`` are one case's values in two runs. A resample draws n case indices
+    with replacement and takes both runs' values at the same indices, so the interval reflects
+    the spread of the per-case differences, not of each run's values. This is
+    ``scipy.stats.bootstrap((a, b), statistic, paired=True, method="percentile")`` with
+    ``random_state=numpy.random.default_rng(seed)``, whose resample i takes the indices of row i
+    of ``default_rng(seed).integers(0, n, size=(resamples, n))``; the statistic of a resample is
+    ``100 * numpy.mean(b - a)`` over its indices, and the interval the ``(1 - confidence) / 2``
+    and ``(1 + confidence) / 2`` quantiles (linear interpolation) of the ``resamples`` statistics.
+
+    Always: a pure function of the pairs *in their order*, ``confidence``, ``resamples`` and
+    ``seed``; ``low <= high``; when the differences ``b[i] - a[i]`` are all equal (as floats) every
+    resample has the same statistic, so ``low == high``; one pair gives that pair's difference
+    ×100 twice (every resample is that pair; scipy needs two). Swapping ``a`` and ``b`` negates
+    and swaps the ends, and adding ``c`` to every ``b[i]`` shifts both by ``100 * c`` (up to
+    rounding). (NaN, NaN) for no pairs or a difference that is not finite.
+
+    Raises ValueError unless ``a`` and ``b`` have the same length, 0 < confidence < 1 and
+    resamples >= 1.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    before, after = _paired_arrays(a, b)
+    if before.size == 0 or not np.all(np.isfinite(after - before)):
+        return math.nan, math.nan
+    if np.all(after - before == (after - before)[0]):
+        # One pair, or differences all equal: every resample is the same statistic (scipy needs two
+        # pairs and, on constant data, may round its two quantiles apart).
+        difference = float(_difference_of_means(before, after))
+        return difference, difference
+    result = stats.bootstrap((before, after), _difference_of_means, paired=True, vectorized=True,
+                             n_resamples=resamples, confidence_level=confidence, method="percentile",
+                             random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _difference_of_means(before: npt.NDArray[np.float64], after: npt.NDArray[np.float64],
+                         axis: int = -1) -> npt.NDArray[np.float64]:
+    """The paired statistic: 100 × the mean over ``axis`` of the differences ``after - before``."""
+    means: npt.NDArray[np.float64] = 100 * np.mean(after - before, axis=axis)
+    return means
+
+
+class Flips(NamedTuple):
+    """The discordant pairs of a 0/1 metric: the cases whose value changed between two runs."""
+
+    #: 1 in run A, 0 in run B
+    pass_to_fail: int
+    #: 0 in run A, 1 in run B
+    fail_to_pass: int
+
+
+def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, Flips]:
+    """McNemar's exact test of paired 0/1 values: ``(p_value, flips)``.
+
+    ``flips`` counts the pairs that went 1 → 0 (``pass_to_fail``) and 0 → 1 (``fail_to_pass``).
+    Under the null hypothesis that neither run is more likely to pass a case the other fails,
+    each of the ``k`` discordant pairs is a fair coin, so ``p_value`` is
+    ``scipy.stats.binomtest(pass_to_fail, k, 0.5, alternative="two-sided").pvalue``: the
+    probability, under Binomial(k, 1/2), of the outcomes no more likely than the one observed.
+    Concordant pairs (both 0, both 1) carry no evidence. 1.0 when there is no discordant pair.
+
+    Raises ValueError unless ``a`` and ``b`` have the same length and every value is 0 or 1.
+    """
+    before, after = _paired_arrays(a, b)
+    if not (np.isin(before, (0, 1)).all() and np.isin(after, (0, 1)).all()):
+        raise ValueError("McNemar's test needs 0/1 values")
+    flips = Flips(pass_to_fail=int(np.sum((before == 1) & (after == 0))),
+                  fail_to_pass=int(np.sum((before == 0) & (after == 1))))
+    discordant = flips.pass_to_fail + flips.fail_to_pass
+    if discordant == 0:
+        return 1.0, flips
+    return float(stats.binomtest(flips.pass_to_fail, discordant, 0.5, alternative="two-sided").pvalue), flips
+
+
+def _paired_arrays(a: Sequence[float], b: Sequence[float]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``a`` and ``b`` as float arrays; ValueError unless both are 1-D of the same length."""
+    before, after = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if before.ndim != 1 or before.shape != after.shape:
+        raise ValueError(f"paired values need two sequences of the same length, got {len(a)} and {len(b)}")
+    return before, after
+
+
+class MetricComparison(NamedTuple):
+    """One metric of one split, over the shared cases that have it in both runs."""
+
+    metric: str
+    n: int
+    #: the tables' numbers: mean ×100 in run A and in run B
+    mean_a: float
+    mean_b: float
+    #: ``mean_b - mean_a``
+    difference: float
+    #: :func:`paired_bootstrap_interval` of the difference
+    interval: tuple[float, float]
+    #: the direction of a change for the worse: "lower" when the registry's ``better`` is "higher"
+    worse: Direction
+    #: the interval lies entirely on the ``worse`` side of 0
+    regressed: bool
+    #: binary metrics only (else None): McNemar's exact p and the flip counts
+    mcnemar_p: float | None
+    flips: Flips | None
+
+
+class CaseChange(NamedTuple):
+    """A shared case that got worse, by its metric that got worse most."""
+
+    case_id: str
+    relation: str | None
+    metric: str
+    value_a: float
+    value_b: float
+    #: how much worse, ×100 like the tables: ``value_a - value_b`` for a higher-is-better
+    #: metric, ``value_b - value_a`` for a lower-is-better one; always > 0
+    worse_by: float
+    probabilities_a: Probabilities
+    probabilities_b: Probabilities
+
+
+class SplitComparison(NamedTuple):
+    """One split of two runs."""
+
+    split: str
+    #: cases in both runs with no error in either
+    shared: int
+    #: cases of one run only
+    only_a: int
+    only_b: int
+    #: cases in both runs that are an error in at least one (left out)
+    errors: int
+    #: the split's metrics that some shared case has in both runs, registry order
+    metrics: tuple[MetricComparison, ...]
+    #: the shared cases that got worse most, most first (see :func:`compare_runs`)
+    worst_cases: tuple[CaseChange, ...]
+
+
+class RunComparison(NamedTuple):
+    """Run B against run A, split by split, and the statistics' settings."""
+
+    #: the splits of either run, registry order
+    splits: tuple[SplitComparison, ...]
+    confidence: float
+    resamples: int
+    seed: int
+
+    @property
+    def only_a(self) -> int:
+        """Cases only run A has, over all splits."""
+        return sum(split.only_a for split in self.splits)
+
+    @property
+    def only_b(self) -> int:
+        """Cases only run B has, over all splits."""
+        return sum(split.only_b for split in self.splits)
+
+    @property
+    def regressions(self) -> tuple[tuple[str, str], ...]:
+        """(split, metric) of every metric that regressed, in the order of :attr:`splits`."""
+        return tuple((split.split, metric.metric) for split in self.splits for metric in split.metrics if metric.regressed)
+
+
+def compare_runs(
+    records_a: Iterable[CaseRecord],
+    records_b: Iterable[CaseRecord],
+    top: int = 5,
+    confidence: float = BOOTSTRAP_CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> RunComparison:
+    """Run B against run A over the cases both share.
+
+    Cases are matched by (split, case_id); a case whose record is an error in either run is
+    left out (counted in ``errors``). For every split either run has (registry order) and every
+    metric of the split in the registry that some shared case has in both runs (registry order),
+    a :class:`MetricComparison` over those cases in ``case_id`` order: the means ×100, their
+    difference, its :func:`paired_bootstrap_interval` (``confidence``, ``resamples``, ``seed``),
+    ``regressed`` when the interval lies entirely on the metric's worse side (``high < 0`` for a
+    higher-is-better metric, ``low > 0`` for a lower-is-better one), and for a binary metric
+    :func:`mcnemar_exact`.
+
+    ``worst_cases`` are at most ``top`` shared cases with a metric that got worse, ranked by the
+    largest ``worse_by`` of their metrics (ties: ``case_id``), each given by that metric (the
+    first in the split's order among equals) with both records' probabilities.
+
+    Raises KeditError when a run has two records of one case, ValueError for a negative ``top``.
+    """
+    if top < 0:
+        raise ValueError(f"top must be at least 0, got {top}")
+    cases_a, cases_b = _by_case(records_a, "A"), _by_case(records_b, "B")
+    splits = sorted({split for split, _ in cases_a} | {split for split, _ in cases_b}, key=split_order)
+    return RunComparison(
+        splits=tuple(_compare_split(split, cases_a, cases_b, top, confidence, resamples, seed) for split in splits),
+        confidence=confidence, resamples=resamples, seed=seed,
+    )
+
+
+def _by_case(records: Iterable[CaseRecord], run: str) -> dict[CaseKey, CaseRecord]:
+    """The records by (split, case_id); KeditError naming the case when one appears twice."""
+    cases: dict[CaseKey, CaseRecord] = {}
+    for record in records:
+        key = (record.split, record.case_id)
+        if key in cases:
+            raise KeditError(f"run {run} has two records of case {record.case_id}: not one run's report")
+        cases[key] = record
+    return cases
+
+
+def _compare_split(split: str, cases_a: Mapping[CaseKey, CaseRecord], cases_b: Mapping[CaseKey, CaseRecord],
+                   top: int, confidence: float, resamples: int, seed: int) -> SplitComparison:
+    """One split of :func:`compare_runs`."""
+    ids_a = {case_id for name, case_id in cases_a if name == split}
+    ids_b = {case_id for name, case_id in cases_b if name == split}
+    both = sorted(ids_a & ids_b)
+    pairs = [(cases_a[split, case_id], cases_b[split, case_id]) for case_id in both]
+    shared = [(a, b) for a, b in pairs if a.outcome != "error" and b.outcome != "error"]
+    metrics = []
+    for metric in SPLITS[split].metrics:
+        values = [(a.metrics[metric], b.metrics[metric]) for a, b in shared if metric in a.metrics and metric in b.metrics]
+        if values:
+            metrics.append(_compare_metric(metric, [v for v, _ in values], [v for _, v in values],
+                                           confidence, resamples, seed))
+    changes = [change for a, b in shared if (change := _worst_change(split, a, b)) is not None]
+    worst = sorted(changes, key=lambda change: (-change.worse_by, change.case_id))[:top]
+    return SplitComparison(split, len(shared), len(ids_a - ids_b), len(ids_b - ids_a), len(pairs) - len(shared),
+                           tuple(metrics), tuple(worst))
+
+
+def _compare_metric(metric: str, a: Sequence[float], b: Sequence[float], confidence: float, resamples: int,
+                    seed: int) -> MetricComparison:
+    mean_a, mean_b = mean_percent(a), mean_percent(b)
+    low, high = paired_bootstrap_interval(a, b, confidence, resamples, seed)
+    worse: Direction = "lower" if METRICS[metric].better == "higher" else "higher"
+    regressed = high < 0 if worse == "lower" else low > 0
+    mcnemar_p, flips = mcnemar_exact(a, b) if METRICS[metric].binary else (None, None)
+    return MetricComparison(metric, len(a), mean_a, mean_b, mean_b - mean_a, (low, high), worse, regressed,
+                            mcnemar_p, flips)
+
+
+def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None:
+    """The case's metric (of the split, in both records) that got worse most, or None when none got worse."""
+    worst: CaseChange | None = None
+    for metric in SPLITS[split].metrics:
+        if metric not in a.metrics or metric not in b.metrics:
+            continue
+        value_a, value_b = a.metrics[metric], b.metrics[metric]
+        worse_by = 100 * (value_a - value_b if METRICS[metric].better == "higher" else value_b - value_a)
+        if worse_by > 0 and (worst is None or worse_by > worst.worse_by):
+            worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities, b.probabilities)
+    return worst
+
+
+def comparability_warnings(summary_a: Mapping[str, Any], summary_b: Mapping[str, Any]) -> list[str]:
+    """One line per reason the runs' numbers may not be comparable, from their ``summary.json``:
+    different data fingerprints (when both runs record one) and different D scalings (when both
+    record one). A different model or method is what a comparison is for and is not named."""
+    warnings = []
+    fingerprint_a, fingerprint_b = _data_fingerprint(summary_a), _data_fingerprint(summary_b)
+    if fingerprint_a and fingerprint_b and fingerprint_a != fingerprint_b:
+        warnings.append(f"the runs used different data (fingerprint {fingerprint_a[:12]} in A, {fingerprint_b[:12]} "
+                        "in B): a case id may name a different case in each")
+    scaling_a, scaling_b = summary_a.get("distortion_scaling"), summary_b.get("distortion_scaling")
+    if scaling_a and scaling_b and scaling_a != scaling_b:
+        warnings.append(f"the runs scale D differently ({scaling_a} in A, {scaling_b} in B): D is not comparable")
+    return warnings
+
+
+def _data_fingerprint(summary: Mapping[str, Any]) -> str | None:
+    data = summary.get("data")
+    fingerprint = data.get("fingerprint") if isinstance(data, Mapping) else None
+    return fingerprint if isinstance(fingerprint, str) else None

@@ -1,0 +1,169 @@
+"""Where cases come from: the built-in suites in ``data/``, a folder in the upstream layout, or
+the published files (``upstream:NAME``, downloaded and verified by :mod:`pytest_kedit.dataset.upstream`).
+
+A folder holds one file per split (``coverage_edit.json``, ``reverse_edit.json``,
+``composite_edit.json``, ``easy.json``, ``hard.json``: :data:`pytest_kedit.benchmark.registry.SPLITS`) and
+the paraphrase file of each benchmark (``conflict_prompts.json``, ``round_prompts.json``).
+A file that cannot be read becomes one error for its split; a bad record becomes that case's
+error; everything else still runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pytest_kedit.benchmark.cases import Case, case_id, parse_prompts
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.dataset import upstream
+from pytest_kedit.dataset.sampling import stratified_sample, stratum
+from pytest_kedit.dataset.shards import Shard, deal
+from pytest_kedit.errors import ConfigError, DataError
+
+#: The data file of each split.
+SPLIT_FILES = {name: split.data_file for name, split in SPLITS.items()}
+
+#: A parametrized case: the parsed case, or the error that replaced it.
+Entry = Case | DataError
+
+
+@dataclass
+class Suite:
+    source: str
+    #: split -> entries in file order (a file-level error is a single DataError entry)
+    splits: dict[str, list[Entry]] = field(default_factory=dict)
+    #: sha256 over the files read, in a fixed order
+    fingerprint: str = ""
+    #: file name -> sha256 of its bytes, for each file read (the splits' files and the prompts
+    #: files of their benchmarks), so that runs of different splits can compare the files they share
+    files: dict[str, str] = field(default_factory=dict)
+
+    def entries(self, splits: Sequence[str]) -> list[tuple[str, Entry]]:
+        """(test id, entry) pairs for the given splits, in split then file order."""
+        return [(entry_id(split, entry), entry) for split in splits for entry in self.splits.get(split, [])]
+
+
+def entry_id(split: str, entry: Entry) -> str:
+    """The test id of an entry: its case id, or for an error the id of the record it replaces
+    (``reverse-invalid`` for a whole file)."""
+    if isinstance(entry, DataError):
+        return f"{split}-invalid" if entry.record is None else case_id(split, entry.record)
+    return entry.case_id
+
+
+def builtin_folder() -> Path:
+    return Path(str(resources.files("pytest_kedit.builtin_data")))
+
+
+def resolve_source(data: str | None) -> Path:
+    """The folder named by ``--kedit-data`` (None: the built-in suites; ``upstream:NAME``: the
+    cache folder of the published files, downloaded on first use)."""
+    if not data:
+        return builtin_folder()
+    if upstream.is_upstream(data):
+        return upstream.fetch(data)
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"--kedit-data: {data} is not a folder (expected the upstream layout: {', '.join(SPLIT_FILES.values())})")
+    if not any((folder / name).is_file() for name in SPLIT_FILES.values()):
+        raise ConfigError(f"--kedit-data: {data} holds none of {', '.join(SPLIT_FILES.values())}")
+    return folder
+
+
+def load_suite(
+    data: str | None, splits: Sequence[str], limit: int | None = None, sample: int | None = None, seed: int = 0,
+    shard: Shard | None = None,
+) -> Suite:
+    """Read and validate the requested splits. Splits whose file is absent are left out, unless the
+    user asked for them by name (then they are an error).
+
+    ``limit`` keeps the first records of each file; ``sample`` then keeps a stratified sample of
+    that many parsed cases per split (:func:`pytest_kedit.dataset.sampling.stratified_sample` with
+    ``seed``), in file order, with their ids unchanged. Records that failed to parse are kept
+    and do not count toward ``sample``. ``shard`` then keeps that shard of each split's entries
+    (:func:`pytest_kedit.dataset.shards.deal`, errors included)."""
+    folder = resolve_source(data)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"--kedit-split: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
+    digest = hashlib.sha256()
+    suite = Suite(source=upstream.label(data) if data and upstream.is_upstream(data) else str(folder))
+    prompt_cache: dict[str, dict[str, tuple[str, ...]] | DataError] = {}
+    for split in splits:
+        path = folder / SPLIT_FILES[split]
+        if not path.is_file():
+            continue
+        prompts_name = SPLITS[split].benchmark.prompts_file
+        if prompts_name not in prompt_cache:
+            prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest, suite.files)
+        prompts = prompt_cache[prompts_name]
+        if isinstance(prompts, DataError):
+            suite.splits[split] = [prompts]
+            continue
+        entries = _read_split(path, split, prompts, prompts_name, limit, digest, suite.files)
+        entries = entries if sample is None else _sampled(entries, sample, seed)
+        suite.splits[split] = entries if shard is None else _sharded(split, entries, shard)
+    suite.fingerprint = digest.hexdigest()
+    return suite
+
+
+def _sampled(entries: list[Entry], n: int, seed: int) -> list[Entry]:
+    """The errors and a stratified sample of ``n`` of the cases among ``entries``, in their order."""
+    cases = [(position, entry) for position, entry in enumerate(entries) if not isinstance(entry, DataError)]
+    chosen = {cases[i][0] for i in stratified_sample([stratum(case) for _, case in cases], n, seed)}
+    return [entry for position, entry in enumerate(entries) if position in chosen or isinstance(entry, DataError)]
+
+
+def _sharded(split: str, entries: list[Entry], shard: Shard) -> list[Entry]:
+    """The entries of ``shard``, in their order: dealt by (relation, test id); errors have no relation."""
+    keys = [(entry.relation_group if isinstance(entry, Case) else "", entry_id(split, entry)) for entry in entries]
+    return [entries[position] for position in deal(keys, shard)]
+
+
+def _read_json(path: Path, digest: Any, files: dict[str, str]) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read: {exc.strerror}") from None
+    digest.update(path.name.encode() + b"\0" + raw)
+    files[path.name] = hashlib.sha256(raw).hexdigest()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(str(path), f"not valid JSON: {exc}") from None
+
+
+def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> dict[str, tuple[str, ...]] | DataError:
+    if not path.is_file():
+        return DataError(str(path), "missing: every relation needs its paraphrase prompts")
+    try:
+        return parse_prompts(_read_json(path, digest, files), str(path))
+    except DataError as exc:
+        return exc
+
+
+def _read_split(
+    path: Path, split: str, prompts: dict[str, tuple[str, ...]], prompts_name: str, limit: int | None, digest: Any,
+    files: dict[str, str],
+) -> list[Entry]:
+    try:
+        records = _read_json(path, digest, files)
+    except DataError as exc:
+        return [exc]
+    if not isinstance(records, list):
+        return [DataError(str(path), f"expected a list of cases, got {type(records).__name__}")]
+    if limit is not None:
+        records = records[:limit]
+    parse = SPLITS[split].benchmark.parse
+    entries: list[Entry] = []
+    for index, record in enumerate(records):
+        try:
+            entries.append(parse(record, split, index, str(path), prompts, prompts_name))
+        except DataError as exc:
+            entries.append(exc)
+    return entries

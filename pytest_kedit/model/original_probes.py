@@ -1,0 +1,47 @@
+"""Probabilities under the original model θ, remembered on disk.
+
+They do not depend on the editing method, so a run of ROME after a run of FT on the same model
+reuses them. Each remembered batch of probabilities is one cache entry (``cache.build_once``) in a
+folder per model fingerprint × dtype × device type × ``probe.PROBE_VERSION`` (× the probe keeping prompts' trailing spaces,
+``--kedit-protocol=upstream``, which gives other probabilities after such a prompt); opening the
+folder reads every entry, so a pair measured in any earlier batch, by any process, is found again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pytest_kedit.model.probe import PROBE_VERSION
+from pytest_kedit.storage.cache import build_once, cache_key, entry_path
+
+
+class OriginalProbes:
+    """The probabilities remembered for one model state θ: a model fingerprint, dtype and device type."""
+
+    def __init__(self, fingerprint: str, dtype: torch.dtype, device: torch.device, keep_trailing_space: bool = False):
+        key = (fingerprint, dtype, device.type, PROBE_VERSION, *(("keep-trailing-space",) if keep_trailing_space else ()))
+        self.folder = entry_path("original-probes", "probes", *key)
+        self.values: dict[str, float] = {}
+        for entry in sorted(self.folder.glob("*.json")):
+            self.values.update(json.loads(entry.read_text()))
+
+    def lookup(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray | None:
+        """The remembered probabilities of all ``pairs``, or None if any is missing."""
+        keys = [cache_key(*pair) for pair in pairs]
+        if not all(k in self.values for k in keys):
+            return None
+        return np.array([self.values[k] for k in keys], dtype=np.float64)
+
+    def remember(self, pairs: Sequence[tuple[str, str]], probs: np.ndarray) -> None:
+        entry = {cache_key(*pair): float(p) for pair, p in zip(pairs, probs)}
+        self.values.update(entry)
+
+        def write(tmp: Path) -> None:
+            tmp.write_text(json.dumps(entry))
+
+        build_once(self.folder / f"{cache_key(*entry)}.json", write)

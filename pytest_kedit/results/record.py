@@ -1,0 +1,140 @@
+"""The record of one case: a line of ``cases.jsonl``, built once when the case ends
+(:mod:`pytest_kedit.run.session`) and validated once when a report folder is read back.
+
+Fields: ``case_id`` (``reverse-0042``), ``split``, ``relation`` (e1's relation, or the case's
+rule such as ``P22>P40``; null when the record could not be parsed), ``arity`` (RoundEdit:
+``1-N``, possibly ``@relation``), ``model``, ``method``, ``outcome`` (passed | failed | error |
+xfailed: a known failure of a run gated against a baseline, or a missed threshold recorded by
+``--kedit-update-baseline``),
+``metrics`` (key -> value; empty on error), ``probabilities`` (state -> fact -> p),
+``failures`` (one message per missed threshold), ``failed_metrics`` (their metric keys, in the
+same order), ``error`` (the message that replaced the case's result), ``timings`` (seconds per
+phase), ``nodeid`` (the pytest test), ``verdict`` (against the baseline: regressed | known |
+improved | passed | new; null without one, :mod:`pytest_kedit.ci.regression`) and ``regressions``
+(one message per metric that regressed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_kedit.benchmark.registry import METRICS, SPLITS
+from pytest_kedit.ci.regression import VERDICTS
+
+OUTCOMES = ("passed", "failed", "error", "xfailed")
+#: The phases a case's wall time is split into (``timings``).
+PHASES = ("edit", "probe", "restore")
+
+
+def outcome_counts(records: Iterable[CaseRecord]) -> dict[str, int]:
+    """How many records have each outcome, every outcome named (``error``: a case whose data
+    could not run, or whose run raised)."""
+    counts = Counter(record.outcome for record in records)
+    return {outcome: counts[outcome] for outcome in OUTCOMES}
+
+
+class RecordError(ValueError):
+    """A ``cases.jsonl`` line that is not a valid case record; the message names the field."""
+
+
+@dataclass
+class CaseRecord:
+    case_id: str
+    split: str
+    relation: str | None
+    arity: str | None
+    model: str
+    method: str
+    outcome: str = "passed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    probabilities: dict[str, dict[str, float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    failed_metrics: list[str] = field(default_factory=list)
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    nodeid: str | None = None
+    verdict: str | None = None
+    regressions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """One line of ``cases.jsonl``: the fields as a JSON object with sorted keys."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseRecord:
+        """Parse and validate one ``cases.jsonl`` line. Raises :class:`RecordError` naming the
+        field at fault, or ``json.JSONDecodeError``."""
+        return cls.from_mapping(json.loads(text))
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> CaseRecord:
+        """Validate a decoded record; unknown fields are ignored (records of older versions)."""
+        if not isinstance(data, dict):
+            raise RecordError("a case record must be a JSON object")
+        _require(data, "case_id", str)
+        if data.get("split") not in SPLITS:
+            raise RecordError(f"field 'split' must be one of {', '.join(SPLITS)}, got {data.get('split')!r}")
+        if data.get("outcome") not in OUTCOMES:
+            raise RecordError(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {data.get('outcome')!r}")
+        if data.get("verdict") is not None and data["verdict"] not in VERDICTS:
+            raise RecordError(f"field 'verdict' must be one of {', '.join(VERDICTS)} or null, got {data['verdict']!r}")
+        for name in ("relation", "arity", "error", "nodeid"):
+            _optional(data, name, str)
+        for name in ("model", "method"):
+            _optional(data, name, str)
+        metrics = _mapping(data, "metrics")
+        for key, value in metrics.items():
+            if key not in METRICS:
+                raise RecordError(f"field 'metrics.{key}': unknown metric; known: {', '.join(METRICS)}")
+            if not _is_number(value):
+                raise RecordError(f"field 'metrics.{key}' must be a number")
+        probabilities = _mapping(data, "probabilities")
+        for state, values in probabilities.items():
+            if not isinstance(values, dict) or not all(_is_number(v) for v in values.values()):
+                raise RecordError(f"field 'probabilities.{state}' must map facts to numbers")
+        for name in ("failures", "failed_metrics", "regressions"):
+            value = data.get(name) or []
+            if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+                raise RecordError(f"field '{name}' must be a list of strings")
+        if data.get("failures") and "failed_metrics" not in data:
+            raise RecordError("field 'failed_metrics' is missing: written by an older pytest-kedit; run the suite again")
+        timings = _mapping(data, "timings")
+        if not all(_is_number(v) for v in timings.values()):
+            raise RecordError("field 'timings' must map phases to numbers")
+        return cls(
+            case_id=data["case_id"], split=data["split"], relation=data.get("relation"), arity=data.get("arity"),
+            model=data.get("model") or "", method=data.get("method") or "", outcome=data["outcome"],
+            metrics={k: float(v) for k, v in metrics.items()},
+            probabilities={state: {k: float(v) for k, v in values.items()} for state, values in probabilities.items()},
+            failures=list(data.get("failures") or []), failed_metrics=list(data.get("failed_metrics") or []),
+            error=data.get("error"), timings={k: float(v) for k, v in timings.items()}, nodeid=data.get("nodeid"),
+            verdict=data.get("verdict"), regressions=list(data.get("regressions") or []),
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(data: Mapping[str, Any], name: str, kind: type) -> None:
+    if not isinstance(data.get(name), kind):
+        raise RecordError(f"field '{name}' must be a {kind.__name__}")
+
+
+def _optional(data: Mapping[str, Any], name: str, kind: type) -> None:
+    if data.get(name) is not None and not isinstance(data[name], kind):
+        raise RecordError(f"field '{name}' must be a {kind.__name__} or null")
+
+
+def _mapping(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"field '{name}' must be an object")
+    return value

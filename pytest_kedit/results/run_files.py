@@ -1,0 +1,330 @@
+"""The report folder of a run: writing it as cases finish and at the end, reading it back,
+merging several.
+
+A report folder holds one run (one model × method):
+
+- ``cases.jsonl``: one :class:`~pytest_kedit.results.record.CaseRecord` per line, appended as cases
+  finish (:class:`CaseLog`) and rewritten sorted by ``case_id`` at the end (:func:`write_report`);
+- ``run.json``: ``{"provenance": ...}``, what the cases depend on, written with the first case
+  (:mod:`pytest_kedit.run.resume` reads it to continue an interrupted run);
+- ``summary.json``: the run summary (model, method, hparams, data, distortion_scaling, seed,
+  sample, thresholds as specs, versions, timings) with ``counts`` and ``intervals`` added,
+  sorted keys, indent 2;
+- ``table1.md`` / ``table2.md``: the paper's Table 1 and Table 2 for the run, each followed by
+  its interval table;
+- ``relations.md``: every metric per split by relation and, for RoundEdit, by arity.
+
+Every file but the case log is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple, TextIO
+
+from pytest_kedit.benchmark.metrics import DISTORTION_SCALINGS
+from pytest_kedit.benchmark.thresholds import parse_thresholds
+from pytest_kedit.dataset.shards import is_shard, merge_shards
+from pytest_kedit.errors import KeditError
+from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summary, intervals, run_counts, sorted_records
+from pytest_kedit.results.record import CaseRecord, RecordError
+from pytest_kedit.results.tables import TableRow, paper_tables, relation_table
+from pytest_kedit.storage.cache import atomic_write_text
+
+CASES_FILE = "cases.jsonl"
+SUMMARY_FILE = "summary.json"
+RUN_FILE = "run.json"
+TABLE1_FILE = "table1.md"
+TABLE2_FILE = "table2.md"
+RELATIONS_FILE = "relations.md"
+
+#: (model, method): what makes a row of the tables.
+RunKey = tuple[str, str]
+
+
+class ReportError(KeditError):
+    """A report folder or one of its files is missing or malformed.
+
+    The message names the file and, for ``cases.jsonl`` and JSON syntax errors, the line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], message: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {message}")
+
+
+class CaseLog:
+    """``DIR/cases.jsonl`` of a new run: one line per finished case, flushed at once, so an
+    interrupted run keeps every case it finished.
+
+    Nothing in ``DIR`` is touched until the first case is appended: a run that never finishes
+    a case (``--collect-only``, a usage error, a crash while loading the model) leaves a
+    previous report whole. The first case replaces the previous run's files (cases, run,
+    summary, tables), so the folder never mixes two runs; with ``resume``, it keeps the cases
+    and ``run.json`` and appends (a last line the interruption cut short is dropped). Close it
+    before :func:`write_report`."""
+
+    def __init__(self, directory: str | os.PathLike[str], resume: bool = False):
+        self.path = Path(directory) / CASES_FILE
+        self.resume = resume
+        self._file: TextIO | None = None
+        self._provenance_written = False
+
+    def append(self, record: CaseRecord, provenance: Mapping[str, Any] | None = None) -> None:
+        """Write ``record`` as one line and flush it; the first ``provenance`` given goes to
+        ``run.json`` (kept when resuming a folder that has one)."""
+        if self._file is None:
+            self._file = self._start()
+        self._file.write(record.to_json() + "\n")
+        self._file.flush()
+        if provenance is not None and not self._provenance_written:
+            run_file = self.path.parent / RUN_FILE
+            if not (self.resume and run_file.is_file()):
+                _write_text(run_file, json.dumps({"provenance": provenance}, sort_keys=True, indent=2) + "\n")
+            self._provenance_written = True
+
+    def _start(self) -> TextIO:
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, RELATIONS_FILE, *(() if self.resume else (RUN_FILE,))):
+                (folder / name).unlink(missing_ok=True)
+            if not self.resume:
+                return self.path.open("w", encoding="utf-8")
+            if self.path.is_file():
+                _drop_cut_line(self.path)
+            return self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ReportError(folder, f"cannot write the report: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> CaseLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+class RunReport(NamedTuple):
+    """The outputs of one finished run."""
+
+    #: the run summary with ``counts`` (:func:`~pytest_kedit.results.aggregation.run_counts` for its
+    #: ``thresholds`` specs) and ``intervals`` (:func:`~pytest_kedit.results.aggregation.interval_summary`)
+    summary: dict[str, Any]
+    #: the records in ``case_id`` order
+    records: list[CaseRecord]
+    #: Table 1 and Table 2, each with its interval table
+    table1: str
+    table2: str
+    #: the per-relation and per-arity breakdown
+    relations: str
+
+
+def run_report(summary: Mapping[str, Any], records: Iterable[CaseRecord]) -> RunReport:
+    """Everything a run reports, computed once from its summary and case records.
+
+    ``summary`` needs ``model``, ``method`` and ``distortion_scaling``; its ``thresholds``
+    (specs, as :meth:`~pytest_kedit.benchmark.thresholds.Thresholds.specs` writes them; none when
+    absent) decide which metrics the counts check.
+    """
+    ordered = sorted_records(records)
+    bounds = intervals(ordered)
+    thresholds = parse_thresholds(summary.get("thresholds") or [], defaults=False)
+    written = {**summary, "counts": run_counts(ordered, thresholds), "intervals": interval_summary(bounds)}
+    scaling = summary["distortion_scaling"]
+    row = TableRow(summary["model"], summary["method"], aggregate(ordered))
+    table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.get("protocol", "paper")])
+    if summary.get("complete") is False:
+        note = f"\n\n{partial_note(summary)}"
+        table1_md, table2_md = table1_md + note, table2_md + note
+    return RunReport(written, ordered, table1_md, table2_md, relation_table(ordered, scaling))
+
+
+def partial_note(summary: Mapping[str, Any]) -> str:
+    """What a run that is not complete lacks: the shards missing from a merge of shards, else
+    the cases it did not finish."""
+    if summary.get("shards_missing"):
+        return (f"partial: shard {', '.join(summary['shards_missing'])} missing "
+                f"(merged {', '.join(summary.get('shards') or [])})")
+    return f"partial: {summary.get('cases_done')} of {summary.get('cases_expected')} cases (the run did not finish)"
+
+
+def write_report(directory: str | os.PathLike[str], summary: Mapping[str, Any],
+                 records: Iterable[CaseRecord]) -> RunReport:
+    """Write the report of a finished run (:func:`run_report`) into ``directory`` and return it:
+    the tables, ``summary.json``, and ``cases.jsonl`` rewritten sorted by ``case_id``."""
+    run = run_report(summary, records)
+    write_tables(directory, run.table1, run.table2, run.relations)
+    write_run_data(directory, run)
+    return run
+
+
+def write_run_data(directory: str | os.PathLike[str], run: RunReport) -> None:
+    """Write ``cases.jsonl`` (the records in ``case_id`` order) and ``summary.json`` of ``run``
+    into ``directory`` (created if needed): with the tables, a report folder others can read."""
+    target = Path(directory)
+    _write_text(target / CASES_FILE, "".join(record.to_json() + "\n" for record in run.records))
+    _write_text(target / SUMMARY_FILE, json.dumps(run.summary, sort_keys=True, indent=2) + "\n")
+
+
+def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str,
+                 relations_md: str | None = None) -> None:
+    """Write ``table1.md``, ``table2.md`` and, when given, ``relations.md`` into ``directory``
+    (created if needed)."""
+    target = Path(directory)
+    _write_text(target / TABLE1_FILE, table1_md + "\n")
+    _write_text(target / TABLE2_FILE, table2_md + "\n")
+    if relations_md is not None:
+        _write_text(target / RELATIONS_FILE, relations_md + "\n")
+
+
+def load_run(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[CaseRecord]]:
+    """Read a report folder back: ``(summary, records)``, records in file order, each line
+    validated by :meth:`CaseRecord.from_json <pytest_kedit.results.record.CaseRecord.from_json>`.
+
+    Raises :class:`ReportError` naming the folder when it does not exist, and naming the file
+    (and line) when ``summary.json`` or ``cases.jsonl`` is missing or malformed.
+    """
+    target = Path(directory)
+    if not target.is_dir():
+        raise ReportError(target, "a file, not a report directory" if target.exists() else "no such report directory")
+    return _load_summary(target / SUMMARY_FILE), _load_cases(target / CASES_FILE)
+
+
+class Runs(NamedTuple):
+    """Report folders read back, one row's records per model × method (:func:`load_runs`)."""
+
+    #: (model, method) -> (summary of the latest run, records), in order of first appearance
+    by_key: dict[RunKey, tuple[dict[str, Any], list[CaseRecord]]]
+    #: (model, method) -> every folder that held it, in the order given
+    sources: dict[RunKey, list[str]]
+
+    def notes(self) -> str:
+        """One paragraph per model × method found in several folders that are not shards, and
+        one per merge of shards that lacks a shard."""
+        notes = []
+        for (model, method), paths in self.sources.items():
+            summary = self.by_key[(model, method)][0]
+            if "shards" in summary:
+                if summary.get("shards_missing"):
+                    notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
+            elif len(paths) > 1:
+                notes.append(f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
+                             f"each split comes from the last of them that ran it.")
+        return "".join(notes)
+
+
+def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
+    """Read several report folders (:func:`load_run`). Runs of the same model × method are
+    combined: shards (``--kedit-shard``) into one run (:func:`~pytest_kedit.dataset.shards.merge_shards`,
+    which refuses shards of different runs or overlapping shards), other runs split by split: a
+    split's cases come from the last folder that ran that split, so the ConflictEdit splits of
+    one run and the RoundEdit splits of another make one row. Raises KeditError when
+    ``directories`` is empty."""
+    if not directories:
+        raise KeditError("no report directories given")
+    groups: dict[RunKey, list[tuple[str, dict[str, Any], list[CaseRecord]]]] = {}
+    for directory in directories:
+        summary, records = load_run(directory)
+        groups.setdefault((summary["model"], summary["method"]), []).append((str(directory), summary, records))
+    runs = Runs({}, {})
+    for key, group in groups.items():
+        runs.sources[key] = [folder for folder, _, _ in group]
+        if any(is_shard(summary) for _, summary, _ in group):
+            runs.by_key[key] = merge_shards(group)
+            continue
+        for _, summary, records in group:
+            if key in runs.by_key:
+                replaced = {record.split for record in records}
+                records = [record for record in runs.by_key[key][1] if record.split not in replaced] + records
+            runs.by_key[key] = (summary, records)
+    return runs
+
+
+def merge_tables(runs: Runs) -> tuple[str, str]:
+    """Table 1 and Table 2, each with its interval table, one row per model × method of ``runs``
+    (grouped by model, in order of first appearance), each row with its run's D scaling. When
+    several folders held the same model × method, a note under each table says which one each
+    split comes from."""
+    rows: list[TableRow] = []
+    bounds: list[Intervals] = []
+    for (model, method), (_, records) in runs.by_key.items():
+        rows.append(TableRow(model, method, aggregate(records)))
+        bounds.append(intervals(records))
+    scalings = [summary["distortion_scaling"] for summary, _ in runs.by_key.values()]
+    protocols = [summary.get("protocol", "paper") for summary, _ in runs.by_key.values()]
+    table1_md, table2_md = paper_tables(rows, scalings, bounds, protocols)
+    return table1_md + runs.notes(), table2_md + runs.notes()
+
+
+def merge_relations(runs: Runs) -> str:
+    """The per-relation breakdown of each model × method of ``runs``, each under a
+    ``## model / method`` heading, then the notes of :func:`merge_tables`."""
+    return "\n\n".join(
+        f"## {model} / {method}\n\n{relation_table(records, summary['distortion_scaling'])}"
+        for (model, method), (summary, records) in runs.by_key.items()
+    ) + runs.notes()
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline: a line a killed run left unfinished."""
+    with path.open("r+b") as file:
+        data = file.read()
+        if data and not data.endswith(b"\n"):
+            file.truncate(data.rfind(b"\n") + 1)
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise ReportError(path, f"cannot write: {exc.strerror or exc}") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(path, "missing (not a finished kedit report directory?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(path, f"cannot read: {exc}") from None
+
+
+def _load_summary(path: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ReportError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
+    if not isinstance(summary, dict):
+        raise ReportError(path, "must be a JSON object")
+    for field in ("model", "method"):
+        if not isinstance(summary.get(field), str) or not summary[field]:
+            raise ReportError(path, f"field '{field}' must be a non-empty string")
+    if summary.get("distortion_scaling") not in DISTORTION_SCALINGS:
+        raise ReportError(path, f"field 'distortion_scaling' must be one of {', '.join(DISTORTION_SCALINGS)}, "
+                                f"got {summary.get('distortion_scaling')!r}")
+    return summary
+
+
+def _load_cases(path: Path) -> list[CaseRecord]:
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(CaseRecord.from_json(line))
+        except json.JSONDecodeError as exc:
+            raise ReportError(path, f"not valid JSON: {exc.msg}", line=number) from None
+        except RecordError as exc:
+            raise ReportError(path, str(exc), line=number) from None
+    return records

@@ -1,0 +1,149 @@
+"""Carrying a case's protocol out on a model: the edits, the probes, and the bit-exact restore.
+
+The plan (:mod:`pytest_kedit.benchmark.plans`) says which model states to reach and which facts to
+probe in each; the harness applies the edits through the editor, probes, restores the original
+weights after every state that the next one does not continue, and scores the probabilities
+(:mod:`pytest_kedit.benchmark.scoring`). After :meth:`Harness.run` the model is as it was.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from pytest_kedit.benchmark import metrics
+from pytest_kedit.benchmark.cases import Case, Query, mean_per_query
+from pytest_kedit.benchmark.plans import EditBatch, Stage
+from pytest_kedit.benchmark.protocol import PAPER, Protocol
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.editors.base import Editor, WeightDelta
+from pytest_kedit.errors import KeditError
+from pytest_kedit.model.original_probes import OriginalProbes
+from pytest_kedit.model.probe import Encoder, probe
+from pytest_kedit.results.record import PHASES
+
+if TYPE_CHECKING:
+    from pytest_kedit.model.loading import LoadedModel
+
+@dataclass
+class CaseResult:
+    """What running one case produced."""
+
+    metrics: dict[str, float]
+    #: state -> fact name -> p, every probability behind the metrics
+    probabilities: dict[str, dict[str, float]]
+    #: per metric, the probabilities that decided it, for failure messages
+    evidence: dict[str, str]
+    #: seconds per phase of :data:`PHASES`
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class EditorContractError(KeditError):
+    """An editor changed parameters it did not report, so the model cannot be restored."""
+
+
+class Harness:
+    """Runs cases on one model with one editor; after every case the model is as it was."""
+
+    def __init__(self, loaded: LoadedModel, editor: Editor, protocol: Protocol = PAPER, seed: int = 0):
+        if protocol.distortion not in metrics.DISTORTION_SCALINGS:
+            raise KeditError(f"unknown distortion scaling {protocol.distortion!r}; use one of {metrics.DISTORTION_SCALINGS}")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.editor = editor
+        #: the choices of --kedit-protocol: how prompts are scored, Others, D's scaling
+        self.protocol = protocol
+        self.encoder = Encoder(loaded.tokenizer, protocol.keep_trailing_space)
+        self.seed = seed
+        self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device, protocol.keep_trailing_space)
+        self._timings: dict[str, float] = {}
+
+    def run(self, case: Case) -> CaseResult:
+        """Reach and probe every state of the case's plan, restore the model, score."""
+        split = SPLITS[case.split]
+        self._timings = dict.fromkeys(PHASES, 0.0)
+        torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
+        probabilities = self._carry_out(split.protocol(case, self.editor.multi_label, self.protocol))
+        scores = split.score(case, probabilities, self.protocol)
+        return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timings))
+
+    def _carry_out(self, plan: Sequence[Stage]) -> dict[str, dict[str, float]]:
+        probabilities: dict[str, dict[str, float]] = {}
+        applied: tuple[EditBatch, ...] = ()
+        edited: _Edited | None = None
+        try:
+            for stage in plan:
+                if edited is not None and stage.edits[: len(applied)] != applied:
+                    restoring, edited, applied = edited, None, ()
+                    self._restore(restoring)
+                for batch in stage.edits[len(applied) :]:
+                    edited = edited or _Edited(WeightDelta(), _parameter_versions(self.model))
+                    edited.delta = edited.delta.then(self._edit(batch))
+                applied = stage.edits
+                p = self._measure([query for _, query in stage.probes], original=not stage.edits)
+                probabilities[stage.state] = dict(zip((name for name, _ in stage.probes), p))
+        finally:
+            if edited is not None:
+                self._restore(edited)
+        return probabilities
+
+    # -- model states ------------------------------------------------------------------------
+
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._timings[phase] += time.perf_counter() - start
+
+    def _measure(self, queries: Sequence[Query], original: bool = False) -> list[float]:
+        """p of each query on the current model; ``original``: the model is θ, look in the cache first."""
+        pairs = [pair for q in queries for pair in q.pairs()]
+        with self._timed("probe"):
+            probs = self.original_probes.lookup(pairs) if original else None
+            if probs is None:
+                probs = probe(self.model, self.encoder, pairs)
+                if original:
+                    self.original_probes.remember(pairs, probs)
+        return mean_per_query(queries, probs)
+
+    def _edit(self, requests: EditBatch) -> WeightDelta:
+        with self._timed("edit"):
+            if self.editor.batched:
+                return self.editor.apply(self.model, self.loaded.tokenizer, list(requests))
+            delta = WeightDelta()
+            for request in requests:
+                delta = delta.then(self.editor.apply(self.model, self.loaded.tokenizer, [request]))
+            return delta
+
+    def _restore(self, edited: _Edited) -> None:
+        """Write back what the edits changed, and check that they reported every change."""
+        with self._timed("restore"):
+            edited.delta.restore(self.model)
+        changed = [name for name, version in _parameter_versions(self.model).items()
+                   if version != edited.versions[name] and name not in edited.delta.originals]
+        if changed:
+            raise EditorContractError(
+                f"editor {self.editor.name!r} changed {changed[:5]} without saving them in its WeightDelta "
+                "(call pytest_kedit.editors.base.snapshot before changing a parameter)"
+            )
+
+
+@dataclass
+class _Edited:
+    """The model away from θ: what the edits so far changed, and θ's parameter versions."""
+
+    delta: WeightDelta
+    versions: dict[str, tuple[int, int]]
+
+
+def _parameter_versions(model: torch.nn.Module) -> dict[str, tuple[int, int]]:
+    """In-place changes bump a tensor's version counter; reassigning ``.data`` changes its pointer."""
+    return {name: (p._version, p.data_ptr()) for name, p in model.named_parameters()}

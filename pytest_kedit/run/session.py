@@ -1,0 +1,384 @@
+"""A benchmark run inside pytest: a :class:`Worker` runs cases, the :class:`Collector` gathers them.
+
+Each process that runs tests (the only one, or each pytest-xdist worker) has a ``Worker``: its
+own model, editor and harness, loaded on first use, turning each case into a
+:class:`~pytest_kedit.results.record.CaseRecord`. Records travel to the controller in the tests'
+``user_properties``; the process's own facts (model fingerprint, hparams, statistics, load time)
+travel once per worker, in xdist's ``workeroutput``. The controller's ``Collector`` appends
+records to the case log as they arrive and builds the summary and tables at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.thresholds import failures
+from pytest_kedit.ci.baseline import (
+    Baseline,
+    BaselineError,
+    baseline_difference,
+    display_path,
+    mismatch_message,
+    read_baseline,
+    update_baseline,
+)
+from pytest_kedit.ci.gates import GateResult, check_gates
+from pytest_kedit.ci.regression import Judgement, gated_cases_fail, judge, verdict_line
+from pytest_kedit.dataset.input_length import context_length, overlong
+from pytest_kedit.dataset.sources import Entry, Suite, load_suite
+from pytest_kedit.errors import ConfigError, DataError, KeditError
+from pytest_kedit.results.provenance import provenance
+from pytest_kedit.results.record import PHASES, CaseRecord, outcome_counts
+from pytest_kedit.results.run_files import CaseLog, RunReport, run_report, write_report
+from pytest_kedit.run.options import KeditOptions
+from pytest_kedit.run.resume import PreviousRun, merged, read_previous
+
+if TYPE_CHECKING:
+    from pytest_kedit.benchmark.cases import Case
+    from pytest_kedit.run.harness import Harness
+
+#: The name of the user property that carries a case's record to the controller.
+USER_PROPERTY = "kedit"
+
+
+class Worker:
+    """Loads the model and editor once per process and runs cases on them."""
+
+    def __init__(self, options: KeditOptions, worker_index: int | None = None, worker_count: int | None = None):
+        self.options = options
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+        self._suite: Suite | None = None
+        self._harness: Harness | None = None
+        self._baseline: Baseline | None = None
+        self._previous: PreviousRun | None = None
+        self._resume_checked = False
+
+    @property
+    def suite(self) -> Suite:
+        if self._suite is None:
+            options = self.options
+            self._suite = load_suite(options.data, options.splits, options.limit, options.sample, options.seed,
+                                     options.shard)
+        return self._suite
+
+    @property
+    def harness(self) -> Harness:
+        if self._harness is None:
+            # Imported here so that pytest runs without kedit tests never pay for torch/transformers.
+            import torch
+
+            from pytest_kedit.editors import create_editor
+            from pytest_kedit.model.loading import load_model
+            from pytest_kedit.run.harness import Harness
+
+            if self.worker_count:
+                # Each xdist worker gets its share of the cores, so serial and parallel runs compute alike.
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.worker_count))
+            loaded = load_model(self.options.model, self.options.device, self.options.dtype, self.worker_index)
+            protocol = self.options.protocol
+            editor = create_editor(self.options.method, loaded, self.options.hparams, protocol.hparams_defaults())
+            self._harness = Harness(loaded, editor, protocol, self.options.seed)
+        return self._harness
+
+    def run(self, entry: Entry) -> CaseRecord:
+        """Run one case; a user error (bad record, bad request) becomes the record's error.
+        Resuming (``--kedit-resume``), a case the folder recorded is its record, not run again."""
+        if isinstance(entry, DataError):
+            return self.error_record(entry, entry)
+        if self.options.resume:
+            self.check_resume()
+            reused = self.previous_run.reusable(entry.case_id)
+            if reused is not None:
+                return reused
+        problem = self.unrunnable(entry)
+        if problem is not None:
+            return self.error_record(entry, problem)
+        try:
+            result = self.harness.run(entry)
+        except KeditError as exc:
+            return self.error_record(entry, exc)
+        missed = failures(result.metrics, result.evidence, self.options.thresholds.for_split(entry.split))
+        record = self._record(entry)
+        record.outcome = "failed" if missed else "passed"
+        record.metrics, record.probabilities, record.timings = result.metrics, result.probabilities, result.timings
+        record.failures = [failure.message for failure in missed]
+        record.failed_metrics = [failure.metric for failure in missed]
+        return record
+
+    @property
+    def baseline(self) -> Baseline:
+        """The baseline the run is gated against, read once (ConfigError naming the file)."""
+        if self._baseline is None:
+            if self.options.baseline is None:
+                raise ConfigError("no baseline: pass --kedit-baseline")
+            self._baseline = read_baseline(Path(self.options.baseline))
+        return self._baseline
+
+    def provenance(self) -> dict[str, Any]:
+        """This process's :func:`~pytest_kedit.results.provenance.provenance`; the model fingerprint and
+        the hparams are None and empty until the model has loaded."""
+        info = self.process_info() or {}
+        return provenance({**self.options.summary(), "hparams": info.get("hparams", {}),
+                           "model_fingerprint": info.get("model_fingerprint"),
+                           "editor_fingerprint": info.get("editor_fingerprint"),
+                           "data": {"fingerprint": self.suite.fingerprint, "files": self.suite.files},
+                           "versions": _versions()})
+
+    def unrunnable(self, entry: Entry) -> DataError | None:
+        """Why ``entry`` cannot run, found before any edit: its record is bad, or one of its model
+        inputs is longer than the model's context (this loads the model, for its tokenizer)."""
+        if isinstance(entry, DataError):
+            return entry
+        harness = self.harness
+        limit = context_length(harness.loaded.model.config, harness.loaded.tokenizer)
+        if limit is None:
+            return None
+
+        def length(prefix: str, target: str) -> int:
+            try:
+                encoded = harness.encoder(prefix, target)
+            except ValueError:  # an object of no tokens: the probe reports it
+                return 0
+            return len(encoded.prefix) + len(encoded.target)
+
+        split = SPLITS[entry.split]
+        found = overlong(entry, length, limit, split.benchmark.prompts_file)
+        if found is None:
+            return None
+        return DataError(str(Path(self.suite.source) / split.data_file), found.message("the model's context"),
+                         record=entry.index, field=found.field)
+
+    @property
+    def previous_run(self) -> PreviousRun:
+        """The run in the report folder this run resumes, read once (an empty one when not resuming)."""
+        if self._previous is None:
+            report = self.options.report
+            self._previous = read_previous(report) if self.options.resume and report else PreviousRun(Path())
+        return self._previous
+
+    def check_resume(self) -> None:
+        """Resuming: ConfigError naming the first field in which this process's provenance differs
+        from the recorded run's. It needs the model's fingerprint and hparams, so it loads the model."""
+        if self.options.resume and not self._resume_checked:
+            _ = self.harness
+            self.previous_run.check(self.provenance())
+            self._resume_checked = True
+
+    def check_baseline(self) -> None:
+        """When the run is gated against a baseline: ConfigError, one line naming the first
+        provenance field in which the loaded model, editor and data differ from the baseline's."""
+        if self.options.gating:
+            difference = baseline_difference(self.baseline, self.provenance(), self.options.baseline_ignore)
+            if difference is not None:
+                raise ConfigError(mismatch_message(self.baseline, difference))
+
+    def judge(self, record: CaseRecord) -> Judgement | None:
+        """When the run is gated against a baseline, the record's verdict against it, also kept in
+        the record (``verdict``, ``regressions``); None otherwise, and for an error."""
+        if not self.options.gating or record.outcome == "error":
+            return None
+        judgement = judge(record.split, record.metrics, self.baseline.metrics(record.split, record.case_id),
+                          self.options.thresholds.for_split(record.split), self.options.tolerance)
+        record.verdict, record.regressions = judgement.verdict, list(judgement.regressions)
+        return judgement
+
+    def error_record(self, entry: Entry, error: BaseException) -> CaseRecord:
+        """The record of a case that could not run: ``error`` replaces its result."""
+        record = self._record(None if isinstance(entry, DataError) else entry)
+        record.outcome = "error"
+        record.error = str(error) if isinstance(error, KeditError) else f"{type(error).__name__}: {error}"
+        return record
+
+    def _record(self, case: Case | None) -> CaseRecord:
+        """A record of ``case`` without results; a case that could not be parsed has no id yet
+        (the plugin names it by its test id)."""
+        return CaseRecord(
+            case_id=case.case_id if case else "",
+            split=case.split if case else "",
+            relation=case.relation_group if case else None,
+            arity=getattr(case, "arity", None),
+            model=self.options.model,
+            method=self.options.method,
+        )
+
+    def process_info(self) -> dict[str, Any] | None:
+        """What this process loaded, once the model has been loaded: None before."""
+        if self._harness is None:
+            return None
+        loaded, editor = self._harness.loaded, self._harness.editor
+        return {
+            "worker": f"{platform.node()}:{os.getpid()}",
+            "model_load": loaded.load_seconds,
+            "model_source": loaded.source,
+            "model_fingerprint": loaded.fingerprint,
+            "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "hparams": _hparams_dict(editor.hparams),
+            "editor_fingerprint": editor.fingerprint,
+            # where second-moment statistics came from (locate-and-edit methods); empty until needed
+            "statistics": dict(getattr(editor, "statistics_info", None) or {}),
+        }
+
+
+def _hparams_dict(hparams: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(hparams) and not isinstance(hparams, type):
+        return dataclasses.asdict(hparams)
+    return dict(vars(hparams))
+
+
+@dataclass
+class Collector:
+    """Controller side: gathers records and the workers' process facts, keeps the case log,
+    builds the tables and summary."""
+
+    options: KeditOptions
+    records: list[CaseRecord] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    log: CaseLog | None = None
+    #: the number of cases collected for the run (None: not known)
+    expected: int | None = None
+    #: resuming: the records that came from the folder instead of a run
+    reused: int = 0
+    _previous: dict[str, CaseRecord] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.options.report:
+            self.log = CaseLog(self.options.report, resume=self.options.resume)
+
+    @property
+    def previous(self) -> dict[str, CaseRecord]:
+        """Resuming: the records of the run being continued, by case id ({} otherwise)."""
+        if self.options.resume and self.options.report and self._previous is None:
+            self._previous = read_previous(self.options.report).records
+        return self._previous or {}
+
+    def add(self, record: CaseRecord, provenance: dict[str, Any] | None = None) -> None:
+        """Keep ``record`` and log it (with the provenance of the process that made it), unless it
+        is the very record the resumed folder already holds."""
+        self.records.append(record)
+        if self.previous.get(record.case_id) == record:
+            self.reused += 1
+        elif self.log is not None:
+            self.log.append(record, provenance)
+
+    def run_records(self) -> list[CaseRecord]:
+        """The run's records: this session's and, resuming, the earlier ones it did not report again."""
+        return merged(self.previous, self.records) if self.options.resume else self.records
+
+    def add_process(self, info: dict[str, Any] | None) -> None:
+        if info is not None:
+            self.processes.append(info)
+
+    def summary(self, suite: Suite | None, interrupted: bool = False) -> dict[str, Any]:
+        """The run summary; ``complete`` is false when the run was interrupted or finished fewer
+        cases than were collected."""
+        first = self.processes[0] if self.processes else {}
+        records = self.run_records()
+        done = len(records)
+        expected = max(self.expected or 0, done)
+        phases = {phase: sum(r.timings.get(phase, 0.0) for r in records) for phase in PHASES}
+        return {
+            **self.options.summary(),
+            "hparams": first.get("hparams", {}),
+            "model_source": first.get("model_source"),
+            "model_fingerprint": first.get("model_fingerprint"),
+            "editor_fingerprint": first.get("editor_fingerprint"),
+            "statistics": next((p["statistics"] for p in self.processes if p.get("statistics")), {}),
+            "data": {"source": suite.source if suite else self.options.data, "fingerprint": suite.fingerprint if suite else None,
+                     "files": suite.files if suite else {}},
+            "versions": _versions(),
+            "complete": not interrupted and done >= expected,
+            "cases_expected": expected,
+            "cases_done": done,
+            "outcomes": outcome_counts(records),
+            "timings": {
+                "model_load": sum(p["model_load"] for p in self.processes),
+                **phases,
+                "total": time.perf_counter() - self.started,
+                "processes": len(self.processes),
+            },
+        }
+
+    def verdict(self, suite: Suite | None, interrupted: bool = False) -> SessionVerdict:
+        """At the end of the session (after every record and process has arrived): write the
+        baseline (``--kedit-update-baseline``; not when no case reached the model), count the
+        cases' verdicts (a run gated against a baseline), and check the gates; over the run's
+        records (:meth:`run_records`: resuming, the earlier ones too)."""
+        options, failed, records = self.options, False, self.run_records()
+        lines: list[tuple[str, bool]] = []
+        baseline_cases: dict[tuple[str, str], CaseRecord] | None = None
+        if options.update_baseline and options.baseline is not None and records:
+            summary = self.summary(suite, interrupted)
+            if summary["model_fingerprint"] is None:
+                lines.append((f"baseline {display_path(Path(options.baseline))} not written: no case reached the model", True))
+            else:
+                try:
+                    written, line = update_baseline(Path(options.baseline), provenance(summary), records,
+                                                    summary["complete"], summary["cases_done"], summary["cases_expected"])
+                    lines.append((line, not written))
+                except BaselineError as exc:
+                    lines.append((f"kedit: {exc}", True))
+                    failed = True
+        elif options.gating and options.baseline is not None:
+            try:
+                baseline = read_baseline(Path(options.baseline))
+                baseline_cases = baseline.cases
+            except BaselineError as exc:  # removed or changed since the session started
+                lines.append((f"kedit: {exc}", True))
+                baseline_cases, failed = {}, True
+            if records:
+                errors = sum(record.outcome == "error" for record in records)
+                verdicts = [record.verdict for record in records]
+                lines.append((verdict_line(display_path(Path(options.baseline)), verdicts, errors),
+                              gated_cases_fail(verdicts, errors)))
+        gates = check_gates(options.gates, records, baseline_cases, options.gate_mode)
+        return SessionVerdict(lines, gates, failed or any(gate.failed for gate in gates))
+
+    def finish(self, suite: Suite | None, interrupted: bool = False) -> RunReport:
+        """The run's report (summary, tables, per-relation breakdown), written to the report
+        folder when there is one."""
+        summary = self.summary(suite, interrupted)
+        if self.log is not None:
+            self.log.close()
+        if self.options.report:
+            return write_report(self.options.report, summary, self.run_records())
+        return run_report(summary, self.run_records())
+
+
+class SessionVerdict(NamedTuple):
+    """What the end of a session adds to its tests' outcomes: the baseline, the gates."""
+
+    #: for the terminal, each with whether it reports a problem: the baseline written or not
+    #: (--kedit-update-baseline), or the verdicts of the cases against it
+    lines: list[tuple[str, bool]]
+    gates: list[GateResult]
+    #: the baseline could not be written, or a gate failed: the session fails
+    failed: bool
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "pytest_kedit": version("pytest-kedit"),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "python": platform.python_version(),
+    }
+
+
+def assert_thresholds(record: CaseRecord) -> None:
+    """Fail the calling test with one line per missed threshold, naming the probabilities behind it."""
+    __tracebackhide__ = True
+    if record.failures:
+        import pytest
+
+        pytest.fail("\n".join(record.failures), pytrace=False)
