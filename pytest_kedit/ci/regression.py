@@ -22,15 +22,12 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS
 from pytest_kedit.benchmark.thresholds import Threshold
 from pytest_kedit.errors import ConfigError
+from pytest_kedit.results.record import VERDICTS, Verdict
 
-Verdict = Literal["regressed", "known", "improved", "passed", "new"]
-#: The verdicts in the order the terminal summary counts them.
-VERDICTS: tuple[Verdict, ...] = ("regressed", "known", "improved", "passed", "new")
 #: The default tolerance, per-case scale: above the float noise between thread layouts (probabilities
 #: of one case differ by up to 1.4e-6 between a 1-thread and a 2-thread run), 0.01 points ×100.
 DEFAULT_TOLERANCE = 1e-4

@@ -12,66 +12,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from tabulate import tabulate
-
-from pytest_kedit.benchmark.registry import METRICS, split_order
-from pytest_kedit.benchmark.thresholds import parse_thresholds
 from pytest_kedit.ci.baseline import (
     RECREATE_HINT,
-    Baseline,
     baseline_difference,
     default_path,
-    display_path,
     mismatch_message,
     parse_ignore,
     read_baseline,
     update_baseline,
 )
-from pytest_kedit.ci.gates import GATE_MODES, Gate, GateMode, GateResult, check_gates, gates_markdown, parse_gates
-from pytest_kedit.ci.regression import DEFAULT_TOLERANCE, Judgement, gated_cases_fail, judge, parse_tolerance, verdict_line, worse_by
+from pytest_kedit.ci.gates import GATE_MODES, parse_gates
+from pytest_kedit.ci.gating import gate_markdown, gate_run, one_run
+from pytest_kedit.ci.regression import DEFAULT_TOLERANCE, parse_tolerance
 from pytest_kedit.ci.step_summary import append_step_summary
 from pytest_kedit.errors import KeditError
-from pytest_kedit.results.provenance import DATA_FILES, provenance, run_difference
-from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.results.run_files import Runs, load_run, load_runs, partial_note
-
-
-class OneRun(NamedTuple):
-    """The run that report folders of one model × method hold together."""
-
-    folders: list[str]
-    #: the summary of the run (of the merged shards, or of the last folder)
-    summary: dict[str, Any]
-    records: list[CaseRecord]
-    #: its provenance, with the data files every folder read
-    provenance: dict[str, Any]
-
-
-def one_run(runs: Runs) -> OneRun:
-    """The single model × method of ``runs``. KeditError, in one line, when the folders hold
-    several, or when folders that are not shards were made differently (the first provenance
-    difference, the data compared over the files both read; shards are checked as they merge)."""
-    if len(runs.by_key) != 1:
-        found = ", ".join(f"{model} / {method} ({', '.join(runs.sources[(model, method)])})"
-                          for model, method in runs.by_key)
-        raise KeditError(f"the folders hold {len(runs.by_key)} runs, {found}: give the folders of one model × method")
-    key, (summary, records) = next(iter(runs.by_key.items()))
-    folders = runs.sources[key]
-    current = provenance(summary)
-    if "shards" not in summary:
-        for folder in folders[:-1]:
-            other = provenance(load_run(folder)[0])
-            difference = run_difference(other, current)
-            if difference is not None:
-                raise KeditError(f"{folder} and {folders[-1]} are not parts of one run: {difference}")
-            files = {**other.get(DATA_FILES, {}), **current.get(DATA_FILES, {})}
-            if files:
-                current[DATA_FILES] = files
-    return OneRun(folders, summary, records, current)
+from pytest_kedit.results.run_files import load_runs, partial_note
 
 
 def add_baseline(subparsers: Any) -> None:
@@ -110,57 +68,6 @@ def _baseline(args: argparse.Namespace) -> int:
                                     max(int(summary.get("cases_expected") or 0), done))
     print(line)
     return 0 if written else 1
-
-
-class RunGate(NamedTuple):
-    """A run judged against its baseline, as the plugin judges a session."""
-
-    #: each record that is not an error, with its judgement
-    judged: list[tuple[CaseRecord, Judgement]]
-    errors: int
-    gates: list[GateResult]
-
-    @property
-    def failed(self) -> bool:
-        """A case regressed, a case is an error, or a gate failed: the plugin's session would fail."""
-        return gated_cases_fail((judgement.verdict for _, judgement in self.judged), self.errors) or any(
-            result.failed for result in self.gates)
-
-
-def gate_run(records: Sequence[CaseRecord], baseline: Baseline, thresholds_specs: Sequence[str], tolerance: float,
-             gates: Sequence[Gate], mode: GateMode) -> RunGate:
-    """Judge every record against ``baseline`` (:func:`~pytest_kedit.ci.regression.judge`, under the
-    run's thresholds ``thresholds_specs`` and ``tolerance``) and check ``gates``
-    (:func:`~pytest_kedit.ci.gates.check_gates`) over the run's records and the baseline's."""
-    thresholds = parse_thresholds(thresholds_specs, defaults=False)
-    judged = [(record, judge(record.split, record.metrics, baseline.metrics(record.split, record.case_id),
-                             thresholds.for_split(record.split), tolerance))
-              for record in records if record.outcome != "error"]
-    errors = sum(record.outcome == "error" for record in records)
-    return RunGate(judged, errors, check_gates(gates, records, baseline.cases, mode))
-
-
-def gate_markdown(title: str, baseline: Baseline, result: RunGate, mode: GateMode, note: str = "") -> str:
-    """The report of :func:`gate_run`: ``title`` as a heading, ``note`` (a partial run), the
-    verdict line, the regressed cases (case, metric, baseline and run values, how much worse) and
-    the gates' table."""
-    line = verdict_line(display_path(baseline.path), (judgement.verdict for _, judgement in result.judged), result.errors)
-    parts = [f"## {title}", *([note] if note else []), line]
-    rows = []
-    for record, judgement in sorted(result.judged, key=lambda item: (split_order(item[0].split), item[0].case_id)):
-        before = baseline.metrics(record.split, record.case_id) or {}
-        for metric in judgement.regressed:
-            value = record.metrics[metric]
-            was = before.get(metric)
-            rows.append([record.case_id, METRICS[metric].label, "–" if was is None else f"{was:.4g}", f"{value:.4g}",
-                         "–" if was is None else f"{worse_by(metric, was, value):.4g}"])
-    if rows:
-        parts.append("Regressed cases:\n\n" + tabulate(rows, headers=["case", "metric", "baseline", "run", "worse by"],
-                                                       tablefmt="pipe", disable_numparse=True,
-                                                       colalign=("left", "left", "right", "right", "right")))
-    if result.gates:
-        parts.append(gates_markdown(result.gates, mode))
-    return "\n\n".join(parts)
 
 
 def add_gate(subparsers: Any) -> None:

@@ -21,12 +21,15 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS
-from pytest_kedit.ci.regression import VERDICTS
 
 OUTCOMES = ("passed", "failed", "error", "xfailed")
+#: A case against its baseline (:mod:`pytest_kedit.ci.regression` decides it).
+Verdict = Literal["regressed", "known", "improved", "passed", "new"]
+#: The verdicts in the order the terminal summary counts them.
+VERDICTS: tuple[Verdict, ...] = ("regressed", "known", "improved", "passed", "new")
 #: The phases a case's wall time is split into (``timings``).
 PHASES = ("edit", "probe", "restore")
 

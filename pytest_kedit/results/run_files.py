@@ -28,10 +28,10 @@ from typing import Any, NamedTuple, TextIO
 
 from pytest_kedit.benchmark.metrics import DISTORTION_SCALINGS
 from pytest_kedit.benchmark.thresholds import parse_thresholds
-from pytest_kedit.dataset.shards import is_shard, merge_shards
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summary, intervals, run_counts, sorted_records
 from pytest_kedit.results.record import CaseRecord, RecordError
+from pytest_kedit.results.shard_merge import is_shard, merge_shards
 from pytest_kedit.results.tables import TableRow, paper_tables, relation_table
 from pytest_kedit.storage.cache import atomic_write_text
 
@@ -226,7 +226,7 @@ class Runs(NamedTuple):
 
 def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
     """Read several report folders (:func:`load_run`). Runs of the same model × method are
-    combined: shards (``--kedit-shard``) into one run (:func:`~pytest_kedit.dataset.shards.merge_shards`,
+    combined: shards (``--kedit-shard``) into one run (:func:`~pytest_kedit.results.shard_merge.merge_shards`,
     which refuses shards of different runs or overlapping shards), other runs split by split: a
     split's cases come from the last folder that ran that split, so the ConflictEdit splits of
     one run and the RoundEdit splits of another make one row. Raises KeditError when

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from pytest_kedit.benchmark.cases import Case, RoundCase
 from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS
-from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, load_suite, resolve_source
+from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, resolve_source
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
 from pytest_kedit.storage.cache import atomic_write_bytes, atomic_write_text
@@ -52,18 +52,11 @@ from pytest_kedit.suite_build.manifest import (
     source_info,
     split_report,
 )
+from pytest_kedit.suite_build.source import JSON_LAYOUTS, SourceSplit, read_source
 
 #: Bumped whenever a decision rule changes, so that old checkpoints are not resumed.
 FORMAT = "kedit-build-suite/2"
 CHECKPOINT = "checkpoint-{}.jsonl"
-#: How a split file may be laid out: ``json.dumps`` defaults (the upstream files) or indented
-#: UTF-8 with a final newline (the built-in suites). An output file takes its source file's.
-JSON_LAYOUTS: dict[str, Callable[[Any], str]] = {
-    "compact": json.dumps,
-    "indented": lambda value: json.dumps(value, ensure_ascii=False, indent=2) + "\n",
-}
-
-
 @dataclass(frozen=True)
 class BuildSettings:
     """The parameters of a build; ``limit`` takes the first records of each source split, and
@@ -74,18 +67,6 @@ class BuildSettings:
     batch_size: int = 32
     limit: int | None = None
     keep_splits: bool = False
-
-
-@dataclass
-class SourceSplit:
-    """One split of the source: its raw records (written verbatim), their parsed entries, and the
-    file's JSON layout (a key of :data:`JSON_LAYOUTS`)."""
-
-    split: str
-    records: list[Any]
-    entries: list[Entry]
-    fingerprint: str
-    layout: str
 
 
 def build_suite(
@@ -178,21 +159,6 @@ def _built_here(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
-
-
-def read_source(folder: Path, split: str) -> SourceSplit:
-    """The raw records and parsed entries of one split; KeditError when its file is missing or unreadable."""
-    path = folder / SPLIT_FILES[split]
-    if not path.is_file():
-        raise KeditError(f"--from: {folder} has no {SPLIT_FILES[split]} (split {split!r})")
-    suite = load_suite(str(folder), [split])
-    entries = suite.splits[split]
-    if len(entries) == 1 and isinstance(entries[0], DataError) and entries[0].record is None:
-        raise entries[0]
-    raw = path.read_bytes()
-    records = json.loads(raw)
-    layout = next((name for name, dump in JSON_LAYOUTS.items() if dump(records).encode() == raw), "compact")
-    return SourceSplit(split, records, entries, suite.fingerprint, layout)
 
 
 def _header(split: str, loaded: LoadedModel, source: SourceSplit, settings: BuildSettings) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pytest_kedit.suite_build.knowledge_check import criteria
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
-    from pytest_kedit.suite_build.builder import SourceSplit
+    from pytest_kedit.suite_build.source import SourceSplit
 
 MANIFEST = "manifest.json"
 #: The manifest's ``generator``; a folder whose manifest names it is an earlier build.
