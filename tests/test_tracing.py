@@ -1,4 +1,4 @@
-"""The tracing tool on tiny random models of every family: read, edit at positions, stop early, skip."""
+"""The tracing tool on tiny random models of every family: read, patch at positions, stop early, skip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from tiny_models import tiny_model
 
 from pytest_kedit.model.architectures import module_map
-from pytest_kedit.model.tracing import Edit, StopForward, Trace, pad, skipped
+from pytest_kedit.model.tracing import Patch, StopForward, Trace, pad, skipped
 
 PROMPTS = ["the capital of France is Paris", "Hamlet was a notable work of", "the mother of Marie"]
 
@@ -52,30 +52,30 @@ def test_reads_the_input_and_output_of_layers(family):
     assert not trace.output(names[0]).requires_grad
 
 
-def test_an_edit_changes_the_output_at_the_given_positions_only(family):
+def test_a_patch_changes_the_output_at_the_given_positions_only(family):
     model, modules, batch = tiny(family)
     shift = torch.randn(model.config.get_text_config().hidden_size)
     rows, cols = torch.tensor([0, 2]), torch.tensor([3, 1])
     site, above = layer(modules, 0), layer(modules, 1)
-    edit = Edit(rows, cols, lambda h: h + shift)
-    with (torch.no_grad(), Trace(model, site, retain_output=True, edit_output=edit) as at_site,
+    patch = Patch(rows, cols, lambda h: h + shift)
+    with (torch.no_grad(), Trace(model, site, retain_output=True, patch_output=patch) as at_site,
           Trace(model, above, retain_input=True) as at_above):
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-    before, after = at_site.output(site), at_above.input(above)  # the site's output before and after the edit
+    before, after = at_site.output(site), at_above.input(above)  # the site's output before and after the patch
     torch.testing.assert_close(after[rows, cols], before[rows, cols] + shift, rtol=0, atol=0)
     unchanged = torch.ones(before.shape[:2], dtype=torch.bool)
     unchanged[rows, cols] = False
     assert torch.equal(after[unchanged], before[unchanged])
 
 
-def test_an_edited_input_is_what_the_module_computes_on(family):
+def test_a_patched_input_is_what_the_module_computes_on(family):
     model, modules, batch = tiny(family)
     projection = modules.mlp_out.format(1)
     module = model.get_submodule(projection)
     rows, cols = torch.tensor([1]), torch.tensor([2])
     with torch.no_grad(), Trace(model, projection, retain_input=True, retain_output=True) as plain:
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-    with torch.no_grad(), Trace(model, projection, retain_output=True, edit_input=Edit(rows, cols, torch.zeros_like)) as zeroed:
+    with torch.no_grad(), Trace(model, projection, retain_output=True, patch_input=Patch(rows, cols, torch.zeros_like)) as zeroed:
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
     key = plain.input(projection).clone()
     key[rows, cols] = 0
@@ -84,11 +84,11 @@ def test_an_edited_input_is_what_the_module_computes_on(family):
     assert not torch.equal(zeroed.output(projection), plain.output(projection))
 
 
-def test_edits_are_differentiable():
+def test_patches_are_differentiable():
     model, modules, batch = tiny("llama")
     shift = torch.zeros(model.config.hidden_size, requires_grad=True)
     every_row = torch.arange(len(PROMPTS))
-    with Trace(model, layer(modules, 1), edit_output=Edit(every_row, torch.zeros_like(every_row), lambda h: h + shift)):
+    with Trace(model, layer(modules, 1), patch_output=Patch(every_row, torch.zeros_like(every_row), lambda h: h + shift)):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     logits[:, -1].sum().backward()
     assert shift.grad is not None and shift.grad.norm() > 0

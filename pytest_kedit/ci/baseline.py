@@ -30,7 +30,7 @@ from pytest_kedit.benchmark.registry import split_order
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.provenance import DATA_FILES, LATER_FIELDS, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
 from pytest_kedit.results.record import CaseRecord, RecordError
-from pytest_kedit.storage.cache import atomic_write_text
+from pytest_kedit.storage.atomic import atomic_write_text
 
 FORMAT = 1
 #: Where baselines live under pytest's rootdir.

@@ -133,10 +133,10 @@ def model_limit(model: str, limit: int | None = None) -> LengthLimit:
     naming the model when they cannot be read or the model states no context and no limit is given."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from pytest_kedit.model.embedded_models import EMBEDDED_MODELS, embedded_model_dir
+    from pytest_kedit.model.location import locate_model
     from pytest_kedit.model.probe import Encoder
 
-    where = embedded_model_dir(EMBEDDED_MODELS[model]) if model in EMBEDDED_MODELS else model
+    where = locate_model(model).folder_or_id()
     try:
         with _quiet_hub():
             config, tokenizer = AutoConfig.from_pretrained(where), AutoTokenizer.from_pretrained(where)

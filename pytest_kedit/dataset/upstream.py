@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.storage.cache import atomic_write_bytes, cache_dir, locked
+from pytest_kedit.storage.atomic import atomic_write_bytes
+from pytest_kedit.storage.cache import cache_dir, locked
 
 PREFIX = "upstream:"
 REPOSITORY = "zjunlp/PitfallsKnowledgeEditing"

@@ -22,7 +22,6 @@ output, and computes logits only where a target token or the KL distribution is 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from transformers import DynamicCache
 
 from pytest_kedit.benchmark.cases import EditRequest
 from pytest_kedit.errors import KeditError
-from pytest_kedit.model.probe import Encoder, model_device
-from pytest_kedit.model.tracing import Edit, Trace, pad, skipped
+from pytest_kedit.model.probe import Encoder, cache_keywords, model_device, vocab_logprobs
+from pytest_kedit.model.tracing import Patch, Trace, pad, skipped
 
 if TYPE_CHECKING:
     from pytest_kedit.editors.key_value_editor import KeyValueHyperParams
@@ -108,8 +107,8 @@ def read_at_subject(
 
 
 @dataclass
-class Cut:
-    """Prompts cut at the subject's last token: the prefix before it (left-padded, so that every
+class SubjectAlignedBatch:
+    """Prompts aligned at the subject's last token: the prefix before it (left-padded, so that every
     prefix ends at the same column) and the rest (right-padded). Column 0 of the rest is the
     subject's last token of every prompt; scored tokens are given in the rest's columns."""
 
@@ -125,7 +124,9 @@ class Cut:
     owners: torch.Tensor
 
 
-def cut(prompts: Sequence[SubjectPrompt], pad_id: int, device: torch.device) -> Cut:
+def align_at_subject(prompts: Sequence[SubjectPrompt], pad_id: int, device: torch.device) -> SubjectAlignedBatch:
+    """Cut every prompt before its subject's last token and pad both parts (see
+    :class:`SubjectAlignedBatch`); each target token is scored at the rest's column before it."""
     starts = [p.subject_last for p in prompts]
     prefix = pad([p.ids[:s] for p, s in zip(prompts, starts)], pad_id, device, left=True)
     rest = pad([p.ids[s:] for p, s in zip(prompts, starts)], pad_id, device)
@@ -139,7 +140,7 @@ def cut(prompts: Sequence[SubjectPrompt], pad_id: int, device: torch.device) -> 
             cols.append(len(p.prompt_ids) - 1 + j - s)
             tokens.append(token)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
-    return Cut(
+    return SubjectAlignedBatch(
         prefix.input_ids, prefix.attention_mask, prefix_positions,
         rest.input_ids, rest.attention_mask, rest_positions,
         as_long(rows), as_long(cols), as_long(tokens), as_long(rows),
@@ -172,71 +173,104 @@ def optimise_value(
     the module whose output is shifted; ``layers_below``, the layers under it, in order, run only
     in the first pass: their output does not depend on δ."""
     device = model_device(model)
-    batch = cut([*prompts, kl_prompt], pad_id, device)
+    batch = align_at_subject([*prompts, kl_prompt], pad_id, device)
     n = len(prompts)
-    target_lengths = torch.bincount(batch.owners, minlength=n)[:n].float()
-    cache_argument = _cache_argument(model)
-    prefix_kv = _prefix_kv(model, batch, cache_argument)
-    full_mask = torch.cat([batch.prefix_mask, batch.mask], dim=1)
-    scored_rows = torch.cat([batch.rows, batch.rows.new_tensor([n])])  # the KL prompt is row n, read at column 0
-    scored_cols = torch.cat([batch.cols, batch.cols.new_tensor([0])])
-    lm_head = model.get_output_embeddings()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-
+    log_probs = _RestPass(model, batch)
     delta = torch.zeros(model.config.get_text_config().hidden_size, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
     every_row = torch.arange(n + 1, device=device)
-    shift = Edit(every_row, torch.zeros_like(every_row), lambda h: h + delta.to(h.dtype))  # at column 0 of the rest
+    shift = Patch(every_row, torch.zeros_like(every_row), lambda h: h + delta.to(h.dtype))  # at column 0 of the rest
 
-    def log_probs() -> torch.Tensor:
-        """log P at every scored position: (scored tokens + 1, vocab), the KL prompt's row last."""
-        hidden = model.base_model(
-            input_ids=batch.ids, attention_mask=full_mask, position_ids=batch.positions, use_cache=True,
-            **{cache_argument: _prefix_cache(prefix_kv)},
-        ).last_hidden_state  # (prompts + 1, rest width, hidden)
-        logits = lm_head(hidden[scored_rows, scored_cols]).float()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        return torch.log_softmax(logits, dim=-1)
-
-    with Trace(model, site, retain_input=True, retain_output=True, edit_output=shift) as at_site, ExitStack() as stack:
+    with Trace(model, site, retain_input=True, retain_output=True, patch_output=shift) as at_site, ExitStack() as stack:
         with Trace(model, layers_below[-1:], retain_output=True) as below:
             logp = log_probs()
         if layers_below:
             stack.enter_context(skipped(model, layers_below, below.output(layers_below[-1])))
         original = at_site.output(site)[0, 0].float()  # (hidden,)
         inputs = at_site.input(site)[:n, 0]  # (prompts, site input)
-        h_norm = original.norm()
-        kl_reference = logp[-1].detach()
-        for step in range(1, hp.v_num_grad_steps + 1):
-            if step > 1:
-                logp = log_probs()
-            target_logp = logp[:-1].gather(1, batch.tokens[:, None])[:, 0]  # (scored tokens,)
-            nll = -(torch.zeros(n, device=device).index_add(0, batch.owners, target_logp) / target_lengths).mean()
-            kl_logp = logp[-1]  # (vocab,)
-            kl = hp.kl_factor * (kl_logp.exp() * (kl_logp - kl_reference)).sum()
-            loss = nll + kl + hp.v_weight_decay * delta.norm() / h_norm**2
-            if loss.item() < EARLY_STOP_LOSS or step == hp.v_num_grad_steps:
-                break
-            (delta.grad,) = torch.autograd.grad(loss, delta)
-            optimizer.step()
-            with torch.no_grad():
-                max_norm = hp.clamp_norm_factor * h_norm
-                if delta.norm() > max_norm:
-                    delta.mul_(max_norm / delta.norm())
-    return Value(delta.detach(), original, inputs, step, loss.item())
+        objective = _Objective(batch, n, logp[-1].detach(), original.norm(), hp)
+        steps, loss = _descend(delta, log_probs, logp, objective, hp)
+    return Value(delta.detach(), original, inputs, steps, loss)
+
+
+class _RestPass:
+    """log P at every scored position of a batch whose last prompt is the KL prompt:
+    (scored tokens + 1, vocab), the KL prompt's row last, read at its column 0. Every call runs
+    only the rest, after the prefixes' keys and values, which are computed once."""
+
+    def __init__(self, model: torch.nn.Module, batch: SubjectAlignedBatch):
+        self.model, self.batch = model, batch
+        self.prefix_kv = _prefix_kv(model, batch)
+        self.mask = torch.cat([batch.prefix_mask, batch.mask], dim=1)
+        kl_row = batch.ids.shape[0] - 1
+        self.rows = torch.cat([batch.rows, batch.rows.new_tensor([kl_row])])
+        self.cols = torch.cat([batch.cols, batch.cols.new_tensor([0])])
+
+    def __call__(self) -> torch.Tensor:
+        hidden = self.model.base_model(
+            input_ids=self.batch.ids, attention_mask=self.mask, use_cache=True,
+            **cache_keywords(self.model, _prefix_cache(self.prefix_kv), self.batch.positions),
+        ).last_hidden_state  # (prompts + 1, rest width, hidden)
+        return vocab_logprobs(self.model, hidden[self.rows, self.cols])
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """The loss of the module docstring for log P as :class:`_RestPass` gives it, with the KL
+    prompt's distribution before the edit (``kl_reference``) and h's norm."""
+
+    batch: SubjectAlignedBatch
+    n_prompts: int
+    kl_reference: torch.Tensor
+    h_norm: torch.Tensor
+    hp: KeyValueHyperParams
+
+    def __call__(self, logp: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        batch, n, hp = self.batch, self.n_prompts, self.hp
+        target_lengths = torch.bincount(batch.owners, minlength=n)[:n].float()
+        target_logp = logp[:-1].gather(1, batch.tokens[:, None])[:, 0]  # (scored tokens,)
+        nll = -(torch.zeros(n, device=logp.device).index_add(0, batch.owners, target_logp) / target_lengths).mean()
+        kl_logp = logp[-1]  # (vocab,)
+        kl = hp.kl_factor * (kl_logp.exp() * (kl_logp - self.kl_reference)).sum()
+        return nll + kl + hp.v_weight_decay * delta.norm() / self.h_norm**2
+
+
+def _descend(
+    delta: torch.Tensor, log_probs: _RestPass, first: torch.Tensor, objective: _Objective, hp: KeyValueHyperParams
+) -> tuple[int, float]:
+    """Adam steps on ``delta`` from the log P of the first pass (``first``) until the loss is below
+    ``EARLY_STOP_LOSS`` or ``v_num_grad_steps`` passes have run, ‖δ‖ clamped after each step;
+    the number of passes and the last loss."""
+    optimizer = torch.optim.Adam([delta], lr=hp.v_lr)
+    logp = first
+    for step in range(1, hp.v_num_grad_steps + 1):
+        if step > 1:
+            logp = log_probs()
+        loss = objective(logp, delta)
+        if loss.item() < EARLY_STOP_LOSS or step == hp.v_num_grad_steps:
+            break
+        (delta.grad,) = torch.autograd.grad(loss, delta)
+        optimizer.step()
+        _clamp_norm(delta, hp.clamp_norm_factor * objective.h_norm)
+    return step, loss.item()
 
 
 @torch.no_grad()
-def _prefix_kv(model: torch.nn.Module, batch: Cut, cache_argument: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _clamp_norm(delta: torch.Tensor, max_norm: torch.Tensor) -> None:
+    """Scale ``delta`` in place down to norm ``max_norm`` when it is longer."""
+    if delta.norm() > max_norm:
+        delta.mul_(max_norm / delta.norm())
+
+
+@torch.no_grad()
+def _prefix_kv(model: torch.nn.Module, batch: SubjectAlignedBatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Every layer's attention keys and values of the prefixes, zero at padding (masked anyway, but
     a prefix that is all padding can come out as NaN, and 0 · NaN is NaN)."""
     if batch.prefix_ids.shape[1] == 0:
         return []
     cache = DynamicCache()
     model.base_model(
-        input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask, position_ids=batch.prefix_positions,
-        use_cache=True, **{cache_argument: cache},
+        input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask, use_cache=True,
+        **cache_keywords(model, cache, batch.prefix_positions),
     )  # fmt: skip
     keep = batch.prefix_mask.bool()[:, None, :, None]  # (prompts, 1, prefix width, 1)
     return [(torch.where(keep, layer.keys, 0.0), torch.where(keep, layer.values, 0.0)) for layer in cache.layers]
@@ -245,8 +279,3 @@ def _prefix_kv(model: torch.nn.Module, batch: Cut, cache_argument: str) -> list[
 def _prefix_cache(prefix_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
     """A fresh cache holding the prefixes (a forward pass appends to its cache)."""
     return DynamicCache(ddp_cache_data=prefix_kv) if prefix_kv else DynamicCache()
-
-
-def _cache_argument(model: torch.nn.Module) -> str:
-    """transformers 5 calls the cache argument ``cache``; earlier versions ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"

@@ -1,7 +1,8 @@
 """Resolving ``--kedit-model`` to a loaded causal LM: embedded alias, local directory or Hugging Face id.
 
-The module map lives in ``architectures``, device and dtype in ``devices``, and the fetching and
-conversion of embedded models in ``embedded``; this module puts them together.
+Which of the three a name is, is decided in ``location``; the module map lives in
+``architectures``, device and dtype in ``devices``, and the fetching and conversion of embedded
+models in ``embedded_models``; this module puts them together.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.model.architectures import ModuleMap, module_map
 from pytest_kedit.model.devices import resolve_device, resolve_dtype
-from pytest_kedit.model.embedded_models import EMBEDDED_MODELS, embedded_model_dir
+from pytest_kedit.model.embedded_models import EMBEDDED_MODELS
+from pytest_kedit.model.location import ModelLocation, locate_model
 
 
 @dataclass
@@ -95,43 +97,14 @@ def load_model(
     torch_device = resolve_device(device, worker_index)
     torch_dtype = resolve_dtype(dtype, torch_device)
     start = time.perf_counter()
-    local = Path(name).expanduser()
-    if name in EMBEDDED_MODELS:
-        spec = EMBEDDED_MODELS[name]
-        where: str | Path = embedded_model_dir(spec)
-        try:
-            model, tokenizer = _from_pretrained(where, torch_device, torch_dtype, trust_remote_code=False)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"the cached conversion {where} is unreadable ({exc}); delete it to convert again"
-            ) from exc
-        source = f"embedded alias {name} (GGUF sha256 {spec.sha256}) from {where}"
-        fingerprint = spec.fingerprint
-    elif local.is_dir():
-        where = local.resolve()
-        try:
-            model, tokenizer = _from_pretrained(where, torch_device, torch_dtype, trust_remote_code)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"could not load the model in local directory {where}: {exc}") from exc
-        source = f"local directory {where}"
-        fingerprint = _local_fingerprint(where)
-    else:
-        try:
-            model, tokenizer = _from_pretrained(name, torch_device, torch_dtype, trust_remote_code)
-        except (OSError, ValueError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
-            what = "is not a directory" if local.exists() else "does not exist"
-            raise ConfigError(
-                f"cannot load model {name!r}; tried, in order:\n"
-                f"  - embedded alias: not one of {', '.join(EMBEDDED_MODELS)}\n"
-                f"  - local directory: {local.absolute()} {what}\n"
-                f"  - Hugging Face hub id: {reason}\n"
-                "A hub model loads offline once it is in the Hugging Face cache (HF_HOME); "
-                "HF_HUB_OFFLINE=1 skips the network."
-            ) from exc
-        commit = getattr(model.config, "_commit_hash", None)
-        source = f"Hugging Face hub {name}" + (f" @ {commit}" if commit else "")
-        fingerprint = f"hf:{name}@{commit}" if commit else f"hf:{name}"
+    location = locate_model(name)
+    where = location.folder_or_id()
+    try:
+        model, tokenizer = _from_pretrained(where, torch_device, torch_dtype,
+                                            trust_remote_code and location.embedded is None)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(_load_failure(location, where, exc)) from exc
+    source, fingerprint = _provenance(location, where, model)
     _prepare(model, tokenizer)
     return LoadedModel(
         name=name,
@@ -145,3 +118,34 @@ def load_model(
         fingerprint=fingerprint,
         load_seconds=time.perf_counter() - start,
     )
+
+
+def _load_failure(location: ModelLocation, where: str | Path, exc: Exception) -> str:
+    """Why the model at ``where`` could not be read; for a hub id, everything that was tried."""
+    if location.embedded is not None:
+        return f"the cached conversion {where} is unreadable ({exc}); delete it to convert again"
+    if location.folder is not None:
+        return f"could not load the model in local directory {where}: {exc}"
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+    what = "is not a directory" if location.path.exists() else "does not exist"
+    return (
+        f"cannot load model {location.name!r}; tried, in order:\n"
+        f"  - embedded alias: not one of {', '.join(EMBEDDED_MODELS)}\n"
+        f"  - local directory: {location.path.absolute()} {what}\n"
+        f"  - Hugging Face hub id: {reason}\n"
+        "A hub model loads offline once it is in the Hugging Face cache (HF_HOME); "
+        "HF_HUB_OFFLINE=1 skips the network."
+    )
+
+
+def _provenance(location: ModelLocation, where: str | Path, model: PreTrainedModel) -> tuple[str, str]:
+    """Where the weights came from, for people, and their fingerprint, for caches keyed by model."""
+    if location.embedded is not None:
+        spec = location.embedded
+        return f"embedded alias {location.name} (GGUF sha256 {spec.sha256}) from {where}", spec.fingerprint
+    if location.folder is not None:
+        return f"local directory {location.folder}", _local_fingerprint(location.folder)
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit:
+        return f"Hugging Face hub {location.name} @ {commit}", f"hf:{location.name}@{commit}"
+    return f"Hugging Face hub {location.name}", f"hf:{location.name}"

@@ -163,14 +163,21 @@ def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Se
 
 def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               position_ids: torch.Tensor) -> torch.Tensor:
-    """The last hidden states of ``input_ids`` after what ``cache`` holds, which then holds them too.
-    The keywords follow the model's forward: the cache is ``cache`` in recent transformers and
-    ``past_key_values`` before; a model without ``position_ids`` (ALiBi) reads positions off the mask."""
+    """The last hidden states of ``input_ids`` after what ``cache`` holds, which then holds them too."""
+    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
+                            **cache_keywords(model, cache, position_ids)).last_hidden_state
+
+
+def cache_keywords(model: torch.nn.Module, cache: DynamicCache, position_ids: torch.Tensor) -> dict[str, Any]:
+    """The keyword arguments that give ``model.base_model`` a key-value cache to continue and the
+    positions of its input, named as its forward names them: the cache is ``cache`` in recent
+    transformers and ``past_key_values`` before; a model without ``position_ids`` (ALiBi) reads
+    positions off the attention mask, so they are left out."""
     accepted = _forward_parameters(type(model.base_model))
     keywords: dict[str, Any] = {"cache" if "cache" in accepted else "past_key_values": cache}
     if "position_ids" in accepted:
         keywords["position_ids"] = position_ids
-    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **keywords).last_hidden_state
+    return keywords
 
 
 @cache

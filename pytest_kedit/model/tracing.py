@@ -2,7 +2,7 @@
 
 :func:`pad` turns token-id sequences into a padded batch. :class:`Trace` hooks named submodules
 for the duration of a ``with`` block: it keeps a module's input or output, changes it at given
-positions (:class:`Edit`), or ends the forward pass as soon as everything it hooks has run, so
+positions (:class:`Patch`), or ends the forward pass as soon as everything it hooks has run, so
 that the layers above are never computed. :func:`skipped` makes modules whose result is already
 known return it without running.
 
@@ -45,7 +45,7 @@ def pad(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device, l
 
 
 @dataclass(frozen=True)
-class Edit:
+class Patch:
     """A change of a (batch, seq, hidden) value at the positions (rows[i], cols[i]):
     ``change`` maps the (positions, hidden) values found there to their replacements."""
 
@@ -72,13 +72,13 @@ class Trace:
     active inside a ``with`` block.
 
     - ``retain_input`` / ``retain_output``: keep the module's input / output of the last forward
-      pass, detached from autograd and before any edit (:meth:`input`, :meth:`output`);
-    - ``edit_input`` / ``edit_output``: the module receives / returns the edited value instead;
+      pass, detached from autograd and before any patch (:meth:`input`, :meth:`output`);
+    - ``patch_input`` / ``patch_output``: the module receives / returns the patched value instead;
     - ``stop``: once every hook of this trace has run, raise :class:`StopForward`, which ends the
       forward pass and the ``with`` block (statements after the forward call inside it are
       skipped). A stopping trace serves one forward pass.
 
-    With neither retaining nor editing, a trace hooks the modules' output: ``stop`` then ends the
+    With neither retaining nor patching, a trace hooks the modules' output: ``stop`` then ends the
     pass after the last of them has run.
     """
 
@@ -89,17 +89,17 @@ class Trace:
         *,
         retain_input: bool = False,
         retain_output: bool = False,
-        edit_input: Edit | None = None,
-        edit_output: Edit | None = None,
+        patch_input: Patch | None = None,
+        patch_output: Patch | None = None,
         stop: bool = False,
     ):
         self.names = [names] if isinstance(names, str) else list(names)
         self.modules = [model.get_submodule(name) for name in self.names]
         self.retain_input, self.retain_output = retain_input, retain_output
-        self.edit_input, self.edit_output = edit_input, edit_output
+        self.patch_input, self.patch_output = patch_input, patch_output
         self.stop = stop
-        self.hooks_input = retain_input or edit_input is not None
-        self.hooks_output = retain_output or edit_output is not None or not self.hooks_input
+        self.hooks_input = retain_input or patch_input is not None
+        self.hooks_output = retain_output or patch_output is not None or not self.hooks_input
         self._inputs: dict[str, torch.Tensor] = {}
         self._outputs: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -146,7 +146,7 @@ class Trace:
                 raise TypeError(f"{name} was called without a positional input; a trace reads the first positional argument")
             if self.retain_input:
                 self._inputs[name] = args[0].detach()
-            replaced = None if self.edit_input is None else ((self.edit_input(args[0]), *args[1:]), kwargs)
+            replaced = None if self.patch_input is None else ((self.patch_input(args[0]), *args[1:]), kwargs)
             self._event_done()
             return replaced
 
@@ -158,9 +158,9 @@ class Trace:
             if self.retain_output:
                 self._outputs[name] = hidden.detach()
             replaced = None
-            if self.edit_output is not None:
-                edited = self.edit_output(hidden)
-                replaced = (edited, *output[1:]) if isinstance(output, tuple) else edited
+            if self.patch_output is not None:
+                patched = self.patch_output(hidden)
+                replaced = (patched, *output[1:]) if isinstance(output, tuple) else patched
             self._event_done()
             return replaced
 

@@ -43,7 +43,7 @@ from pytest_kedit.report.figure_data import (
 )
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.tables import INTERVAL_METHOD, SCALING_LABELS
-from pytest_kedit.storage.cache import atomic_write_text
+from pytest_kedit.storage.atomic import atomic_write_text
 
 #: The one-line error when matplotlib is not installed.
 MISSING_EXTRA = "the HTML report needs matplotlib: pip install 'pytest-kedit[html]'"

@@ -33,7 +33,7 @@ from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summ
 from pytest_kedit.results.record import CaseRecord, RecordError
 from pytest_kedit.results.shard_merge import is_shard, merge_shards
 from pytest_kedit.results.tables import TableRow, paper_tables, relation_table
-from pytest_kedit.storage.cache import atomic_write_text
+from pytest_kedit.storage.atomic import atomic_write_text
 
 CASES_FILE = "cases.jsonl"
 SUMMARY_FILE = "summary.json"

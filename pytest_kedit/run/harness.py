@@ -8,10 +8,8 @@ weights after every state that the next one does not continue, and scores the pr
 
 from __future__ import annotations
 
-import time
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +24,7 @@ from pytest_kedit.editors.base import Editor, WeightDelta
 from pytest_kedit.errors import KeditError
 from pytest_kedit.model.original_probes import OriginalProbes
 from pytest_kedit.model.probe import Encoder, probe
+from pytest_kedit.model.timing import PhaseTimer
 from pytest_kedit.results.record import PHASES
 
 if TYPE_CHECKING:
@@ -62,16 +61,16 @@ class Harness:
         self.encoder = Encoder(loaded.tokenizer, protocol.keep_trailing_space)
         self.seed = seed
         self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device, protocol.keep_trailing_space)
-        self._timings: dict[str, float] = {}
+        self._timer = PhaseTimer(PHASES)
 
     def run(self, case: Case) -> CaseResult:
         """Reach and probe every state of the case's plan, restore the model, score."""
         split = SPLITS[case.split]
-        self._timings = dict.fromkeys(PHASES, 0.0)
+        self._timer = PhaseTimer(PHASES)
         torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
         probabilities = self._carry_out(split.protocol(case, self.editor.multi_label, self.protocol))
         scores = split.score(case, probabilities, self.protocol)
-        return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timings))
+        return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timer.seconds))
 
     def _carry_out(self, plan: Sequence[Stage]) -> dict[str, dict[str, float]]:
         probabilities: dict[str, dict[str, float]] = {}
@@ -95,18 +94,10 @@ class Harness:
 
     # -- model states ------------------------------------------------------------------------
 
-    @contextmanager
-    def _timed(self, phase: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._timings[phase] += time.perf_counter() - start
-
     def _measure(self, queries: Sequence[Query], original: bool = False) -> list[float]:
         """p of each query on the current model; ``original``: the model is θ, look in the cache first."""
         pairs = [pair for q in queries for pair in q.pairs()]
-        with self._timed("probe"):
+        with self._timer("probe"):
             probs = self.original_probes.lookup(pairs) if original else None
             if probs is None:
                 probs = probe(self.model, self.encoder, pairs)
@@ -115,7 +106,7 @@ class Harness:
         return mean_per_query(queries, probs)
 
     def _edit(self, requests: EditBatch) -> WeightDelta:
-        with self._timed("edit"):
+        with self._timer("edit"):
             if self.editor.batched:
                 return self.editor.apply(self.model, self.loaded.tokenizer, list(requests))
             delta = WeightDelta()
@@ -125,7 +116,7 @@ class Harness:
 
     def _restore(self, edited: _Edited) -> None:
         """Write back what the edits changed, and check that they reported every change."""
-        with self._timed("restore"):
+        with self._timer("restore"):
             edited.delta.restore(self.model)
         changed = [name for name, version in _parameter_versions(self.model).items()
                    if version != edited.versions[name] and name not in edited.delta.originals]

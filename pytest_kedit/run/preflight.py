@@ -20,6 +20,7 @@ from pytest_kedit.dataset.sources import Suite
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.model.devices import resolve_device, resolve_dtype
 from pytest_kedit.model.embedded_models import EMBEDDED_MODELS
+from pytest_kedit.model.location import locate_model
 from pytest_kedit.run.options import KeditOptions
 
 
@@ -52,10 +53,11 @@ def check_device(spec: str) -> None:
 def check_model(name: str) -> None:
     """An embedded alias, a local folder with a ``config.json``, or a Hugging Face id that is in
     the local cache or reachable on the hub."""
-    if name in EMBEDDED_MODELS:
+    location = locate_model(name)
+    if location.embedded is not None:
         return
-    local = Path(name).expanduser()
-    if local.exists():
+    local = location.path
+    if local.exists():  # a folder, or a file given for one
         if not (local / "config.json").is_file():
             raise ConfigError(f"--kedit-model: {local} has no config.json (a folder saved with save_pretrained)")
         return

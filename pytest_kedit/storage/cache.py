@@ -2,7 +2,8 @@
 
 Several pytest-xdist workers may start at once and want the same cache entry. Every writer
 takes a ``filelock`` on the entry and writes atomically (a temporary sibling, then
-``os.replace``), so readers only ever see complete entries and only one process builds each.
+``os.replace``, as :mod:`pytest_kedit.storage.atomic` does), so readers only ever see complete
+entries and only one process builds each.
 
 An entry is named by :func:`entry_path` after everything its content depends on (model
 fingerprint, dtype, parameters), so a change of any of them makes a new entry, never a stale read.
@@ -15,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -23,6 +23,8 @@ from pathlib import Path
 
 import platformdirs
 from filelock import FileLock
+
+from pytest_kedit.storage.atomic import temporary_prefix
 
 ENV_CACHE_DIR = "KEDIT_CACHE_DIR"
 
@@ -79,11 +81,12 @@ def locked(path: Path, timeout: float = -1) -> Iterator[FileLock]:
 
 def _temp_sibling(path: Path) -> Path:
     """A fresh, unused name next to ``path``, recognisable by ``_stale_siblings``."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return path.with_name(f"{temporary_prefix(path)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def _stale_siblings(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
+    """Temporary siblings of ``path`` left by killed writers (of ``build_once`` or an atomic write)."""
+    return sorted(path.parent.glob(f"{temporary_prefix(path)}*"))
 
 
 def _remove(path: Path) -> None:
@@ -91,37 +94,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _new_file_mode() -> int:
-    """The permissions ``open()`` gives a new file under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
-
-    The file gets the permissions of any new file (not mkstemp's private 0o600).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        os.chmod(tmp, _new_file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str, encoding: str = "utf-8") -> None:
-    """``atomic_write_bytes`` for text."""
-    atomic_write_bytes(path, text.encode(encoding))
 
 
 def build_once(path: Path, build: Callable[[Path], None]) -> Path:

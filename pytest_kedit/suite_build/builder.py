@@ -39,7 +39,7 @@ from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS
 from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, resolve_source
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
-from pytest_kedit.storage.cache import atomic_write_bytes, atomic_write_text
+from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
 from pytest_kedit.suite_build.decision_log import Checkpoint
 from pytest_kedit.suite_build.knowledge_check import MAX_NEW_TOKENS, TOP_K, KnowledgeCheck, Verdict
 from pytest_kedit.suite_build.manifest import (

@@ -25,7 +25,8 @@ from safetensors.torch import save as save_safetensors
 
 from pytest_kedit.editors.mend.network import MENDNetwork
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.storage.cache import atomic_write_bytes, atomic_write_text, entry_path, locked
+from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
+from pytest_kedit.storage.cache import entry_path, locked
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel

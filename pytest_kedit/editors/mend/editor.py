@@ -22,7 +22,7 @@ from pytest_kedit.editors.mend.checkpoint import load_archive, load_trained, net
 from pytest_kedit.editors.mend.network import MENDNetwork, NetworkShape
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.model.probe import Encoder, collate, model_device, token_logprobs
-from pytest_kedit.model.tracing import Edit, Trace
+from pytest_kedit.model.tracing import Patch, Trace
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -138,7 +138,7 @@ def build_network(loaded: LoadedModel, hp: MENDHyperParams) -> MENDNetwork:
 
 
 class _OutputGradient:
-    """The change of an :class:`~pytest_kedit.model.tracing.Edit` that adds a zero leaf to a module's
+    """The change of an :class:`~pytest_kedit.model.tracing.Patch` that adds a zero leaf to a module's
     output: the gradient of a loss with respect to that zero is δ, the output's gradient."""
 
     def __init__(self) -> None:
@@ -162,7 +162,7 @@ def token_factors(
     gradients = {m: _OutputGradient() for m in modules}
     with ExitStack() as stack, torch.enable_grad():
         traces = {
-            m: stack.enter_context(Trace(model, m, retain_input=True, edit_output=Edit(at_rows, at_cols, gradients[m])))
+            m: stack.enter_context(Trace(model, m, retain_input=True, patch_output=Patch(at_rows, at_cols, gradients[m])))
             for m in modules
         }
         loss = loss_of()

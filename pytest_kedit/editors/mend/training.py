@@ -27,8 +27,7 @@ import random
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,27 +40,16 @@ from pytest_kedit.editors.mend.checkpoint import network_tensors, publish, train
 from pytest_kedit.editors.mend.editor import MENDHyperParams, build_network, token_factors
 from pytest_kedit.editors.mend.training_data import EditExample, TrainingData
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.model.probe import Batch, Encoder, collate
+from pytest_kedit.model.probe import Batch, Encoder, collate, vocab_logprobs
+from pytest_kedit.model.timing import PhaseTimer
 from pytest_kedit.model.tracing import Trace, skipped
-from pytest_kedit.storage.cache import atomic_write_bytes, atomic_write_text, locked
+from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
+from pytest_kedit.storage.cache import locked
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
-
-
-class Timer:
-    """Wall seconds per phase of the training."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.seconds[phase] += time.perf_counter() - start
 
 
 def scored_log_probs(model: torch.nn.Module, batch: Batch, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -75,11 +63,7 @@ def scored_log_probs(model: torch.nn.Module, batch: Batch, weights: dict[str, to
         hidden = torch.func.functional_call(base, replaced, (), inputs).last_hidden_state
     else:
         hidden = base(**inputs).last_hidden_state  # (rows, width, hidden)
-    logits = model.get_output_embeddings()(hidden[batch.rows, batch.positions]).float()  # (scored, vocab)
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return torch.log_softmax(logits, dim=-1)
+    return vocab_logprobs(model, hidden[batch.rows, batch.positions])  # (scored, vocab)
 
 
 class MENDTrainer:
@@ -100,7 +84,7 @@ class MENDTrainer:
         self.best: dict[str, torch.Tensor] = network_tensors(self.network)
         self.state: dict[str, Any] = {"step": 0, "best_step": 0, "best_val_edit_loss": None, "curve": [], "seconds": 0.0,
                                       "timings": {}, "stopped": None}  # fmt: skip
-        self.timer = Timer()
+        self.timer = PhaseTimer()
         self._epoch: tuple[int, list[int]] = (-1, [])
 
     def _layers_below(self) -> list[str]:
@@ -177,7 +161,7 @@ class MENDTrainer:
         self.network.eval()
         sums: dict[str, float] = defaultdict(float)
         examples = self.data.val[: self.hp.val_steps]
-        training_timer, self.timer = self.timer, Timer()  # the phases of validation steps count as validation
+        training_timer, self.timer = self.timer, PhaseTimer()  # the phases of validation steps count as validation
         with training_timer("validation"):
             try:
                 for j, example in enumerate(examples):
