@@ -1,26 +1,30 @@
 """pytest hooks and fixtures of pytest-kedit. They only wire things together: options come from
-``options``, cases from ``datasets``, the work from ``session``, the tables from ``tables``."""
+``run.options``, cases from ``dataset.sources``, the work from ``run.session``, what travels from
+a worker to the controller from ``run.transport``, the end of the session's lines from
+``run.terminal``."""
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SPLITS, splits_of
-from pytest_kedit.ci.gates import gates_markdown
-from pytest_kedit.ci.step_summary import append_step_summary, run_markdown
+from pytest_kedit.benchmark.registry import BENCHMARKS, splits_of
 from pytest_kedit.dataset.sources import Entry, resolve_source
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.results.tables import threshold_summary, timing_summary
-from pytest_kedit.run.junit import replace_record
 from pytest_kedit.run.options import add_options, read_options
-from pytest_kedit.run.resume import PROVENANCE_PROPERTY, take_property
-from pytest_kedit.run.session import USER_PROPERTY, Collector, SessionVerdict, Worker
+from pytest_kedit.run.session import Collector, SessionVerdict, Worker, case_test_end, count_cases, name_record
+from pytest_kedit.run.terminal import Line, heading, run_lines, verdict_lines
+from pytest_kedit.run.transport import (
+    pack_case,
+    pack_process,
+    unpack_case,
+    unpack_process,
+    usage_error,
+    worker_usage_error,
+)
 
 if TYPE_CHECKING:
     from pytest_kedit.editors.base import Editor
@@ -28,15 +32,11 @@ if TYPE_CHECKING:
     from pytest_kedit.run.harness import Harness
 
 WORKER = pytest.StashKey[Worker]()
-CASE_ID = re.compile(rf"\[({'|'.join(SPLITS)})-(\d+|invalid)\]$")
-#: The key of a worker's process facts in pytest-xdist's ``workeroutput``.
-PROCESS_OUTPUT = "kedit_process"
 
 
-def count_cases(nodeids: Iterable[str]) -> int:
-    """How many of the tests are benchmark cases: their parameter id is a case id
-    (``reverse-0042``, or ``reverse-invalid`` for a file that could not be read)."""
-    return sum(bool(CASE_ID.search(nodeid)) for nodeid in nodeids)
+def _usage_error(exc: KeditError) -> NoReturn:
+    """Stop the session with ``exc`` as a one-line usage error."""
+    raise pytest.UsageError(usage_error(exc)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
             require_matplotlib()
     except KeditError as exc:
-        raise pytest.UsageError(f"kedit: {exc}") from None
+        _usage_error(exc)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         config.pluginmanager.register(KeditReporter(Collector(options)), "kedit-reporter")
@@ -73,7 +73,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         try:
             entries = worker.suite.entries([s for s in worker.options.splits if s in splits_of(benchmark)])
         except KeditError as exc:
-            raise pytest.UsageError(f"kedit: {exc}") from None
+            _usage_error(exc)
         metafunc.parametrize(benchmark.fixture, [entry for _, entry in entries], ids=[ident for ident, _ in entries])
 
 
@@ -99,13 +99,13 @@ def preflight(config: pytest.Config) -> None:
         check_baseline(worker.options, worker.provenance())
         check_resume(worker.options, worker.provenance())
     except KeditError as exc:
-        raise pytest.UsageError(f"kedit: {exc}") from None
+        _usage_error(exc)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput[PROCESS_OUTPUT] = session.config.stash[WORKER].process_info()
+        pack_process(workeroutput, session.config.stash[WORKER].process_info())
 
 
 @pytest.fixture(scope="session")
@@ -127,9 +127,9 @@ def kedit_harness(request: pytest.FixtureRequest, kedit_worker: Worker) -> Harne
         if hasattr(request.config, "workerinput"):
             # A pytest-xdist worker cannot end the session (pytest.exit crashes it): it errors this
             # test and stops, and the controller stops the session with this line.
-            request.session.shouldstop = f"kedit: {exc}"
-            pytest.fail(f"kedit: {exc}", pytrace=False)
-        pytest.exit(f"kedit: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+            request.session.shouldstop = usage_error(exc)
+            pytest.fail(usage_error(exc), pytrace=False)
+        pytest.exit(usage_error(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -151,12 +151,10 @@ def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harnes
     of the test's setup, not a failure: it never reached the editor."""
 
     def attach(record: CaseRecord) -> None:
-        # A record that could not be parsed has no case: name it by its test id ("reverse-0042").
-        record.case_id = record.case_id or request.node.callspec.id
-        record.split = record.split or record.case_id.split("-")[0]
-        request.node.user_properties.append((USER_PROPERTY, record.to_json()))
-        if kedit_worker.options.report:  # for run.json, which a resumed run is checked against
-            request.node.user_properties.append((PROVENANCE_PROPERTY, json.dumps(kedit_worker.provenance())))
+        name_record(record, request.node.callspec.id)
+        # The provenance goes to run.json, which a resumed run is checked against.
+        provenance = kedit_worker.provenance() if kedit_worker.options.report else None
+        request.node.user_properties.extend(pack_case(record, provenance))
 
     entry = _case_entry(request)
     problem = kedit_worker.unrunnable(entry) if entry is not None else None
@@ -173,15 +171,12 @@ def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harnes
             raise
         judgement = kedit_worker.judge(record)
         attach(record)
-        if record.error is not None:
-            pytest.fail(record.error, pytrace=False)
-        if judgement is not None and judgement.verdict == "regressed":
-            pytest.fail("\n".join(judgement.regressions), pytrace=False)
-        if judgement is not None and judgement.verdict == "known":
-            pytest.xfail(judgement.reason)
-        if kedit_worker.options.update_baseline and record.failures:
-            pytest.xfail("recorded in the baseline as a known failure: " + ", ".join(
-                f"{METRICS[metric].label} = {record.metrics[metric]:.4g}" for metric in record.failed_metrics))
+        end = case_test_end(record, judgement, kedit_worker.options.update_baseline)
+        if end is not None:
+            how, message = end
+            if how == "fail":
+                pytest.fail(message, pytrace=False)
+            pytest.xfail(message)
         return record
 
     return run
@@ -199,8 +194,6 @@ class KeditReporter:
     def __init__(self, collector: Collector):
         self.collector = collector
         self.verdict: SessionVerdict | None = None
-        #: cases whose test errored in its setup: their data cannot run
-        self.bad_data = 0
         #: pytest-xdist: the line with which a worker stopped the session on a usage error
         self.worker_usage_error: str | None = None
 
@@ -208,14 +201,11 @@ class KeditReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect the record of a case's call; in every report of the case (junitxml writes the
         teardown's), replace the record by one property per metric before junitxml reads them."""
-        record, report.user_properties = replace_record(report.user_properties, USER_PROPERTY)
-        provenance, report.user_properties = take_property(report.user_properties, PROVENANCE_PROPERTY)
+        record, provenance, report.user_properties = unpack_case(report.user_properties)
         bad_data = report.when == "setup" and report.failed  # the kedit_run fixture found the case cannot run
         if record is not None and (report.when == "call" or bad_data):
-            record.nodeid = report.nodeid
-            record.outcome = "error" if record.error else "xfailed" if hasattr(report, "wasxfail") else report.outcome
-            self.collector.add(record, json.loads(str(provenance)) if provenance is not None else None)
-            self.bad_data += bad_data
+            self.collector.add_report(record, provenance, report.nodeid, report.outcome, hasattr(report, "wasxfail"),
+                                      bad_data)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collector.expected = count_cases(item.nodeid for item in session.items)
@@ -233,9 +223,8 @@ class KeditReporter:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """pytest-xdist: a worker finished; keep what it loaded, and the usage error it stopped on."""
         output = getattr(node, "workeroutput", {})
-        self.collector.add_process(output.get(PROCESS_OUTPUT))
-        if str(output.get("shouldstop") or "").startswith("kedit: "):
-            self.worker_usage_error = output["shouldstop"]
+        self.collector.add_process(unpack_process(output))
+        self.worker_usage_error = worker_usage_error(output) or self.worker_usage_error
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write or judge against the baseline, check the gates; a failed gate fails the session
@@ -252,71 +241,20 @@ class KeditReporter:
         if self.verdict.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def write_verdict(self, terminalreporter: pytest.TerminalReporter) -> None:
-        """The baseline's lines and the gates, after the tables."""
-        if self.verdict is None:
-            return
-        for line, bad in self.verdict.lines:
-            terminalreporter.write_line(line, red=bad)
-        gates = gates_markdown(self.verdict.gates, self.collector.options.gate_mode)
-        for line in gates.splitlines():
-            terminalreporter.write_line(line, red=self.verdict.failed and line.startswith("Gates:"))
-
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
                                 config: pytest.Config) -> None:
+        """The run's section (:mod:`pytest_kedit.run.terminal`): its tables, notes, the baseline
+        and the gates; without a case, the baseline's lines and the gates alone."""
         if not self.collector.records:
-            self.write_verdict(terminalreporter)
+            _write(terminalreporter, verdict_lines(self.verdict, self.collector.options))
             return
-        worker = config.stash[WORKER]
-        options = worker.options
-        if not self.collector.processes:  # no xdist: this process ran the cases
-            self.collector.add_process(worker.process_info())
-        run = self.collector.finish(worker.suite, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
-        write = terminalreporter.write_line
-        terminalreporter.section(f"kedit: {run.summary['model']} × {run.summary['method']} (protocol: {options.protocol.name})")
-        if options.sample is not None:
-            write(f"stratified sample of {options.sample} cases per split (by relation, seed {options.seed})")
-            write("")
-        splits = {record.split for record in run.records}
-        tables = [table for benchmark, table in zip(BENCHMARKS, (run.table1, run.table2))
-                  if splits & set(splits_of(benchmark))]
-        paper = list(tables)
-        if options.by_relation:
-            tables.append(run.relations)
-        for block in (*tables, threshold_summary(run.records, options.thresholds), timing_summary(run.summary)):
-            if block:
-                for line in block.splitlines():
-                    write(line)
-                write("")
-        if self.bad_data:
-            write(f"{self.bad_data} case{'s' if self.bad_data != 1 else ''} could not run: bad data "
-                  "(the errors above; not counted as threshold failures)", red=True)
-        if options.resume:
-            write(f"resumed {options.report}: {self.collector.reused} cases reported from their records, "
-                  f"{len(self.collector.records) - self.collector.reused} run")
-        if options.report:
-            write(f"report written to {options.report}")
-        if options.html:
-            from pytest_kedit.report.html import write_html_report
+        suite = config.stash[WORKER].suite
+        run = self.collector.finish(suite, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        terminalreporter.section(heading(run, self.collector.options))
+        _write(terminalreporter, run_lines(self.collector, run, self.verdict))
 
-            key = (run.summary["model"], run.summary["method"])
-            try:
-                write_html_report(options.html, {key: (run.summary, run.records)},
-                                  {key: [options.report] if options.report else []})
-                write(f"visual report written to {options.html}")
-            except KeditError as exc:
-                write(f"kedit: visual report not written: {exc}", red=True)
-        self.write_verdict(terminalreporter)
-        self.write_step_summary(terminalreporter, run.summary, paper)
 
-    def write_step_summary(self, terminalreporter: pytest.TerminalReporter, summary: dict[str, Any],
-                           tables: list[str]) -> None:
-        """Under GitHub Actions (GITHUB_STEP_SUMMARY set): append the tables and the gates to the
-        job summary; a file that cannot be written is a red line, not a lost run."""
-        shard = f" (shard {summary['shard']})" if summary.get("shard") else ""
-        gates = gates_markdown(self.verdict.gates, self.collector.options.gate_mode) if self.verdict else ""
-        try:
-            append_step_summary(run_markdown(f"kedit: {summary['model']} × {summary['method']}{shard}", tables, gates))
-        except KeditError as exc:
-            terminalreporter.write_line(f"kedit: {exc}", red=True)
+def _write(terminalreporter: pytest.TerminalReporter, lines: list[Line]) -> None:
+    for text, red in lines:
+        terminalreporter.write_line(text, red=red)

@@ -25,7 +25,7 @@ from pytest_kedit.ci.baseline import (
     safe_name,
     update_baseline,
 )
-from pytest_kedit.ci.regression import judge, verdict_line, worse_by
+from pytest_kedit.ci.regression import judge, verdict_line
 from pytest_kedit.results.provenance import PROVENANCE_FIELDS
 from pytest_kedit.results.record import CaseRecord
 
@@ -68,7 +68,7 @@ def expected_regressions(split: str, now: dict[str, float], before: dict[str, fl
                 out.add(metric)
             continue
         met_before = threshold is None or threshold.holds(before[metric])
-        if (met_before and not met_now) or worse_by(metric, before[metric], value) > tolerance:
+        if (met_before and not met_now) or METRICS[metric].worse_by(before[metric], value) > tolerance:
             out.add(metric)
     return out
 
@@ -172,8 +172,8 @@ def test_a_baseline_reads_back_without_timings_or_verdicts(tmp_path: Path):
     assert list(baseline.cases) == [("coverage", "coverage-0000"), ("reverse", "reverse-0001")]
     record = baseline.cases["reverse", "reverse-0001"]
     assert (record.outcome, record.timings, record.verdict, record.metrics) == ("failed", {}, None, {"cs_imp": 0.0})
-    assert baseline.metrics("reverse", "reverse-0001") == {"cs_imp": 0.0}
-    assert baseline.metrics("reverse", "reverse-0002") is None
+    assert baseline.metrics(("reverse", "reverse-0001")) == {"cs_imp": 0.0}
+    assert baseline.metrics(("reverse", "reverse-0002")) is None
     assert sum(line.startswith(' {"arity": ') for line in path.read_text().splitlines()) == 2  # a case a line
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from fractions import Fraction
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kedit.benchmark.metrics import mean_percent
 from pytest_kedit.benchmark.registry import SPLITS
-from pytest_kedit.ci.gates import Gate, check_gates, gates_markdown, parse_gate, parse_gates
+from pytest_kedit.ci.gates import Gate, GateMode, GateResult, check_gates, gates_markdown, parse_gate, parse_gates
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.record import CaseKey, CaseRecord, by_case
 
 split_metrics = st.sampled_from([(split, metric) for split in SPLITS for metric in SPLITS[split].metrics])
 bounds = st.floats(-200, 200, allow_nan=False).map(lambda x: round(x, 3))
@@ -65,13 +65,14 @@ def test_a_relative_gate_needs_a_baseline_and_the_mode_is_checked():
         parse_gates([], "strict", has_baseline=False)
 
 
-@given(st.lists(st.sampled_from([0.0, 0.25, 1.0]), min_size=1, max_size=20), bounds, st.sampled_from([">=", "<="]))
-def test_an_absolute_gate_is_the_table_mean_against_its_bound(values: list[float], bound: float, op: str):
-    records = [record("reverse", i, cs_imp=v) for i, v in enumerate(values)] + [record("reverse", 99, "error")]
-    (result,) = check_gates([Gate("reverse", "cs_imp", op, bound, False)], records, None, "significant")
-    mean = mean_percent(values)
-    assert (result.value, result.n) == (mean, len(values))
-    assert result.status == ("held" if (mean >= bound if op == ">=" else mean <= bound) else "failed")
+def test_an_absolute_gate_is_the_mean_of_its_splits_cases_by_hand():
+    """Reverse CS_imp of 1, 0, 1, 1 is 75.00 in the table; an error and another split do not count."""
+    records = [record("reverse", i, cs_imp=v) for i, v in enumerate([1.0, 0.0, 1.0, 1.0])]
+    records += [record("reverse", 9, "error"), record("composite", 0, cs_imp=0.0)]
+    specs = ["reverse.cs_imp>=75", "reverse.cs_imp>=75.5", "reverse.cs_imp<=75", "reverse.cs_imp<=74.5"]
+    results = check_gates([parse_gate(spec) for spec in specs], records, None, "significant")
+    assert [(r.status, r.value, r.n) for r in results] == [("held", 75.0, 4), ("failed", 75.0, 4), ("held", 75.0, 4),
+                                                          ("failed", 75.0, 4)]
 
 
 def test_a_gate_over_no_cases_fails():
@@ -85,37 +86,97 @@ def test_relative_gates_are_not_checked_while_the_baseline_is_being_updated():
     assert result.status == "not checked" and not result.failed
 
 
-def direct_interval(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
-    """The paired percentile bootstrap written out: resample i takes the case indices of row i of
-    default_rng(0).integers(0, n, (1000, n)); the interval is the 2.5 and 97.5 percentiles."""
-    n = before.size
-    if n == 1:
-        return 100 * float(after[0] - before[0]), 100 * float(after[0] - before[0])
-    rows = np.random.default_rng(0).integers(0, n, size=(1000, n))
-    statistics = 100 * np.mean(after[rows] - before[rows], axis=1)
-    low, high = np.percentile(statistics, [2.5, 97.5])
-    return float(low), float(high)
+def shared_runs(pairs: list[tuple[float, float]]) -> tuple[dict[CaseKey, CaseRecord], list[CaseRecord]]:
+    """A baseline and a run of easy IR sharing one case per pair (baseline value, run value), and
+    each with a case of its own, far off, that a relative gate must leave out."""
+    baseline = by_case([record("easy", i, ir=before) for i, (before, _) in enumerate(pairs)] + [record("easy", 500, ir=50.0)])
+    run = [record("easy", i, ir=after) for i, (_, after) in enumerate(pairs)] + [record("easy", 600, ir=-50.0)]
+    return baseline, run
+
+
+def relative(op: str, margin: float, pairs: list[tuple[float, float]], mode: GateMode) -> GateResult:
+    baseline, run = shared_runs(pairs)
+    (result,) = check_gates([Gate("easy", "ir", op, margin, True)], run, baseline, mode)
+    return result
+
+
+unit_pairs = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=30)
+quarters = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0])
+ops = st.sampled_from([">=", "<="])
+modes = st.sampled_from(["significant", "point"])
+
+
+@settings(max_examples=30)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30), ops, st.floats(0, 30), modes)
+def test_a_relative_gate_holds_for_a_run_identical_to_its_baseline(values: list[float], op: str, slack: float,
+                                                                    mode: GateMode):
+    margin = -slack if op == ">=" else slack  # the margin on the side the gate allows
+    result = relative(op, margin, [(v, v) for v in values], mode)
+    assert (result.status, result.n, result.value, result.interval) == ("held", len(values), 0.0, (0.0, 0.0))
+    assert result.run_mean == result.baseline_mean
+
+
+@settings(max_examples=30)
+@given(unit_pairs, ops, st.floats(-30, 30), modes, st.floats(0.01, 1), st.booleans())
+def test_moving_every_run_value_the_way_a_gate_allows_never_fails_it(pairs: list[tuple[float, float]], op: str,
+                                                                      margin: float, mode: GateMode, step: float,
+                                                                      is_relative: bool):
+    shift = step if op == ">=" else -step
+
+    def check(shifted: float, bound: float) -> GateResult:
+        baseline, run = shared_runs([(before, after + shifted) for before, after in pairs])
+        (result,) = check_gates([Gate("easy", "ir", op, bound, is_relative)], run, baseline, mode)
+        return result
+
+    centre = 0.0 if is_relative else check(0.0, 0.0).value  # an absolute gate's bound: near the run's mean
+    before, after = check(0.0, centre + margin), check(shift, centre + margin)
+    assert (after.value - before.value) * (1 if op == ">=" else -1) > 0
+    assert not (after.failed and not before.failed)
+
+
+@settings(max_examples=30)
+@given(unit_pairs, ops, st.floats(-30, 30))
+def test_the_interval_holds_the_difference_and_significant_mode_fails_only_where_point_mode_does(
+        pairs: list[tuple[float, float]], op: str, margin: float):
+    significant = relative(op, margin, pairs, "significant")
+    point = relative(op, margin, pairs, "point")
+    assert significant.interval is not None and significant.interval == point.interval
+    low, high = significant.interval
+    assert low - 1e-9 <= significant.value <= high + 1e-9
+    assert significant.value == pytest.approx(significant.run_mean - significant.baseline_mean, abs=1e-9)
+    assert significant.n == point.n == len(pairs)
+    if abs(significant.value - margin) > 1e-9:  # off the margin, where rounding cannot decide
+        assert not (significant.failed and not point.failed)
+
+
+def exact_bootstrap(pairs: list[tuple[float, float]]) -> list[Fraction]:
+    """Every resample of the pairs (all n**n index tuples, each equally likely), as 100 × its mean
+    difference run − baseline, exactly."""
+    n = len(pairs)
+    differences = [Fraction(after) - Fraction(before) for before, after in pairs]
+    return [100 * sum(differences[i] for i in indices) / n for indices in itertools.product(range(n), repeat=n)]
 
 
 @settings(max_examples=40)
-@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=30),
-       st.sampled_from([">=", "<="]), st.floats(-30, 30), st.sampled_from(["significant", "point"]))
-def test_a_relative_gate_is_a_paired_bootstrap_over_the_shared_cases(pairs: list[tuple[float, float]], op: str,
-                                                                     margin: float, mode: str):
-    before = np.array([b for b, _ in pairs])
-    after = np.array([a for _, a in pairs])
-    baseline = {("easy", f"easy-{i:04d}"): record("easy", i, ir=b) for i, b in enumerate(before)}
-    baseline[("easy", "easy-0500")] = record("easy", 500, ir=0.0)  # only in the baseline: not shared
-    run = [record("easy", i, ir=a) for i, a in enumerate(after)] + [record("easy", 600, ir=1.0)]  # only in the run
-    (result,) = check_gates([Gate("easy", "ir", op, margin, True)], run, baseline, mode)  # type: ignore[arg-type]
-    low, high = direct_interval(before, after)
-    assert result.n == len(pairs) and result.interval is not None
-    assert result.interval == pytest.approx((low, high), abs=1e-9)
-    difference = mean_percent(after) - mean_percent(before)
-    assert result.value == pytest.approx(difference, abs=1e-9)
-    assert (result.run_mean, result.baseline_mean) == (mean_percent(after), mean_percent(before))
-    tested = (result.interval[1] if op == ">=" else result.interval[0]) if mode == "significant" else result.value
-    assert result.failed == (tested < margin if op == ">=" else tested > margin)
+@given(st.lists(st.tuples(quarters, quarters), min_size=1, max_size=4))
+def test_the_interval_ends_are_the_tails_of_the_exact_bootstrap_distribution(pairs: list[tuple[float, float]]):
+    """The ends of a 95 % interval from 1000 resamples leave about 2.5 % of the exact distribution
+    beyond each: between 0.5 % and 6 % (the chance of a 1000-resample quantile outside those is
+    below 1e-8)."""
+    low, high = relative(">=", 0.0, pairs, "significant").interval or (math.nan, math.nan)
+    statistics = exact_bootstrap(pairs)
+    share = lambda selected: sum(selected) / len(statistics)  # noqa: E731
+    assert share(s <= low + 1e-9 for s in statistics) >= 0.005 and share(s < low - 1e-9 for s in statistics) <= 0.06
+    assert share(s >= high - 1e-9 for s in statistics) >= 0.005 and share(s > high + 1e-9 for s in statistics) <= 0.06
+
+
+def test_a_run_worse_by_a_whole_point_fails_a_gate_on_its_worse_side_only():
+    pairs = [(0.5, 0.25), (1.0, 0.75), (0.0, -0.25)]  # every run value 0.25 lower: 25 points lower
+    for mode in ("significant", "point"):
+        worse = relative(">=", -5.0, pairs, mode)  # type: ignore[arg-type]
+        allowed = relative("<=", 5.0, pairs, mode)  # type: ignore[arg-type]
+        assert (worse.status, worse.value, worse.interval) == ("failed", -25.0, (-25.0, -25.0))
+        assert allowed.status == "held"
 
 
 def test_significant_mode_fails_less_often_than_point_mode():

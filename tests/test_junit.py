@@ -12,7 +12,7 @@ import pytest
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS
 from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.run.junit import junit_properties, replace_record
+from pytest_kedit.run.junit import junit_properties
 
 
 def test_a_record_becomes_its_case_split_relation_and_one_property_per_metric() -> None:
@@ -24,16 +24,6 @@ def test_a_record_becomes_its_case_split_relation_and_one_property_per_metric() 
                        outcome="error", error="easy.json: not valid JSON")
     assert junit_properties(error) == [("kedit_case", "easy-invalid"), ("kedit_split", "easy"),
                                        ("kedit_error", "easy.json: not valid JSON")]
-
-
-def test_the_record_property_is_replaced_in_place_and_others_are_kept() -> None:
-    record = CaseRecord(case_id="easy-0001", split="easy", relation="P1", arity="1-2", model="m", method="ft",
-                        metrics={"succ": 0.5, "fr": 1.0})
-    record_back, properties = replace_record([("mine", 1), ("kedit", record.to_json()), ("after", "x")], "kedit")
-    assert record_back == record
-    assert properties == [("mine", 1), ("kedit_case", "easy-0001"), ("kedit_split", "easy"), ("kedit_relation", "P1"),
-                          ("Succ", "0.5"), ("FR", "1.0"), ("after", "x")]
-    assert replace_record([("mine", 1)], "kedit") == (None, [("mine", 1)])
 
 
 def _cases(xml_file: Path) -> dict[str, dict[str, str]]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pytest_kedit.benchmark.registry import BENCHMARKS, CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
 
 
@@ -32,6 +37,15 @@ def test_each_split_metric_has_one_column():
     assert sorted(columns) == sorted((name, metric) for name, split in SPLITS.items() for metric in split.metrics)
 
 
-def test_direction_decides_what_improves():
-    assert METRICS["cs"].improves(1, 0) and not METRICS["cs"].improves(0, 1)
-    assert METRICS["d"].improves(0.1, 0.2) and not METRICS["d"].improves(0.2, 0.2)
+def test_worse_by_follows_the_direction():
+    assert METRICS["cs"].worse_by(1, 0) == 1 and METRICS["cs"].worse_by(0, 1) == -1
+    assert METRICS["d"].worse_by(0.25, 0.5) == 0.25 and METRICS["d"].worse_by(0.5, 0.25) == -0.25
+    assert math.isnan(METRICS["tfd"].worse_by(math.nan, 0.5))
+
+
+@given(st.sampled_from(list(METRICS)), st.floats(-10, 10), st.floats(-10, 10))
+def test_worse_by_is_antisymmetric_and_zero_when_nothing_moved(metric: str, a: float, b: float):
+    assert METRICS[metric].worse_by(a, b) == -METRICS[metric].worse_by(b, a)
+    assert METRICS[metric].worse_by(a, a) == 0
+    moved_up = METRICS[metric].worse_by(a, a + abs(b) + 1)
+    assert (moved_up < 0) == (METRICS[metric].better == "higher")

@@ -17,7 +17,7 @@ import pytest
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import RUN_FILE, CaseLog, ReportError
-from pytest_kedit.run.resume import check_resume, merged, read_previous, take_property
+from pytest_kedit.run.resume import check_resume, merged, read_previous
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 PROVENANCE = {"model": "tiny", "model_fingerprint": "local:x@1", "method": "ft", "data_fingerprint": "d",
@@ -135,11 +135,6 @@ def test_the_records_of_a_resumed_run_are_this_sessions_then_the_others():
     previous = {"coverage-0000": record("coverage-0000"), "coverage-0001": record("coverage-0001", "error")}
     again = record("coverage-0001")
     assert merged(previous, [again]) == [again, record("coverage-0000")]
-
-
-def test_take_property_removes_it():
-    assert take_property([("a", 1), ("b", 2), ("a", 3)], "a") == (3, [("b", 2)])
-    assert take_property([("b", 2)], "a") == (None, [("b", 2)])
 
 
 def test_resume_needs_a_report_folder(pytester: pytest.Pytester):

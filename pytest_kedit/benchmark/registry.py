@@ -11,7 +11,7 @@ probabilities). docs/architecture.md lists the files to touch to add a metric or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,9 +39,11 @@ class Metric:
     default_threshold: str | None
     description: str
 
-    def improves(self, new: float, old: float) -> bool:
-        """True when ``new`` is strictly better than ``old`` in this metric's direction."""
-        return new > old if self.better == "higher" else new < old
+    def worse_by(self, baseline: float, current: float) -> float:
+        """How much worse ``current`` is than ``baseline`` in this metric's direction, on their
+        scale: positive when it got worse, negative when it got better, 0 when equal, NaN when
+        either is NaN."""
+        return baseline - current if self.better == "higher" else current - baseline
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,3 @@ def default_threshold_specs() -> tuple[str, ...]:
 def split_order(name: str) -> tuple[int, str]:
     """Sort key: the registry's splits in order, unknown names after them."""
     return (SPLIT_NAMES.index(name) if name in SPLITS else len(SPLITS), name)
-
-
-def metrics_of(splits: Sequence[str]) -> tuple[str, ...]:
-    """The metrics the given splits produce, without repeats, in :data:`METRICS` order."""
-    produced = {metric for name in splits for metric in SPLITS[name].metrics}
-    return tuple(key for key in METRICS if key in produced)
-

@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS, default_threshold_specs
 from pytest_kedit.errors import ConfigError
 
-_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+#: The comparison operators of thresholds and gates, by their spelling in a spec.
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _SPEC = re.compile(r"^\s*(?:([a-z_]+)\.)?([a-z_]+)\s*(>=|<=|>|<|=)\s*(\S+)\s*$")
 
 
@@ -28,7 +31,7 @@ class Threshold:
     value: float
 
     def holds(self, x: float) -> bool:
-        return bool(_OPS[self.op](x, self.value))
+        return bool(COMPARISONS[self.op](x, self.value))
 
     def __str__(self) -> str:
         return f"{METRICS[self.metric].label} {self.op} {self.value:g}"
@@ -70,7 +73,7 @@ def parse_thresholds(specs: Sequence[str], defaults: bool = True) -> Thresholds:
     per_split: dict[str, dict[str, Threshold | None]] = {}
     for spec in (*default_threshold_specs(), *specs) if defaults else specs:
         split, metric, op, raw = _parse(spec)
-        threshold = None if op == "=" else Threshold(metric, op, finite_number(raw, f"threshold {spec!r}"))
+        threshold = None if op == "=" else Threshold(metric, op, parse_number(raw, f"threshold {spec!r}"))
         if split is not None:
             per_split.setdefault(split, {})[metric] = threshold
         elif threshold is None:
@@ -100,13 +103,31 @@ def _parse(spec: str) -> tuple[str | None, str, str, str]:
     return split, metric, op, raw
 
 
-def finite_number(raw: str, where: str) -> float:
-    """``raw`` as a finite float; otherwise ConfigError ``"{where}: {raw!r} is not a (finite) number"``."""
+@overload
+def parse_number(raw: str, where: str, minimum: float | None = None) -> float: ...
+@overload
+def parse_number(raw: str, where: str, minimum: int, whole: Literal[True]) -> int: ...
+def parse_number(raw: str, where: str, minimum: float | None = None, whole: bool = False) -> float:
+    """The number written ``raw``: a finite float, or with ``whole`` an int; at least ``minimum``
+    when one is given. Anything else is a ConfigError of one line that starts with ``where`` (the
+    option or the spec the number belongs to):
+
+    - ``{where}: {raw!r} is not a number`` (``is not a whole number`` with ``whole``);
+    - ``{where}: {raw!r} is not a finite number`` (no ``minimum``);
+    - ``{where}: must be a finite number >= {minimum}, got {raw!r}`` (NaN and infinities too);
+    - with ``whole``: ``{where}: must be at least {minimum}, got {value}``.
+    """
     try:
-        value = float(raw)
+        value = int(raw) if whole else float(raw)
     except ValueError:
-        raise ConfigError(f"{where}: {raw!r} is not a number") from None
-    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {raw!r} is not a {'whole ' if whole else ''}number") from None
+    if whole:
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
+    elif minimum is not None:
+        if not (math.isfinite(value) and value >= minimum):
+            raise ConfigError(f"{where}: must be a finite number >= {minimum:g}, got {raw!r}")
+    elif not math.isfinite(value):
         raise ConfigError(f"{where}: {raw!r} is not a finite number")
     return value
 

@@ -29,7 +29,7 @@ from typing import Any
 from pytest_kedit.benchmark.registry import split_order
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.provenance import DATA_FILES, LATER_FIELDS, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
-from pytest_kedit.results.record import CaseRecord, RecordError
+from pytest_kedit.results.record import CaseKey, CaseRecord, RecordError, by_case
 from pytest_kedit.storage.atomic import atomic_write_text
 
 FORMAT = 1
@@ -38,9 +38,6 @@ DEFAULT_FOLDER = Path(".kedit") / "baselines"
 #: How to make a baseline, for the messages that need one.
 CREATE_HINT = "create it with --kedit-update-baseline"
 RECREATE_HINT = "re-create it with --kedit-update-baseline"
-
-#: A case of a run: (split, case_id).
-CaseKey = tuple[str, str]
 
 
 class BaselineError(ConfigError):
@@ -58,9 +55,9 @@ class Baseline:
     #: (split, case_id) -> the case's record in the baseline run
     cases: dict[CaseKey, CaseRecord]
 
-    def metrics(self, split: str, case_id: str) -> dict[str, float] | None:
+    def metrics(self, case: CaseKey) -> dict[str, float] | None:
         """The case's metrics in the baseline; None when the baseline lacks it or has it as an error."""
-        record = self.cases.get((split, case_id))
+        record = self.cases.get(case)
         return None if record is None or record.outcome == "error" else record.metrics
 
 
@@ -107,17 +104,17 @@ def read_baseline(path: Path) -> Baseline:
         raise BaselineError(f"baseline {path}: field 'provenance.{missing[0]}' is missing; {RECREATE_HINT}")
     if not isinstance(data.get("cases"), list):
         raise BaselineError(f"baseline {path}: field 'cases' must be a list of case records; {RECREATE_HINT}")
-    cases: dict[CaseKey, CaseRecord] = {}
-    for index, item in enumerate(data["cases"]):
-        try:
-            record = CaseRecord.from_mapping(item)
-        except RecordError as exc:
-            raise BaselineError(f"baseline {path}: case {index}: {exc}") from None
-        key = (record.split, record.case_id)
-        if key in cases:
-            raise BaselineError(f"baseline {path}: case {index}: {record.case_id} is listed twice")
-        cases[key] = record
+    cases = by_case((_case(path, index, item) for index, item in enumerate(data["cases"])),
+                    lambda index, record: BaselineError(f"baseline {path}: case {index}: {record.case_id} is listed twice"))
     return Baseline(path, recorded, cases)
+
+
+def _case(path: Path, index: int, item: Any) -> CaseRecord:
+    """The baseline's case ``index``; BaselineError naming the file, the case and the field."""
+    try:
+        return CaseRecord.from_mapping(item)
+    except RecordError as exc:
+        raise BaselineError(f"baseline {path}: case {index}: {exc}") from None
 
 
 def baseline_record(record: CaseRecord) -> CaseRecord:
@@ -152,7 +149,7 @@ def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable
 
     Raises BaselineError naming the file when it cannot be written.
     """
-    new = {(record.split, record.case_id): record for record in records}
+    new = by_case(records)
     shown = display_path(path)
     existing: Baseline | None = None
     difference: str | None = None

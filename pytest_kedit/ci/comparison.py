@@ -24,10 +24,8 @@ from scipy import stats
 from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, mean_percent
 from pytest_kedit.benchmark.registry import METRICS, SPLITS, Direction, split_order
 from pytest_kedit.errors import KeditError
-from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
 
-#: A case of a run: (split, case_id).
-CaseKey = tuple[str, str]
 #: state -> fact -> p, as in :attr:`CaseRecord.probabilities <pytest_kedit.results.record.CaseRecord>`.
 Probabilities = dict[str, dict[str, float]]
 
@@ -230,7 +228,7 @@ def compare_runs(
     """
     if top < 0:
         raise ValueError(f"top must be at least 0, got {top}")
-    cases_a, cases_b = _by_case(records_a, "A"), _by_case(records_b, "B")
+    cases_a, cases_b = _one_run(records_a, "A"), _one_run(records_b, "B")
     splits = sorted({split for split, _ in cases_a} | {split for split, _ in cases_b}, key=split_order)
     return RunComparison(
         splits=tuple(_compare_split(split, cases_a, cases_b, top, confidence, resamples, seed) for split in splits),
@@ -238,15 +236,10 @@ def compare_runs(
     )
 
 
-def _by_case(records: Iterable[CaseRecord], run: str) -> dict[CaseKey, CaseRecord]:
-    """The records by (split, case_id); KeditError naming the case when one appears twice."""
-    cases: dict[CaseKey, CaseRecord] = {}
-    for record in records:
-        key = (record.split, record.case_id)
-        if key in cases:
-            raise KeditError(f"run {run} has two records of case {record.case_id}: not one run's report")
-        cases[key] = record
-    return cases
+def _one_run(records: Iterable[CaseRecord], run: str) -> dict[CaseKey, CaseRecord]:
+    """The records of run ``run`` (A or B) by case; KeditError naming the case when one appears twice."""
+    return by_case(records, lambda _, record: KeditError(f"run {run} has two records of case {record.case_id}: "
+                                                          "not one run's report"))
 
 
 def _compare_split(split: str, cases_a: Mapping[CaseKey, CaseRecord], cases_b: Mapping[CaseKey, CaseRecord],
@@ -254,8 +247,7 @@ def _compare_split(split: str, cases_a: Mapping[CaseKey, CaseRecord], cases_b: M
     """One split of :func:`compare_runs`."""
     ids_a = {case_id for name, case_id in cases_a if name == split}
     ids_b = {case_id for name, case_id in cases_b if name == split}
-    both = sorted(ids_a & ids_b)
-    pairs = [(cases_a[split, case_id], cases_b[split, case_id]) for case_id in both]
+    pairs = [(a, b) for a, b in paired(cases_a, cases_b) if a.split == split]
     shared = [(a, b) for a, b in pairs if a.outcome != "error" and b.outcome != "error"]
     metrics = []
     for metric in SPLITS[split].metrics:
@@ -274,7 +266,7 @@ def _compare_metric(metric: str, a: Sequence[float], b: Sequence[float], confide
     mean_a, mean_b = mean_percent(a), mean_percent(b)
     low, high = paired_bootstrap_interval(a, b, confidence, resamples, seed)
     worse: Direction = "lower" if METRICS[metric].better == "higher" else "higher"
-    regressed = high < 0 if worse == "lower" else low > 0
+    regressed = all(METRICS[metric].worse_by(0.0, end) > 0 for end in (low, high))
     mcnemar_p, flips = mcnemar_exact(a, b) if METRICS[metric].binary else (None, None)
     return MetricComparison(metric, len(a), mean_a, mean_b, mean_b - mean_a, (low, high), worse, regressed,
                             mcnemar_p, flips)
@@ -287,7 +279,7 @@ def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None
         if metric not in a.metrics or metric not in b.metrics:
             continue
         value_a, value_b = a.metrics[metric], b.metrics[metric]
-        worse_by = 100 * (value_a - value_b if METRICS[metric].better == "higher" else value_b - value_a)
+        worse_by = 100 * METRICS[metric].worse_by(value_a, value_b)
         if worse_by > 0 and (worst is None or worse_by > worst.worse_by):
             worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities, b.probabilities)
     return worst

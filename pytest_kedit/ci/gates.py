@@ -20,7 +20,6 @@ over the run's records when the session ends (:func:`check_gates`). Pure.
 from __future__ import annotations
 
 import math
-import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,20 +29,17 @@ from tabulate import tabulate
 
 from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, mean_percent
 from pytest_kedit.benchmark.registry import SPLITS
-from pytest_kedit.benchmark.thresholds import finite_number
+from pytest_kedit.benchmark.thresholds import COMPARISONS, parse_number
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
 
 GATE_MODES = ("significant", "point")
 GateMode = Literal["significant", "point"]
 Status = Literal["held", "failed", "not checked"]
 
-_OPS = {">=": operator.ge, "<=": operator.le}
 _GATE = re.compile(r"^\s*([a-z_]+)\.([a-z_]+)\s*(>=|<=)\s*(.+?)\s*$")
 _RELATIVE = re.compile(r"^baseline\s*(?:([+-])\s*(\S+))?$")
 _FORMS = "SPLIT.METRIC>=V, SPLIT.METRIC<=V, or relative to the baseline SPLIT.METRIC<=baseline+V / >=baseline-V"
-#: (split, case_id) -> a case's record.
-CaseKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -97,9 +93,9 @@ def parse_gate(spec: str, option: str = "--kedit-gate") -> Gate:
     relative = _RELATIVE.match(bound)
     if relative:
         sign, margin = relative.groups()
-        value = finite_number(f"{sign}{margin}", where) if sign else 0.0
+        value = parse_number(f"{sign}{margin}", where) if sign else 0.0
         return Gate(split, metric, op, value, relative=True)
-    return Gate(split, metric, op, finite_number(bound, where), relative=False)
+    return Gate(split, metric, op, parse_number(bound, where), relative=False)
 
 
 def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool, option: str = "--kedit-gate") -> tuple[Gate, ...]:
@@ -122,7 +118,7 @@ def check_gates(gates: Sequence[Gate], records: Iterable[CaseRecord],
     """Each gate checked over the run's ``records`` (and, for a relative gate, the ``baseline``'s
     records by (split, case_id); None: relative gates are not checked, as while the baseline is
     being updated), in the order given."""
-    run = {(record.split, record.case_id): record for record in records if record.outcome != "error"}
+    run = by_case(record for record in records if record.outcome != "error")
     return [_check_relative(gate, run, baseline, mode) if gate.relative else _check_absolute(gate, run)
             for gate in gates]
 
@@ -133,7 +129,7 @@ def _check_absolute(gate: Gate, run: Mapping[CaseKey, CaseRecord]) -> GateResult
     if not values:
         return GateResult(gate, "failed", 0, note="no cases")
     mean = mean_percent(values)
-    held = bool(_OPS[gate.op](mean, gate.value))
+    held = bool(COMPARISONS[gate.op](mean, gate.value))
     return GateResult(gate, "held" if held else "failed", len(values), mean)
 
 
@@ -144,12 +140,12 @@ def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Map
     # Imported here: scipy.stats is slow to import and only needed for a relative gate.
     from pytest_kedit.ci.comparison import paired_bootstrap_interval
 
-    keys = [key for key in sorted(run) if key[0] == gate.split and gate.metric in run[key].metrics
-            and key in baseline and baseline[key].outcome != "error" and gate.metric in baseline[key].metrics]
-    if not keys:
+    pairs = [(was, now) for was, now in paired(baseline, run) if was.split == gate.split and was.outcome != "error"
+             and gate.metric in was.metrics and gate.metric in now.metrics]
+    if not pairs:
         return GateResult(gate, "failed", 0, note="no cases shared with the baseline")
-    before = [baseline[key].metrics[gate.metric] for key in keys]
-    after = [run[key].metrics[gate.metric] for key in keys]
+    before = [was.metrics[gate.metric] for was, _ in pairs]
+    after = [now.metrics[gate.metric] for _, now in pairs]
     base_mean, run_mean = mean_percent(before), mean_percent(after)
     difference = run_mean - base_mean
     interval = paired_bootstrap_interval(before, after)
@@ -157,8 +153,8 @@ def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Map
     # exactly when that end is.
     nearest = interval[1] if gate.op == ">=" else interval[0]
     tested = nearest if mode == "significant" else difference
-    held = bool(_OPS[gate.op](tested, gate.value))  # NaN (a difference that is not finite) fails
-    return GateResult(gate, "held" if held else "failed", len(keys), difference, base_mean, run_mean, interval)
+    held = bool(COMPARISONS[gate.op](tested, gate.value))  # NaN (a difference that is not finite) fails
+    return GateResult(gate, "held" if held else "failed", len(pairs), difference, base_mean, run_mean, interval)
 
 
 def gate_rows(results: Sequence[GateResult]) -> list[list[str]]:

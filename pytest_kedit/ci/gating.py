@@ -1,6 +1,7 @@
-"""Report folders of one model × method judged against a baseline and gated, as the plugin judges a
-session: the run they hold together (shards merged, :func:`~pytest_kedit.results.run_files.load_runs`),
-every case's verdict, the gates, and their Markdown. Used by ``kedit gate``. Pure.
+"""A run judged against its baseline and gated, for both places that do it: the end of a plugin
+session (its records, the baseline it read) and ``kedit gate`` (the run that report folders of
+one model × method hold together, shards merged: :func:`~pytest_kedit.results.run_files.load_runs`).
+Every case's verdict, the errors, the gates, and their Markdown. Pure.
 
 A case's verdict does not depend on the other cases, and a gate is a statistic of the split, so
 gating the merged shards of a CI matrix gives what gating the unsharded run would.
@@ -14,13 +15,10 @@ from typing import Any, NamedTuple
 from tabulate import tabulate
 
 from pytest_kedit.benchmark.registry import METRICS, split_order
-from pytest_kedit.benchmark.thresholds import parse_thresholds
-from pytest_kedit.ci.baseline import (
-    Baseline,
-    display_path,
-)
+from pytest_kedit.benchmark.thresholds import Thresholds
+from pytest_kedit.ci.baseline import Baseline, display_path
 from pytest_kedit.ci.gates import Gate, GateMode, GateResult, check_gates, gates_markdown
-from pytest_kedit.ci.regression import Judgement, gated_cases_fail, judge, verdict_line, worse_by
+from pytest_kedit.ci.regression import Judgement, gated_cases_fail, judge, verdict_line
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.provenance import DATA_FILES, provenance, run_difference
 from pytest_kedit.results.record import CaseRecord
@@ -61,48 +59,70 @@ def one_run(runs: Runs) -> OneRun:
     return OneRun(folders, summary, records, current)
 
 
-class RunGate(NamedTuple):
-    """A run judged against its baseline, as the plugin judges a session."""
+def judge_record(record: CaseRecord, baseline: Baseline, thresholds: Thresholds, tolerance: float) -> Judgement | None:
+    """The verdict of ``record`` against its case in ``baseline``
+    (:func:`~pytest_kedit.ci.regression.judge`, under ``thresholds`` and ``tolerance``); None for
+    an error, which is not judged."""
+    if record.outcome == "error":
+        return None
+    return judge(record.split, record.metrics, baseline.metrics(record.key), thresholds.for_split(record.split),
+                 tolerance)
 
-    #: each record that is not an error, with its judgement
+
+class RunGate(NamedTuple):
+    """A run judged against its baseline and gated: what ``kedit gate`` reports, and what the end
+    of a session adds to its tests' outcomes."""
+
+    #: each record that is not an error, with its judgement (none without a baseline)
     judged: list[tuple[CaseRecord, Judgement]]
     errors: int
     gates: list[GateResult]
 
     @property
+    def cases_failed(self) -> bool:
+        """A case regressed or is an error (:func:`~pytest_kedit.ci.regression.gated_cases_fail`)."""
+        return gated_cases_fail((judgement.verdict for _, judgement in self.judged), self.errors)
+
+    @property
+    def gates_failed(self) -> bool:
+        """A gate failed."""
+        return any(result.failed for result in self.gates)
+
+    @property
     def failed(self) -> bool:
-        """A case regressed, a case is an error, or a gate failed: the plugin's session would fail."""
-        return gated_cases_fail((judgement.verdict for _, judgement in self.judged), self.errors) or any(
-            result.failed for result in self.gates)
+        """A case regressed, a case is an error, or a gate failed: the gated run fails."""
+        return self.cases_failed or self.gates_failed
+
+    def verdict_line(self, baseline: Baseline) -> str:
+        """The verdicts counted (:func:`~pytest_kedit.ci.regression.verdict_line`), naming the baseline's file."""
+        return verdict_line(display_path(baseline.path), (judgement.verdict for _, judgement in self.judged), self.errors)
 
 
-def gate_run(records: Sequence[CaseRecord], baseline: Baseline, thresholds_specs: Sequence[str], tolerance: float,
+def gate_run(records: Sequence[CaseRecord], baseline: Baseline | None, thresholds: Thresholds, tolerance: float,
              gates: Sequence[Gate], mode: GateMode) -> RunGate:
-    """Judge every record against ``baseline`` (:func:`~pytest_kedit.ci.regression.judge`, under the
-    run's thresholds ``thresholds_specs`` and ``tolerance``) and check ``gates``
-    (:func:`~pytest_kedit.ci.gates.check_gates`) over the run's records and the baseline's."""
-    thresholds = parse_thresholds(thresholds_specs, defaults=False)
-    judged = [(record, judge(record.split, record.metrics, baseline.metrics(record.split, record.case_id),
-                             thresholds.for_split(record.split), tolerance))
-              for record in records if record.outcome != "error"]
+    """Judge every record against ``baseline`` (:func:`judge_record`) and check ``gates``
+    (:func:`~pytest_kedit.ci.gates.check_gates`) over the run's records and the baseline's.
+    Without a baseline (None: none is given, or it is being updated) no case is judged and the
+    gates relative to it are not checked."""
+    judged = [] if baseline is None else [(record, judgement) for record in records
+                                          if (judgement := judge_record(record, baseline, thresholds, tolerance)) is not None]
     errors = sum(record.outcome == "error" for record in records)
-    return RunGate(judged, errors, check_gates(gates, records, baseline.cases, mode))
+    return RunGate(judged, errors, check_gates(gates, records, None if baseline is None else baseline.cases, mode))
 
 
 def gate_markdown(title: str, baseline: Baseline, result: RunGate, mode: GateMode, note: str = "") -> str:
     """The report of :func:`gate_run`: ``title`` as a heading, ``note`` (a partial run), the
     verdict line, the regressed cases (case, metric, baseline and run values, how much worse) and
     the gates' table."""
-    line = verdict_line(display_path(baseline.path), (judgement.verdict for _, judgement in result.judged), result.errors)
-    parts = [f"## {title}", *([note] if note else []), line]
+    parts = [f"## {title}", *([note] if note else []), result.verdict_line(baseline)]
     rows = []
     for record, judgement in sorted(result.judged, key=lambda item: (split_order(item[0].split), item[0].case_id)):
-        before = baseline.metrics(record.split, record.case_id) or {}
+        before = baseline.metrics(record.key) or {}
         for metric in judgement.regressed:
             value = record.metrics[metric]
             was = before.get(metric)
             rows.append([record.case_id, METRICS[metric].label, "–" if was is None else f"{was:.4g}", f"{value:.4g}",
-                         "–" if was is None else f"{worse_by(metric, was, value):.4g}"])
+                         "–" if was is None else f"{METRICS[metric].worse_by(was, value):.4g}"])
     if rows:
         parts.append("Regressed cases:\n\n" + tabulate(rows, headers=["case", "metric", "baseline", "run", "worse by"],
                                                        tablefmt="pipe", disable_numparse=True,

@@ -4,7 +4,7 @@ With a baseline (:mod:`pytest_kedit.ci.baseline`) a case fails only when it got 
 metric of the case's split that the case has now and had in the baseline:
 
 - it **regressed** when it met its threshold in the baseline and misses it now, or when it moved
-  the bad way (the registry's ``Metric.better``) by more than ``tolerance``, on the per-case
+  the bad way (the registry's ``Metric.worse_by``) by more than ``tolerance``, on the per-case
   scale of the thresholds (CS is 0 or 1, TFD a relative drop); a metric with a threshold that the
   baseline lacks and the case misses now counts as regressed too;
 - it is a **known** failure when it misses its threshold in both runs;
@@ -24,8 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS
-from pytest_kedit.benchmark.thresholds import Threshold
-from pytest_kedit.errors import ConfigError
+from pytest_kedit.benchmark.thresholds import Threshold, parse_number
 from pytest_kedit.results.record import VERDICTS, Verdict
 
 #: The default tolerance, per-case scale: above the float noise between thread layouts (probabilities
@@ -41,8 +40,6 @@ class Judgement:
     verdict: Verdict
     #: one line per metric that regressed, naming the metric, its baseline and its current value
     regressions: tuple[str, ...] = ()
-    #: the metrics that miss their threshold in both runs, in the split's order
-    known: tuple[str, ...] = ()
     #: the metrics that missed their threshold in the baseline and meet it now
     improved: tuple[str, ...] = ()
     #: for a known failure, the xfail reason: ``known failure: CS_imp = 0 in the baseline too``
@@ -53,22 +50,8 @@ class Judgement:
 
 def parse_tolerance(raw: str | None, option: str) -> float:
     """The tolerance written ``raw`` (None or empty: :data:`DEFAULT_TOLERANCE`); ConfigError naming
-    ``option`` for anything but a finite number >= 0."""
-    if not raw:
-        return DEFAULT_TOLERANCE
-    try:
-        tolerance = float(raw)
-    except ValueError:
-        raise ConfigError(f"{option}: {raw!r} is not a number") from None
-    if not (math.isfinite(tolerance) and tolerance >= 0):
-        raise ConfigError(f"{option}: must be a finite number >= 0, got {raw!r}")
-    return tolerance
-
-
-def worse_by(metric: str, baseline: float, current: float) -> float:
-    """How much worse ``current`` is than ``baseline`` in the metric's direction: positive when
-    it got worse, negative when it got better, NaN when either is NaN."""
-    return baseline - current if METRICS[metric].better == "higher" else current - baseline
+    ``option`` for anything but a finite number >= 0 (:func:`~pytest_kedit.benchmark.thresholds.parse_number`)."""
+    return parse_number(raw, option, minimum=0) if raw else DEFAULT_TOLERANCE
 
 
 def judge(split: str, current: Mapping[str, float], baseline: Mapping[str, float] | None,
@@ -100,7 +83,7 @@ def judge(split: str, current: Mapping[str, float], baseline: Mapping[str, float
             continue
         before = baseline[metric]
         met_before = threshold is None or threshold.holds(before)
-        drop = worse_by(metric, before, value)
+        drop = METRICS[metric].worse_by(before, value)
         if met_before and not met_now:
             regressions.append(f"{label} regressed: {value:.4g} now, {before:.4g} in the baseline "
                                f"(threshold {threshold} met in the baseline, missed now)")
@@ -114,10 +97,10 @@ def judge(split: str, current: Mapping[str, float], baseline: Mapping[str, float
         elif not met_before and met_now:
             improved.append(metric)
     if regressions:
-        return Judgement("regressed", tuple(regressions), tuple(known), tuple(improved), regressed=tuple(regressed))
+        return Judgement("regressed", tuple(regressions), tuple(improved), regressed=tuple(regressed))
     if known:
-        return Judgement("known", (), tuple(known), tuple(improved), _known_reason(known, current, baseline))
-    return Judgement("improved" if improved else "passed", (), (), tuple(improved))
+        return Judgement("known", (), tuple(improved), _known_reason(known, current, baseline))
+    return Judgement("improved" if improved else "passed", (), tuple(improved))
 
 
 def _known_reason(known: Iterable[str], current: Mapping[str, float], baseline: Mapping[str, float]) -> str:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_kedit.benchmark.thresholds import parse_thresholds
 from pytest_kedit.ci.baseline import (
     RECREATE_HINT,
     baseline_difference,
@@ -105,7 +106,8 @@ def _gate(args: argparse.Namespace) -> int:
     difference = baseline_difference(baseline, run.provenance, ignore)
     if difference is not None:
         raise KeditError(mismatch_message(baseline, difference, "--ignore", f"{RECREATE_HINT} or kedit baseline"))
-    result = gate_run(run.records, baseline, run.summary.get("thresholds") or [], tolerance, gates, args.gate_mode)
+    thresholds = parse_thresholds(run.summary.get("thresholds") or [], defaults=False)
+    result = gate_run(run.records, baseline, thresholds, tolerance, gates, args.gate_mode)
     summary = run.summary
     note = f"**Note:** {partial_note(summary)}." if summary.get("complete") is False else ""
     markdown = gate_markdown(f"kedit gate: {summary['model']} × {summary['method']}", baseline, result,

@@ -19,7 +19,7 @@ from pytest_kedit.dataset import upstream
 from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.aggregation import Aggregate, Intervals, aggregate, group_records, intervals, relation_of, sorted_records
-from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
 
 #: The model states of Figure 5, in the order of their bars.
 DISTORTION_STATES = ("theta", "theta_m", "theta_prime")
@@ -144,7 +144,7 @@ def distortion_cases(runs: Sequence[ReportRun], requested: Sequence[str] = ()) -
     ``case_id``), then the ``requested`` case ids. Each case once, with every reason it was
     chosen; ordered by split (registry order), then ``case_id``, then the requested ones in
     the order given. Raises KeditError for a requested id that no run has as a RoundEdit case."""
-    reasons: dict[tuple[str, str], list[str]] = {}
+    reasons: dict[CaseKey, list[str]] = {}
     for run in runs:
         for split in splits_of(ROUND_EDIT):
             scored = sorted((r.metrics["d"], r.case_id) for r in run.records
@@ -328,11 +328,9 @@ def paired_comparisons(runs: Sequence[ReportRun]) -> list[PairedComparison]:
 def flipped_cases(records_a: Iterable[CaseRecord], records_b: Iterable[CaseRecord]) -> tuple[FlippedCase, ...]:
     """The cases of both runs (same split and ``case_id``, an error in neither) whose value of a
     0/1 metric of their split differs: the pairs McNemar's test counts."""
-    cases_a = {(r.split, r.case_id): r for r in records_a if r.outcome != "error"}
     flipped = []
-    for b in records_b:
-        a = cases_a.get((b.split, b.case_id))
-        if a is None or b.outcome == "error":
+    for a, b in paired(by_case(records_a), by_case(records_b)):
+        if a.outcome == "error" or b.outcome == "error":
             continue
         for metric in SPLITS[b.split].metrics:
             if METRICS[metric].binary and metric in a.metrics and metric in b.metrics \

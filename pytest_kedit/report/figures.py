@@ -19,6 +19,7 @@ from matplotlib.colors import to_hex
 from matplotlib.ticker import LogFormatter, NullLocator
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS, STATES
+from pytest_kedit.ci.comparison import MetricComparison
 from pytest_kedit.report.canvas import (
     BAR_WIDTH,
     BETTER_COLOUR,
@@ -328,7 +329,7 @@ def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparis
                                margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
         for ax, metric in zip(axes, metrics):
             shown = [(x, label, found[label, metric]) for x, label in enumerate(labels) if (label, metric) in found]
-            colours = [WORSE_COLOUR if m.regressed else BETTER_COLOUR if _improved(m.worse, *m.interval)
+            colours = [WORSE_COLOUR if m.regressed else BETTER_COLOUR if _improved(m)
                        else UNDECIDED_COLOUR for _, _, m in shown]
             ax.vlines([x for x, _, _ in shown], [m.interval[0] for _, _, m in shown], [m.interval[1] for _, _, m in shown],
                       colors=colours, linewidth=1.6)
@@ -342,6 +343,6 @@ def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparis
         return inline_svg(figure)
 
 
-def _improved(worse: str, low: float, high: float) -> bool:
-    """The interval lies entirely on the better side of 0."""
-    return low > 0 if worse == "lower" else high < 0
+def _improved(comparison: MetricComparison) -> bool:
+    """The metric's interval lies entirely on its better side of 0."""
+    return all(METRICS[comparison.metric].worse_by(0.0, end) < 0 for end in comparison.interval)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +32,9 @@ Verdict = Literal["regressed", "known", "improved", "passed", "new"]
 VERDICTS: tuple[Verdict, ...] = ("regressed", "known", "improved", "passed", "new")
 #: The phases a case's wall time is split into (``timings``).
 PHASES = ("edit", "probe", "restore")
+#: A case of a run, as the records of two runs (a run and its baseline, two runs compared) are
+#: paired: (split, case_id).
+CaseKey = tuple[str, str]
 
 
 def outcome_counts(records: Iterable[CaseRecord]) -> dict[str, int]:
@@ -63,6 +66,11 @@ class CaseRecord:
     nodeid: str | None = None
     verdict: str | None = None
     regressions: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> CaseKey:
+        """The case the record is of: (split, case_id)."""
+        return self.split, self.case_id
 
     def to_json(self) -> str:
         """One line of ``cases.jsonl``: the fields as a JSON object with sorted keys."""
@@ -118,6 +126,25 @@ class CaseRecord:
             error=data.get("error"), timings={k: float(v) for k, v in timings.items()}, nodeid=data.get("nodeid"),
             verdict=data.get("verdict"), regressions=list(data.get("regressions") or []),
         )
+
+
+def by_case(records: Iterable[CaseRecord],
+            twice: Callable[[int, CaseRecord], Exception] | None = None) -> dict[CaseKey, CaseRecord]:
+    """The records by their :attr:`~CaseRecord.key`. A case met again raises ``twice(position,
+    record)`` of that record (``position`` counted from 0 in ``records``); without ``twice`` the
+    later record of a case replaces the earlier."""
+    cases: dict[CaseKey, CaseRecord] = {}
+    for position, record in enumerate(records):
+        if twice is not None and record.key in cases:
+            raise twice(position, record)
+        cases[record.key] = record
+    return cases
+
+
+def paired(a: Mapping[CaseKey, CaseRecord], b: Mapping[CaseKey, CaseRecord]) -> list[tuple[CaseRecord, CaseRecord]]:
+    """``(a's record, b's record)`` of every case both have, in key order (split, then ``case_id``);
+    errors included."""
+    return [(a[key], b[key]) for key in sorted(a.keys() & b.keys())]
 
 
 def _is_number(value: Any) -> bool:

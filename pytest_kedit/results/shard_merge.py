@@ -12,7 +12,7 @@ from typing import Any
 from pytest_kedit.dataset.shards import Shard, parse_shard
 from pytest_kedit.errors import ConfigError, KeditError
 from pytest_kedit.results.provenance import provenance, provenance_difference
-from pytest_kedit.results.record import CaseRecord, outcome_counts
+from pytest_kedit.results.record import CaseKey, CaseRecord, outcome_counts
 
 
 def is_shard(summary: Mapping[str, Any]) -> bool:
@@ -55,14 +55,13 @@ def merge_shards(runs: Sequence[tuple[str, Mapping[str, Any], list[CaseRecord]]]
         difference = provenance_difference(recorded, provenance(summary))
         if difference is not None:
             raise KeditError(f"{folder} and {first_folder} are not shards of one run: {difference}")
-    owner: dict[tuple[str, str], str] = {}
+    owner: dict[CaseKey, str] = {}
     records: list[CaseRecord] = []
     for folder, _, shard_records in runs:
         for record in shard_records:
-            key = (record.split, record.case_id)
-            if key in owner:
-                raise KeditError(f"case {record.case_id} is in both {owner[key]} and {folder}: overlapping shards")
-            owner[key] = folder
+            if record.key in owner:
+                raise KeditError(f"case {record.case_id} is in both {owner[record.key]} and {folder}: overlapping shards")
+            owner[record.key] = folder
             records.append(record)
     count = shards[0].count
     missing = [str(Shard(index, count)) for index in range(1, count + 1) if index not in seen]

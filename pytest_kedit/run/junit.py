@@ -1,21 +1,15 @@
 """What a case's record becomes in pytest's JUnit XML (``--junitxml``): one property per metric.
 
-A case's record travels from the process that ran it to the controller as the user property
-``kedit`` (a JSON line, :data:`pytest_kedit.run.session.USER_PROPERTY`), because under pytest-xdist
-the report's ``user_properties`` are what reaches the controller. pytest's junitxml writes every
-user property of a test; the controller therefore replaces that JSON line, before junitxml sees
-the report, by the properties of :func:`junit_properties`. Pure: no pytest, no torch.
+A case's record reaches the controller as a JSON line in the test's ``user_properties``
+(:mod:`pytest_kedit.run.transport`), and pytest's junitxml writes every user property of a test;
+the controller therefore replaces that JSON line, before junitxml sees the report, by the
+properties of :func:`junit_properties`. Pure: no pytest, no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pytest_kedit.benchmark.registry import METRICS, SPLITS
 from pytest_kedit.results.record import CaseRecord
-
-#: A user property of a test report: (name, value).
-Property = tuple[str, object]
 
 
 def junit_properties(record: CaseRecord) -> list[tuple[str, str]]:
@@ -30,20 +24,3 @@ def junit_properties(record: CaseRecord) -> list[tuple[str, str]]:
     order = SPLITS[record.split].metrics if record.split in SPLITS else ()
     keys = [key for key in order if key in record.metrics] + [key for key in record.metrics if key not in order]
     return properties + [(METRICS[key].label, repr(record.metrics[key])) for key in keys]
-
-
-def replace_record(user_properties: Sequence[Property], name: str) -> tuple[CaseRecord | None, list[Property]]:
-    """The record carried by the property ``name`` (the last one, if several), and ``user_properties``
-    with it replaced in place by :func:`junit_properties`; ``(None, the properties unchanged)``
-    when there is none."""
-    carried = [value for key, value in user_properties if key == name]
-    if not carried:
-        return None, list(user_properties)
-    record = CaseRecord.from_json(str(carried[-1]))
-    replaced: list[Property] = []
-    for key, value in user_properties:
-        if key != name:
-            replaced.append((key, value))
-        elif value is carried[-1]:
-            replaced.extend(junit_properties(record))
-    return record, replaced

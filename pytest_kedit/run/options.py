@@ -11,7 +11,7 @@ import pytest
 
 from pytest_kedit.benchmark.protocol import Protocol, resolve_protocol
 from pytest_kedit.benchmark.registry import SPLITS, default_threshold_specs
-from pytest_kedit.benchmark.thresholds import Thresholds, parse_thresholds
+from pytest_kedit.benchmark.thresholds import Thresholds, parse_number, parse_thresholds
 from pytest_kedit.ci.baseline import default_path, parse_ignore
 from pytest_kedit.ci.gates import Gate, GateMode, parse_gates
 from pytest_kedit.ci.regression import DEFAULT_TOLERANCE, parse_tolerance
@@ -226,12 +226,5 @@ def _resume(config: pytest.Config, report: str | None) -> bool:
 
 
 def _integer(name: str, raw: str | None, minimum: int) -> int | None:
-    if raw is None:
-        return None
-    try:
-        number = int(raw)
-    except ValueError:
-        raise ConfigError(f"--kedit-{name}: {raw!r} is not a whole number") from None
-    if number < minimum:
-        raise ConfigError(f"--kedit-{name}: must be at least {minimum}, got {number}")
-    return number
+    """The whole number of ``--kedit-{name}`` (None when not given), at least ``minimum``."""
+    return None if raw is None else parse_number(raw, f"--kedit-{name}", minimum, whole=True)

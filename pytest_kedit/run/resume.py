@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 #: What must agree for a recorded case to be reused.
 RESUME_FIELDS: tuple[str, ...] = (*PROVENANCE_FIELDS, "thresholds")
-#: The user property that carries the provenance of the process that ran a case to the controller.
-PROVENANCE_PROPERTY = "kedit_provenance"
 
 
 @dataclass(frozen=True)
@@ -92,12 +90,6 @@ def check_resume(options: KeditOptions, current: Mapping[str, Any]) -> None:
     if options.resume and options.report:
         fields = [name for name in RESUME_FIELDS if name not in LOADED_FIELDS]
         read_previous(options.report).check(current, fields)
-
-
-def take_property(properties: Sequence[tuple[str, object]], name: str) -> tuple[object | None, list[tuple[str, object]]]:
-    """The value of the user property ``name`` (the last, if several) and the properties without it."""
-    values = [value for key, value in properties if key == name]
-    return (values[-1] if values else None), [(key, value) for key, value in properties if key != name]
 
 
 def merged(previous: Mapping[str, CaseRecord], records: Iterable[CaseRecord]) -> list[CaseRecord]:

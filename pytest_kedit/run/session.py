@@ -2,10 +2,10 @@
 
 Each process that runs tests (the only one, or each pytest-xdist worker) has a ``Worker``: its
 own model, editor and harness, loaded on first use, turning each case into a
-:class:`~pytest_kedit.results.record.CaseRecord`. Records travel to the controller in the tests'
-``user_properties``; the process's own facts (model fingerprint, hparams, statistics, load time)
-travel once per worker, in xdist's ``workeroutput``. The controller's ``Collector`` appends
-records to the case log as they arrive and builds the summary and tables at the end.
+:class:`~pytest_kedit.results.record.CaseRecord`. Records, and once per worker the process's own
+facts, travel to the controller as :mod:`pytest_kedit.run.transport` packs them. The controller's
+``Collector`` appends records to the case log as they arrive and builds the summary and tables at
+the end.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import METRICS, SPLITS
 from pytest_kedit.benchmark.thresholds import failures
 from pytest_kedit.ci.baseline import (
     Baseline,
@@ -30,8 +32,9 @@ from pytest_kedit.ci.baseline import (
     read_baseline,
     update_baseline,
 )
-from pytest_kedit.ci.gates import GateResult, check_gates
-from pytest_kedit.ci.regression import Judgement, gated_cases_fail, judge, verdict_line
+from pytest_kedit.ci.gates import GateResult
+from pytest_kedit.ci.gating import gate_run, judge_record
+from pytest_kedit.ci.regression import Judgement
 from pytest_kedit.dataset.input_length import context_length, overlong
 from pytest_kedit.dataset.sources import Entry, Suite, load_suite
 from pytest_kedit.errors import ConfigError, DataError, KeditError
@@ -45,8 +48,8 @@ if TYPE_CHECKING:
     from pytest_kedit.benchmark.cases import Case
     from pytest_kedit.run.harness import Harness
 
-#: The name of the user property that carries a case's record to the controller.
-USER_PROPERTY = "kedit"
+#: The parameter id of a benchmark case's test, at the end of its node id: ``[reverse-0042]``.
+_CASE_TEST = re.compile(rf"\[({'|'.join(SPLITS)})-(\d+|invalid)\]$")
 
 
 class Worker:
@@ -184,11 +187,11 @@ class Worker:
     def judge(self, record: CaseRecord) -> Judgement | None:
         """When the run is gated against a baseline, the record's verdict against it, also kept in
         the record (``verdict``, ``regressions``); None otherwise, and for an error."""
-        if not self.options.gating or record.outcome == "error":
+        if not self.options.gating:
             return None
-        judgement = judge(record.split, record.metrics, self.baseline.metrics(record.split, record.case_id),
-                          self.options.thresholds.for_split(record.split), self.options.tolerance)
-        record.verdict, record.regressions = judgement.verdict, list(judgement.regressions)
+        judgement = judge_record(record, self.baseline, self.options.thresholds, self.options.tolerance)
+        if judgement is not None:
+            record.verdict, record.regressions = judgement.verdict, list(judgement.regressions)
         return judgement
 
     def error_record(self, entry: Entry, error: BaseException) -> CaseRecord:
@@ -229,6 +232,36 @@ class Worker:
         }
 
 
+def count_cases(nodeids: Iterable[str]) -> int:
+    """How many of the tests are benchmark cases: their parameter id is a case id
+    (``reverse-0042``, or ``reverse-invalid`` for a file that could not be read)."""
+    return sum(bool(_CASE_TEST.search(nodeid)) for nodeid in nodeids)
+
+
+def name_record(record: CaseRecord, test_id: str) -> None:
+    """Name a record that has no case (its record could not be parsed) by its test's parameter
+    id (``reverse-0042``), and its split by the id's first part."""
+    record.case_id = record.case_id or test_id
+    record.split = record.split or record.case_id.split("-")[0]
+
+
+def case_test_end(record: CaseRecord, judgement: Judgement | None, update_baseline: bool) -> tuple[str, str] | None:
+    """How the test of a case that ran ends other than by passing: ``("fail", message)`` for an
+    error or a case that regressed against the baseline; ``("xfail", reason)`` for a known
+    failure, and with ``--kedit-update-baseline`` (``update_baseline``) for a missed threshold,
+    which the baseline records as a known failure. None: the test goes on."""
+    if record.error is not None:
+        return "fail", record.error
+    if judgement is not None and judgement.verdict == "regressed":
+        return "fail", "\n".join(judgement.regressions)
+    if judgement is not None and judgement.verdict == "known":
+        return "xfail", judgement.reason
+    if update_baseline and record.failures:
+        return "xfail", "recorded in the baseline as a known failure: " + ", ".join(
+            f"{METRICS[metric].label} = {record.metrics[metric]:.4g}" for metric in record.failed_metrics)
+    return None
+
+
 def _hparams_dict(hparams: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(hparams) and not isinstance(hparams, type):
         return dataclasses.asdict(hparams)
@@ -249,6 +282,8 @@ class Collector:
     expected: int | None = None
     #: resuming: the records that came from the folder instead of a run
     reused: int = 0
+    #: cases whose test errored in its setup: their data cannot run
+    bad_data: int = 0
     _previous: dict[str, CaseRecord] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -270,6 +305,17 @@ class Collector:
             self.reused += 1
         elif self.log is not None:
             self.log.append(record, provenance)
+
+    def add_report(self, record: CaseRecord, provenance: dict[str, Any] | None, nodeid: str, outcome: str,
+                   xfailed: bool, bad_data: bool) -> None:
+        """:meth:`add` the record a test's report carried, with the test's ``nodeid`` and its
+        outcome: ``error`` for a case that could not run, ``xfailed`` for a test that xfailed,
+        else the test's ``outcome``; ``bad_data`` when the test errored in its setup (the case's
+        data cannot run)."""
+        record.nodeid = nodeid
+        record.outcome = "error" if record.error else "xfailed" if xfailed else outcome
+        self.add(record, provenance)
+        self.bad_data += bad_data
 
     def run_records(self) -> list[CaseRecord]:
         """The run's records: this session's and, resuming, the earlier ones it did not report again."""
@@ -311,12 +357,14 @@ class Collector:
 
     def verdict(self, suite: Suite | None, interrupted: bool = False) -> SessionVerdict:
         """At the end of the session (after every record and process has arrived): write the
-        baseline (``--kedit-update-baseline``; not when no case reached the model), count the
-        cases' verdicts (a run gated against a baseline), and check the gates; over the run's
-        records (:meth:`run_records`: resuming, the earlier ones too)."""
+        baseline (``--kedit-update-baseline``; not when no case reached the model), or judge the
+        run against it (:func:`~pytest_kedit.ci.gating.gate_run`: the cases' verdicts counted, the
+        gates checked); over the run's records (:meth:`run_records`: resuming, the earlier ones
+        too). A case that regressed or is an error fails its own test; the session fails on a
+        gate, or a baseline that cannot be written or read."""
         options, failed, records = self.options, False, self.run_records()
         lines: list[tuple[str, bool]] = []
-        baseline_cases: dict[tuple[str, str], CaseRecord] | None = None
+        baseline: Baseline | None = None
         if options.update_baseline and options.baseline is not None and records:
             summary = self.summary(suite, interrupted)
             if summary["model_fingerprint"] is None:
@@ -332,17 +380,13 @@ class Collector:
         elif options.gating and options.baseline is not None:
             try:
                 baseline = read_baseline(Path(options.baseline))
-                baseline_cases = baseline.cases
-            except BaselineError as exc:  # removed or changed since the session started
+            except BaselineError as exc:  # removed or changed since the session started: nothing to judge against
                 lines.append((f"kedit: {exc}", True))
-                baseline_cases, failed = {}, True
-            if records:
-                errors = sum(record.outcome == "error" for record in records)
-                verdicts = [record.verdict for record in records]
-                lines.append((verdict_line(display_path(Path(options.baseline)), verdicts, errors),
-                              gated_cases_fail(verdicts, errors)))
-        gates = check_gates(options.gates, records, baseline_cases, options.gate_mode)
-        return SessionVerdict(lines, gates, failed or any(gate.failed for gate in gates))
+                baseline, failed = Baseline(Path(options.baseline), {}, {}), True
+        result = gate_run(records, baseline, options.thresholds, options.tolerance, options.gates, options.gate_mode)
+        if baseline is not None and records and not failed:
+            lines.append((result.verdict_line(baseline), result.cases_failed))
+        return SessionVerdict(lines, result.gates, failed or result.gates_failed)
 
     def finish(self, suite: Suite | None, interrupted: bool = False) -> RunReport:
         """The run's report (summary, tables, per-relation breakdown), written to the report
@@ -362,7 +406,7 @@ class SessionVerdict(NamedTuple):
     #: (--kedit-update-baseline), or the verdicts of the cases against it
     lines: list[tuple[str, bool]]
     gates: list[GateResult]
-    #: the baseline could not be written, or a gate failed: the session fails
+    #: the baseline could not be written or read, or a gate failed: the session fails
     failed: bool
 
 
