@@ -45,6 +45,7 @@ from pytest_kedit.editors import create_editor
 from pytest_kedit.model.loading import LoadedModel, load_model
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import load_run
+from pytest_kedit.results.summary import RunSummary
 from pytest_kedit.run.harness import Harness
 
 #: Each choice of ``upstream`` alone on top of ``paper``: (label, protocol, re-score only); the
@@ -136,7 +137,7 @@ def upstream_scoring_is_paper_scoring(cases: Sequence[Any]) -> bool:
 
 def table_from_runs(specs: Sequence[str], data: str | None) -> None:
     """The rows of :func:`bench_method`, per method, from report folders given as ``LABEL:METHOD=DIR``."""
-    runs: dict[str, dict[str, tuple[dict[str, Any], list[CaseRecord]]]] = {}
+    runs: dict[str, dict[str, tuple[RunSummary, list[CaseRecord]]]] = {}
     for spec in specs:
         head, _, folder = spec.partition("=")
         label, _, method = head.rpartition(":")
@@ -152,7 +153,7 @@ def table_from_runs(specs: Sequence[str], data: str | None) -> None:
             if rescore_only:
                 variants.append((label, rescore(paper, cases, protocol)))
             elif (protocol.hparams and upstream is not None and exact
-                  and all(key in paper_summary["hparams"] for key, _ in protocol.hparams)):
+                  and all(key in paper_summary.hparams for key, _ in protocol.hparams)):
                 variants.append((label, rescore(upstream, cases, PAPER)))
         variants.extend((label, records) for label, (_, records) in by_label.items())
         print_method_table(method, paper, variants)

@@ -58,8 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
         _usage_error(exc)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
-        config.pluginmanager.register(KeditReporter(Collector(options)), "kedit-reporter")
-        config.stash[WORKER] = Worker(options)
+        worker = Worker(options)
+        config.pluginmanager.register(KeditReporter(Collector(options, lambda: worker.previous_run)), "kedit-reporter")
+        config.stash[WORKER] = worker
     else:
         worker_index = int(workerinput["workerid"].removeprefix("gw"))
         config.stash[WORKER] = Worker(options, worker_index, int(workerinput["workercount"]))
@@ -97,7 +98,7 @@ def preflight(config: pytest.Config) -> None:
         check_options(worker.options)
         check_suite(worker.options, worker.suite)
         check_baseline(worker.options, worker.provenance())
-        check_resume(worker.options, worker.provenance())
+        check_resume(worker.previous_run, worker.provenance())
     except KeditError as exc:
         _usage_error(exc)
 

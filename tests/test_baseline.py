@@ -26,7 +26,7 @@ from pytest_kedit.ci.baseline import (
     update_baseline,
 )
 from pytest_kedit.ci.regression import judge, verdict_line
-from pytest_kedit.results.provenance import PROVENANCE_FIELDS
+from pytest_kedit.results.provenance import DATA_FILES, PROVENANCE_FIELDS
 from pytest_kedit.results.record import CaseRecord
 
 THRESHOLDS = parse_thresholds([])  # the defaults: each agrees with its metric's direction
@@ -154,7 +154,7 @@ def test_the_default_path_names_model_and_method(tmp_path: Path):
 # --- the file ---------------------------------------------------------------------------------
 
 PROVENANCE: dict[str, Any] = {name: None for name in PROVENANCE_FIELDS} | {"model": "m", "method": "ft", "hparams": {"lr": 0.1},
-                                                                          "thresholds": ["cs>=1.0"]}
+                                                                          "thresholds": ["cs>=1.0"], DATA_FILES: {}}
 
 
 def case(split: str, index: int, **metrics: float) -> CaseRecord:
@@ -182,6 +182,8 @@ def test_a_baseline_reads_back_without_timings_or_verdicts(tmp_path: Path):
     ("[]", "must be a JSON object"),
     ('{"format": 2}', "field 'format' must be 1, got 2"),
     ('{"format": 1, "provenance": {}}', "field 'provenance.model' is missing"),
+    (f'{{"format": 1, "provenance": {json.dumps({k: v for k, v in PROVENANCE.items() if k != DATA_FILES})}}}',
+     f"field 'provenance.{DATA_FILES}' is missing"),
     ('{"format": 1, "provenance": PROV}', "field 'cases' must be a list"),
     ('{"format": 1, "provenance": PROV, "cases": [{"case_id": "x", "split": "nowhere"}]}', "case 0: field 'split'"),
 ])

@@ -4,20 +4,20 @@ baseline as the plugin gates a session."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_summaries import run_summary
 
 from pytest_kedit.ci.baseline import read_baseline
 from pytest_kedit.ci.step_summary import STEP_SUMMARY_VARIABLE
 from pytest_kedit.cli.main import main
 from pytest_kedit.dataset.shards import Shard, deal
-from pytest_kedit.results.provenance import provenance
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import write_report
+from pytest_kedit.results.summary import RunData, RunSummary
 
 FILES = {"reverse_edit.json": "a" * 64, "conflict_prompts.json": "b" * 64, "easy.json": "c" * 64,
          "round_prompts.json": "d" * 64}
@@ -29,11 +29,9 @@ def record(case_id: str, relation: str = "P1", method: str = "ft", outcome: str 
                       error="RuntimeError: boom" if outcome == "error" else None)
 
 
-def summary(shard: str | None = None, files: dict[str, str] = FILES, **changes: Any) -> dict[str, Any]:
-    return {"model": "m", "method": "ft", "hparams": {"lr": 0.1}, "model_fingerprint": "f", "seed": 0,
-            "data": {"source": "x", "fingerprint": "all", "files": files}, "distortion_scaling": "paper",
-            "thresholds": ["cs_exp>=1", "cs_imp>=1", "succ>=1", "fr<=0"], "versions": {"pytest_kedit": "0.1"},
-            "shard": shard, "complete": True, **changes}
+def summary(files: dict[str, str] = FILES, **changes: Any) -> RunSummary:
+    return run_summary(**{"hparams": {"lr": 0.1}, "data": RunData("x", "all", files),
+                          "thresholds": ["cs_exp>=1", "cs_imp>=1", "succ>=1", "fr<=0"], **changes})
 
 
 #: The baseline run: reverse cases pass or miss CS_imp; easy cases with a continuous IR.
@@ -57,7 +55,7 @@ def shards(folder: Path, records: list[CaseRecord], count: int = 2) -> list[Path
         shard = Shard(index, count)
         mine = [r for split in ("reverse", "easy") for group in [[r for r in records if r.split == split]]
                 for r in [group[p] for p in deal([(str(r.relation), r.case_id) for r in group], shard)]]
-        out.append(write(folder / f"shard-{index}", mine, shard=str(shard)))
+        out.append(write(folder / f"shard-{index}", mine, shard=shard))
     return out
 
 
@@ -68,7 +66,7 @@ def test_a_baseline_from_a_run_goes_to_the_default_path_with_the_runs_provenance
     assert main(["baseline", str(run)]) == 0
     assert capsys.readouterr().out == "baseline .kedit/baselines/m/ft.json written: 14 cases\n"
     baseline = read_baseline(tmp_path / ".kedit" / "baselines" / "m" / "ft.json")
-    assert baseline.provenance == provenance(json.loads((run / "summary.json").read_text()))
+    assert baseline.provenance == RunSummary.from_json((run / "summary.json").read_text(), run).provenance()
     assert [record.metrics for record in baseline.cases.values()] == [r.metrics for r in BASE]
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_summaries import run_summary
 
 from pytest_kedit.cli.main import BROKEN_PIPE, main
 from pytest_kedit.dataset import check as data_check
@@ -26,7 +27,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def report_folder(folder: Path) -> Path:
     record = CaseRecord(case_id="coverage-0000", split="coverage", relation="P36", arity=None, model="m", method="ft",
                         metrics={"single_succ": 1.0, "cs": 1.0, "cm": 0.5})
-    write_report(folder, {"model": "m", "method": "ft", "distortion_scaling": "paper"}, [record] * 200)
+    write_report(folder, run_summary(), [record] * 200)
     return folder
 
 

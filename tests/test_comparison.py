@@ -8,12 +8,12 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from run_summaries import run_summary
 
 from pytest_kedit.ci.comparison import (
     Flips,
@@ -27,6 +27,7 @@ from pytest_kedit.cli.main import BROKEN_PIPE, main
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import write_report
+from pytest_kedit.results.summary import RunData, RunSummary
 
 MODEL = "smollm2-135m"
 #: Few resamples keep the property tests fast; the statistics do not depend on the count.
@@ -230,9 +231,8 @@ def test_a_run_with_two_records_of_one_case_is_refused() -> None:
         compare_runs(twice, twice[:1])
 
 
-def summary(method: str, fingerprint: str | None = "abc", scaling: str = "paper") -> dict[str, Any]:
-    return {"model": MODEL, "method": method, "data": {"source": "builtin", "fingerprint": fingerprint},
-            "distortion_scaling": scaling, "seed": 0, "thresholds": []}
+def summary(method: str, fingerprint: str | None = "abc", scaling: str = "paper") -> RunSummary:
+    return run_summary(model=MODEL, method=method, data=RunData("builtin", fingerprint, {}), distortion_scaling=scaling)
 
 
 def test_comparability_warnings_name_different_data_and_d_scalings_only() -> None:

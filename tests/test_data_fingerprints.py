@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_summaries import run_summary
 
 from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.ci.baseline import Baseline, baseline_difference, mismatch_message
 from pytest_kedit.dataset.sources import builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.results.provenance import PROVENANCE_FIELDS, provenance, run_difference
+from pytest_kedit.results.provenance import PROVENANCE_FIELDS, run_difference
+from pytest_kedit.results.summary import RunData
 from pytest_kedit.run.resume import PreviousRun
 
 
@@ -28,7 +30,7 @@ def data_copy(tmp_path: Path) -> Path:
 
 def run_provenance(data: Path, splits: tuple[str, ...]) -> dict[str, Any]:
     suite = load_suite(str(data), splits)
-    return provenance({"model": "m", "method": "ft", "data": {"fingerprint": suite.fingerprint, "files": suite.files}})
+    return run_summary(data=RunData(suite.source, suite.fingerprint, suite.files)).provenance()
 
 
 def change_a_record(path: Path) -> None:
@@ -61,11 +63,7 @@ def test_a_run_of_some_splits_matches_a_baseline_of_all_and_a_changed_file_is_na
     assert baseline_difference(baseline, run_provenance(data, ("easy",)), ["data_fingerprint"]) is None
 
 
-def test_without_files_on_either_side_the_overall_fingerprints_are_compared() -> None:
-    old = {"data_fingerprint": "abc"}
-    assert run_difference(old, {"data_fingerprint": "abc", "data_files": {"x.json": "1"}}, ["data_fingerprint"]) is None
-    assert run_difference(old, {"data_fingerprint": "def", "data_files": {"x.json": "1"}},
-                          ["data_fingerprint"]) == "data_fingerprint: 'abc' recorded, 'def' now"
+def test_runs_that_read_no_file_in_common_agree_on_the_data() -> None:
     assert run_difference({"data_fingerprint": "abc", "data_files": {"x.json": "1"}},
                           {"data_fingerprint": "def", "data_files": {"y.json": "2"}}, PROVENANCE_FIELDS) is None
 

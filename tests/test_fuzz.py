@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from run_summaries import run_summary
 
 from pytest_kedit.cli.main import main
 from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
@@ -159,8 +160,7 @@ def report_folder(folder: Path) -> None:
     records = [CaseRecord(case_id=f"coverage-{i:04d}", split="coverage", relation="P36", arity=None, model="m",
                           method="ft", outcome="passed", metrics={"single_succ": 1.0, "cs": 1.0, "cm": 0.5},
                           probabilities={"theta": {"k_o": 0.5}}, timings={"edit": 0.1}) for i in range(3)]
-    summary = {"model": "m", "method": "ft", "distortion_scaling": "paper", "thresholds": [], "complete": True}
-    write_report(folder, summary, records)
+    write_report(folder, run_summary(), records)
 
 
 @FAST

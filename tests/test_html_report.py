@@ -34,8 +34,11 @@ from pytest_kedit.results.run_files import write_report
 
 pytest.importorskip("matplotlib", reason="the visual report needs the html extra: pip install 'pytest-kedit[html]'")
 
+from run_summaries import run_summary
+
 from pytest_kedit.report import canvas as figure_canvas  # noqa: E402  (after the skip: it imports matplotlib)
 from pytest_kedit.report import figures
+from pytest_kedit.results.summary import RunData, RunSummary
 
 MODEL = "smollm2-135m"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,14 +64,13 @@ def synthetic_record(case: Any, method: str, rng: random.Random) -> CaseRecord:
                       metrics=scores.values, probabilities=p, timings={"edit": 0.5, "probe": 0.2, "restore": 0.01})
 
 
-def synthetic_summary(suite: Suite, method: str) -> dict[str, Any]:
-    return {"model": MODEL, "method": method, "distortion_scaling": "paper", "splits": list(SPLITS), "seed": 0,
-            "data": {"source": suite.source, "fingerprint": suite.fingerprint}, "hparams": {"lr": 0.5},
-            "model_fingerprint": "f00d", "versions": {"pytest_kedit": "0.1.0"},
-            "timings": {"model_load": 1.0, "edit": 40.0, "probe": 10.0, "total": 60.0, "processes": 1}}
+def synthetic_summary(suite: Suite, method: str) -> RunSummary:
+    return run_summary(model=MODEL, method=method, data=RunData(suite.source, suite.fingerprint, suite.files),
+                       hparams={"lr": 0.5}, model_fingerprint="f00d",
+                       timings={"model_load": 1.0, "edit": 40.0, "probe": 10.0, "total": 60.0, "processes": 1})
 
 
-Runs = dict[tuple[str, str], tuple[dict[str, Any], list[CaseRecord]]]
+Runs = dict[tuple[str, str], tuple[RunSummary, list[CaseRecord]]]
 
 
 def runs(suite: Suite, methods: tuple[str, ...] = ("ft", "rome")) -> Runs:
@@ -229,10 +231,9 @@ def test_a_conflict_case_cannot_be_figure5(suite: Suite):
 def test_o1_and_o_star_come_from_the_runs_data_while_it_is_unchanged(suite: Suite):
     found = round_edit_labels(synthetic_summary(suite, "ft"))
     assert found.unavailable is None and found.labels["easy-0000"] == ("German", "Spanish")
-    changed = synthetic_summary(suite, "ft")
-    changed["data"] = {**changed["data"], "fingerprint": "0" * 64}
+    changed = dataclasses.replace(synthetic_summary(suite, "ft"), data=RunData(suite.source, "0" * 64, suite.files))
     assert round_edit_labels(changed) == ({}, f"its data {suite.source} has changed since the run (another fingerprint)")
-    assert round_edit_labels({"model": MODEL}).unavailable
+    assert round_edit_labels(run_summary(data=RunData(None, None, {}))).unavailable
 
 
 def test_the_conflict_scatter_puts_a_case_above_the_diagonal_exactly_when_it_counts(suite: Suite):
@@ -291,13 +292,13 @@ def test_the_tables_and_charts_print_the_runs_aggregate(suite: Suite, page: str)
         assert f"{method}: CS_imp {result['reverse']['cs_imp']:.2f}" in scatter
 
 
-def test_the_provenance_shows_complete_only_when_the_run_records_it(suite: Suite):
-    unrecorded = html_report.html_report(runs(suite, ("ft",)))
-    assert ">complete<" not in unrecorded and "f00d" in unrecorded and "lr" in unrecorded
+def test_the_provenance_says_whether_the_run_finished(suite: Suite):
+    finished = html_report.html_report(runs(suite, ("ft",)))
+    assert "<tr><th>complete</th><td>yes</td></tr>" in finished and "f00d" in finished and "lr" in finished
     summary, records = runs(suite, ("ft",))[MODEL, "ft"]
-    recorded = html_report.html_report({(MODEL, "ft"): ({**summary, "complete": False}, records)})
-    assert ">complete<" in recorded and "the run stopped before its last case" in recorded
-    assert "paired-differences" not in recorded  # one run: nothing to compare
+    stopped = html_report.html_report({(MODEL, "ft"): (dataclasses.replace(summary, complete=False), records)})
+    assert "<tr><th>complete</th><td>no: the run stopped before its last case</td></tr>" in stopped
+    assert "paired-differences" not in stopped  # one run: nothing to compare
 
 
 def test_without_matplotlib_html_fails_in_one_line_naming_the_extra(monkeypatch, tmp_path: Path, suite: Suite, capsys):

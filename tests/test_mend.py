@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from run_summaries import run_summary
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from tiny_models import tiny_loaded
@@ -24,7 +25,7 @@ from pytest_kedit.editors.mend.training import STATE_TENSORS, MENDTrainer
 from pytest_kedit.editors.mend.training_data import leaked_entities, normalised, training_data
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.model.probe import Encoder, collate, token_logprobs
-from pytest_kedit.results.provenance import provenance, provenance_difference
+from pytest_kedit.results.provenance import provenance_difference
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -121,7 +122,8 @@ def test_editor_fingerprint_names_its_network_and_a_baseline_of_another_is_refus
     publish(trained_path(loaded, network), network, {"steps": 0})
     retrained = MENDEditor(TINY, loaded)
     assert retrained.fingerprint != trained.fingerprint
-    recorded, current = (provenance({"method": "mend", "editor_fingerprint": e.fingerprint}) for e in (trained, retrained))
+    recorded, current = (run_summary(method="mend", editor_fingerprint=e.fingerprint).provenance()
+                         for e in (trained, retrained))
     assert provenance_difference(recorded, current) == (
         f"editor_fingerprint: {trained.fingerprint!r} recorded, {retrained.fingerprint!r} now"
     )

@@ -111,8 +111,6 @@ def test_the_repeated_o1_counts_in_ir_and_d_under_upstream():
 def test_the_protocol_sets_the_distortion_unless_it_is_given(pytester, args, protocol, distortion):
     options = read_options(pytester.parseconfig(*args))
     assert (options.protocol.name, options.distortion, options.protocol.distortion) == (protocol, distortion, distortion)
-    summary = options.summary()
-    assert (summary["protocol"], summary["distortion_scaling"]) == (protocol, distortion)
 
 
 def test_the_ini_key_chooses_the_protocol_and_the_command_line_wins(pytester):

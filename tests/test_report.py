@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_summaries import run_summary
 
 from pytest_kedit.benchmark import registry
 from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
@@ -20,7 +21,6 @@ from pytest_kedit.results.aggregation import COUNT_KEYS, aggregate, intervals, r
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import (
     CaseLog,
-    ReportError,
     load_run,
     load_runs,
     merge_relations,
@@ -28,6 +28,7 @@ from pytest_kedit.results.run_files import (
     run_report,
     write_report,
 )
+from pytest_kedit.results.summary import RunSummary
 from pytest_kedit.results.tables import (
     INTERVAL_METHOD,
     TableRow,
@@ -55,14 +56,10 @@ def record(case_id: str, outcome: str = "passed", relation: str | None = "P1", f
     )
 
 
-def summary(method: str = "ft", scaling: str = "paper", model: str = MODEL) -> dict[str, Any]:
-    return {
-        "model": model, "method": method, "hparams": {"lr": 0.1},
-        "data": {"source": "builtin", "fingerprint": "abc"}, "distortion_scaling": scaling, "seed": 0,
-        "thresholds": RUN_THRESHOLDS.specs(),
-        "versions": {"pytest_kedit": "0.1.0"},
-        "timings": {"model_load": 2.0, "edit": 5.0, "probe": 2.0, "restore": 0.5, "total": 10.0},
-    }
+def summary(method: str = "ft", scaling: str = "paper", model: str = MODEL) -> RunSummary:
+    return run_summary(model=model, method=method, hparams={"lr": 0.1}, distortion_scaling=scaling,
+                       thresholds=RUN_THRESHOLDS,
+                       timings={"model_load": 2.0, "edit": 5.0, "probe": 2.0, "restore": 0.5, "total": 10.0})
 
 
 REVERSE = [
@@ -200,7 +197,8 @@ def test_a_metric_added_to_a_split_in_the_registry_gets_its_column(monkeypatch: 
     assert cells(section(relation_table(records), "reverse by relation"), "Relation")[-1] == "TFD"
     tfd_checked = parse_thresholds(["tfd<=0.3"], defaults=False)
     assert cells(threshold_summary(records, tfd_checked), "reverse")[-1] == "TFD 2/2"  # no failed_metrics name TFD
-    assert "tfd" in run_report(summary(), records).summary["intervals"]["splits"]["reverse"]
+    bounds = run_report(summary(), records).summary.intervals
+    assert bounds is not None and "tfd" in bounds["splits"]["reverse"]
 
 
 def test_threshold_counts_come_from_failed_metrics_per_split() -> None:
@@ -216,11 +214,11 @@ def test_threshold_counts_come_from_failed_metrics_per_split() -> None:
 
 
 def test_timing_summary_shares_and_per_case() -> None:
-    text = timing_summary({**summary(), "counts": {"cases": 4}})
+    text = timing_summary(dataclasses.replace(summary(), counts={"cases": 4}))
     assert cells(text, "edits")[1:] == ["5.00", "50.0%", "1.25"]
     assert cells(text, "other")[1:] == ["0.50", "5.0%", "0.12"]
     assert cells(text, "total")[1:] == ["10.00", "100.0%", "2.50"]
-    parallel = timing_summary({"timings": {"edit": 8.0, "probe": 4.0, "total": 6.0}})
+    parallel = timing_summary(run_summary(timings={"edit": 8.0, "probe": 4.0, "total": 6.0}))
     assert cells(parallel, "edits")[1:] == ["8.00", "66.7%", "–"]
     assert "parallel workers" in parallel
 
@@ -281,7 +279,7 @@ def test_case_log_writes_flushed_lines_and_replaces_a_previous_run_only_at_its_f
         log.append(REVERSE[0])
         lines = (tmp_path / "run" / "cases.jsonl").read_text().splitlines()  # readable before close
         assert [CaseRecord.from_json(line) for line in lines] == [REVERSE[1], REVERSE[0]]
-    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary()))
+    (tmp_path / "run" / "summary.json").write_text(summary().to_json())
     (tmp_path / "run" / "table1.md").write_text("old table")
     with CaseLog(tmp_path / "run"):
         pass  # a run that finished no case: the previous report stays whole
@@ -291,7 +289,7 @@ def test_case_log_writes_flushed_lines_and_replaces_a_previous_run_only_at_its_f
         log.append(REVERSE[2])
         assert not (tmp_path / "run" / "summary.json").exists()  # the old run's files are gone
         assert not (tmp_path / "run" / "table1.md").exists()
-    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary()))
+    (tmp_path / "run" / "summary.json").write_text(summary().to_json())
     assert load_run(tmp_path / "run")[1] == [REVERSE[2]]
 
 
@@ -301,21 +299,22 @@ def test_write_report_load_run_round_trip(tmp_path: Path) -> None:
     written = run.summary
     loaded_summary, loaded = load_run(tmp_path / "out")
     assert loaded_summary == written
-    assert written["thresholds"] == ["cs_exp>=1.0", "cs_imp>=1.0", "fr<=0.0"]
-    assert written["counts"]["splits"]["reverse"]["thresholds"] == {"cs_exp": {"checked": 2, "passed": 2},
-                                                                   "cs_imp": {"checked": 2, "passed": 1}}
-    assert written["counts"]["splits"]["easy"]["thresholds"] == {"fr": {"checked": 2, "passed": 1}}
-    assert written["counts"]["cases"] == 5
+    assert written.to_mapping()["thresholds"] == ["cs_exp>=1.0", "cs_imp>=1.0", "fr<=0.0"]
+    assert written.counts is not None and written.intervals is not None
+    assert written.counts["splits"]["reverse"]["thresholds"] == {"cs_exp": {"checked": 2, "passed": 2},
+                                                                "cs_imp": {"checked": 2, "passed": 1}}
+    assert written.counts["splits"]["easy"]["thresholds"] == {"fr": {"checked": 2, "passed": 1}}
+    assert written.counts["cases"] == 5
     assert loaded == sorted_records(records) == run.records
     text = (tmp_path / "out" / "summary.json").read_text()
-    assert text == json.dumps(written, sort_keys=True, indent=2) + "\n"
+    assert text == json.dumps(written.to_mapping(), sort_keys=True, indent=2) + "\n"
     assert run == run_report(summary(), records)
     assert (tmp_path / "out" / "table1.md").read_text() == run.table1 + "\n"
     assert (tmp_path / "out" / "table2.md").read_text() == run.table2 + "\n"
     assert (tmp_path / "out" / "relations.md").read_text() == relation_table(records, "paper") + "\n"
-    assert written["intervals"]["splits"] == {split: {metric: list(bounds) for metric, bounds in metrics.items()}
+    assert written.intervals["splits"] == {split: {metric: list(bounds) for metric, bounds in metrics.items()}
                                               for split, metrics in intervals(records).items()}
-    assert {key: written["intervals"][key] for key in ("confidence", "resamples", "seed")} == {
+    assert {key: written.intervals[key] for key in ("confidence", "resamples", "seed")} == {
         "confidence": 0.95, "resamples": 1000, "seed": 0}
     assert not list((tmp_path / "out").glob(".*tmp*"))  # atomic writes leave no temporary files
 
@@ -373,14 +372,13 @@ def test_load_run_names_file_and_line(tmp_path: Path, problem: str, message: str
     if problem == "missing summary":
         (run / "summary.json").unlink()
     elif problem == "bad scaling":
-        (run / "summary.json").write_text(json.dumps(summary(scaling="log2")))
+        (run / "summary.json").write_text(json.dumps({**summary().to_mapping(), "distortion_scaling": "log2"}))
     elif problem == "bad split":
         (run / "cases.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[1], "split": "x"}) + "\n")
     else:
         (run / "cases.jsonl").write_text(json.dumps({**lines[0], "metrics": {"cm": "high"}}) + "\n")
-    with pytest.raises(ReportError) as info:
+    with pytest.raises(KeditError) as info:
         load_run(run)
-    assert isinstance(info.value, KeditError)
     assert str(info.value).startswith(f"{run}/{message}")
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +21,8 @@ from pytest_kedit.run.resume import check_resume, merged, read_previous
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 PROVENANCE = {"model": "tiny", "model_fingerprint": "local:x@1", "method": "ft", "data_fingerprint": "d",
               "hparams": {"lr": 0.01, "layers": [1]}, "editor_fingerprint": None, "seed": 0, "distortion_scaling": "paper", "protocol": "paper",
-              "protocol_version": 1, "package_version": "0.1.0", "thresholds": ["cs>=1"]}
+              "protocol_version": 1, "package_version": "0.1.0", "thresholds": ["cs>=1"],
+              "data_files": {"coverage_edit.json": "d" * 64}}
 
 
 def record(case_id: str, outcome: str = "passed", **fields: Any) -> CaseRecord:
@@ -71,7 +71,7 @@ def test_a_line_cut_short_by_a_kill_is_dropped_and_appending_goes_on_after_it(tm
 def test_a_bad_line_in_the_middle_names_the_file_and_line(tmp_path: Path):
     (tmp_path / "cases.jsonl").write_text('{"case_id": 3}\n' + record("coverage-0000").to_json() + "\n")
     (tmp_path / RUN_FILE).write_text(json.dumps({"provenance": PROVENANCE}))
-    with pytest.raises(ReportError, match=r"cases.jsonl, line 1: not a case record: field 'case_id'"):
+    with pytest.raises(ReportError, match=r"cases.jsonl, line 1: field 'case_id'"):
         read_previous(tmp_path)
 
 
@@ -80,16 +80,11 @@ def test_the_last_record_of_a_case_wins(tmp_path: Path):
     assert read_previous(tmp_path).reusable("coverage-0000") == record("coverage-0000")
 
 
-def test_provenance_comes_from_run_json_else_from_summary_json_else_the_folder_is_refused(tmp_path: Path):
+def test_provenance_comes_from_run_json_else_the_folder_is_refused(tmp_path: Path):
     write_log(tmp_path, [record("coverage-0000")])
     (tmp_path / RUN_FILE).unlink()
-    with pytest.raises(ReportError, match="neither run.json nor summary.json"):
+    with pytest.raises(ReportError, match="cases.jsonl has cases but no run.json says how they were made"):
         read_previous(tmp_path)
-    summary = {"model": "tiny", "method": "ft", "model_fingerprint": "local:x@1", "hparams": {"lr": 0.01},
-               "data": {"fingerprint": "d"}, "seed": 0, "distortion_scaling": "paper", "protocol": "paper",
-               "versions": {"pytest_kedit": "0.1.0"}, "thresholds": ["cs>=1"]}
-    (tmp_path / "summary.json").write_text(json.dumps(summary))
-    assert read_previous(tmp_path).provenance == {**PROVENANCE, "hparams": {"lr": 0.01}}
     (tmp_path / RUN_FILE).write_text("[1]")
     with pytest.raises(ReportError, match="run.json: must be a JSON object"):
         read_previous(tmp_path)
@@ -112,12 +107,12 @@ def test_a_different_run_is_refused_in_one_line_naming_the_difference(tmp_path: 
 
 def test_before_the_model_loads_only_the_fields_the_options_give_are_compared(tmp_path: Path):
     write_log(tmp_path, [record("coverage-0000")])
-    options = SimpleNamespace(resume=True, report=str(tmp_path))
+    previous = read_previous(tmp_path)
     unloaded = {**PROVENANCE, "model_fingerprint": None, "hparams": {}}
-    check_resume(options, unloaded)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="data_fingerprint: 'd' recorded, 'e' now"):
-        check_resume(options, {**unloaded, "data_fingerprint": "e"})  # type: ignore[arg-type]
-    check_resume(SimpleNamespace(resume=False, report=str(tmp_path)), {})  # type: ignore[arg-type]
+    check_resume(previous, unloaded)
+    with pytest.raises(ConfigError, match=r"data_fingerprint: coverage_edit.json differs \(sha256 d{12} recorded, e{12} now\)"):
+        check_resume(previous, {**unloaded, "data_files": {"coverage_edit.json": "e" * 64}})
+    check_resume(read_previous(tmp_path / "nothing"), {})
 
 
 def test_a_fresh_run_replaces_run_json_and_a_resumed_run_keeps_it(tmp_path: Path):

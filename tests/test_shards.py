@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from run_summaries import run_summary
 
 from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.cli.main import main
@@ -21,6 +22,7 @@ from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import load_runs, merge_tables, write_report
+from pytest_kedit.results.summary import RunData, RunSummary
 
 #: A split's entries as (relation, case id): a few relations, ids unique.
 split_keys = st.lists(st.sampled_from(["P17", "P19", "P27", "P131", ""]), max_size=60).map(
@@ -88,11 +90,9 @@ RECORDS = [_record(f"reverse-{i:04d}", f"P{i % 3}", cs_exp=float(i % 2), cs_imp=
                                   for i in range(5)]
 
 
-def _summary(shard: str | None = None, **changes: Any) -> dict[str, Any]:
-    return {"model": "m", "method": "ft", "hparams": {"lr": 0.1}, "data": {"source": "x", "fingerprint": "abc"},
-            "model_fingerprint": "f", "distortion_scaling": "paper", "seed": 0, "thresholds": ["cs_imp>=1"],
-            "versions": {"pytest_kedit": "0.1"}, "shard": shard, "complete": True,
-            "timings": {"model_load": 1.0, "total": 2.0}, **changes}
+def _summary(shard: Shard | None = None, **changes: Any) -> RunSummary:
+    return run_summary(**{"hparams": {"lr": 0.1}, "data": RunData("x", "abc", {}), "thresholds": ["cs_imp>=1"],
+                          "shard": shard, "timings": {"model_load": 1.0, "total": 2.0}, **changes})
 
 
 def _write_shards(tmp_path: Path, count: int = 3, **changes: Any) -> list[Path]:
@@ -101,7 +101,7 @@ def _write_shards(tmp_path: Path, count: int = 3, **changes: Any) -> list[Path]:
         shard = Shard(index, count)
         mine = [r for split in ("reverse", "easy") for r in _in_shard([r for r in RECORDS if r.split == split], shard)]
         folder = tmp_path / f"shard-{index}"
-        write_report(folder, _summary(str(shard), cases_expected=len(mine), cases_done=len(mine), **changes), mine)
+        write_report(folder, _summary(shard, cases_expected=len(mine), cases_done=len(mine), **changes), mine)
         folders.append(folder)
     return folders
 
@@ -119,7 +119,7 @@ def test_kedit_report_merges_shards_into_the_unsharded_tables(tmp_path: Path, ca
         assert (tmp_path / "merged" / name).read_text() == (tmp_path / "whole" / name).read_text()
     merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
     assert merged["shards"] == ["1/3", "2/3", "3/3"] and merged["shards_missing"] == [] and merged["complete"]
-    assert merged["counts"] == whole.summary["counts"] and merged["intervals"] == whole.summary["intervals"]
+    assert merged["counts"] == whole.summary.counts and merged["intervals"] == whole.summary.intervals
     assert merged["cases_done"] == len(RECORDS) and merged["timings"]["model_load"] == 3.0
     # the merged folder is a report folder: kedit report reads it back to the same tables
     assert main(["report", str(tmp_path / "merged")]) == 0

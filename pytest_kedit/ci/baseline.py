@@ -7,7 +7,7 @@ readable diff::
 
     {
      "format": 1,
-     "provenance": {...},        # provenance.provenance(summary) of the run that wrote it
+     "provenance": {...},        # the provenance of the run that wrote it (RunSummary.provenance)
      "cases": [
       {...CaseRecord...},        # sorted by split then case id; timings and verdicts left out
       ...
@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_kedit.benchmark.registry import split_order
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.results.provenance import DATA_FILES, LATER_FIELDS, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
+from pytest_kedit.results.provenance import DATA_FILES, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
 from pytest_kedit.results.record import CaseKey, CaseRecord, RecordError, by_case
 from pytest_kedit.storage.atomic import atomic_write_text
 
@@ -98,8 +98,7 @@ def read_baseline(path: Path) -> Baseline:
     recorded = data.get("provenance")
     if not isinstance(recorded, dict):
         raise BaselineError(f"baseline {path}: field 'provenance' must be an object; {RECREATE_HINT}")
-    recorded = {**LATER_FIELDS, **recorded}
-    missing = [name for name in PROVENANCE_FIELDS if name not in recorded]
+    missing = [name for name in (*PROVENANCE_FIELDS, DATA_FILES) if name not in recorded]
     if missing:
         raise BaselineError(f"baseline {path}: field 'provenance.{missing[0]}' is missing; {RECREATE_HINT}")
     if not isinstance(data.get("cases"), list):
@@ -161,9 +160,8 @@ def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable
             difference = "it cannot be read"
     if existing is not None and difference is None:
         kept = {key: record for key, record in existing.cases.items() if key not in new}
-        files = {**existing.provenance.get(DATA_FILES, {}), **provenance.get(DATA_FILES, {})}
-        _write(path, baseline_text({**provenance, **({DATA_FILES: files} if files else {})},
-                                   [*kept.values(), *new.values()]))
+        files = {**existing.provenance[DATA_FILES], **provenance[DATA_FILES]}
+        _write(path, baseline_text({**provenance, DATA_FILES: files}, [*kept.values(), *new.values()]))
         return True, f"baseline {shown} updated: {len(new)} cases from this run, {len(kept)} kept"
     partial = "" if complete else f" (partial run: {done} of {expected} cases)"
     if difference is not None and not complete:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, BOOTSTRAP_RESAM
 from pytest_kedit.benchmark.registry import METRICS, SPLITS, Direction, split_order
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
+from pytest_kedit.results.summary import RunSummary
 
 #: state -> fact -> p, as in :attr:`CaseRecord.probabilities <pytest_kedit.results.record.CaseRecord>`.
 Probabilities = dict[str, dict[str, float]]
@@ -285,22 +286,16 @@ def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None
     return worst
 
 
-def comparability_warnings(summary_a: Mapping[str, Any], summary_b: Mapping[str, Any]) -> list[str]:
-    """One line per reason the runs' numbers may not be comparable, from their ``summary.json``:
-    different data fingerprints (when both runs record one) and different D scalings (when both
-    record one). A different model or method is what a comparison is for and is not named."""
+def comparability_warnings(summary_a: RunSummary, summary_b: RunSummary) -> list[str]:
+    """One line per reason the runs' numbers may not be comparable, from their summaries:
+    different data fingerprints (when both runs record one) and different D scalings. A different
+    model or method is what a comparison is for and is not named."""
     warnings = []
-    fingerprint_a, fingerprint_b = _data_fingerprint(summary_a), _data_fingerprint(summary_b)
+    fingerprint_a, fingerprint_b = summary_a.data.fingerprint, summary_b.data.fingerprint
     if fingerprint_a and fingerprint_b and fingerprint_a != fingerprint_b:
         warnings.append(f"the runs used different data (fingerprint {fingerprint_a[:12]} in A, {fingerprint_b[:12]} "
                         "in B): a case id may name a different case in each")
-    scaling_a, scaling_b = summary_a.get("distortion_scaling"), summary_b.get("distortion_scaling")
-    if scaling_a and scaling_b and scaling_a != scaling_b:
+    scaling_a, scaling_b = summary_a.distortion_scaling, summary_b.distortion_scaling
+    if scaling_a != scaling_b:
         warnings.append(f"the runs scale D differently ({scaling_a} in A, {scaling_b} in B): D is not comparable")
     return warnings
-
-
-def _data_fingerprint(summary: Mapping[str, Any]) -> str | None:
-    data = summary.get("data")
-    fingerprint = data.get("fingerprint") if isinstance(data, Mapping) else None
-    return fingerprint if isinstance(fingerprint, str) else None

@@ -11,8 +11,7 @@ from tabulate import tabulate
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS, STATES
 from pytest_kedit.ci.comparison import MetricComparison, Probabilities, RunComparison, SplitComparison
-
-DASH = "–"
+from pytest_kedit.results.tables import DASH
 
 
 def method_note(comparison: RunComparison) -> str:

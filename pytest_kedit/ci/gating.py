@@ -20,9 +20,11 @@ from pytest_kedit.ci.baseline import Baseline, display_path
 from pytest_kedit.ci.gates import Gate, GateMode, GateResult, check_gates, gates_markdown
 from pytest_kedit.ci.regression import Judgement, gated_cases_fail, judge, verdict_line
 from pytest_kedit.errors import KeditError
-from pytest_kedit.results.provenance import DATA_FILES, provenance, run_difference
+from pytest_kedit.results.provenance import DATA_FILES, run_difference
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import Runs, load_run
+from pytest_kedit.results.summary import RunSummary
+from pytest_kedit.results.tables import DASH
 
 
 class OneRun(NamedTuple):
@@ -30,7 +32,7 @@ class OneRun(NamedTuple):
 
     folders: list[str]
     #: the summary of the run (of the merged shards, or of the last folder)
-    summary: dict[str, Any]
+    summary: RunSummary
     records: list[CaseRecord]
     #: its provenance, with the data files every folder read
     provenance: dict[str, Any]
@@ -46,16 +48,14 @@ def one_run(runs: Runs) -> OneRun:
         raise KeditError(f"the folders hold {len(runs.by_key)} runs, {found}: give the folders of one model × method")
     key, (summary, records) = next(iter(runs.by_key.items()))
     folders = runs.sources[key]
-    current = provenance(summary)
-    if "shards" not in summary:
+    current = summary.provenance()
+    if summary.shards is None:
         for folder in folders[:-1]:
-            other = provenance(load_run(folder)[0])
+            other = load_run(folder)[0].provenance()
             difference = run_difference(other, current)
             if difference is not None:
                 raise KeditError(f"{folder} and {folders[-1]} are not parts of one run: {difference}")
-            files = {**other.get(DATA_FILES, {}), **current.get(DATA_FILES, {})}
-            if files:
-                current[DATA_FILES] = files
+            current[DATA_FILES] = {**other[DATA_FILES], **current[DATA_FILES]}
     return OneRun(folders, summary, records, current)
 
 
@@ -121,8 +121,8 @@ def gate_markdown(title: str, baseline: Baseline, result: RunGate, mode: GateMod
         for metric in judgement.regressed:
             value = record.metrics[metric]
             was = before.get(metric)
-            rows.append([record.case_id, METRICS[metric].label, "–" if was is None else f"{was:.4g}", f"{value:.4g}",
-                         "–" if was is None else f"{METRICS[metric].worse_by(was, value):.4g}"])
+            rows.append([record.case_id, METRICS[metric].label, DASH if was is None else f"{was:.4g}", f"{value:.4g}",
+                         DASH if was is None else f"{METRICS[metric].worse_by(was, value):.4g}"])
     if rows:
         parts.append("Regressed cases:\n\n" + tabulate(rows, headers=["case", "metric", "baseline", "run", "worse by"],
                                                        tablefmt="pipe", disable_numparse=True,

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.thresholds import parse_thresholds
 from pytest_kedit.ci.baseline import (
     RECREATE_HINT,
     baseline_difference,
@@ -56,17 +55,15 @@ def add_baseline(subparsers: Any) -> None:
 def _baseline(args: argparse.Namespace) -> int:
     run = one_run(load_runs(args.dirs))
     summary, where = run.summary, ", ".join(run.folders)
-    complete = summary.get("complete") is not False
-    if not complete and not args.partial:
+    if not summary.complete and not args.partial:
         raise KeditError(f"{where}: {partial_note(summary)}; a baseline of it would lack the cases that did not "
                          "run (and replace a baseline made otherwise without them): give --partial to write it anyway")
-    if not run.records or summary.get("model_fingerprint") is None:
+    if not run.records or summary.model_fingerprint is None:
         raise KeditError(f"{where}: no case reached the model (summary.json has no model_fingerprint); "
                          "there is nothing to make a baseline of")
-    path = args.out if args.out is not None else default_path(Path.cwd(), summary["model"], summary["method"])
-    done = int(summary.get("cases_done") or len(run.records))
-    written, line = update_baseline(path, run.provenance, run.records, complete, done,
-                                    max(int(summary.get("cases_expected") or 0), done))
+    path = args.out if args.out is not None else default_path(Path.cwd(), summary.model, summary.method)
+    written, line = update_baseline(path, run.provenance, run.records, summary.complete, summary.cases_done,
+                                    max(summary.cases_expected, summary.cases_done))
     print(line)
     return 0 if written else 1
 
@@ -106,11 +103,10 @@ def _gate(args: argparse.Namespace) -> int:
     difference = baseline_difference(baseline, run.provenance, ignore)
     if difference is not None:
         raise KeditError(mismatch_message(baseline, difference, "--ignore", f"{RECREATE_HINT} or kedit baseline"))
-    thresholds = parse_thresholds(run.summary.get("thresholds") or [], defaults=False)
-    result = gate_run(run.records, baseline, thresholds, tolerance, gates, args.gate_mode)
     summary = run.summary
-    note = f"**Note:** {partial_note(summary)}." if summary.get("complete") is False else ""
-    markdown = gate_markdown(f"kedit gate: {summary['model']} × {summary['method']}", baseline, result,
+    result = gate_run(run.records, baseline, summary.thresholds, tolerance, gates, args.gate_mode)
+    note = "" if summary.complete else f"**Note:** {partial_note(summary)}."
+    markdown = gate_markdown(f"kedit gate: {summary.model} × {summary.method}", baseline, result,
                              args.gate_mode, note)
     print(markdown)
     try:

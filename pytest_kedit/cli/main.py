@@ -26,6 +26,7 @@ from pytest_kedit.dataset.sources import resolve_source
 from pytest_kedit.errors import ConfigError, KeditError
 from pytest_kedit.report import html as html_report
 from pytest_kedit.results import run_files, tables
+from pytest_kedit.results.summary import RunSummary
 
 USAGE_ERROR = 2
 #: The status of a command whose output pipe was closed: 128 + SIGPIPE, as a shell reports a process SIGPIPE ended.
@@ -271,12 +272,12 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and regressed else 0
 
 
-def _run_json(directory: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    return {"dir": str(directory), "model": summary["model"], "method": summary["method"]}
+def _run_json(directory: Path, summary: RunSummary) -> dict[str, Any]:
+    return {"dir": str(directory), "model": summary.model, "method": summary.method}
 
 
-def _run_label(directory: Path, summary: dict[str, Any]) -> str:
-    return f"`{directory}` ({summary['model']} / {summary['method']})"
+def _run_label(directory: Path, summary: RunSummary) -> str:
+    return f"`{directory}` ({summary.model} / {summary.method})"
 
 
 def _add_train_mend(subparsers: Any) -> None:

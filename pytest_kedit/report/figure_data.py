@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from pytest_kedit.benchmark.cases import RoundCase
 from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, Benchmark, split_order, splits_of
@@ -20,6 +20,7 @@ from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.aggregation import Aggregate, Intervals, aggregate, group_records, intervals, relation_of, sorted_records
 from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
+from pytest_kedit.results.summary import RunSummary
 
 #: The model states of Figure 5, in the order of their bars.
 DISTORTION_STATES = ("theta", "theta_m", "theta_prime")
@@ -36,7 +37,7 @@ class ReportRun:
 
     model: str
     method: str
-    summary: Mapping[str, Any]
+    summary: RunSummary
     records: list[CaseRecord]
     #: :func:`~pytest_kedit.results.aggregation.aggregate` of the records
     result: Aggregate
@@ -48,7 +49,7 @@ class ReportRun:
     label: str
 
 
-def report_runs(runs: Mapping[tuple[str, str], tuple[Mapping[str, Any], Sequence[CaseRecord]]],
+def report_runs(runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
                 sources: Mapping[tuple[str, str], Sequence[str]] | None = None) -> list[ReportRun]:
     """The rows of a report from ``(model, method) -> (summary, records)`` (the ``by_key`` of
     :class:`~pytest_kedit.results.run_files.Runs`), in the given order; ``sources`` names the folders
@@ -185,20 +186,19 @@ class RoundEditLabels(NamedTuple):
     unavailable: str | None
 
 
-def round_edit_labels(summary: Mapping[str, Any]) -> RoundEditLabels:
+def round_edit_labels(summary: RunSummary) -> RoundEditLabels:
     """o1 and o* of each RoundEdit case the run's data holds.
 
     A record names the true objects by label but neither says which of them was round-edited
-    nor names the target o*, so the labels come from the data the run read:
-    ``summary["data"]["source"]`` read again with the run's splits, used only when it still
-    has the run's ``summary["data"]["fingerprint"]``. Published data (``upstream:NAME@COMMIT``)
-    is read from the download cache (downloaded again when missing).
+    nor names the target o*, so the labels come from the data the run read: the summary's data
+    source read again with the run's splits, used only when it still has the run's data
+    fingerprint. Published data (``upstream:NAME@COMMIT``) is read from the download cache
+    (downloaded again when missing).
     """
-    data = summary.get("data") or {}
-    source, fingerprint = data.get("source"), data.get("fingerprint")
+    source, fingerprint = summary.data.source, summary.data.fingerprint
     if not source or not fingerprint:
         return RoundEditLabels({}, "the run does not record its data source and fingerprint")
-    splits = [split for split in summary.get("splits") or SPLITS if split in SPLITS]
+    splits = list(summary.splits)
     try:
         suite = load_suite(source.partition("@")[0] if upstream.is_upstream(source) else source, splits)
     except (KeditError, OSError) as exc:

@@ -51,6 +51,7 @@ from pytest_kedit.report.figure_data import (
     RelationHeatmap,
     ReportRun,
 )
+from pytest_kedit.results.tables import DASH
 
 # -- Per-cell comparison ------------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ def _tick_name(bars: ObjectBars) -> str:
 
 
 def _value(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    return DASH if value is None else f"{value:.2f}"
 
 
 # -- ConflictEdit at a glance -------------------------------------------------------------------

@@ -2,12 +2,10 @@
 one or several runs (``kedit report RUN... --html OUT.html``, ``--kedit-html=PATH``).
 
 The page has no script and loads nothing: its style is inline and every figure an inline SVG
-(:mod:`pytest_kedit.report.figures`), so it opens from disk in any browser. Its sections: Table 1 and
-Table 2 with their intervals, one row per model × method; per split, the runs' means side by
-side; Figure 5 for chosen RoundEdit cases; ConflictEdit's p(k_n) against p(k_o) case by case;
-every metric per relation; with several runs, each run against the first (paired differences,
-flipped cases); the provenance of every run. docs/report.md tells how to read each figure.
-Every number is computed by :mod:`pytest_kedit.report.figure_data` from the records, as the Markdown
+(:mod:`pytest_kedit.report.figures`), so it opens from disk in any browser. This module lays out
+the page (style, header, navigation) around its sections (:mod:`pytest_kedit.report.sections`), the
+paired comparison only with several runs. docs/report.md tells how to read each figure. Every
+number is computed by :mod:`pytest_kedit.report.figure_data` from the records, as the Markdown
 tables compute them.
 
 :mod:`pytest_kedit.report.figures` needs matplotlib (the ``html`` extra), which nothing else in the
@@ -18,36 +16,21 @@ import without it.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SPLITS, Benchmark, table_columns
 from pytest_kedit.errors import KeditError
-from pytest_kedit.report.figure_data import (
-    CaseChoice,
-    PairedComparison,
-    ReportRun,
-    conflict_panels,
-    distortion_cases,
-    distortion_panel,
-    paired_comparisons,
-    relation_heatmaps,
-    report_runs,
-    round_edit_labels,
-    splits_run,
-)
+from pytest_kedit.report import sections
+from pytest_kedit.report.figure_data import distortion_cases, report_runs
 from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.results.tables import INTERVAL_METHOD, SCALING_LABELS
+from pytest_kedit.results.summary import RunSummary
 from pytest_kedit.storage.atomic import atomic_write_text
 
 #: The one-line error when matplotlib is not installed.
 MISSING_EXTRA = "the HTML report needs matplotlib: pip install 'pytest-kedit[html]'"
-DASH = "–"
 #: The sections of the page: (id, heading), in order; the comparison only with two runs or more.
 SECTIONS = (
     ("tables", "Table 1 and Table 2"),
@@ -87,7 +70,7 @@ def require_matplotlib() -> None:
 
 
 def write_html_report(path: str | os.PathLike[str],
-                      runs: Mapping[tuple[str, str], tuple[Mapping[str, Any], Sequence[CaseRecord]]],
+                      runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
                       sources: Mapping[tuple[str, str], Sequence[str]] | None = None,
                       cases: Sequence[str] = ()) -> int:
     """Write :func:`html_report` to ``path`` (atomically, its folder created); return its size in bytes."""
@@ -100,7 +83,7 @@ def write_html_report(path: str | os.PathLike[str],
     return len(page.encode("utf-8"))
 
 
-def html_report(runs: Mapping[tuple[str, str], tuple[Mapping[str, Any], Sequence[CaseRecord]]],
+def html_report(runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
                 sources: Mapping[tuple[str, str], Sequence[str]] | None = None, cases: Sequence[str] = ()) -> str:
     """The page for ``runs`` (``(model, method) -> (summary, records)``, the rows in that order,
     as :class:`~pytest_kedit.results.run_files.Runs` holds them), ``sources`` naming the folders each run
@@ -112,17 +95,17 @@ def html_report(runs: Mapping[tuple[str, str], tuple[Mapping[str, Any], Sequence
     require_matplotlib()
     rows = report_runs(runs, sources)
     choices = distortion_cases(rows, cases)
-    sections = [
-        ("tables", _tables_section(rows)),
-        ("cells", _cells_section(rows)),
-        ("figure5", _figure5_section(rows, choices)),
-        ("conflict", _conflict_section(rows)),
-        ("relations", _relations_section(rows)),
-        ("comparison", _comparison_section(rows) if len(rows) > 1 else None),
-        ("provenance", _provenance_section(rows)),
+    bodies = [
+        ("tables", sections.tables_section(rows)),
+        ("cells", sections.cells_section(rows)),
+        ("figure5", sections.figure5_section(rows, choices)),
+        ("conflict", sections.conflict_section(rows)),
+        ("relations", sections.relations_section(rows)),
+        ("comparison", sections.comparison_section(rows) if len(rows) > 1 else None),
+        ("provenance", sections.provenance_section(rows)),
     ]
     headings = dict(SECTIONS)
-    shown = [(name, body) for name, body in sections if body is not None]
+    shown = [(name, body) for name, body in bodies if body is not None]
     nav = "".join(f'<li><a href="#{name}">{escape(headings[name])}</a></li>' for name, _ in shown)
     body = "".join(f'<section id="{name}"><h2>{escape(headings[name])}</h2>{content}</section>' for name, content in shown)
     title = "pytest-kedit report: " + ", ".join(f"{run.model} × {run.method}" for run in rows)
@@ -133,284 +116,3 @@ def html_report(runs: Mapping[tuple[str, str], tuple[Mapping[str, Any], Sequence
             f"from {len(rows)} run{'s' if len(rows) != 1 else ''}. The paper: <i>Unveiling the Pitfalls of Knowledge "
             f"Editing for Large Language Models</i>. How to read every figure: docs/report.md.</p>"
             f"<nav><ul>{nav}</ul></nav></header>{body}</body></html>\n")
-
-
-def _figure(item: str, content: str, caption: str) -> str:
-    """One promised item of the page: ``content`` (a table or an SVG) and its caption."""
-    return f'<figure class="kedit-item" data-item="{item}"><figcaption>{caption}</figcaption>{content}</figure>'
-
-
-# -- Tables -------------------------------------------------------------------------------------
-
-def _tables_section(rows: Sequence[ReportRun]) -> str:
-    parts = []
-    for benchmark in BENCHMARKS:
-        splits = splits_run(rows, benchmark)
-        if not splits:
-            continue
-        notes = [_cases_line(rows, splits)]
-        if benchmark.table == 2:
-            notes.append(_scaling_line(rows))
-        notes.append(escape(INTERVAL_METHOD))
-        parts.append(_figure(f"table{benchmark.table}", _benchmark_table(benchmark, rows),
-                             f"<b>{escape(benchmark.title)}</b> (mean over cases ×100; under each mean its "
-                             f"95% interval). " + " ".join(notes)))
-    return "".join(parts) or '<p class="note">No cases.</p>'
-
-
-def _benchmark_table(benchmark: Benchmark, rows: Sequence[ReportRun]) -> str:
-    """The benchmark's table laid out as in the Markdown report: a row per model, then a row per
-    method of that model; a cell is the mean (2 decimals) over its interval (1 decimal)."""
-    columns = table_columns(benchmark)
-    header = "".join(f"<th>{escape(label)} {'↑' if METRICS[metric].better == 'higher' else '↓'}</th>"
-                     for _, metric, label in columns)
-    body = []
-    for model in dict.fromkeys(run.model for run in rows):
-        body.append(f'<tr><td class="model" colspan="{len(columns) + 1}">{escape(model)}</td></tr>')
-        for run in (run for run in rows if run.model == model):
-            cells = []
-            for split, metric, _ in columns:
-                mean = run.result.get(split, {}).get(metric)
-                if mean is None:
-                    cells.append(f'<td class="num">{DASH}</td>')
-                    continue
-                low, high = run.bounds[split][metric]
-                cells.append(f'<td class="num" data-split="{split}" data-metric="{metric}">'
-                             f'<span class="mean">{mean:.2f}</span><span class="ci">[{low:.1f}, {high:.1f}]</span></td>')
-            body.append(f"<tr><th>{escape(run.method)}</th>{''.join(cells)}</tr>")
-    return f"<table><thead><tr><th>Method</th>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _cases_line(rows: Sequence[ReportRun], splits: Sequence[str]) -> str:
-    """Cases per split and row (errors named): the n behind every mean."""
-    per_row = []
-    for run in rows:
-        counts = []
-        for split in splits:
-            entry = run.result.get(split)
-            if entry is None:
-                counts.append(f"{split} {DASH}")
-            else:
-                errors = int(entry["error"])
-                counts.append(f"{split} {int(entry['cases'])}" + (f" ({errors} error{'s' if errors != 1 else ''})"
-                                                                   if errors else ""))
-        per_row.append((run.label, ", ".join(counts)))
-    if len({counts for _, counts in per_row}) == 1:
-        listed = per_row[0][1]
-    else:
-        listed = "; ".join(f"{label}: {counts}" for label, counts in per_row)
-    return f"Cases per split (errors are left out of the means): {escape(listed)}."
-
-
-def _scaling_line(rows: Sequence[ReportRun]) -> str:
-    scalings = {run.label: str(run.summary.get("distortion_scaling")) for run in rows}
-    if len(set(scalings.values())) == 1:
-        scaling = next(iter(scalings.values()))
-        return f"D scaling: {escape(SCALING_LABELS.get(scaling, scaling))}."
-    listed = ", ".join(f"{label}: {scaling}" for label, scaling in scalings.items())
-    return (f'<span class="warning">D scaling differs between rows ({escape(listed)}): their D values are not '
-            f"comparable.</span>")
-
-
-# -- Figures ------------------------------------------------------------------------------------
-
-def _cells_section(rows: Sequence[ReportRun]) -> str:
-    from pytest_kedit.report import figures
-
-    parts = [_figure("cell-comparison", figures.cell_chart(f"cells-{split}", split, rows),
-                     f"<b>{escape(SPLITS[split].benchmark.name)} {escape(SPLITS[split].heading)}</b> ({split}): "
-                     "a bar per run and metric, its mean ×100 printed on it, the whisker its 95% bootstrap "
-                     "interval; ↑ higher is better, ↓ lower is better.")
-             for split in splits_run(rows)]
-    return "".join(parts) or '<p class="note">No cases.</p>'
-
-
-def _figure5_section(rows: Sequence[ReportRun], choices: Sequence[CaseChoice]) -> str:
-    from pytest_kedit.report import canvas as figure_canvas
-    from pytest_kedit.report import figures
-
-    if not choices:
-        return '<p class="note">No RoundEdit case in these runs.</p>'
-    labels = {run.label: round_edit_labels(run.summary) for run in rows}
-    notes = [f"{escape(label)}: o1 and o* are not named because {escape(found.unavailable)}."
-             for label, found in labels.items() if found.unavailable]
-    key = {"theta": "θ, the model before the edits", "theta_m": "θm, after e1 (o1 → o*): probed for o1 and o* only",
-           "theta_prime": "θ', after e1 then the undo e2 (o* → o1)"}
-    parts = ['<p class="note">Bars: p(o) of every true object o of the case and of the edit\'s target o*, in '
-             + ", ".join(f'<span class="key" style="background:{figure_canvas.STATE_COLOURS[state]}"></span>{escape(text)}'
-                         for state, text in key.items())
-             + ". Ticks: o1 (bold) is the round-edited object; another true object is red when it lost probability "
-             "from θ to θ' (counted by IR), green when it did not. D and IR ×100 as in Table 2. Hover a bar for its "
-             "value.</p>"]
-    parts += [f'<p class="note warning">{note}</p>' for note in notes]
-    for choice in choices:
-        panels = [distortion_panel(run.label, record, labels[run.label].labels.get(record.case_id))
-                  for run in rows for record in run.records
-                  if record.case_id == choice.case_id and record.split == choice.split and record.outcome != "error"]
-        if not panels:
-            continue
-        relation = panels[0].relation or DASH
-        unnamed = "; ".join(f"{panel.run}: p_θm(o1) = {panel.p_mid_o1:.4g}" for panel in panels if panel.p_mid_o1 is not None)
-        caption = (f"<b>{escape(choice.case_id)}</b> ({escape(SPLITS[choice.split].heading)}, relation "
-                   f"{escape(relation)}): {escape('; '.join(choice.reasons))}." + (f" {escape(unnamed)}." if unnamed else ""))
-        parts.append(_figure("figure5", figures.distortion_figure(f"fig5-{choice.case_id}", panels), caption))
-    return "".join(parts)
-
-
-def _conflict_section(rows: Sequence[ReportRun]) -> str:
-    from pytest_kedit.report import figures
-
-    panels = conflict_panels(rows)
-    if not panels:
-        return '<p class="note">No ConflictEdit case in these runs.</p>'
-    index = {run.label: position for position, run in enumerate(rows)}
-    parts = ['<p class="note">Every case after both edits (θ\'), on log scales: x the old fact k_o, y the new fact '
-             "k_n. Above the dashed diagonal the new fact wins (the Conflict Score counts the case); below it the "
-             "edit failed, by as many orders of magnitude as the point lies below. The legend gives each run's rate "
-             "×100 (as in Table 1) and its count.</p>"]
-    figures_html = []
-    for panel in panels:
-        name = f"{SPLITS[panel.split].heading} {METRICS[panel.metric].label}"
-        figures_html.append(_figure("conflict-scatter",
-                                    figures.conflict_scatter(f"conflict-{panel.split}-{panel.metric}", panel, index),
-                                    f"<b>{escape(name)}</b> ({panel.split}): p_θ'(k_n) against p_θ'(k_o)."))
-    return "".join(parts) + f'<div class="row">{"".join(figures_html)}</div>'
-
-
-def _relations_section(rows: Sequence[ReportRun]) -> str:
-    from pytest_kedit.report import figures
-
-    parts = [_figure("relation-heatmap", figures.relation_heatmap(f"relations-{heatmap.split}", heatmap),
-                     f"<b>{escape(SPLITS[heatmap.split].benchmark.name)} {escape(SPLITS[heatmap.split].heading)}</b> "
-                     f"({heatmap.split}) by relation: each cell the mean ×100 of the relation's cases; colour from the "
-                     "worst (red) to the best (green) value of its column across the runs, in the metric's better "
-                     "direction; grey: no case. The per-relation tables (relations.md, kedit report --by-relation) "
-                     "give the intervals.")
-             for heatmap in relation_heatmaps(rows)]
-    return "".join(parts) or '<p class="note">No cases.</p>'
-
-
-# -- Paired comparison --------------------------------------------------------------------------
-
-def _comparison_section(rows: Sequence[ReportRun]) -> str:
-    from pytest_kedit.report import figures
-
-    paired = paired_comparisons(rows)
-    parts = [f'<p class="note">Each other run (B) against the first, <b>{escape(rows[0].label)}</b> (A), over the cases '
-             "both ran without an error. B − A is the difference of the means ×100; its 95% interval a paired "
-             "bootstrap over the shared cases; McNemar's exact test for 0/1 metrics. Whisker red: the interval lies "
-             "on the metric's worse side (regressed); green: on its better side; grey: it holds 0.</p>"]
-    parts += [f'<p class="note warning">{escape(p.run)} against {escape(p.baseline)} may not be comparable: '
-              f"{escape(line)}.</p>" for p in paired for line in p.warnings]
-    for split in splits_run(rows):
-        if any(s.split == split and s.metrics for p in paired for s in p.comparison.splits):
-            parts.append(_figure("paired-differences", figures.difference_chart(f"differences-{split}", split, paired),
-                                 f"<b>{escape(SPLITS[split].benchmark.name)} {escape(SPLITS[split].heading)}</b> "
-                                 f"({split}): each run minus {escape(rows[0].label)}, with its 95% paired interval."))
-    for p in paired:
-        regressed = [f"{SPLITS[split].heading} {METRICS[metric].label}" for split, metric in p.comparison.regressions]
-        parts.append(f"<h3>{escape(p.run)} against {escape(p.baseline)}</h3>"
-                     f'<p class="note">Shared cases: '
-                     + escape(", ".join(f"{s.split} {s.shared}" for s in p.comparison.splits))
-                     + f". Regressed: {escape(', '.join(regressed)) if regressed else 'none'}.</p>"
-                     + _differences_table(p) + _flipped_table(p))
-    return "".join(parts)
-
-
-def _differences_table(paired: PairedComparison) -> str:
-    """The comparison's numbers, a row per split and metric, folded away under a summary line."""
-    body = []
-    for split in paired.comparison.splits:
-        for m in split.metrics:
-            flips = DASH if m.flips is None else f"{m.flips.pass_to_fail} / {m.flips.fail_to_pass}"
-            p_value = DASH if m.mcnemar_p is None else f"{m.mcnemar_p:.3g}"
-            body.append(f"<tr><td>{escape(split.split)}</td><td>{escape(METRICS[m.metric].label)}</td>"
-                        f'<td class="num">{m.n}</td><td class="num">{m.mean_a:.2f}</td><td class="num">{m.mean_b:.2f}</td>'
-                        f'<td class="num">{m.difference:+.2f}</td><td class="num">[{m.interval[0]:.1f}, {m.interval[1]:.1f}]'
-                        f'</td><td class="num">{p_value}</td><td class="num">{flips}</td>'
-                        f"<td>{'<b>yes</b>' if m.regressed else 'no'}</td></tr>")
-    header = "".join(f"<th>{name}</th>" for name in ("split", "metric", "n", "A", "B", "B − A", "95% interval",
-                                                     "McNemar p", "pass→fail / fail→pass", "regressed"))
-    return (f"<details><summary>The differences of {escape(paired.run)} against {escape(paired.baseline)}</summary>"
-            f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table></details>")
-
-
-def _flipped_table(paired: PairedComparison) -> str:
-    if not paired.flipped:
-        return '<p class="note">No flipped case: every shared case has the same 0/1 metrics in both runs.</p>'
-    body = "".join(f"<tr><td>{escape(f.split)}</td><td>{escape(f.case_id)}</td><td>{escape(f.relation or DASH)}</td>"
-                   f"<td>{escape(METRICS[f.metric].label)}</td><td class=\"num\">{f.value_a:g} → {f.value_b:g}</td>"
-                   f"<td>{'pass→fail' if f.value_a > f.value_b else 'fail→pass'}</td></tr>" for f in paired.flipped)
-    header = "".join(f"<th>{name}</th>" for name in ("split", "case", "relation", "metric", "A → B", "flip"))
-    return (f'<details><summary>{len(paired.flipped)} flipped case{"s" if len(paired.flipped) != 1 else ""} '
-            f"(a 0/1 metric that differs between A and B)</summary>"
-            f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></details>")
-
-
-# -- Provenance ---------------------------------------------------------------------------------
-
-def _provenance_section(rows: Sequence[ReportRun]) -> str:
-    """One table, a column per run: what ran, on what data, with which settings, how long it
-    took and whether it finished. A fact a summary lacks is "–"; the row ``complete`` is shown
-    only when some summary has it (older runs do not record it)."""
-    facts: list[tuple[str, list[Any]]] = [
-        ("model", [run.summary.get("model") for run in rows]),
-        ("model source", [run.summary.get("model_source") for run in rows]),
-        ("model fingerprint", [run.summary.get("model_fingerprint") for run in rows]),
-        ("method", [run.summary.get("method") for run in rows]),
-        ("hyper-parameters file", [run.summary.get("hparams_file") or "packaged defaults" for run in rows]),
-        ("hyper-parameters", [run.summary.get("hparams") for run in rows]),
-        ("data source", [(run.summary.get("data") or {}).get("source") for run in rows]),
-        ("data fingerprint", [(run.summary.get("data") or {}).get("fingerprint") for run in rows]),
-        ("splits", [run.summary.get("splits") for run in rows]),
-        ("limit", [run.summary.get("limit") for run in rows]),
-        ("sample", [run.summary.get("sample") for run in rows]),
-        ("seed", [run.summary.get("seed") for run in rows]),
-        ("protocol", [run.summary.get("protocol", "paper") for run in rows]),
-        ("D scaling", [run.summary.get("distortion_scaling") for run in rows]),
-        ("thresholds", [run.summary.get("thresholds") for run in rows]),
-        ("device, dtype", [", ".join(str(run.summary.get(key) or DASH) for key in ("device", "dtype")) for run in rows]),
-        ("second-moment statistics", [run.summary.get("statistics") for run in rows]),
-        ("versions", [run.summary.get("versions") for run in rows]),
-        ("timings", [_timings(run.summary.get("timings")) for run in rows]),
-        ("cases", [_counts(run.summary.get("counts")) for run in rows]),
-    ]
-    if any("complete" in run.summary for run in rows):
-        facts.append(("complete", [_complete(run.summary) for run in rows]))
-    facts.append(("report folders", [list(run.sources) for run in rows]))
-    header = "".join(f"<th>{escape(run.model)} × {escape(run.method)}</th>" for run in rows)
-    body = "".join(f"<tr><th>{escape(name)}</th>{''.join(f'<td>{_fact(value)}</td>' for value in values)}</tr>"
-                   for name, values in facts)
-    table = f'<table class="facts"><thead><tr><th></th>{header}</tr></thead><tbody>{body}</tbody></table>'
-    return _figure("provenance", table, "Where each run's numbers come from (its summary.json).")
-
-
-def _counts(counts: Mapping[str, Any] | None) -> str | None:
-    if not counts:
-        return None
-    return ", ".join(f"{counts[key]} {key}" for key in ("cases", "passed", "failed", "xfailed", "error") if key in counts)
-
-
-def _complete(summary: Mapping[str, Any]) -> str:
-    if "complete" not in summary:
-        return "not recorded"
-    return "yes" if summary["complete"] else "no: the run stopped before its last case"
-
-
-def _timings(timings: Mapping[str, Any] | None) -> str | None:
-    """``model_load 2.1 s, edit 40.3 s, ...``: each phase in seconds with one decimal, counts as they are."""
-    if not timings:
-        return None
-    return ", ".join(f"{name} {value:.1f} s" if isinstance(value, float) else f"{name} {value}"
-                     for name, value in timings.items())
-
-
-def _fact(value: Any) -> str:
-    """A summary value as HTML: "–" when absent, an object as JSON, a list joined."""
-    if value is None or value == {} or value == []:
-        return DASH
-    if isinstance(value, Mapping):
-        return f"<code>{escape(json.dumps(value, sort_keys=True, default=str))}</code>"
-    if isinstance(value, Iterable) and not isinstance(value, str):
-        return escape(", ".join(str(item) for item in value))
-    return escape(str(value))

@@ -84,7 +84,7 @@ class CaseRecord:
 
     @classmethod
     def from_mapping(cls, data: Any) -> CaseRecord:
-        """Validate a decoded record; unknown fields are ignored (records of older versions)."""
+        """Validate a decoded record; unknown fields are ignored."""
         if not isinstance(data, dict):
             raise RecordError("a case record must be a JSON object")
         _require(data, "case_id", str)
@@ -112,8 +112,6 @@ class CaseRecord:
             value = data.get(name) or []
             if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
                 raise RecordError(f"field '{name}' must be a list of strings")
-        if data.get("failures") and "failed_metrics" not in data:
-            raise RecordError("field 'failed_metrics' is missing: written by an older pytest-kedit; run the suite again")
         timings = _mapping(data, "timings")
         if not all(_is_number(v) for v in timings.values()):
             raise RecordError("field 'timings' must map phases to numbers")

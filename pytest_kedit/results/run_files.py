@@ -7,9 +7,8 @@ A report folder holds one run (one model × method):
   finish (:class:`CaseLog`) and rewritten sorted by ``case_id`` at the end (:func:`write_report`);
 - ``run.json``: ``{"provenance": ...}``, what the cases depend on, written with the first case
   (:mod:`pytest_kedit.run.resume` reads it to continue an interrupted run);
-- ``summary.json``: the run summary (model, method, hparams, data, distortion_scaling, seed,
-  sample, thresholds as specs, versions, timings) with ``counts`` and ``intervals`` added,
-  sorted keys, indent 2;
+- ``summary.json``: the run summary (:class:`~pytest_kedit.results.summary.RunSummary`) with
+  ``counts`` and ``intervals``;
 - ``table1.md`` / ``table2.md``: the paper's Table 1 and Table 2 for the run, each followed by
   its interval table;
 - ``relations.md``: every metric per split by relation and, for RoundEdit, by arity.
@@ -19,6 +18,7 @@ Every file but the case log is replaced atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,14 +26,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TextIO
 
-from pytest_kedit.benchmark.metrics import DISTORTION_SCALINGS
-from pytest_kedit.benchmark.thresholds import parse_thresholds
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summary, intervals, run_counts, sorted_records
 from pytest_kedit.results.record import CaseRecord, RecordError
 from pytest_kedit.results.shard_merge import is_shard, merge_shards
+from pytest_kedit.results.summary import RunSummary
 from pytest_kedit.results.tables import TableRow, paper_tables, relation_table
 from pytest_kedit.storage.atomic import atomic_write_text
+from pytest_kedit.storage.jsonl import JsonLinesError, drop_torn_line, read_json_lines
 
 CASES_FILE = "cases.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -41,6 +41,9 @@ RUN_FILE = "run.json"
 TABLE1_FILE = "table1.md"
 TABLE2_FILE = "table2.md"
 RELATIONS_FILE = "relations.md"
+
+#: What a file of a report folder that should be there and is not says.
+_MISSING = "missing (not a finished kedit report directory?)"
 
 #: (model, method): what makes a row of the tables.
 RunKey = tuple[str, str]
@@ -67,7 +70,7 @@ class CaseLog:
     a case (``--collect-only``, a usage error, a crash while loading the model) leaves a
     previous report whole. The first case replaces the previous run's files (cases, run,
     summary, tables), so the folder never mixes two runs; with ``resume``, it keeps the cases
-    and ``run.json`` and appends (a last line the interruption cut short is dropped). Close it
+    and ``run.json`` and appends (a torn last line, :mod:`pytest_kedit.storage.jsonl`, is dropped). Close it
     before :func:`write_report`."""
 
     def __init__(self, directory: str | os.PathLike[str], resume: bool = False):
@@ -98,7 +101,7 @@ class CaseLog:
             if not self.resume:
                 return self.path.open("w", encoding="utf-8")
             if self.path.is_file():
-                _drop_cut_line(self.path)
+                drop_torn_line(self.path)
             return self.path.open("a", encoding="utf-8")
         except OSError as exc:
             raise ReportError(folder, f"cannot write the report: {exc.strerror or exc}") from None
@@ -119,8 +122,8 @@ class RunReport(NamedTuple):
     """The outputs of one finished run."""
 
     #: the run summary with ``counts`` (:func:`~pytest_kedit.results.aggregation.run_counts` for its
-    #: ``thresholds`` specs) and ``intervals`` (:func:`~pytest_kedit.results.aggregation.interval_summary`)
-    summary: dict[str, Any]
+    #: ``thresholds``) and ``intervals`` (:func:`~pytest_kedit.results.aggregation.interval_summary`)
+    summary: RunSummary
     #: the records in ``case_id`` order
     records: list[CaseRecord]
     #: Table 1 and Table 2, each with its interval table
@@ -130,36 +133,32 @@ class RunReport(NamedTuple):
     relations: str
 
 
-def run_report(summary: Mapping[str, Any], records: Iterable[CaseRecord]) -> RunReport:
-    """Everything a run reports, computed once from its summary and case records.
-
-    ``summary`` needs ``model``, ``method`` and ``distortion_scaling``; its ``thresholds``
-    (specs, as :meth:`~pytest_kedit.benchmark.thresholds.Thresholds.specs` writes them; none when
-    absent) decide which metrics the counts check.
-    """
+def run_report(summary: RunSummary, records: Iterable[CaseRecord]) -> RunReport:
+    """Everything a run reports, computed once from its summary and case records; the summary's
+    ``thresholds`` decide which metrics the counts check."""
     ordered = sorted_records(records)
     bounds = intervals(ordered)
-    thresholds = parse_thresholds(summary.get("thresholds") or [], defaults=False)
-    written = {**summary, "counts": run_counts(ordered, thresholds), "intervals": interval_summary(bounds)}
-    scaling = summary["distortion_scaling"]
-    row = TableRow(summary["model"], summary["method"], aggregate(ordered))
-    table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.get("protocol", "paper")])
-    if summary.get("complete") is False:
+    written = dataclasses.replace(summary, counts=run_counts(ordered, summary.thresholds),
+                                  intervals=interval_summary(bounds))
+    scaling = summary.distortion_scaling
+    row = TableRow(summary.model, summary.method, aggregate(ordered))
+    table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.protocol])
+    if not summary.complete:
         note = f"\n\n{partial_note(summary)}"
         table1_md, table2_md = table1_md + note, table2_md + note
     return RunReport(written, ordered, table1_md, table2_md, relation_table(ordered, scaling))
 
 
-def partial_note(summary: Mapping[str, Any]) -> str:
+def partial_note(summary: RunSummary) -> str:
     """What a run that is not complete lacks: the shards missing from a merge of shards, else
     the cases it did not finish."""
-    if summary.get("shards_missing"):
-        return (f"partial: shard {', '.join(summary['shards_missing'])} missing "
-                f"(merged {', '.join(summary.get('shards') or [])})")
-    return f"partial: {summary.get('cases_done')} of {summary.get('cases_expected')} cases (the run did not finish)"
+    if summary.shards_missing:
+        return (f"partial: shard {', '.join(map(str, summary.shards_missing))} missing "
+                f"(merged {', '.join(map(str, summary.shards or ()))})")
+    return f"partial: {summary.cases_done} of {summary.cases_expected} cases (the run did not finish)"
 
 
-def write_report(directory: str | os.PathLike[str], summary: Mapping[str, Any],
+def write_report(directory: str | os.PathLike[str], summary: RunSummary,
                  records: Iterable[CaseRecord]) -> RunReport:
     """Write the report of a finished run (:func:`run_report`) into ``directory`` and return it:
     the tables, ``summary.json``, and ``cases.jsonl`` rewritten sorted by ``case_id``."""
@@ -174,7 +173,7 @@ def write_run_data(directory: str | os.PathLike[str], run: RunReport) -> None:
     into ``directory`` (created if needed): with the tables, a report folder others can read."""
     target = Path(directory)
     _write_text(target / CASES_FILE, "".join(record.to_json() + "\n" for record in run.records))
-    _write_text(target / SUMMARY_FILE, json.dumps(run.summary, sort_keys=True, indent=2) + "\n")
+    _write_text(target / SUMMARY_FILE, run.summary.to_json())
 
 
 def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str,
@@ -188,24 +187,26 @@ def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: s
         _write_text(target / RELATIONS_FILE, relations_md + "\n")
 
 
-def load_run(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[CaseRecord]]:
-    """Read a report folder back: ``(summary, records)``, records in file order, each line
-    validated by :meth:`CaseRecord.from_json <pytest_kedit.results.record.CaseRecord.from_json>`.
+def load_run(directory: str | os.PathLike[str]) -> tuple[RunSummary, list[CaseRecord]]:
+    """Read a report folder back: ``(summary, records)``, the summary validated by
+    :meth:`RunSummary.from_json <pytest_kedit.results.summary.RunSummary.from_json>`, the records
+    as :func:`read_cases` reads them.
 
-    Raises :class:`ReportError` naming the folder when it does not exist, and naming the file
-    (and line) when ``summary.json`` or ``cases.jsonl`` is missing or malformed.
+    Raises :class:`ReportError` naming the folder when it does not exist, and a KeditError naming
+    the file (and line) when ``summary.json`` or ``cases.jsonl`` is missing or malformed.
     """
     target = Path(directory)
     if not target.is_dir():
         raise ReportError(target, "a file, not a report directory" if target.exists() else "no such report directory")
-    return _load_summary(target / SUMMARY_FILE), _load_cases(target / CASES_FILE)
+    summary_file = target / SUMMARY_FILE
+    return RunSummary.from_json(_read_text(summary_file), summary_file), read_cases(target / CASES_FILE)
 
 
 class Runs(NamedTuple):
     """Report folders read back, one row's records per model × method (:func:`load_runs`)."""
 
     #: (model, method) -> (summary of the latest run, records), in order of first appearance
-    by_key: dict[RunKey, tuple[dict[str, Any], list[CaseRecord]]]
+    by_key: dict[RunKey, tuple[RunSummary, list[CaseRecord]]]
     #: (model, method) -> every folder that held it, in the order given
     sources: dict[RunKey, list[str]]
 
@@ -215,8 +216,8 @@ class Runs(NamedTuple):
         notes = []
         for (model, method), paths in self.sources.items():
             summary = self.by_key[(model, method)][0]
-            if "shards" in summary:
-                if summary.get("shards_missing"):
+            if summary.shards is not None:
+                if summary.shards_missing:
                     notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
             elif len(paths) > 1:
                 notes.append(f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
@@ -233,10 +234,10 @@ def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
     ``directories`` is empty."""
     if not directories:
         raise KeditError("no report directories given")
-    groups: dict[RunKey, list[tuple[str, dict[str, Any], list[CaseRecord]]]] = {}
+    groups: dict[RunKey, list[tuple[str, RunSummary, list[CaseRecord]]]] = {}
     for directory in directories:
         summary, records = load_run(directory)
-        groups.setdefault((summary["model"], summary["method"]), []).append((str(directory), summary, records))
+        groups.setdefault((summary.model, summary.method), []).append((str(directory), summary, records))
     runs = Runs({}, {})
     for key, group in groups.items():
         runs.sources[key] = [folder for folder, _, _ in group]
@@ -261,8 +262,8 @@ def merge_tables(runs: Runs) -> tuple[str, str]:
     for (model, method), (_, records) in runs.by_key.items():
         rows.append(TableRow(model, method, aggregate(records)))
         bounds.append(intervals(records))
-    scalings = [summary["distortion_scaling"] for summary, _ in runs.by_key.values()]
-    protocols = [summary.get("protocol", "paper") for summary, _ in runs.by_key.values()]
+    scalings = [summary.distortion_scaling for summary, _ in runs.by_key.values()]
+    protocols = [summary.protocol for summary, _ in runs.by_key.values()]
     table1_md, table2_md = paper_tables(rows, scalings, bounds, protocols)
     return table1_md + runs.notes(), table2_md + runs.notes()
 
@@ -271,17 +272,31 @@ def merge_relations(runs: Runs) -> str:
     """The per-relation breakdown of each model × method of ``runs``, each under a
     ``## model / method`` heading, then the notes of :func:`merge_tables`."""
     return "\n\n".join(
-        f"## {model} / {method}\n\n{relation_table(records, summary['distortion_scaling'])}"
+        f"## {model} / {method}\n\n{relation_table(records, summary.distortion_scaling)}"
         for (model, method), (summary, records) in runs.by_key.items()
     ) + runs.notes()
 
 
-def _drop_cut_line(path: Path) -> None:
-    """Truncate ``path`` after its last newline: a line a killed run left unfinished."""
-    with path.open("r+b") as file:
-        data = file.read()
-        if data and not data.endswith(b"\n"):
-            file.truncate(data.rfind(b"\n") + 1)
+def read_cases(path: Path) -> list[CaseRecord]:
+    """The records of a ``cases.jsonl``, in file order, each line validated by
+    :meth:`CaseRecord.from_mapping <pytest_kedit.results.record.CaseRecord.from_mapping>`; a torn
+    last line (:func:`~pytest_kedit.storage.jsonl.read_json_lines`) is left out. Raises
+    :class:`ReportError` naming the file, and the line of a line that is not a case record."""
+    try:
+        lines = read_json_lines(path)
+    except FileNotFoundError:
+        raise ReportError(path, _MISSING) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(path, f"cannot read: {exc}") from None
+    except JsonLinesError as exc:
+        raise ReportError(path, f"not valid JSON: {exc.reason}", line=exc.line) from None
+    records = []
+    for number, value in lines:
+        try:
+            records.append(CaseRecord.from_mapping(value))
+        except RecordError as exc:
+            raise ReportError(path, str(exc), line=number) from None
+    return records
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -295,36 +310,6 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ReportError(path, "missing (not a finished kedit report directory?)") from None
+        raise ReportError(path, _MISSING) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ReportError(path, f"cannot read: {exc}") from None
-
-
-def _load_summary(path: Path) -> dict[str, Any]:
-    try:
-        summary = json.loads(_read_text(path))
-    except json.JSONDecodeError as exc:
-        raise ReportError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
-    if not isinstance(summary, dict):
-        raise ReportError(path, "must be a JSON object")
-    for field in ("model", "method"):
-        if not isinstance(summary.get(field), str) or not summary[field]:
-            raise ReportError(path, f"field '{field}' must be a non-empty string")
-    if summary.get("distortion_scaling") not in DISTORTION_SCALINGS:
-        raise ReportError(path, f"field 'distortion_scaling' must be one of {', '.join(DISTORTION_SCALINGS)}, "
-                                f"got {summary.get('distortion_scaling')!r}")
-    return summary
-
-
-def _load_cases(path: Path) -> list[CaseRecord]:
-    records = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(CaseRecord.from_json(line))
-        except json.JSONDecodeError as exc:
-            raise ReportError(path, f"not valid JSON: {exc.msg}", line=number) from None
-        except RecordError as exc:
-            raise ReportError(path, str(exc), line=number) from None
-    return records

@@ -32,7 +32,9 @@ from pytest_kedit.results.aggregation import (
     sorted_records,
 )
 from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.summary import RunSummary
 
+#: A value that is not there, in every table and page of the package.
 DASH = "–"
 #: What each D scaling is, for the line under Table 2 and the per-relation tables.
 SCALING_LABELS = {
@@ -153,21 +155,21 @@ def threshold_summary(records: Sequence[CaseRecord], thresholds: Thresholds) -> 
     return _markdown(["Split", *(key.capitalize() for key in keys), "Threshold passed/checked"], body)
 
 
-def timing_summary(summary: Mapping[str, Any]) -> str:
+def timing_summary(summary: RunSummary) -> str:
     """Where the time went: model load, edits, probes, restore, other and total.
 
-    Seconds, share of the total and seconds per case (``summary["counts"]["cases"]``; "–"
-    without cases). "other" is the wall-clock total minus the phases. When the phases add up to
+    Seconds, share of the total and seconds per case (the cases of the summary's ``counts``; "–"
+    without them). "other" is the wall-clock total minus the phases. When the phases add up to
     more than the wall-clock total (parallel workers), shares are of the phases' sum and a line
     says so.
     """
-    timings = summary.get("timings") or {}
+    timings = summary.timings
     seconds = {label: float(timings.get(key, 0.0)) for key, label in _PHASES}
     phases = sum(seconds.values())
     total = float(timings.get("total", phases))
     seconds["other"] = max(total - phases, 0.0)
     whole = max(total, phases)
-    cases = int((summary.get("counts") or {}).get("cases", 0))
+    cases = int((summary.counts or {}).get("cases", 0))
 
     def line(label: str, value: float, share: str) -> list[str]:
         return [label, _number(value), share, _number(value / cases) if cases else DASH]

@@ -139,23 +139,6 @@ class KeditOptions:
         """Cases are judged against the baseline (a baseline is given, and is not being updated)."""
         return self.baseline is not None and not self.update_baseline
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "method": self.method,
-            "hparams_file": self.hparams,
-            "device": self.device,
-            "dtype": self.dtype,
-            "splits": list(self.splits),
-            "limit": self.limit,
-            "sample": None if self.sample is None else {"size": self.sample, "seed": self.seed},
-            "shard": None if self.shard is None else str(self.shard),
-            "seed": self.seed,
-            "distortion_scaling": self.distortion,
-            "protocol": self.protocol.name,
-            "thresholds": self.thresholds.specs(),
-        }
-
 
 def read_options(config: pytest.Config) -> KeditOptions:
     """Command line over ini over defaults; bad values raise ConfigError."""

@@ -18,15 +18,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.results.provenance import LOADED_FIELDS, PROVENANCE_FIELDS, provenance, run_difference
-from pytest_kedit.results.record import CaseRecord, RecordError
-from pytest_kedit.results.run_files import CASES_FILE, RUN_FILE, SUMMARY_FILE, ReportError
-
-if TYPE_CHECKING:
-    from pytest_kedit.run.options import KeditOptions
+from pytest_kedit.results.provenance import LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
+from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.results.run_files import CASES_FILE, RUN_FILE, ReportError, read_cases
 
 #: What must agree for a recorded case to be reused.
 RESUME_FIELDS: tuple[str, ...] = (*PROVENANCE_FIELDS, "thresholds")
@@ -64,32 +61,29 @@ class PreviousRun:
 
 def read_previous(folder: str | Path) -> PreviousRun:
     """The run recorded in ``folder``: none (an empty :class:`PreviousRun`) when the folder or its
-    ``cases.jsonl`` does not exist or is empty. The provenance comes from ``run.json``, else from
-    ``summary.json`` (a finished run). Raises :class:`~pytest_kedit.results.run_files.ReportError` naming
-    the file (and line) when a file is malformed, or when cases are recorded without either file."""
+    ``cases.jsonl`` does not exist or holds no case. The records are read by
+    :func:`~pytest_kedit.results.run_files.read_cases` (the last record of a case counts), the
+    provenance from ``run.json``. Raises :class:`~pytest_kedit.results.run_files.ReportError` naming
+    the file (and line) when a file is malformed, or when cases are recorded without ``run.json``."""
     target = Path(folder)
-    records = _read_records(target / CASES_FILE)
+    cases = target / CASES_FILE
+    records = {record.case_id: record for record in read_cases(cases)} if cases.is_file() else {}
     if not records:
         return PreviousRun(target)
-    run_file, summary_file = target / RUN_FILE, target / SUMMARY_FILE
-    if run_file.is_file():
-        recorded = _read_object(run_file).get("provenance")
-        if not isinstance(recorded, dict):
-            raise ReportError(run_file, "field 'provenance' must be an object")
-    elif summary_file.is_file():
-        recorded = provenance(_read_object(summary_file))
-    else:
-        raise ReportError(target, f"{CASES_FILE} has cases but neither {RUN_FILE} nor {SUMMARY_FILE} says how they "
-                                  "were made (written by an older pytest-kedit?); run without --kedit-resume")
+    run_file = target / RUN_FILE
+    if not run_file.is_file():
+        raise ReportError(target, f"{CASES_FILE} has cases but no {RUN_FILE} says how they were made; "
+                                  "run without --kedit-resume")
+    recorded = _read_object(run_file).get("provenance")
+    if not isinstance(recorded, dict):
+        raise ReportError(run_file, "field 'provenance' must be an object")
     return PreviousRun(target, recorded, records)
 
 
-def check_resume(options: KeditOptions, current: Mapping[str, Any]) -> None:
-    """Before any model loads: the report folder to resume is readable, and its run agrees with
-    ``current`` (the provenance known from the options) in every field but :data:`LOADED_FIELDS`."""
-    if options.resume and options.report:
-        fields = [name for name in RESUME_FIELDS if name not in LOADED_FIELDS]
-        read_previous(options.report).check(current, fields)
+def check_resume(previous: PreviousRun, current: Mapping[str, Any]) -> None:
+    """Before any model loads: the run being resumed agrees with ``current`` (the provenance known
+    from the options) in every field but :data:`LOADED_FIELDS`."""
+    previous.check(current, [name for name in RESUME_FIELDS if name not in LOADED_FIELDS])
 
 
 def merged(previous: Mapping[str, CaseRecord], records: Iterable[CaseRecord]) -> list[CaseRecord]:
@@ -98,30 +92,6 @@ def merged(previous: Mapping[str, CaseRecord], records: Iterable[CaseRecord]) ->
     current = list(records)
     reported = {record.case_id for record in current}
     return current + [record for case_id, record in previous.items() if case_id not in reported]
-
-
-def _read_records(path: Path) -> dict[str, CaseRecord]:
-    """Case id -> last record of a ``cases.jsonl``; {} when there is none. A last line without
-    its newline that does not parse is a write the interruption cut short, and is left out."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(path, f"cannot read: {exc}") from None
-    lines = text.split("\n")
-    records: dict[str, CaseRecord] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = CaseRecord.from_json(line)
-        except (json.JSONDecodeError, RecordError) as exc:
-            if number == len(lines):  # no newline after it: cut short
-                break
-            raise ReportError(path, f"not a case record: {exc}", line=number) from None
-        records[record.case_id] = record
-    return records
 
 
 def _read_object(path: Path) -> dict[str, Any]:

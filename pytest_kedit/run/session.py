@@ -15,7 +15,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -41,6 +41,7 @@ from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.results.provenance import provenance
 from pytest_kedit.results.record import PHASES, CaseRecord, outcome_counts
 from pytest_kedit.results.run_files import CaseLog, RunReport, run_report, write_report
+from pytest_kedit.results.summary import RunData, RunSummary
 from pytest_kedit.run.options import KeditOptions
 from pytest_kedit.run.resume import PreviousRun, merged, read_previous
 
@@ -129,12 +130,12 @@ class Worker:
     def provenance(self) -> dict[str, Any]:
         """This process's :func:`~pytest_kedit.results.provenance.provenance`; the model fingerprint and
         the hparams are None and empty until the model has loaded."""
-        info = self.process_info() or {}
-        return provenance({**self.options.summary(), "hparams": info.get("hparams", {}),
-                           "model_fingerprint": info.get("model_fingerprint"),
-                           "editor_fingerprint": info.get("editor_fingerprint"),
-                           "data": {"fingerprint": self.suite.fingerprint, "files": self.suite.files},
-                           "versions": _versions()})
+        info, options = self.process_info() or {}, self.options
+        return provenance(model=options.model, model_fingerprint=info.get("model_fingerprint"), method=options.method,
+                          data_fingerprint=self.suite.fingerprint, data_files=self.suite.files,
+                          hparams=info.get("hparams", {}), editor_fingerprint=info.get("editor_fingerprint"),
+                          seed=options.seed, distortion_scaling=options.distortion, protocol=options.protocol.name,
+                          package_version=version("pytest-kedit"), thresholds=options.thresholds.specs())
 
     def unrunnable(self, entry: Entry) -> DataError | None:
         """Why ``entry`` cannot run, found before any edit: its record is bad, or one of its model
@@ -274,6 +275,8 @@ class Collector:
     builds the tables and summary."""
 
     options: KeditOptions
+    #: the run this one resumes (an empty one when not resuming), read once by its owner
+    resumed: Callable[[], PreviousRun]
     records: list[CaseRecord] = field(default_factory=list)
     processes: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -284,7 +287,6 @@ class Collector:
     reused: int = 0
     #: cases whose test errored in its setup: their data cannot run
     bad_data: int = 0
-    _previous: dict[str, CaseRecord] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.options.report:
@@ -293,9 +295,7 @@ class Collector:
     @property
     def previous(self) -> dict[str, CaseRecord]:
         """Resuming: the records of the run being continued, by case id ({} otherwise)."""
-        if self.options.resume and self.options.report and self._previous is None:
-            self._previous = read_previous(self.options.report).records
-        return self._previous or {}
+        return self.resumed().records
 
     def add(self, record: CaseRecord, provenance: dict[str, Any] | None = None) -> None:
         """Keep ``record`` and log it (with the provenance of the process that made it), unless it
@@ -325,35 +325,47 @@ class Collector:
         if info is not None:
             self.processes.append(info)
 
-    def summary(self, suite: Suite | None, interrupted: bool = False) -> dict[str, Any]:
+    def summary(self, suite: Suite | None, interrupted: bool = False) -> RunSummary:
         """The run summary; ``complete`` is false when the run was interrupted or finished fewer
         cases than were collected."""
+        options = self.options
         first = self.processes[0] if self.processes else {}
         records = self.run_records()
         done = len(records)
         expected = max(self.expected or 0, done)
         phases = {phase: sum(r.timings.get(phase, 0.0) for r in records) for phase in PHASES}
-        return {
-            **self.options.summary(),
-            "hparams": first.get("hparams", {}),
-            "model_source": first.get("model_source"),
-            "model_fingerprint": first.get("model_fingerprint"),
-            "editor_fingerprint": first.get("editor_fingerprint"),
-            "statistics": next((p["statistics"] for p in self.processes if p.get("statistics")), {}),
-            "data": {"source": suite.source if suite else self.options.data, "fingerprint": suite.fingerprint if suite else None,
-                     "files": suite.files if suite else {}},
-            "versions": _versions(),
-            "complete": not interrupted and done >= expected,
-            "cases_expected": expected,
-            "cases_done": done,
-            "outcomes": outcome_counts(records),
-            "timings": {
+        return RunSummary(
+            model=options.model,
+            method=options.method,
+            hparams_file=options.hparams,
+            device=options.device,
+            dtype=options.dtype,
+            splits=options.splits,
+            limit=options.limit,
+            sample=None if options.sample is None else {"size": options.sample, "seed": options.seed},
+            shard=options.shard,
+            seed=options.seed,
+            distortion_scaling=options.distortion,
+            protocol=options.protocol.name,
+            thresholds=options.thresholds,
+            hparams=first.get("hparams", {}),
+            model_source=first.get("model_source"),
+            model_fingerprint=first.get("model_fingerprint"),
+            editor_fingerprint=first.get("editor_fingerprint"),
+            statistics=next((p["statistics"] for p in self.processes if p.get("statistics")), {}),
+            data=RunData(suite.source, suite.fingerprint, suite.files) if suite else RunData(options.data, None, {}),
+            versions=_versions(),
+            complete=not interrupted and done >= expected,
+            cases_expected=expected,
+            cases_done=done,
+            outcomes=outcome_counts(records),
+            timings={
                 "model_load": sum(p["model_load"] for p in self.processes),
                 **phases,
                 "total": time.perf_counter() - self.started,
                 "processes": len(self.processes),
             },
-        }
+        )
 
     def verdict(self, suite: Suite | None, interrupted: bool = False) -> SessionVerdict:
         """At the end of the session (after every record and process has arrived): write the
@@ -367,12 +379,12 @@ class Collector:
         baseline: Baseline | None = None
         if options.update_baseline and options.baseline is not None and records:
             summary = self.summary(suite, interrupted)
-            if summary["model_fingerprint"] is None:
+            if summary.model_fingerprint is None:
                 lines.append((f"baseline {display_path(Path(options.baseline))} not written: no case reached the model", True))
             else:
                 try:
-                    written, line = update_baseline(Path(options.baseline), provenance(summary), records,
-                                                    summary["complete"], summary["cases_done"], summary["cases_expected"])
+                    written, line = update_baseline(Path(options.baseline), summary.provenance(), records,
+                                                    summary.complete, summary.cases_done, summary.cases_expected)
                     lines.append((line, not written))
                 except BaselineError as exc:
                     lines.append((f"kedit: {exc}", True))

@@ -7,7 +7,6 @@ for the plugin to write, in the order :func:`run_lines` puts them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pytest_kedit.benchmark.registry import BENCHMARKS, splits_of
 from pytest_kedit.ci.gates import gates_markdown
@@ -24,7 +23,7 @@ Line = tuple[str, bool]
 
 def heading(run: RunReport, options: KeditOptions) -> str:
     """The title of the summary's section: ``kedit: MODEL × METHOD (protocol: NAME)``."""
-    return f"kedit: {run.summary['model']} × {run.summary['method']} (protocol: {options.protocol.name})"
+    return f"kedit: {run.summary.model} × {run.summary.method} (protocol: {options.protocol.name})"
 
 
 def run_lines(collector: Collector, run: RunReport, verdict: SessionVerdict | None) -> list[Line]:
@@ -82,7 +81,7 @@ def html_lines(run: RunReport, options: KeditOptions) -> list[Line]:
     # Imported only when asked for: the visual report brings in scipy.stats and matplotlib.
     from pytest_kedit.report.html import write_html_report
 
-    key = (run.summary["model"], run.summary["method"])
+    key = (run.summary.model, run.summary.method)
     try:
         write_html_report(options.html, {key: (run.summary, run.records)}, {key: [options.report] if options.report else []})
     except KeditError as exc:
@@ -103,11 +102,11 @@ def step_summary_lines(run: RunReport, paper: Sequence[str], verdict: SessionVer
                        options: KeditOptions) -> list[Line]:
     """Under GitHub Actions (``GITHUB_STEP_SUMMARY`` set): append the ``paper`` tables and the
     gates to the job summary; a file that cannot be written is a red line, not a lost run."""
-    summary: dict[str, Any] = run.summary
-    shard = f" (shard {summary['shard']})" if summary.get("shard") else ""
+    summary = run.summary
+    shard = f" (shard {summary.shard})" if summary.shard is not None else ""
     gates = gates_markdown(verdict.gates, options.gate_mode) if verdict else ""
     try:
-        append_step_summary(run_markdown(f"kedit: {summary['model']} × {summary['method']}{shard}", paper, gates))
+        append_step_summary(run_markdown(f"kedit: {summary.model} × {summary.method}{shard}", paper, gates))
     except KeditError as exc:
         return [(f"kedit: {exc}", True)]
     return []

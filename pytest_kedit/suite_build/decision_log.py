@@ -3,7 +3,7 @@
 The header names everything the decisions depend on (model, data, parameters). Reopening the log
 with a different header is an error, so decisions of two set-ups never mix; reopening it with the
 same header returns the decisions already made, so an interrupted run resumes where it stopped.
-A line torn by an interruption (no final newline) is cut off and decided again.
+A line torn by an interruption (:mod:`pytest_kedit.storage.jsonl`) is cut off and decided again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kedit.errors import KeditError
+from pytest_kedit.storage.jsonl import JsonLinesError, drop_torn_line, read_json_lines
+
+#: How to get past a bad line of a checkpoint.
+_REDECIDE = "delete the line to decide it again"
 
 
 class Checkpoint:
@@ -34,15 +38,21 @@ class Checkpoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._write_lines([{"header": self.header}])
             return {}
-        lines = self._complete_lines()
+        drop_torn_line(self.path)
+        try:
+            lines = read_json_lines(self.path)
+        except JsonLinesError as exc:
+            raise KeditError(f"{exc.path}, line {exc.line}: not JSON ({exc.reason}); {_REDECIDE}") from None
         if not lines:
             raise KeditError(f"{self.path}: empty checkpoint (no header line); delete it to start over")
-        self._check_header(_parse(self.path, 1, lines[0]).get("header"))
+        (_, header), *rest = lines
+        self._check_header(header.get("header") if isinstance(header, dict) else None)
         decisions: dict[int, dict[str, Any]] = {}
-        for number, line in enumerate(lines[1:], start=2):
-            decision = _parse(self.path, number, line)
+        for number, decision in rest:
+            if not isinstance(decision, dict):
+                raise KeditError(f"{self.path}, line {number}: expected a JSON object; {_REDECIDE}")
             if not isinstance(decision.get("index"), int):
-                raise KeditError(f"{self.path}, line {number}: no integer 'index'; delete the line to decide it again")
+                raise KeditError(f"{self.path}, line {number}: no integer 'index'; {_REDECIDE}")
             decisions[decision["index"]] = decision
         return decisions
 
@@ -57,15 +67,6 @@ class Checkpoint:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def _complete_lines(self) -> list[str]:
-        """The file's newline-terminated lines; a torn last line is removed from the file."""
-        raw = self.path.read_bytes()
-        complete = raw[: raw.rfind(b"\n") + 1]
-        if len(complete) < len(raw):
-            with self.path.open("r+b") as handle:
-                handle.truncate(len(complete))
-        return complete.decode("utf-8").splitlines()
-
     def _check_header(self, found: Any) -> None:
         if not isinstance(found, dict):
             raise KeditError(f"{self.path}, line 1: not a checkpoint header; delete the file to start over")
@@ -76,12 +77,3 @@ class Checkpoint:
                     f"write to another folder, or delete {self.path} to decide again"
                 )
 
-
-def _parse(path: Path, number: int, line: str) -> dict[str, Any]:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise KeditError(f"{path}, line {number}: not JSON ({exc.msg}); delete the line to decide it again") from None
-    if not isinstance(value, dict):
-        raise KeditError(f"{path}, line {number}: expected a JSON object; delete the line to decide it again")
-    return value
