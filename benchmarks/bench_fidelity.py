@@ -128,7 +128,7 @@ def upstream_scoring_is_paper_scoring(cases: Sequence[Any]) -> bool:
     """Whether differences 1 and 4 change nothing on these cases: no probed prompt ends in white space, and
     each state probes the same pairs under both protocols (a repeated o1 would add one to Others)."""
     for case in cases:
-        plans = [SPLITS[case.split].protocol(case, False, protocol) for protocol in (PAPER, UPSTREAM)]
+        plans = [SPLITS[case.split].plan(case, False, protocol) for protocol in (PAPER, UPSTREAM)]
         pairs = [[pair for stage in plan for _, query in stage.probes for pair in query.pairs()] for plan in plans]
         if pairs[0] != pairs[1] or any(prefix != prefix.rstrip() for prefix, _ in pairs[0]):
             return False

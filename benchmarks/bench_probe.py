@@ -53,7 +53,7 @@ def main() -> None:
         tokens = {"shared prompt": 0, "full sequences": 0}
         largest = 0.0
         for case in cases:
-            for stage in SPLITS[name].protocol(case, False, PAPER):
+            for stage in SPLITS[name].plan(case, False, PAPER):
                 pairs = [pair for _, query in stage.probes for pair in query.pairs()]
                 encoded = [encoder(*pair) for pair in pairs]
                 tokens["full sequences"] += sum(len(e.prefix) + len(e.target) for e in encoded)

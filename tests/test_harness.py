@@ -40,7 +40,7 @@ def test_every_split_gives_its_metrics_and_restores_the_model_bit_exactly(suite,
     result = harness.run(suite.splits[split][0])
     assert set(result.metrics) == set(SPLITS[split].metrics)
     assert set(result.evidence) == set(SPLITS[split].metrics)
-    assert list(result.probabilities) == [stage.state for stage in SPLITS[split].protocol(suite.splits[split][0])]
+    assert list(result.probabilities) == [stage.state for stage in SPLITS[split].plan(suite.splits[split][0])]
     assert result.timings["edit"] > 0 and result.timings["probe"] > 0
     assert_bit_identical(before, harness.model)
 

@@ -56,9 +56,9 @@ def suite() -> Suite:
 
 def synthetic_record(case: Any, method: str, rng: random.Random) -> CaseRecord:
     """The record of ``case`` had an editor given it random probabilities: every fact its
-    protocol probes, scored by its split, so the record is what a run would write."""
+    plan probes, scored by its split, so the record is what a run would write."""
     split = SPLITS[case.split]
-    p = {stage.state: {name: 0.002 + 0.7 * rng.random() ** 2 for name, _ in stage.probes} for stage in split.protocol(case)}
+    p = {stage.state: {name: 0.002 + 0.7 * rng.random() ** 2 for name, _ in stage.probes} for stage in split.plan(case)}
     scores = split.score(case, p)
     return CaseRecord(case.case_id, case.split, case.relation_group, getattr(case, "arity", None), MODEL, method,
                       metrics=scores.values, probabilities=p, timings={"edit": 0.5, "probe": 0.2, "restore": 0.01})

@@ -52,7 +52,7 @@ def unchanged(plan: Plan, value: st.DataObject) -> Probabilities:
 def test_scoring_reads_only_what_the_plan_probes_and_gives_the_registry_metrics(split: str, data: st.DataObject):
     case = data.draw(cases(split))
     multi_label = data.draw(st.booleans())
-    plan = SPLITS[split].protocol(case, multi_label)
+    plan = SPLITS[split].plan(case, multi_label)
     assert {stage.state for stage in plan} <= set(STATES)
     scores = SPLITS[split].score(case, probed(plan, data))
     assert list(scores.values) != [] and set(scores.values) == set(SPLITS[split].metrics)
@@ -68,7 +68,7 @@ def test_scoring_reads_only_what_the_plan_probes_and_gives_the_registry_metrics(
 @given(data=st.data())
 def test_bounds_of_every_metric(split: str, data: st.DataObject):
     case = data.draw(cases(split))
-    values = SPLITS[split].score(case, probed(SPLITS[split].protocol(case), data)).values
+    values = SPLITS[split].score(case, probed(SPLITS[split].plan(case), data)).values
     if "cm" in values:
         assert -1 <= values["cm"] <= 1
     if "tfd" in values:
@@ -86,7 +86,7 @@ def test_an_editor_that_changed_nothing_conflicts_and_distorts_nothing(split: st
     """With every state equal to θ, the old fact keeps its probability (CM 0), the tied fact is
     undamaged (TFD 0), and the true objects' distribution does not move (D 0, IR 0, FR 0)."""
     case = data.draw(cases(split))
-    values = SPLITS[split].score(case, unchanged(SPLITS[split].protocol(case), data)).values
+    values = SPLITS[split].score(case, unchanged(SPLITS[split].plan(case), data)).values
     for key in ("cm", "tfd", "d", "ir", "fr"):
         if key in values:
             assert values[key] == 0, key
@@ -97,7 +97,7 @@ def test_an_editor_that_changed_nothing_conflicts_and_distorts_nothing(split: st
 def test_a_conflict_score_flips_when_new_and_old_facts_trade_places(data: st.DataObject):
     split = data.draw(st.sampled_from(splits_of(CONFLICT_EDIT)))
     case = data.draw(conflict_cases(split))
-    plan = SPLITS[split].protocol(case)
+    plan = SPLITS[split].plan(case)
     p = probed(plan, data)
     after = p["theta_prime"]
     new_names = [name for name in after if name.startswith("k_n")]
@@ -116,7 +116,7 @@ def test_round_trip_distortion_does_not_depend_on_the_order_of_the_other_objects
     """D and IR are functions of the set of true objects: scoring reads the probabilities by
     label, so listing Others in another order gives the same values."""
     case = data.draw(round_cases())
-    plan = SPLITS[case.split].protocol(case)
+    plan = SPLITS[case.split].plan(case)
     p = probed(plan, data)
     shuffled = type(case)(case.case_id, case.split, case.index, case.arity, case.edit,
                           tuple(data.draw(st.permutations(case.true_objects))))
@@ -129,8 +129,8 @@ def test_round_trip_distortion_does_not_depend_on_the_order_of_the_other_objects
 @given(data=st.data())
 def test_multi_label_undo_writes_every_true_object_in_one_batch(data: st.DataObject):
     case = data.draw(round_cases())
-    single = SPLITS[case.split].protocol(case, False)
-    multi = SPLITS[case.split].protocol(case, True)
+    single = SPLITS[case.split].plan(case, False)
+    multi = SPLITS[case.split].plan(case, True)
     (_, undo_single), (_, undo_multi) = single[-1].edits, multi[-1].edits
     assert [r.target for r in undo_single] == [case.edit.old.label]
     assert [r.target for r in undo_multi] == [o.label for o in case.true_objects]

@@ -8,7 +8,7 @@ the relation's edit prompt and its paraphrases (:class:`pytest_kedit.benchmark.c
 
 A plan's stages run in order. A stage whose edits extend the previous stage's continues from
 that model state (θm, then θ' by adding e2); any other stage starts again from θ. The facts of
-a stage are probed together, in the order given, so the order is part of the protocol.
+a stage are probed together, in the order given, so the order is part of the plan.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything that lists metrics or splits is derived from :data:`METRICS` and :data:`SPLITS`:
 the columns of Table 1 and Table 2, the default thresholds and the metrics they may name,
 the per-split threshold counts of a run, the parametrized fixtures, the data files read. A
-split is its data file, its case parser (:mod:`pytest_kedit.benchmark.cases`), its protocol
+split is its data file, its case parser (:mod:`pytest_kedit.benchmark.cases`), its plan
 (:mod:`pytest_kedit.benchmark.plans`: which edits reach which model state, which facts are probed
 there) and its scoring (:mod:`pytest_kedit.benchmark.scoring`: the metrics as pure functions of those
 probabilities). docs/architecture.md lists the files to touch to add a metric or a split.
@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pytest_kedit.benchmark import plans as protocols
-from pytest_kedit.benchmark import scoring
+from pytest_kedit.benchmark import plans, scoring
 from pytest_kedit.benchmark.cases import Case, parse_conflict_case, parse_round_case
 
 #: Which way a metric improves.
 Direction = Literal["higher", "lower"]
-#: The state name of each model probed by a protocol, in the paper's notation.
+#: The state name of each model probed by a plan, in the paper's notation.
 STATES = {"theta": "θ", "theta_s": "θs", "theta_m": "θm", "theta_prime": "θ'"}
 
 
@@ -61,7 +60,7 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class Split:
-    """One split of the benchmark: its data file, protocol, scoring and metrics in table order."""
+    """One split of the benchmark: its data file, plan, scoring and metrics in table order."""
 
     name: str
     benchmark: Benchmark
@@ -69,9 +68,9 @@ class Split:
     #: the column prefix in its table ("Coverage", "EASY")
     heading: str
     metrics: tuple[str, ...]
-    #: (case, multi_label, protocol choices) -> the stages of model states to reach and probe
-    protocol: Callable[..., protocols.Plan]
-    #: (case, probabilities, protocol choices) -> the metrics and their evidence
+    #: (case, multi_label, --kedit-protocol choices) -> the stages of model states to reach and probe
+    plan: Callable[..., plans.Plan]
+    #: (case, probabilities, --kedit-protocol choices) -> the metrics and their evidence
     score: Callable[..., scoring.Scores]
 
     def column(self, metric: str) -> str:
@@ -112,13 +111,13 @@ SPLITS: dict[str, Split] = {
     split.name: split
     for split in (
         Split("coverage", CONFLICT_EDIT, "coverage_edit.json", "Coverage", ("single_succ", "cs", "cm"),
-              protocols.coverage, scoring.coverage),
+              plans.coverage, scoring.coverage),
         Split("reverse", CONFLICT_EDIT, "reverse_edit.json", "Reverse", ("cs_exp", "cs_imp", "cm"),
-              protocols.reverse, scoring.reverse),
+              plans.reverse, scoring.reverse),
         Split("composite", CONFLICT_EDIT, "composite_edit.json", "Composite", ("cs_exp", "cs_imp", "cm", "tfd"),
-              protocols.composite, scoring.composite),
-        Split("easy", ROUND_EDIT, "easy.json", "EASY", ("succ", "d", "ir", "fr"), protocols.round_trip, scoring.round_trip),
-        Split("hard", ROUND_EDIT, "hard.json", "HARD", ("succ", "d", "ir", "fr"), protocols.round_trip, scoring.round_trip),
+              plans.composite, scoring.composite),
+        Split("easy", ROUND_EDIT, "easy.json", "EASY", ("succ", "d", "ir", "fr"), plans.round_trip, scoring.round_trip),
+        Split("hard", ROUND_EDIT, "hard.json", "HARD", ("succ", "d", "ir", "fr"), plans.round_trip, scoring.round_trip),
     )
 }
 SPLIT_NAMES = tuple(SPLITS)

@@ -1,9 +1,9 @@
-"""A case's metrics and their evidence, as pure functions of the probabilities its protocol
+"""A case's metrics and their evidence, as pure functions of the probabilities its plan
 measured (:mod:`pytest_kedit.benchmark.plans`). No model here, so a whole split's scoring can be
 checked with hypothesis on made-up probabilities.
 
 ``probabilities`` maps a model state (``theta``, ``theta_s``, ``theta_m``, ``theta_prime``) to
-the probability of each fact probed there, under the names the protocol gave them. The
+the probability of each fact probed there, under the names the plan gave them. The
 evidence of a metric is the line a failure message shows: the probabilities that decided it.
 """
 

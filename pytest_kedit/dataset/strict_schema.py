@@ -1,14 +1,14 @@
 """What ``kedit check-data --strict`` adds: the rules the built-in suites are held to.
 
-The loader (:mod:`pytest_kedit.benchmark.cases`) is lenient: it reads the fields a protocol needs. A strict
-suite also reads like the upstream files and keeps the relations the protocols assume:
+The loader (:mod:`pytest_kedit.benchmark.cases`) is lenient: it reads the fields a plan needs. A strict
+suite also reads like the upstream files and keeps the relations the plans assume:
 
 ``layout``
     Every object has exactly the upstream keys in the upstream order (records, triples, edits,
     relations, entities); no prompt or paraphrase has white space at either end.
 ``semantics``
     The record's ``type`` (and ``rule``) say what it holds; ``triples`` and ``edits`` relate as the
-    split's protocol assumes (coverage: e2 = (s, r, o2 -> o3); reverse: e2 = (o2, r2, s1 -> s2);
+    split's plan assumes (coverage: e2 = (s, r, o2 -> o3); reverse: e2 = (o2, r2, s1 -> s2);
     composite: e1 edits ``triples[1]`` and e2 ``triples[2]``, k_f = ``triples[0]``); a RoundEdit
     case has 2 to 5 true objects; a relation id means one relation (same prompt, query and label)
     in every record.
@@ -156,7 +156,7 @@ def _round_semantics(split: str, record: Mapping[str, Any]) -> list[tuple[str, s
 
 
 def _conflict_semantics(split: str, record: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """How triples and edits relate in each ConflictEdit split (DESIGN.md, the protocols)."""
+    """How triples and edits relate in each ConflictEdit split (as the plans of :mod:`pytest_kedit.benchmark.plans` assume)."""
     triples, (e1, e2) = [_fact(t) for t in record["triples"]], record["edits"]
     s1, r1, o1 = _fact(e1)
     o2, r2 = e1["new_object"]["label"], e2["relation"]["id"]

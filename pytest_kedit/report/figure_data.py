@@ -85,7 +85,7 @@ class ObjectBars(NamedTuple):
 
     label: str
     role: ObjectRole
-    #: state (of :data:`DISTORTION_STATES`) -> p; the protocol probes the other true objects on
+    #: state (of :data:`DISTORTION_STATES`) -> p; the plan probes the other true objects on
     #: θ and θ' only, o* on θm and θ' only
     p: dict[str, float]
 

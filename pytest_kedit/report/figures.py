@@ -175,7 +175,7 @@ def _panel_starts(sizes: Sequence[int]) -> list[int]:
 
 def _bar_x(position: float, state: str) -> float:
     """The centre of the bar in ``state`` of the object at x = ``position``: one slot per state
-    of :data:`DISTORTION_STATES`, in that order, so a state the protocol did not probe leaves a gap."""
+    of :data:`DISTORTION_STATES`, in that order, so a state the plan did not probe leaves a gap."""
     slot = DISTORTION_STATES.index(state) - (len(DISTORTION_STATES) - 1) / 2
     return position + slot * BAR_WIDTH / len(DISTORTION_STATES)
 

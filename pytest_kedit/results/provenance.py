@@ -15,8 +15,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-#: Bumped whenever a protocol or a metric changes what a case records for the same inputs.
-PROTOCOL_VERSION = 1
+#: The version of what a case measures: bumped whenever a plan, a ``--kedit-protocol`` choice or a
+#: metric changes what a case records for the same inputs. Its provenance key is ``protocol_version``.
+MEASUREMENT_VERSION = 1
 
 #: The fields that must agree; ``thresholds`` only for a resumed run (a baseline is judged
 #: against the thresholds of the run that reads it).
@@ -48,7 +49,7 @@ def provenance(*, model: str, model_fingerprint: str | None, method: str, data_f
                thresholds: Sequence[str]) -> dict[str, Any]:
     """The provenance of a run (``thresholds`` as specs), in its JSON form (tuples become lists),
     so that a provenance read back from a file equals the one it was made from. The protocol
-    version is this package's :data:`PROTOCOL_VERSION`."""
+    version is this package's :data:`~pytest_kedit.benchmark.protocol.MEASUREMENT_VERSION`."""
     fields = {
         "model": model,
         "model_fingerprint": model_fingerprint,
@@ -59,7 +60,7 @@ def provenance(*, model: str, model_fingerprint: str | None, method: str, data_f
         "seed": seed,
         "distortion_scaling": distortion_scaling,
         "protocol": protocol,
-        "protocol_version": PROTOCOL_VERSION,
+        "protocol_version": MEASUREMENT_VERSION,
         "package_version": package_version,
         "thresholds": list(thresholds),
         DATA_FILES: data_files,

@@ -1,4 +1,4 @@
-"""Carrying a case's protocol out on a model: the edits, the probes, and the bit-exact restore.
+"""Carrying a case's plan out on a model: the edits, the probes, and the bit-exact restore.
 
 The plan (:mod:`pytest_kedit.benchmark.plans`) says which model states to reach and which facts to
 probe in each; the harness applies the edits through the editor, probes, restores the original
@@ -68,7 +68,7 @@ class Harness:
         split = SPLITS[case.split]
         self._timer = PhaseTimer(PHASES)
         torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
-        probabilities = self._carry_out(split.protocol(case, self.editor.multi_label, self.protocol))
+        probabilities = self._carry_out(split.plan(case, self.editor.multi_label, self.protocol))
         scores = split.score(case, probabilities, self.protocol)
         return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timer.seconds))
 

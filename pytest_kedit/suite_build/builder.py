@@ -1,9 +1,9 @@
 """``kedit build-suite``: a source's cases re-filtered for one model, as the paper filtered per model.
 
 The published files were filtered for the model they were run on (Appendix A.1.1 step 3, A.1.2
-step 2). Built for another model, a suite keeps what the protocols need that model to know:
+step 2). Built for another model, a suite keeps what the plans need that model to know:
 
-* coverage, reverse: every valid record is copied (the protocol needs no knowledge of the model);
+* coverage, reverse: every valid record is copied (the plan needs no knowledge of the model);
 * composite: kept when the tied fact passes the knowledge check (:mod:`pytest_kedit.suite_build.knowledge_check`);
 * easy, hard: kept when o1 passes the knowledge check (produced after the edit prompt or a
   paraphrase, and preferred to the target). The kept cases of both source splits are

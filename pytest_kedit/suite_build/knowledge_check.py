@@ -10,7 +10,7 @@
   or one of its paraphrases, and *prefers* it to the target o*: p(s, r, o1) > p(s, r, o*), with p
   the benchmark's probe averaged over those prompts. Without the preference, the round edit's
   return o* -> o1 would restore an order the model never had, and Succ would measure nothing.
-* Coverage and reverse cases: no check (the protocol needs no knowledge of the model).
+* Coverage and reverse cases: no check (the plan needs no knowledge of the model).
 
 A case whose checked object label occurs inside its subject label is rejected without running
 the model: echoing the subject would pass. Continuations are generated in batches and each
