@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_kedit.benchmark.registry import BENCHMARKS, CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, splits_of, table_columns
+from pytest_kedit.benchmark.thresholds import parse_thresholds
+from pytest_kedit.ci.gates import parse_gate
+from pytest_kedit.dataset.sources import load_suite
+from pytest_kedit.errors import ConfigError
+from pytest_kedit.suite_build.builder import check_request
+
+KNOWN = "choose from coverage, reverse, composite, easy, hard"
 
 
 def test_every_metric_is_produced_by_a_split_and_every_split_metric_is_registered():
@@ -49,3 +59,30 @@ def test_worse_by_is_antisymmetric_and_zero_when_nothing_moved(metric: str, a: f
     assert METRICS[metric].worse_by(a, a) == 0
     moved_up = METRICS[metric].worse_by(a, a + abs(b) + 1)
     assert (moved_up < 0) == (METRICS[metric].better == "higher")
+
+
+@pytest.mark.parametrize("name_split, where", [
+    (lambda split: load_suite(None, ["reverse", split]), "--kedit-split"),
+    (lambda split: parse_thresholds([f"{split}.cs>=1"]), "threshold 'medium.cs>=1'"),
+    (lambda split: parse_gate(f"{split}.cs>=1"), "--kedit-gate 'medium.cs>=1'"),
+    (lambda split: check_request("builtin", Path("out"), ["reverse", split]), "--splits"),
+], ids=["data", "threshold", "gate", "build-suite"])
+def test_every_place_that_names_splits_says_an_unknown_one_the_same_way(name_split: Callable[[str], object], where: str):
+    with pytest.raises(ConfigError) as caught:
+        name_split("medium")
+    assert str(caught.value) == f"{where}: unknown split 'medium'; {KNOWN}"
+
+
+@pytest.mark.parametrize("name_metric, where", [
+    (lambda metric: parse_thresholds([f"easy.{metric}>=1"]), "threshold 'easy.cs>=1'"),
+    (lambda metric: parse_gate(f"easy.{metric}>=1"), "--kedit-gate 'easy.cs>=1'"),
+], ids=["threshold", "gate"])
+def test_a_metric_the_split_does_not_have_is_said_the_same_way(name_metric: Callable[[str], object], where: str):
+    with pytest.raises(ConfigError) as caught:
+        name_metric("cs")
+    assert str(caught.value) == f"{where}: split easy has no metric 'cs'; it has succ, d, ir, fr"
+
+
+def test_no_split_at_all_is_an_error_of_its_own():
+    with pytest.raises(ConfigError, match=f"^--splits: no split given; {KNOWN}$"):
+        check_request("builtin", Path("out"), [])

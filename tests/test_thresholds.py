@@ -40,7 +40,7 @@ def test_thresholds_read_back_from_their_specs():
     ("cs>=x", "not a number"),
     ("bogus>=1", "unknown metric 'bogus'"),
     ("medium.cs>=1", "unknown split 'medium'"),
-    ("easy.cs>=1", "split easy has no metric cs"),
+    ("easy.cs>=1", "split easy has no metric 'cs'"),
     ("cs=1", "use >= or <="),
     ("cs", "expected [SPLIT.]METRIC"),
 ])

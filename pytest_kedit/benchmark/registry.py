@@ -11,12 +11,13 @@ probabilities). docs/architecture.md lists the files to touch to add a metric or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from pytest_kedit.benchmark import plans, scoring
 from pytest_kedit.benchmark.cases import Case, parse_conflict_case, parse_round_case
+from pytest_kedit.errors import ConfigError
 
 #: Which way a metric improves.
 Direction = Literal["higher", "lower"]
@@ -139,6 +140,28 @@ def table_columns(benchmark: Benchmark) -> tuple[tuple[str, str, str], ...]:
 def default_threshold_specs() -> tuple[str, ...]:
     """The default thresholds as specs (``"cs_imp>=1"``), in :data:`METRICS` order."""
     return tuple(f"{m.key}{m.default_threshold}" for m in METRICS.values() if m.default_threshold is not None)
+
+
+def check_split(name: str, where: str) -> None:
+    """ConfigError ``{where}: unknown split 'NAME'; choose from coverage, ...`` unless ``name`` is
+    a split of :data:`SPLITS`. ``where`` names the option or spec that gave it."""
+    if name not in SPLITS:
+        raise ConfigError(f"{where}: unknown split {name!r}; choose from {', '.join(SPLITS)}")
+
+
+def check_splits(names: Sequence[str], where: str) -> None:
+    """:func:`check_split` of every name, after a ConfigError naming ``where`` when there is none."""
+    if not names:
+        raise ConfigError(f"{where}: no split given; choose from {', '.join(SPLITS)}")
+    for name in names:
+        check_split(name, where)
+
+
+def check_split_metric(split: str, metric: str, where: str) -> None:
+    """:func:`check_split`, then ConfigError naming ``where`` unless ``metric`` is one of the split's."""
+    check_split(split, where)
+    if metric not in SPLITS[split].metrics:
+        raise ConfigError(f"{where}: split {split} has no metric {metric!r}; it has {', '.join(SPLITS[split].metrics)}")
 
 
 def split_order(name: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, overload
 
-from pytest_kedit.benchmark.registry import METRICS, SPLITS, default_threshold_specs
+from pytest_kedit.benchmark.registry import METRICS, SPLITS, check_split_metric, default_threshold_specs
 from pytest_kedit.errors import ConfigError
 
 #: The comparison operators of thresholds and gates, by their spelling in a spec.
@@ -93,11 +93,7 @@ def _parse(spec: str) -> tuple[str | None, str, str, str]:
     if metric not in METRICS:
         raise ConfigError(f"threshold {spec!r}: unknown metric {metric!r}; known: {', '.join(METRICS)}")
     if split is not None:
-        if split not in SPLITS:
-            raise ConfigError(f"threshold {spec!r}: unknown split {split!r}; known: {', '.join(SPLITS)}")
-        if metric not in SPLITS[split].metrics:
-            raise ConfigError(f"threshold {spec!r}: split {split} has no metric {metric}; "
-                              f"it has {', '.join(SPLITS[split].metrics)}")
+        check_split_metric(split, metric, f"threshold {spec!r}")
     if op == "=" and raw != "off":
         raise ConfigError(f"threshold {spec!r}: use >= or <= with a number, or {metric}=off")
     return split, metric, op, raw

@@ -28,7 +28,7 @@ from typing import Literal
 from tabulate import tabulate
 
 from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, mean_percent
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import check_split_metric
 from pytest_kedit.benchmark.thresholds import COMPARISONS, parse_number
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
@@ -85,11 +85,7 @@ def parse_gate(spec: str, option: str = "--kedit-gate") -> Gate:
     if not match:
         raise ConfigError(f"{where}: expected {_FORMS}")
     split, metric, op, bound = match.groups()
-    if split not in SPLITS:
-        raise ConfigError(f"{where}: unknown split {split!r}; known: {', '.join(SPLITS)}")
-    if metric not in SPLITS[split].metrics:
-        raise ConfigError(f"{where}: split {split} has no metric {metric!r}; "
-                          f"it has {', '.join(SPLITS[split].metrics)}")
+    check_split_metric(split, metric, where)
     relative = _RELATIVE.match(bound)
     if relative:
         sign, margin = relative.groups()

@@ -23,7 +23,7 @@ from pytest_kedit.cli.baseline_gate import add_baseline, add_gate
 from pytest_kedit.dataset import check as data_check
 from pytest_kedit.dataset import input_length
 from pytest_kedit.dataset.sources import resolve_source
-from pytest_kedit.errors import ConfigError, KeditError
+from pytest_kedit.errors import KeditError
 from pytest_kedit.report import html as html_report
 from pytest_kedit.results import run_files, tables
 from pytest_kedit.results.summary import RunSummary
@@ -156,14 +156,6 @@ def _positive_number(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number greater than 0, got {text}")
     return value
-
-
-def _data_folder(option: str, value: str) -> None:
-    """ConfigError naming ``option`` when ``value`` is not benchmark data (:func:`~pytest_kedit.dataset.sources.resolve_source`)."""
-    try:
-        resolve_source(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{option}: {str(exc).removeprefix('--kedit-data: ')}") from None
 
 
 def _add_build_suite(subparsers: Any) -> None:
@@ -318,7 +310,7 @@ def _train_mend(args: argparse.Namespace) -> int:
 
     for option, value in (("--from", args.source), ("--evaluated-data", args.evaluated_data)):
         if value is not None:
-            _data_folder(option, value)
+            resolve_source(value, option)
     data = training_data(args.source, args.evaluated_data)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     hparams = load_hparams("mend", MENDEditor.hparams_class, loaded.name, loaded.family, args.hparams)

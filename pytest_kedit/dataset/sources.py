@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kedit.benchmark.cases import Case, case_id, parse_prompts
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import SPLITS, check_split
 from pytest_kedit.dataset import upstream
 from pytest_kedit.dataset.sampling import stratified_sample, stratum
 from pytest_kedit.dataset.shards import Shard, deal
@@ -60,18 +60,19 @@ def builtin_folder() -> Path:
     return Path(str(resources.files("pytest_kedit.builtin_data")))
 
 
-def resolve_source(data: str | None) -> Path:
-    """The folder named by ``--kedit-data`` (None: the built-in suites; ``upstream:NAME``: the
-    cache folder of the published files, downloaded on first use)."""
+def resolve_source(data: str | None, option: str = "--kedit-data") -> Path:
+    """The folder named by ``data`` (None: the built-in suites; ``upstream:NAME``: the cache folder
+    of the published files, downloaded on first use); ConfigError naming ``option`` when ``data``
+    is not a folder holding a split file."""
     if not data:
         return builtin_folder()
     if upstream.is_upstream(data):
         return upstream.fetch(data)
     folder = Path(data).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"--kedit-data: {data} is not a folder (expected the upstream layout: {', '.join(SPLIT_FILES.values())})")
+        raise ConfigError(f"{option}: {data} is not a folder (expected the upstream layout: {', '.join(SPLIT_FILES.values())})")
     if not any((folder / name).is_file() for name in SPLIT_FILES.values()):
-        raise ConfigError(f"--kedit-data: {data} holds none of {', '.join(SPLIT_FILES.values())}")
+        raise ConfigError(f"{option}: {data} holds none of {', '.join(SPLIT_FILES.values())}")
     return folder
 
 
@@ -88,9 +89,8 @@ def load_suite(
     and do not count toward ``sample``. ``shard`` then keeps that shard of each split's entries
     (:func:`pytest_kedit.dataset.shards.deal`, errors included)."""
     folder = resolve_source(data)
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ConfigError(f"--kedit-split: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
+    for split in splits:
+        check_split(split, "--kedit-split")
     digest = hashlib.sha256()
     suite = Suite(source=upstream.label(data) if data and upstream.is_upstream(data) else str(folder))
     prompt_cache: dict[str, dict[str, tuple[str, ...]] | DataError] = {}

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pytest_kedit.benchmark.protocol import Protocol, resolve_protocol
-from pytest_kedit.benchmark.registry import SPLITS, default_threshold_specs
+from pytest_kedit.benchmark.registry import SPLITS, check_splits, default_threshold_specs
 from pytest_kedit.benchmark.thresholds import Thresholds, parse_number, parse_thresholds
 from pytest_kedit.ci.baseline import default_path, parse_ignore
 from pytest_kedit.ci.gates import Gate, GateMode, parse_gates
@@ -149,9 +149,7 @@ def read_options(config: pytest.Config) -> KeditOptions:
 
     named_splits = value("split")
     splits = tuple(s.strip() for s in (named_splits or ",".join(SPLITS)).split(",") if s.strip())
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits:
-        raise ConfigError(f"--kedit-split: unknown or empty {unknown or splits}; choose from {', '.join(SPLITS)}")
+    check_splits(splits, "--kedit-split")
     protocol = resolve_protocol(value("protocol") or "paper", value("distortion"))
     specs = [*config.getini("kedit_thresholds"), *config.getoption("kedit_threshold")]
     return KeditOptions(

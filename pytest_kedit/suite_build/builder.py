@@ -35,7 +35,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pytest_kedit.benchmark.cases import Case, RoundCase
-from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS
+from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS, check_splits
 from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, resolve_source
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
@@ -108,32 +108,18 @@ def build_suite(
 
 
 def check_request(source: str, out: Path, splits: Sequence[str], keep_splits: bool = False) -> Path:
-    """The source folder, once ``splits``, ``source`` and ``out`` are known to be usable (before any
-    model is loaded); KeditError otherwise."""
-    check_splits(splits, keep_splits)
-    folder = _resolve(source)
-    check_output_folder(out, folder)
-    return folder
-
-
-def check_splits(splits: Sequence[str], keep_splits: bool = False) -> None:
-    """Raise ConfigError unless ``splits`` is a non-empty list of known splits, with easy and hard
-    together when they are to be split again."""
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits:
-        raise ConfigError(f"--splits: unknown or empty {unknown or list(splits)}; choose from {', '.join(SPLITS)}")
+    """The source folder, once ``splits`` (known splits, easy and hard together when they are to be
+    split again), ``source`` and ``out`` are known to be usable (before any model is loaded);
+    KeditError otherwise."""
+    check_splits(splits, "--splits")
     if len(set(ROUND_SPLITS) & set(splits)) == 1 and not keep_splits:
         raise ConfigError(
             "--splits: easy and hard are split again from their pooled cases; ask for both or neither, "
             "or add --keep-splits"
         )
-
-
-def _resolve(source: str) -> Path:
-    try:
-        return resolve_source(None if source == "builtin" else source)
-    except ConfigError as exc:
-        raise ConfigError(f"--from: {str(exc).removeprefix('--kedit-data: ')}") from None
+    folder = resolve_source(None if source == "builtin" else source, option="--from")
+    check_output_folder(out, folder)
+    return folder
 
 
 def check_output_folder(out: Path, source: Path) -> None:
