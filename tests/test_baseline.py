@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pytest_kedit.benchmark.registry import METRICS, SPLITS
 from pytest_kedit.benchmark.thresholds import parse_thresholds
 from pytest_kedit.ci.baseline import (
-    FORMAT,
+    BASELINE_FORMAT,
     BaselineError,
     baseline_difference,
     baseline_text,
@@ -245,7 +245,7 @@ def test_an_xfailed_record_reads_back():
     record = CaseRecord("reverse-0000", "reverse", "P1", None, "m", "ft", outcome="xfailed", verdict="known",
                         regressions=["x"])
     assert CaseRecord.from_json(record.to_json()) == record
-    assert FORMAT == 1
+    assert BASELINE_FORMAT == 1
 
 
 # --- end to end, on a tiny model --------------------------------------------------------------

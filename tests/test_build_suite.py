@@ -26,8 +26,8 @@ from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
 from pytest_kedit.suite_build import knowledge_check
-from pytest_kedit.suite_build.builder import CHECKPOINT, BuildSettings, build_suite
-from pytest_kedit.suite_build.knowledge_check import TOP_K, Continuations, contains
+from pytest_kedit.suite_build.builder import DECISION_LOG, BuildSettings, build_suite
+from pytest_kedit.suite_build.knowledge_check import PRODUCED_TOP_K, Continuations, contains
 from pytest_kedit.suite_build.manifest import KEPT_SPLITS, MANIFEST
 
 SUBJECTS = ("France", "Italy", "Germany", "Spain", "Canada", "Switzerland", "Marie", "Pierre", "Hamlet", "Alice")
@@ -111,13 +111,13 @@ def round_record(words: Words, subject: str, outcome: str, far: bool) -> dict[st
     prompts = [p.format(subject) for p in (LANGUAGES["prompt"], *ROUND_PARAPHRASES["P37"])]
     scores = words.next_token_scores(prompts, subject)
     by_p = sorted(scores, key=lambda w: scores[w][1])  # least probable first
-    produced = [w for w in by_p if scores[w][0] < TOP_K]
+    produced = [w for w in by_p if scores[w][0] < PRODUCED_TOP_K]
     if outcome == "kept":
         o1, target = produced[-1], by_p[0] if far else by_p[len(by_p) // 2]
     elif outcome == "preferred":
         o1, target = produced[0], produced[-1]
     else:
-        o1, target = next(w for w in by_p if scores[w][0] >= TOP_K), by_p[-1]
+        o1, target = next(w for w in by_p if scores[w][0] >= PRODUCED_TOP_K), by_p[-1]
     other = next(w for w in by_p if w not in (o1, target))
     return {
         "type": "1-2@P37",
@@ -179,8 +179,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny: LoadedModel, source: P
 
 
 def output_files(folder: Path) -> dict[str, bytes]:
-    """Every file of a build but the checkpoints."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith("checkpoint-")}
+    """Every file of a build but the decision logs."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.match(DECISION_LOG.format("*"))}
 
 
 def group(split: str, record: dict[str, Any]) -> str:
@@ -257,7 +257,7 @@ def test_rerun_decides_nothing_and_changes_nothing(built, tiny, source, monkeypa
     assert output_files(out) == before
 
 
-def test_resume_after_a_limit_or_a_torn_checkpoint_gives_identical_files(built, tiny, source, tmp_path):
+def test_resume_after_a_limit_or_a_torn_decision_log_gives_identical_files(built, tiny, source, tmp_path):
     reference, _ = built
     out = tmp_path / "suite"
     build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3, limit=4), progress=False)
@@ -265,12 +265,12 @@ def test_resume_after_a_limit_or_a_torn_checkpoint_gives_identical_files(built, 
     build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
     assert output_files(out) == output_files(reference)
 
-    checkpoint = out / CHECKPOINT.format("easy")
-    lines = checkpoint.read_text().splitlines(keepends=True)
-    checkpoint.write_text("".join(lines[:-3]) + lines[-3][:10])  # lost two lines and tore one
+    log = out / DECISION_LOG.format("easy")
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:-3]) + lines[-3][:10])  # lost two lines and tore one
     build_suite(tiny, str(source), out, settings=BuildSettings(batch_size=3), progress=False)
     assert output_files(out) == output_files(reference)
-    assert checkpoint.read_text() == "".join(lines)
+    assert log.read_text() == "".join(lines)
 
 
 def test_another_model_in_an_existing_folder_is_an_error(built, source):
@@ -353,11 +353,11 @@ def test_every_output_file_keeps_its_source_layout(built, tiny, source, tmp_path
 
 @pytest.fixture(scope="module")
 def kept_splits(built, tmp_path_factory, tiny, source) -> tuple[Path, dict[str, Any]]:
-    """A --keep-splits build resumed from the checkpoints of ``built``: the decisions are the same."""
+    """A --keep-splits build resumed from the decision logs of ``built``: the decisions are the same."""
     out = tmp_path_factory.mktemp("kept") / "suite"
     out.mkdir()
-    for checkpoint in built[0].glob(CHECKPOINT.format("*")):
-        shutil.copy(checkpoint, out)
+    for log in built[0].glob(DECISION_LOG.format("*")):
+        shutil.copy(log, out)
     settings = BuildSettings(batch_size=3, keep_splits=True)
     return out, build_suite(tiny, str(source), out, settings=settings, progress=False)
 
@@ -382,23 +382,23 @@ def test_keep_splits_builds_easy_or_hard_alone(kept_splits, tiny, source, tmp_pa
     out, manifest = kept_splits
     alone = tmp_path / "hard"
     alone.mkdir()
-    shutil.copy(out / CHECKPOINT.format("hard"), alone)
+    shutil.copy(out / DECISION_LOG.format("hard"), alone)
     build_suite(tiny, str(source), alone, splits=("hard",), settings=BuildSettings(batch_size=3, keep_splits=True),
                 progress=False)
     assert (alone / SPLIT_FILES["hard"]).read_bytes() == (out / SPLIT_FILES["hard"]).read_bytes()
     assert not (alone / SPLIT_FILES["easy"]).exists()
 
 
-def test_a_folder_with_a_build_manifest_and_no_checkpoints_is_an_earlier_build(kept_splits, tiny, source, tmp_path):
+def test_a_folder_with_a_build_manifest_and_no_decision_logs_is_an_earlier_build(kept_splits, tiny, source, tmp_path):
     out = tmp_path / "data"
-    shutil.copytree(kept_splits[0], out, ignore=shutil.ignore_patterns(CHECKPOINT.format("*")))
+    shutil.copytree(kept_splits[0], out, ignore=shutil.ignore_patterns(DECISION_LOG.format("*")))
     (out / "README.md").write_text("kept")
     settings = BuildSettings(batch_size=3, keep_splits=True)
     build_suite(tiny, str(source), out, splits=("coverage",), settings=settings, progress=False)
     assert (out / "README.md").read_text() == "kept"
     (out / MANIFEST).write_text(json.dumps({"generator": "something else"}))
-    for checkpoint in out.glob(CHECKPOINT.format("*")):
-        checkpoint.unlink()
+    for log in out.glob(DECISION_LOG.format("*")):
+        log.unlink()
     with pytest.raises(KeditError, match=rf"holds no earlier build \(no checkpoint-\*\.jsonl, no {MANIFEST} by kedit"):
         build_suite(tiny, str(source), out, splits=("coverage",), settings=settings, progress=False)
 

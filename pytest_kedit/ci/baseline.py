@@ -32,7 +32,8 @@ from pytest_kedit.results.provenance import DATA_FILES, LOADED_FIELDS, PROVENANC
 from pytest_kedit.results.record import CaseKey, CaseRecord, RecordError, by_case
 from pytest_kedit.storage.atomic import atomic_write_text
 
-FORMAT = 1
+#: The version of the baseline file's layout (its ``format`` field); a file of another is re-created.
+BASELINE_FORMAT = 1
 #: Where baselines live under pytest's rootdir.
 DEFAULT_FOLDER = Path(".kedit") / "baselines"
 #: How to make a baseline, for the messages that need one.
@@ -93,8 +94,8 @@ def read_baseline(path: Path) -> Baseline:
         raise BaselineError(f"baseline {path}: not valid JSON: {exc.msg} (line {exc.lineno}); {RECREATE_HINT}") from None
     if not isinstance(data, dict):
         raise BaselineError(f"baseline {path}: must be a JSON object; {RECREATE_HINT}")
-    if data.get("format") != FORMAT:
-        raise BaselineError(f"baseline {path}: field 'format' must be {FORMAT}, got {data.get('format')!r}; {RECREATE_HINT}")
+    if data.get("format") != BASELINE_FORMAT:
+        raise BaselineError(f"baseline {path}: field 'format' must be {BASELINE_FORMAT}, got {data.get('format')!r}; {RECREATE_HINT}")
     recorded = data.get("provenance")
     if not isinstance(recorded, dict):
         raise BaselineError(f"baseline {path}: field 'provenance' must be an object; {RECREATE_HINT}")
@@ -127,7 +128,7 @@ def baseline_record(record: CaseRecord) -> CaseRecord:
 def baseline_text(provenance: Mapping[str, Any], records: Iterable[CaseRecord]) -> str:
     """The file's text (see the module docstring): cases by split (registry order) then case id."""
     ordered = sorted(records, key=lambda record: (split_order(record.split), record.case_id))
-    head = json.dumps({"format": FORMAT, "provenance": provenance}, sort_keys=True, indent=1)
+    head = json.dumps({"format": BASELINE_FORMAT, "provenance": provenance}, sort_keys=True, indent=1)
     cases = ",\n".join(" " + baseline_record(record).to_json() for record in ordered)
     return head.removesuffix("\n}") + ',\n "cases": [\n' + cases + ("\n" if cases else "") + " ]\n}\n"
 

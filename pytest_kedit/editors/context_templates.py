@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
 
 SEED_WORDS = ("The", "Therefore", "Because", "I", "You")
-TOP_K = 5
+#: Each next token is sampled among this many most probable ones.
+SAMPLING_TOP_K = 5
 SEED = 0
 
 
 def context_templates(loaded: LoadedModel, length_params: list[list[int]]) -> list[str]:
     """``"{}"`` followed by, for each ``[length, count]``, ``count`` sampled texts of ``length`` tokens."""
-    key = (loaded.fingerprint, loaded.dtype, length_params, SEED_WORDS, TOP_K, SEED)
+    key = (loaded.fingerprint, loaded.dtype, length_params, SEED_WORDS, SAMPLING_TOP_K, SEED)
     path = entry_path("context_templates", loaded.name, *key, suffix=".json")
 
     def build(tmp: Path) -> None:
@@ -44,5 +45,5 @@ def _sample(loaded: LoadedModel, length: int, count: int) -> list[str]:
     tokenizer = loaded.tokenizer
     words = [SEED_WORDS[i % len(SEED_WORDS)] for i in range(count)]
     batches = [[tokenizer(word)["input_ids"]] * words.count(word) for word in dict.fromkeys(words)]
-    texts = [text for ids in sample(loaded, batches, length, TOP_K, SEED) for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    texts = [text for ids in sample(loaded, batches, length, SAMPLING_TOP_K, SEED) for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
     return [" ".join(text.replace("{", " ").replace("}", " ").split()) + ". {}" for text in texts]

@@ -18,8 +18,8 @@ step 2). Built for another model, a suite keeps what the plans need that model t
 A record that does not parse is dropped with its error. The output folder holds the five split
 files (kept records verbatim, in source order, in the JSON layout of their source file), the
 source's paraphrase files, and ``manifest.json`` (:mod:`pytest_kedit.suite_build.manifest`). Each
-decision is appended to ``checkpoint-<split>.jsonl`` as it is made; a rerun skips decided
-records, and a checkpoint written with another model, source or parameters is an error.
+decision is appended to its split's decision log (``checkpoint-<split>.jsonl``) as it is made; a
+rerun skips decided records, and a log written with another model, source or parameters is an error.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, resolve_source
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
 from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
-from pytest_kedit.suite_build.decision_log import Checkpoint
-from pytest_kedit.suite_build.knowledge_check import MAX_NEW_TOKENS, TOP_K, KnowledgeCheck, Verdict
+from pytest_kedit.suite_build.decision_log import DecisionLog
+from pytest_kedit.suite_build.knowledge_check import MAX_NEW_TOKENS, PRODUCED_TOP_K, KnowledgeCheck, KnowledgeVerdict
 from pytest_kedit.suite_build.manifest import (
     GENERATOR,
     MANIFEST,
@@ -54,16 +54,18 @@ from pytest_kedit.suite_build.manifest import (
 )
 from pytest_kedit.suite_build.source import JSON_LAYOUTS, SourceSplit, read_source
 
-#: Bumped whenever a decision rule changes, so that old checkpoints are not resumed.
-FORMAT = "kedit-build-suite/2"
-CHECKPOINT = "checkpoint-{}.jsonl"
+#: The manifest's and the decision logs' format: bumped whenever a decision rule changes, so that
+#: older decision logs are not resumed.
+BUILD_FORMAT = "kedit-build-suite/2"
+#: The file name of a split's decision log (:class:`~pytest_kedit.suite_build.decision_log.DecisionLog`).
+DECISION_LOG = "checkpoint-{}.jsonl"
 @dataclass(frozen=True)
 class BuildSettings:
     """The parameters of a build; ``limit`` takes the first records of each source split, and
     ``keep_splits`` keeps each kept RoundEdit case in its source split instead of re-splitting."""
 
     max_new_tokens: int = MAX_NEW_TOKENS
-    top_k: int = TOP_K
+    top_k: int = PRODUCED_TOP_K
     batch_size: int = 32
     limit: int | None = None
     keep_splits: bool = False
@@ -87,8 +89,8 @@ def build_suite(
     sources = {split: read_source(folder, split) for split in splits}
     decisions: dict[str, dict[int, dict[str, Any]]] = {}
     for split in splits:
-        checkpoint = Checkpoint(out / CHECKPOINT.format(split), _header(split, loaded, sources[split], settings))
-        decisions[split] = _decide_split(sources[split], checkpoint, loaded, settings, progress)
+        log = DecisionLog(out / DECISION_LOG.format(split), _header(split, loaded, sources[split], settings))
+        decisions[split] = _decide_split(sources[split], log, loaded, settings, progress)
     files, report = _assemble(sources, decisions, settings)
     for split, records in files.items():
         atomic_write_text(out / SPLIT_FILES[split], JSON_LAYOUTS[sources[split].layout](records))
@@ -96,7 +98,7 @@ def build_suite(
         atomic_write_bytes(out / name, (folder / name).read_bytes())
     manifest = {
         "generator": GENERATOR,
-        "format": FORMAT,
+        "format": BUILD_FORMAT,
         "model": model_info(loaded),
         "source": source_info(source, folder, sources),
         "limit": settings.limit,
@@ -125,15 +127,15 @@ def check_request(source: str, out: Path, splits: Sequence[str], keep_splits: bo
 def check_output_folder(out: Path, source: Path) -> None:
     """Raise KeditError unless ``out`` is new, empty, or holds an earlier build (never the source).
 
-    An earlier build has checkpoints, or a manifest written by this command (``data/`` keeps no
-    checkpoints)."""
+    An earlier build has decision logs, or a manifest written by this command (``data/`` keeps no
+    decision logs)."""
     if out.exists() and not out.is_dir():
         raise KeditError(f"--out: {out} is a file, not a folder")
     if out.exists() and out.resolve() == source.resolve():
         raise KeditError(f"--out: {out} is the source folder; write the suite to another folder")
-    if out.is_dir() and any(out.iterdir()) and not (any(out.glob(CHECKPOINT.format("*"))) or _built_here(out)):
+    if out.is_dir() and any(out.iterdir()) and not (any(out.glob(DECISION_LOG.format("*"))) or _built_here(out)):
         raise KeditError(
-            f"--out: {out} is not empty and holds no earlier build (no {CHECKPOINT.format('*')}, "
+            f"--out: {out} is not empty and holds no earlier build (no {DECISION_LOG.format('*')}, "
             f"no {MANIFEST} by {GENERATOR}); use a new folder"
         )
 
@@ -150,7 +152,7 @@ def _built_here(folder: Path) -> bool:
 def _header(split: str, loaded: LoadedModel, source: SourceSplit, settings: BuildSettings) -> dict[str, Any]:
     """What a split's decisions depend on: resuming requires the same values."""
     return {
-        "format": FORMAT,
+        "format": BUILD_FORMAT,
         "split": split,
         "model": loaded.fingerprint,
         "dtype": str(loaded.dtype).removeprefix("torch."),
@@ -175,15 +177,15 @@ def _chunks(total: int, size: int, needed: int) -> Iterator[range]:
 
 
 def _decide_split(
-    source: SourceSplit, checkpoint: Checkpoint, loaded: LoadedModel, settings: BuildSettings, progress: bool
+    source: SourceSplit, log: DecisionLog, loaded: LoadedModel, settings: BuildSettings, progress: bool
 ) -> dict[int, dict[str, Any]]:
     """Every decision of the split's first ``limit`` records (and of the rest of their last batch):
-    read from the checkpoint, or made batch by batch and appended to it.
+    read from the decision log, or made batch by batch and appended to it.
 
     A batch with any undecided record is decided whole, for the reason given in ``_chunks``; only
     its undecided records are appended.
     """
-    decided = checkpoint.open()
+    decided = log.open()
     total = len(source.entries)
     n = total if settings.limit is None else min(settings.limit, total)
     done = sum(i < n for i in decided)
@@ -194,7 +196,7 @@ def _decide_split(
                 continue
             made = _decide_batch(loaded, settings, source.split, [(i, source.entries[i]) for i in chunk])
             new = [d for d in made if d["index"] not in decided]
-            checkpoint.append(new)
+            log.append(new)
             decided.update((d["index"], d) for d in new)
             bar.update(sum(i < n for i in pending))
     return decided
@@ -225,7 +227,7 @@ def closeness(p_true: Sequence[float], p_target: float) -> float:
     return math.log(p_target) - statistics.fmean(math.log(p) for p in p_true)
 
 
-def _decision(index: int, case: Case, verdict: Verdict) -> dict[str, Any]:
+def _decision(index: int, case: Case, verdict: KnowledgeVerdict) -> dict[str, Any]:
     decision: dict[str, Any] = {"index": index, "group": case.relation_group, "kept": verdict.passed}
     if not verdict.passed:
         decision["reason"] = verdict.reason

@@ -21,7 +21,7 @@ from pytest_kedit.storage.jsonl import JsonLinesError, drop_torn_line, read_json
 _REDECIDE = "delete the line to decide it again"
 
 
-class Checkpoint:
+class DecisionLog:
     """The decisions of one job, keyed by ``decision["index"]``, in the JSON-lines file ``path``."""
 
     def __init__(self, path: Path, header: Mapping[str, Any]) -> None:

@@ -36,10 +36,10 @@ from pytest_kedit.model.tracing import pad
 #: New tokens generated per prompt, as for the built-in suites.
 MAX_NEW_TOKENS = 12
 #: A RoundEdit object is produced when its first token ranks among this many next-token predictions.
-TOP_K = 10
+PRODUCED_TOP_K = 10
 
 
-def criteria(max_new_tokens: int = MAX_NEW_TOKENS, top_k: int = TOP_K) -> dict[str, str]:
+def criteria(max_new_tokens: int = MAX_NEW_TOKENS, top_k: int = PRODUCED_TOP_K) -> dict[str, str]:
     """The checks' definitions in words, for manifests."""
     return {
         "generation": (
@@ -121,7 +121,7 @@ class Continuations:
 
 
 @dataclass
-class Verdict:
+class KnowledgeVerdict:
     """The outcome of the knowledge check of one case; ``evidence`` goes to the manifest."""
 
     passed: bool
@@ -138,7 +138,7 @@ class KnowledgeCheck:
         model: torch.nn.Module,
         tokenizer: Any,
         max_new_tokens: int = MAX_NEW_TOKENS,
-        top_k: int = TOP_K,
+        top_k: int = PRODUCED_TOP_K,
         batch_size: int = 32,
     ) -> None:
         self.model = model
@@ -146,17 +146,17 @@ class KnowledgeCheck:
         self.encoder = Encoder(tokenizer)
         self.top_k = top_k
 
-    def check_split(self, split: str, cases: Sequence[Case]) -> list[Verdict]:
+    def check_split(self, split: str, cases: Sequence[Case]) -> list[KnowledgeVerdict]:
         """The verdict of each case of ``split``, the model run in batches across the cases."""
         if split == "composite":
             return check_tied_facts([c for c in cases if isinstance(c, ConflictCase)], self.continuations)
         if SPLITS[split].benchmark is ROUND_EDIT:
             round_cases = [c for c in cases if isinstance(c, RoundCase)]
             return check_round_objects(round_cases, self.model, self.encoder, self.top_k)
-        return [Verdict(True) for _ in cases]
+        return [KnowledgeVerdict(True) for _ in cases]
 
 
-def check_tied_facts(cases: Sequence[ConflictCase], continuations: Continuations) -> list[Verdict]:
+def check_tied_facts(cases: Sequence[ConflictCase], continuations: Continuations) -> list[KnowledgeVerdict]:
     """Composite: k_f's edit prompt, filled with its subject, must continue with its object."""
     checked = [c for c in cases if not _tied_fact_is_trivial(c)]
     continuations.generate([_tied_fact_prompt(c) for c in checked])
@@ -173,23 +173,23 @@ def _tied_fact_is_trivial(case: ConflictCase) -> bool:
     return inside_subject(case.tied_fact.object.label, case.tied_fact.subject.label)
 
 
-def _tied_fact_verdict(case: ConflictCase, continuations: Continuations) -> Verdict:
+def _tied_fact_verdict(case: ConflictCase, continuations: Continuations) -> KnowledgeVerdict:
     assert case.tied_fact is not None, "composite cases carry their tied fact"
     tied = case.tied_fact
     subject, obj = tied.subject.label, tied.object.label
     if _tied_fact_is_trivial(case):
-        return Verdict(False, f"tied-fact object {obj!r} occurs in its subject {subject!r}")
+        return KnowledgeVerdict(False, f"tied-fact object {obj!r} occurs in its subject {subject!r}")
     prompt = _tied_fact_prompt(case)
     continuation = continuations(prompt)
     evidence = {"tied_fact": f"({subject}, {tied.relation.id}, {obj})", "prompt": prompt, "continuation": continuation}
     if not contains(continuation, obj):
-        return Verdict(False, f"tied fact not known: the continuation does not contain {obj!r}", evidence)
-    return Verdict(True, evidence=evidence)
+        return KnowledgeVerdict(False, f"tied fact not known: the continuation does not contain {obj!r}", evidence)
+    return KnowledgeVerdict(True, evidence=evidence)
 
 
 def check_round_objects(
-    cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder, top_k: int = TOP_K
-) -> list[Verdict]:
+    cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder, top_k: int = PRODUCED_TOP_K
+) -> list[KnowledgeVerdict]:
     """RoundEdit: o1 must be produced (its first token ranks below ``top_k`` after some prompt) and
     preferred to the target (p(o1) > p(o*)). The ranks of every true object after every prompt come
     from one batched pass over the prompts; only the cases that produce o1 are probed."""
@@ -236,10 +236,10 @@ def _probabilities(cases: Sequence[RoundCase], model: torch.nn.Module, encoder: 
 
 def _round_verdict(
     case: RoundCase, ranks: np.ndarray | None, probabilities: tuple[list[float], float] | None, top_k: int
-) -> Verdict:
+) -> KnowledgeVerdict:
     subject, o1 = case.edit.subject.label, case.edit.old.label
     if _round_object_is_trivial(case):
-        return Verdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
+        return KnowledgeVerdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
     assert ranks is not None, "every case that is not trivial is ranked"
     prompts = _prompts(case)
     labels = ", ".join(o.label for o in case.true_objects)
@@ -255,11 +255,11 @@ def _round_verdict(
     best = int(ranks[:, _o1_index(case)].min())
     if probabilities is None:
         reason = f"round-edited object {o1!r} not produced: its first token ranks {best} at best, top_k={top_k}"
-        return Verdict(False, reason, evidence)
+        return KnowledgeVerdict(False, reason, evidence)
     p_true, p_target = probabilities
     evidence.update(p_true=p_true, p_target=p_target)
     p_o1 = p_true[_o1_index(case)]
     if not p_o1 > p_target:
         reason = f"target preferred: p({o1!r}) = {p_o1:.3g} <= p({case.edit.new.label!r}) = {p_target:.3g}"
-        return Verdict(False, reason, evidence)
-    return Verdict(True, evidence=evidence)
+        return KnowledgeVerdict(False, reason, evidence)
+    return KnowledgeVerdict(True, evidence=evidence)
