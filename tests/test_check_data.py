@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_datasets import UPSTREAM, copy_builtin, needs_upstream
 
+from pytest_kedit.benchmark.registry import PROMPT_FILES, SPLIT_NAMES
 from pytest_kedit.cli.main import main
 from pytest_kedit.dataset.check import check_data
-from pytest_kedit.dataset.sources import builtin_folder
+from pytest_kedit.dataset.sources import builtin_folder, load_suite
+from pytest_kedit.dataset.validation import Finding
+from pytest_kedit.errors import DataError
 
 CANDIDATES = Path(__file__).resolve().parents[1] / "scripts" / "builtin_candidates"
 
@@ -93,6 +98,34 @@ def test_messages_say_what_is_wrong(bad_folder: Path):
     assert messages["easy.json", 4] == "numeric-only label '1989'"
     assert messages["hard.json", 1] == "is empty"
     assert messages["conflict_prompts.json", None] == "has no '{}' for the subject: 'The capital city is'"
+
+
+def first_errors(findings: Iterable[Finding]) -> set[tuple[str, int | None, str | None, str]]:
+    """(file, record, field, message) of the first error found in each file (record None) and record."""
+    first: dict[tuple[str, int | None], tuple[str, int | None, str | None, str]] = {}
+    for f in findings:
+        if not f.warning:
+            first.setdefault((f.file, f.record), (f.file, f.record, f.field, f.message))
+    return set(first.values())
+
+
+def loader_errors(folder: Path) -> set[tuple[str, int | None, str | None, str]]:
+    """(file, record, field, message) of every error the loader puts in place of a split or a case."""
+    suite = load_suite(str(folder), SPLIT_NAMES)
+    return {(e.path, e.record, e.field, e.message) for entries in suite.splits.values() for e in entries
+            if isinstance(e, DataError)}
+
+
+def test_the_loader_refuses_a_file_or_record_for_the_first_error_check_data_finds_there(bad_folder: Path):
+    # Both paraphrase files are broken, so each split is the one error of its paraphrase file.
+    assert loader_errors(bad_folder) == first_errors(f for f in check_data(str(bad_folder)) if f.record is None)
+    for name in PROMPT_FILES:
+        shutil.copy(builtin_folder() / name, bad_folder / name)
+    errors = loader_errors(bad_folder)
+    assert errors == first_errors(check_data(str(bad_folder)))
+    assert {(Path(file).name, record) for file, record, _, _ in errors} == {
+        ("coverage_edit.json", 1), ("coverage_edit.json", 3), ("reverse_edit.json", 2), ("composite_edit.json", 0),
+        ("hard.json", 1)}  # the warnings (a numeric label, a duplicate) leave their cases to run
 
 
 def test_a_prompt_with_two_slots_is_a_placeholder_finding(tmp_path: Path):

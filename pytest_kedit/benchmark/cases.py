@@ -4,7 +4,8 @@ ConflictEdit records (``coverage_edit.json``, ``reverse_edit.json``, ``composite
 ``triples`` (the facts involved), ``edits`` (e1, e2) and, for composite, ``prerequisites`` (the
 index of the tied fact). RoundEdit records (``easy.json``, ``hard.json``) hold one ``edit`` and
 the ``true_objects`` of its (subject, relation). Relations carry their paraphrase prompts from
-``conflict_prompts.json`` / ``round_prompts.json``.
+``conflict_prompts.json`` / ``round_prompts.json``. Every prompt is a template with one ``{}``
+that the subject is written into (:func:`prompt_problem`).
 """
 
 from __future__ import annotations
@@ -153,6 +154,35 @@ def case_id(split: str, index: int) -> str:
     return f"{split}-{index:04d}"
 
 
+#: Fills a prompt whose subject is not at hand; no real prompt contains it.
+_SENTINEL = "\0subject\0"
+
+
+def prompt_problem(prompt: str, subject: str | None = None) -> tuple[str, str] | None:
+    """Why ``prompt`` is not a template the subject can be written into, as (kind, message), or None.
+
+    ``placeholder``: it has no ``{}`` or several; ``subject``: ``prompt.format(subject)`` (how
+    probes and editors fill it) fails or leaves the subject out, because of other braces (``{0}``,
+    ``{name}``, ``{{}}``). ``subject``, when known, fills the prompt and is named when the prompt
+    holds it written out instead of ``{}``.
+    """
+    slots = prompt.count("{}")
+    if slots == 0:
+        hint = f" (the subject {subject!r} is written out: put '{{}}' in its place)" if subject and subject in prompt else ""
+        return "placeholder", f"has no '{{}}' for the subject: {prompt!r}{hint}"
+    if slots > 1:
+        return "placeholder", f"has {slots} '{{}}', exactly one takes the subject: {prompt!r}"
+    filler = subject or _SENTINEL
+    try:
+        filled = prompt.format(filler)
+    except (IndexError, KeyError, ValueError) as exc:
+        problem = f"prompt.format(subject) fails ({type(exc).__name__}: {exc})"
+        return "subject", f"{problem}; write literal braces as '{{{{' and '}}}}': {prompt!r}"
+    if filler not in filled:
+        return "subject", f"prompt.format(subject) leaves the subject out: {prompt!r}"
+    return None
+
+
 class _Record:
     """Field access into one JSON record that raises DataError naming file, record and field."""
 
@@ -188,11 +218,12 @@ def _entity(rec: _Record) -> Entity:
     return Entity(label=label, id=str(ident) if ident is not None else None)
 
 
-def _relation(rec: _Record, paraphrases: Mapping[str, Sequence[str]], prompts_name: str) -> Relation:
+def _relation(rec: _Record, paraphrases: Mapping[str, Sequence[str]], prompts_name: str, subject: Entity) -> Relation:
     rel_id = rec.get("id")
     prompt = rec.get("prompt")
-    if prompt.count("{}") != 1:
-        raise rec.error("prompt", f"must contain exactly one '{{}}' for the subject: {prompt!r}")
+    problem = prompt_problem(prompt, subject.label)
+    if problem is not None:
+        raise rec.error("prompt", problem[1])
     if rel_id not in paraphrases:
         raise rec.error("id", f"relation {rel_id} has no paraphrase prompts in {prompts_name}")
     label = rec.value.get("label")
@@ -200,17 +231,19 @@ def _relation(rec: _Record, paraphrases: Mapping[str, Sequence[str]], prompts_na
 
 
 def _fact(rec: _Record, paraphrases: Mapping[str, Sequence[str]], prompts_name: str) -> Fact:
+    subject = _entity(rec.child("subject"))
     return Fact(
-        subject=_entity(rec.child("subject")),
-        relation=_relation(rec.child("relation"), paraphrases, prompts_name),
+        subject=subject,
+        relation=_relation(rec.child("relation"), paraphrases, prompts_name, subject),
         object=_entity(rec.child("object")),
     )
 
 
 def _edit(rec: _Record, paraphrases: Mapping[str, Sequence[str]], prompts_name: str, old_field: str = "object") -> Edit:
+    subject = _entity(rec.child("subject"))
     return Edit(
-        subject=_entity(rec.child("subject")),
-        relation=_relation(rec.child("relation"), paraphrases, prompts_name),
+        subject=subject,
+        relation=_relation(rec.child("relation"), paraphrases, prompts_name, subject),
         old=_entity(rec.child(old_field)),
         new=_entity(rec.child("new_object")),
     )
@@ -276,18 +309,3 @@ def parse_round_case(
         edit=edit,
         true_objects=true_objects,
     )
-
-
-def parse_prompts(data: Any, path: str) -> dict[str, tuple[str, ...]]:
-    """A prompts file: {relation id: [paraphrase, ...]}, each with one '{}' for the subject."""
-    if not isinstance(data, dict):
-        raise DataError(path, f"expected an object mapping relation ids to prompt lists, got {type(data).__name__}")
-    prompts: dict[str, tuple[str, ...]] = {}
-    for rel_id, items in data.items():
-        if not isinstance(items, list) or not items:
-            raise DataError(path, "expected a non-empty list of prompts", field=rel_id)
-        for i, prompt in enumerate(items):
-            if not isinstance(prompt, str) or prompt.count("{}") != 1:
-                raise DataError(path, f"must contain exactly one '{{}}' for the subject: {prompt!r}", field=f"{rel_id}[{i}]")
-        prompts[rel_id] = tuple(items)
-    return prompts

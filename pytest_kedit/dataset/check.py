@@ -1,13 +1,15 @@
 """``kedit check-data``: every problem of a dataset at once, where the loader stops at the first.
 
 A check covers a folder in the upstream layout, one of its files, or ``upstream:NAME``. Each
-problem is a :class:`Finding` of one of these kinds:
+problem is a :class:`~pytest_kedit.dataset.validation.Finding`. The first four kinds come from
+the validator the loader uses (:mod:`pytest_kedit.dataset.validation`), which refuses a file or
+record for the first error among them; the others only ``kedit check-data`` looks for:
 
 ``schema``
-    What the loader rejects (the :class:`~pytest_kedit.errors.DataError` of the parsers in
-    :mod:`pytest_kedit.benchmark.cases`): an unreadable or non-JSON file, a missing or mistyped field, a
-    relation without paraphrases, a case that breaks its split's rules. One per bad record (the
-    parser stops at a record's first error), for every record.
+    An unreadable or non-JSON file, or one of the wrong shape; what the parsers in
+    :mod:`pytest_kedit.benchmark.cases` reject: a missing or mistyped field, a relation without
+    paraphrases, a case that breaks its split's rules. One per bad record (the parser stops at a
+    record's first error), for every record.
 ``placeholder``
     A prompt without exactly one ``{}``, the slot the subject is written into: a relation's
     ``prompt`` in a record, or a paraphrase in ``conflict_prompts.json`` / ``round_prompts.json``.
@@ -33,8 +35,8 @@ problem is a :class:`Finding` of one of these kinds:
     (and, for composite, whose tied facts agree in subject, relation and object label); RoundEdit
     cases whose edits agree so and whose ``true_objects`` hold the same labels in any order.
 
-A record's ``schema`` finding is left out when a ``placeholder`` or ``label`` finding already
-names the same field. A numeric-only label and a duplicate are warnings (the case runs; its number
+A record's ``schema`` finding is left out when a ``placeholder``, ``subject`` or ``label`` error
+already names the same field. A numeric-only label and a duplicate are warnings (the case runs; its number
 means little or counts twice); every other finding is an error.
 
 ``strict`` adds the kinds of :mod:`pytest_kedit.dataset.strict_schema` (``layout``, ``semantics``,
@@ -44,11 +46,10 @@ error.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,34 +58,20 @@ from pytest_kedit.benchmark.registry import CONFLICT_EDIT, PROMPT_FILES, SPLITS
 from pytest_kedit.dataset import strict_schema, upstream
 from pytest_kedit.dataset.input_length import LengthLimit, overlong
 from pytest_kedit.dataset.sources import SPLIT_FILES
+from pytest_kedit.dataset.validation import (
+    Finding,
+    paraphrase_file_bytes,
+    paraphrases,
+    read_bytes,
+    record_findings,
+    split_records,
+)
 from pytest_kedit.errors import ConfigError, DataError
 
 KINDS = ("schema", "placeholder", "subject", "label", "type", "length", "duplicate", "layout", "semantics", "paraphrases",
          "size")
-OBJECT_FIELDS = ("object", "new_object", "true_object")
 _SPLIT_OF_FILE = {name: split for split, name in SPLIT_FILES.items()}
-_NUMERIC = re.compile(r"[+\-]?\d[\d,.\s]*")
 _ROUND_TYPE = re.compile(r"1-(\d+)@(.+)")
-# Fills prompts that have no subject at hand; no real prompt contains it.
-_SENTINEL = "\0subject\0"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: where (file, record index, field path) and what."""
-
-    file: str
-    record: int | None
-    field: str | None
-    kind: str
-    message: str
-    warning: bool = False
-
-    def __str__(self) -> str:
-        """``FILE:record N: field: [warning: ]message`` (the record and field parts only when known)."""
-        where = self.file if self.record is None else f"{self.file}:record {self.record}"
-        message = f"warning: {self.message}" if self.warning else self.message
-        return ": ".join(part for part in (where, self.field, message) if part)
 
 
 def check_data(target: str, strict: bool = False, length: LengthLimit | None = None) -> list[Finding]:
@@ -169,36 +156,18 @@ class _Check:
 
     def prompts(self, path: Path) -> Mapping[str, Sequence[str]]:
         """Add the findings of a paraphrase file; return its relations for parsing the records
-        (a relation whose list is broken maps to no paraphrases, so only this file reports it)."""
-        file, findings = str(path), self.findings
-        if not path.is_file():
-            findings.append(Finding(file, None, None, "schema", "missing: every relation needs its paraphrase prompts"))
-            return _AnyRelation()
+        (:func:`~pytest_kedit.dataset.validation.paraphrases`; a file that cannot be used gives
+        every relation, without paraphrases)."""
         try:
-            data = _read_json(path)
+            relations, findings = paraphrases(path, paraphrase_file_bytes(path))
         except DataError as exc:
-            findings.append(_schema(exc))
+            self.findings.append(Finding.of(exc))
             return _AnyRelation()
-        if not isinstance(data, dict):
-            message = f"expected an object mapping relation ids to prompt lists, got {type(data).__name__}"
-            findings.append(Finding(file, None, None, "schema", message))
-            return _AnyRelation()
-        relations: dict[str, tuple[str, ...]] = {}
-        for relation, items in data.items():
-            if not isinstance(items, list) or not items:
-                findings.append(Finding(file, None, relation, "schema", "expected a non-empty list of prompts"))
-                relations[relation] = ()
-                continue
-            for i, prompt in enumerate(items):
-                field = f"{relation}[{i}]"
-                if isinstance(prompt, str):
-                    findings.extend(_prompt_findings(file, None, field, prompt, None))
-                else:
-                    findings.append(Finding(file, None, field, "schema", f"expected str, got {type(prompt).__name__}"))
-            relations[relation] = tuple(p for p in items if isinstance(p, str))
-            if self.strict:
-                problems = strict_schema.paraphrase_problems(relation, list(relations[relation]))
-                findings.extend(Finding(file, None, field, kind, message) for kind, field, message in problems)
+        self.findings.extend(findings)
+        if self.strict:
+            problems = [problem for relation, prompts in relations.items() if prompts
+                        for problem in strict_schema.paraphrase_problems(relation, list(prompts))]
+            self.findings.extend(Finding(str(path), None, field, kind, message) for kind, field, message in problems)
         return relations
 
     def split(self, path: Path, split: str, relations: Mapping[str, Sequence[str]], prompts_name: str) -> None:
@@ -208,26 +177,18 @@ class _Check:
             self.findings.append(Finding(file, None, None, "size", "missing: a strict suite has every split file"))
             return
         try:
-            records = _read_json(path)
+            records = split_records(path, read_bytes(path))
         except DataError as exc:
-            self.findings.append(_schema(exc))
+            self.findings.append(Finding.of(exc))
             return
-        if not isinstance(records, list):
-            message = f"expected a list of cases, got {type(records).__name__}"
-            self.findings.append(Finding(file, None, None, "schema", message))
-            return
-        parse = SPLITS[split].benchmark.parse
         definitions = self.definitions.setdefault(prompts_name, strict_schema.RelationDefinitions())
         first_of: dict[tuple[Any, ...], int] = {}
         cases = 0
         for index, record in enumerate(records):
-            own = [*_record_findings(file, index, record), *_type_findings(file, index, split, record)]
-            self.findings.extend(own)
-            try:
-                case = parse(record, split, index, file, relations, prompts_name)
-            except DataError as exc:
-                if exc.field not in {f.field for f in own}:
-                    self.findings.append(_schema(exc))
+            case, findings = record_findings(file, index, split, record, relations, prompts_name)
+            self.findings.extend(findings)
+            self.findings.extend(_type_findings(file, index, split, record))
+            if isinstance(case, DataError):
                 continue
             cases += 1
             if self.length is not None:
@@ -267,55 +228,6 @@ class _AnyRelation(Mapping[str, Sequence[str]]):
         return 0
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed file; DataError (file level) when it cannot be read or parsed."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(str(path), f"cannot read: {exc.strerror}") from None
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(str(path), f"not valid JSON: {exc}") from None
-
-
-def _schema(error: DataError) -> Finding:
-    return Finding(error.path, error.record, error.field, "schema", error.message)
-
-
-def _objects(value: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every JSON object inside ``value`` with its field path (``edits[1]``, ``edits[1].relation``)."""
-    if isinstance(value, dict):
-        yield path, value
-        for key, child in value.items():
-            yield from _objects(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _objects(child, f"{path}[{i}]")
-
-
-def _record_findings(file: str, index: int, record: Any) -> Iterator[Finding]:
-    """The placeholder, subject and label findings of one record."""
-    for path, obj in _objects(record):
-        prefix = f"{path}." if path else ""
-        relation, subject = obj.get("relation"), obj.get("subject")
-        if isinstance(relation, dict) and isinstance(relation.get("prompt"), str):
-            label = subject.get("label") if isinstance(subject, dict) else None
-            yield from _prompt_findings(file, index, f"{prefix}relation.prompt", relation["prompt"],
-                                        label if isinstance(label, str) and label.strip() else None)
-        labelled = [(key, obj.get(key)) for key in OBJECT_FIELDS]
-        if isinstance(obj.get("true_objects"), list):
-            labelled += [(f"true_objects[{i}]", item) for i, item in enumerate(obj["true_objects"])]
-        for key, entity in labelled:
-            if isinstance(entity, dict) and isinstance(entity.get("label"), str):
-                label = entity["label"]
-                if not label.strip():
-                    yield Finding(file, index, f"{prefix}{key}.label", "label", "is empty")
-                elif _NUMERIC.fullmatch(label.strip()):
-                    yield Finding(file, index, f"{prefix}{key}.label", "label", f"numeric-only label {label!r}",
-                                  warning=True)
-
-
 def _length_findings(file: str, index: int, case: Case, prompts_name: str, limit: LengthLimit) -> Iterator[Finding]:
     """The length finding of one parsed case (at most one)."""
     found = overlong(case, limit.length, limit.limit, prompts_name)
@@ -345,27 +257,6 @@ def _type_findings(file: str, index: int, split: str, record: Any) -> Iterator[F
         yield Finding(file, index, "type", "type", f"{value!r} says {match[1]} true objects, the record has {len(objects)}")
     elif isinstance(relation_id, str) and match[2] != relation_id:
         yield Finding(file, index, "type", "type", f"{value!r} says relation {match[2]}, the edit's is {relation_id}")
-
-
-def _prompt_findings(file: str, record: int | None, field: str, prompt: str, subject: str | None) -> Iterator[Finding]:
-    """The placeholder or subject finding of one prompt template (at most one)."""
-    slots = prompt.count("{}")
-    if slots == 0:
-        hint = f" (the subject {subject!r} is written out: put '{{}}' in its place)" if subject and subject in prompt else ""
-        yield Finding(file, record, field, "placeholder", f"has no '{{}}' for the subject: {prompt!r}{hint}")
-        return
-    if slots > 1:
-        yield Finding(file, record, field, "placeholder", f"has {slots} '{{}}', exactly one takes the subject: {prompt!r}")
-        return
-    filler = subject or _SENTINEL
-    try:
-        filled = prompt.format(filler)
-    except (IndexError, KeyError, ValueError) as exc:
-        problem = f"prompt.format(subject) fails ({type(exc).__name__}: {exc})"
-        yield Finding(file, record, field, "subject", f"{problem}; write literal braces as '{{{{' and '}}}}': {prompt!r}")
-        return
-    if filler not in filled:
-        yield Finding(file, record, field, "subject", f"prompt.format(subject) leaves the subject out: {prompt!r}")
 
 
 def _fact_key(fact: Fact) -> tuple[str, ...]:

@@ -4,25 +4,33 @@ the published files (``upstream:NAME``, downloaded and verified by :mod:`pytest_
 A folder holds one file per split (``coverage_edit.json``, ``reverse_edit.json``,
 ``composite_edit.json``, ``easy.json``, ``hard.json``: :data:`pytest_kedit.benchmark.registry.SPLITS`) and
 the paraphrase file of each benchmark (``conflict_prompts.json``, ``round_prompts.json``).
-A file that cannot be read becomes one error for its split; a bad record becomes that case's
-error; everything else still runs.
+Files and records are checked by :mod:`pytest_kedit.dataset.validation`, whose first error stands
+for them: a file's (a split file's, or its paraphrase file's) becomes the one error of its split,
+a record's becomes that case's error; everything else still runs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.cases import Case, case_id, parse_prompts
+from pytest_kedit.benchmark.cases import Case, case_id
 from pytest_kedit.benchmark.registry import SPLITS, check_split
 from pytest_kedit.dataset import upstream
 from pytest_kedit.dataset.sampling import stratified_sample, stratum
 from pytest_kedit.dataset.shards import Shard, deal
+from pytest_kedit.dataset.validation import (
+    first_error,
+    paraphrase_file_bytes,
+    paraphrases,
+    read_bytes,
+    record_findings,
+    split_records,
+)
 from pytest_kedit.errors import ConfigError, DataError
 
 #: The data file of each split.
@@ -125,45 +133,35 @@ def _sharded(split: str, entries: list[Entry], shard: Shard) -> list[Entry]:
     return [entries[position] for position in deal(keys, shard)]
 
 
-def _read_json(path: Path, digest: Any, files: dict[str, str]) -> Any:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(str(path), f"cannot read: {exc.strerror}") from None
+def _fingerprint(path: Path, raw: bytes, digest: Any, files: dict[str, str]) -> bytes:
+    """``raw``, the bytes read from ``path``, once added to the suite's fingerprint and its files'."""
     digest.update(path.name.encode() + b"\0" + raw)
     files[path.name] = hashlib.sha256(raw).hexdigest()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(str(path), f"not valid JSON: {exc}") from None
+    return raw
 
 
 def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> dict[str, tuple[str, ...]] | DataError:
-    if not path.is_file():
-        return DataError(str(path), "missing: every relation needs its paraphrase prompts")
+    """The relations of a paraphrase file, or its first error."""
     try:
-        return parse_prompts(_read_json(path, digest, files), str(path))
+        relations, findings = paraphrases(path, _fingerprint(path, paraphrase_file_bytes(path), digest, files))
     except DataError as exc:
         return exc
+    error = first_error(findings)
+    return relations if error is None else error
 
 
 def _read_split(
     path: Path, split: str, prompts: dict[str, tuple[str, ...]], prompts_name: str, limit: int | None, digest: Any,
     files: dict[str, str],
 ) -> list[Entry]:
+    """The entries of a split file: its first ``limit`` records' cases or first errors, or its own error."""
     try:
-        records = _read_json(path, digest, files)
+        records = split_records(path, _fingerprint(path, read_bytes(path), digest, files))
     except DataError as exc:
         return [exc]
-    if not isinstance(records, list):
-        return [DataError(str(path), f"expected a list of cases, got {type(records).__name__}")]
-    if limit is not None:
-        records = records[:limit]
-    parse = SPLITS[split].benchmark.parse
     entries: list[Entry] = []
-    for index, record in enumerate(records):
-        try:
-            entries.append(parse(record, split, index, str(path), prompts, prompts_name))
-        except DataError as exc:
-            entries.append(exc)
+    for index, record in enumerate(records if limit is None else records[:limit]):
+        parsed, findings = record_findings(str(path), index, split, record, prompts, prompts_name)
+        error = first_error(findings)
+        entries.append(parsed if error is None else error)
     return entries

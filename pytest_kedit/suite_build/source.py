@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, load_suite
+from pytest_kedit.dataset.validation import read_bytes, split_records
 from pytest_kedit.errors import DataError, KeditError
 
 #: How a split file may be laid out: ``json.dumps`` defaults (the upstream files) or indented
@@ -41,7 +42,7 @@ def read_source(folder: Path, split: str) -> SourceSplit:
     entries = suite.splits[split]
     if len(entries) == 1 and isinstance(entries[0], DataError) and entries[0].record is None:
         raise entries[0]
-    raw = path.read_bytes()
-    records = json.loads(raw)
+    raw = read_bytes(path)
+    records = split_records(path, raw)
     layout = next((name for name, dump in JSON_LAYOUTS.items() if dump(records).encode() == raw), "compact")
     return SourceSplit(split, records, entries, suite.fingerprint, layout)
