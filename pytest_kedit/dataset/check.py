@@ -36,8 +36,8 @@ record for the first error among them; the others only ``kedit check-data`` look
     cases whose edits agree so and whose ``true_objects`` hold the same labels in any order.
 
 A record's ``schema`` finding is left out when a ``placeholder``, ``subject`` or ``label`` error
-already names the same field. A numeric-only label and a duplicate are warnings (the case runs; its number
-means little or counts twice); every other finding is an error.
+already names the same field. A numeric-only label and a duplicate are warnings (the case runs;
+its number means little or counts twice); every other finding is an error.
 
 ``strict`` adds the kinds of :mod:`pytest_kedit.dataset.strict_schema` (``layout``, ``semantics``,
 ``paraphrases``, ``size``: the rules the built-in suites are held to) and makes every warning an
