@@ -49,7 +49,7 @@ def provenance(*, model: str, model_fingerprint: str | None, method: str, data_f
                thresholds: Sequence[str]) -> dict[str, Any]:
     """The provenance of a run (``thresholds`` as specs), in its JSON form (tuples become lists),
     so that a provenance read back from a file equals the one it was made from. The protocol
-    version is this package's :data:`~pytest_kedit.benchmark.protocol.MEASUREMENT_VERSION`."""
+    version is this package's :data:`MEASUREMENT_VERSION`."""
     fields = {
         "model": model,
         "model_fingerprint": model_fingerprint,
