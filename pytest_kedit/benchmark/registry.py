@@ -45,6 +45,11 @@ class Metric:
         either is NaN."""
         return baseline - current if self.better == "higher" else current - baseline
 
+    @property
+    def arrow(self) -> str:
+        """The direction in which this metric is better, as tables mark it: ``↑`` or ``↓``."""
+        return "↑" if self.better == "higher" else "↓"
+
 
 @dataclass(frozen=True)
 class Benchmark:

@@ -49,7 +49,7 @@ def _split_markdown(split: SplitComparison, confidence: float) -> list[str]:
                          f"an error in A or B: {split.errors})."]
     header = ["metric", "better", "n", "A", "B", "B − A", f"{100 * confidence:g}% interval", "McNemar p",
               "pass→fail", "fail→pass", "regressed"]
-    body = [[METRICS[m.metric].label, "↑" if METRICS[m.metric].better == "higher" else "↓", str(m.n), f"{m.mean_a:.2f}",
+    body = [[METRICS[m.metric].label, METRICS[m.metric].arrow, str(m.n), f"{m.mean_a:.2f}",
              f"{m.mean_b:.2f}", f"{m.difference:+.2f}", f"[{m.interval[0]:.1f}, {m.interval[1]:.1f}]",
              DASH if m.mcnemar_p is None else f"{m.mcnemar_p:.3g}",
              DASH if m.flips is None else str(m.flips.pass_to_fail), DASH if m.flips is None else str(m.flips.fail_to_pass),

@@ -23,8 +23,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pytest_kedit.benchmark.registry import METRICS
-
 #: One colour per run, in the report's order (matplotlib's tab10, which stays apart for the colour-blind).
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 #: One scatter marker per run, so that the runs stay apart without colour too.
@@ -60,10 +58,6 @@ _MATPLOTLIB_GROUP_ID = re.compile(r'<g id="(?:figure|axes|patch|line2d|text|xtic
 #: A coordinate attribute; its numbers are cut to two decimals (a hundredth of a point).
 _GEOMETRY = re.compile(r'\b(d|x|y|width|height|viewBox|transform|points)="([^"]*)"')
 _LONG_DECIMAL = re.compile(r"(\d\.\d\d)\d+")
-
-
-def arrow(metric: str) -> str:
-    return "↑" if METRICS[metric].better == "higher" else "↓"
 
 
 def run_colour(index: int) -> str:

@@ -34,7 +34,6 @@ from pytest_kedit.report.canvas import (
     UNDECIDED_COLOUR,
     WORSE_COLOUR,
     Margins,
-    arrow,
     below_rotated,
     drawing,
     inline_svg,
@@ -91,7 +90,7 @@ def _cell_panel(ax: Axes, split: str, metric: str, runs: Sequence[ReportRun], ro
         ax.set_yticks([0, 25, 50, 75, 100])
     else:
         ax.margins(y=0.15)
-    ax.set_title(f"{METRICS[metric].label} {arrow(metric)}", y=TITLE_Y)
+    ax.set_title(f"{METRICS[metric].label} {METRICS[metric].arrow}", y=TITLE_Y)
     ax.set_ylabel(f"mean ×100, {METRICS[metric].better} is better")
 
 
@@ -253,7 +252,7 @@ def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
     :func:`distortion_figure`."""
     metrics, relations = heatmap.metrics, heatmap.relations
     scores = _column_scores(heatmap)
-    columns = [f"{METRICS[m].label} {arrow(m)}" for m in metrics]
+    columns = [f"{METRICS[m].label} {METRICS[m].arrow}" for m in metrics]
     rows = [f"{name} (n={n})" if len(heatmap.runs) == 1 else name for name, n in zip(relations, heatmap.counts[0])]
     starts = [run * (len(metrics) + _HEATMAP_GAP) for run in range(len(heatmap.runs))]
     colour_map = colormaps["RdYlGn"]
@@ -339,7 +338,7 @@ def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparis
             ax.set_xticks(range(len(labels)), labels, rotation=rotation, ha="right" if rotation else "center",
                           rotation_mode="anchor")
             ax.set_xlim(-0.6, len(labels) - 0.4)
-            ax.set_title(f"{METRICS[metric].label} {arrow(metric)}", y=TITLE_Y)
+            ax.set_title(f"{METRICS[metric].label} {METRICS[metric].arrow}", y=TITLE_Y)
             ax.set_ylabel(f"B − {paired[0].baseline}, ×100")
         return inline_svg(figure)
 

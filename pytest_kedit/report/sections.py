@@ -59,7 +59,7 @@ def _benchmark_table(benchmark: Benchmark, rows: Sequence[ReportRun]) -> str:
     """The benchmark's table laid out as in the Markdown report: a row per model, then a row per
     method of that model; a cell is the mean (2 decimals) over its interval (1 decimal)."""
     columns = table_columns(benchmark)
-    header = "".join(f"<th>{escape(label)} {'↑' if METRICS[metric].better == 'higher' else '↓'}</th>"
+    header = "".join(f"<th>{escape(label)} {METRICS[metric].arrow}</th>"
                      for _, metric, label in columns)
     body = []
     for model in dict.fromkeys(run.model for run in rows):

@@ -185,7 +185,7 @@ def timing_summary(summary: RunSummary) -> str:
 def metric_table() -> str:
     """Every metric of the registry: key, name, which way is better, whether it is a per-case
     0/1, its default threshold, the splits that report it, and what it measures."""
-    body = [[f"`{key}`", metric.label, "↑" if metric.better == "higher" else "↓", "yes" if metric.binary else "no",
+    body = [[f"`{key}`", metric.label, metric.arrow, "yes" if metric.binary else "no",
              f"`{key}{metric.default_threshold}`" if metric.default_threshold else DASH,
              ", ".join(name for name, split in SPLITS.items() if key in split.metrics), _escape(metric.description)]
             for key, metric in METRICS.items()]

@@ -1,0 +1,4 @@
+"""A benchmark run inside pytest: the options, the checks made before any model loads, the worker
+that runs a case (harness: edit, probe, restore) and the controller that collects it, resuming,
+the worker-to-controller transport, JUnit properties and the end-of-session summary.
+"""
