@@ -5,7 +5,7 @@ a worker to the controller from ``run.transport``, the end of the session's line
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -14,13 +14,18 @@ from pytest_kedit.benchmark.registry import BENCHMARKS, splits_of
 from pytest_kedit.dataset.sources import Entry, resolve_source
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.record import CaseRecord
+from pytest_kedit.run.folder_lock import FolderLock
+from pytest_kedit.run.notices import Notices
 from pytest_kedit.run.options import add_options, read_options
 from pytest_kedit.run.session import Collector, SessionVerdict, Worker, case_test_end, count_cases, name_record
-from pytest_kedit.run.terminal import Line, heading, run_lines, verdict_lines
+from pytest_kedit.run.terminal import Line, heading, run_lines, terminated_line, verdict_lines
+from pytest_kedit.run.termination import Termination
 from pytest_kedit.run.transport import (
     pack_case,
+    pack_notices,
     pack_process,
     unpack_case,
+    unpack_notices,
     unpack_process,
     usage_error,
     worker_usage_error,
@@ -32,6 +37,11 @@ if TYPE_CHECKING:
     from pytest_kedit.run.harness import Harness
 
 WORKER = pytest.StashKey[Worker]()
+NOTICES = pytest.StashKey[Notices]()
+TERMINATION = pytest.StashKey[Termination]()
+FOLDER_LOCK = pytest.StashKey[FolderLock]()
+#: set on a case's test when its run was an error (its machinery, its data), not a judgement
+CASE_ERROR = pytest.StashKey[bool]()
 
 
 def _usage_error(exc: KeditError) -> NoReturn:
@@ -54,16 +64,32 @@ def pytest_configure(config: pytest.Config) -> None:
             from pytest_kedit.report.html import require_matplotlib
 
             require_matplotlib()
+        workerinput = getattr(config, "workerinput", None)
+        if options.report and workerinput is None:
+            config.stash[FOLDER_LOCK] = FolderLock(options.report)
+            config.stash[FOLDER_LOCK].acquire()
     except KeditError as exc:
         _usage_error(exc)
-    workerinput = getattr(config, "workerinput", None)
+    config.stash[NOTICES] = Notices()
+    config.stash[NOTICES].install()
+    config.stash[TERMINATION] = Termination()
     if workerinput is None:
         worker = Worker(options)
-        config.pluginmanager.register(KeditReporter(Collector(options, lambda: worker.previous_run)), "kedit-reporter")
+        config.pluginmanager.register(KeditReporter(Collector(options, lambda: worker.previous_run), config),
+                                      "kedit-reporter")
         config.stash[WORKER] = worker
     else:
         worker_index = int(workerinput["workerid"].removeprefix("gw"))
         config.stash[WORKER] = Worker(options, worker_index, int(workerinput["workercount"]))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if FOLDER_LOCK in config.stash:
+        config.stash[FOLDER_LOCK].release()
+    if TERMINATION in config.stash:
+        config.stash[TERMINATION].restore()
+    if NOTICES in config.stash:
+        config.stash[NOTICES].remove()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -79,12 +105,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Before any case runs (and under --collect-only): check every option and the data once,
-    when the session holds kedit cases."""
+    """Before any case runs (and under --collect-only), when the session holds kedit cases: check
+    every option and the data once, and take SIGTERM as Ctrl-C (also in pytest-xdist workers)."""
     fixtures = {benchmark.fixture for benchmark in BENCHMARKS}
-    if hasattr(config, "workerinput") or not any(fixtures & set(getattr(item, "fixturenames", ())) for item in items):
+    if not any(fixtures & set(getattr(item, "fixturenames", ())) for item in items):
         return
-    preflight(config)
+    config.stash[TERMINATION].install()
+    if not hasattr(config, "workerinput"):
+        preflight(config)
 
 
 def preflight(config: pytest.Config) -> None:
@@ -107,6 +135,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         pack_process(workeroutput, session.config.stash[WORKER].process_info())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Mark the report of a case's call that was an error (the mark travels to an xdist controller)."""
+    report = yield
+    if call.when == "call" and report.failed and item.stash.get(CASE_ERROR, False):
+        report.kedit_error = True  # type: ignore[attr-defined]
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """A case whose run was an error (a damaged cache entry that could not be rebuilt, a disk that
+    could not be written, an exception of the editor) is an ERROR, as a fixture's error is, not a
+    failure of its thresholds."""
+    if report.when == "call" and report.failed and getattr(report, "kedit_error", False):
+        return "error", "E", "ERROR"
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +199,13 @@ def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harnes
     A case that cannot run (a bad record, an input longer than the model's context) is an error
     of the test's setup, not a failure: it never reached the editor."""
 
+    def tell() -> None:
+        request.node.user_properties.extend(pack_notices(request.config.stash[NOTICES].take()))
+
     def attach(record: CaseRecord) -> None:
+        if record.outcome == "error":
+            request.node.stash[CASE_ERROR] = True
+        tell()
         name_record(record, request.node.callspec.id)
         # The provenance goes to run.json, which a resumed run is checked against.
         provenance = kedit_worker.provenance() if kedit_worker.options.report else None
@@ -159,6 +213,7 @@ def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harnes
 
     entry = _case_entry(request)
     problem = kedit_worker.unrunnable(entry) if entry is not None else None
+    tell()  # what loading the model said
     if entry is not None and problem is not None:
         attach(kedit_worker.error_record(entry, problem))
         pytest.fail(str(problem), pytrace=False)
@@ -192,8 +247,12 @@ def _case_entry(request: pytest.FixtureRequest) -> Entry | None:
 class KeditReporter:
     """Controller-side hooks: collect case records as reports arrive, print the tables at the end."""
 
-    def __init__(self, collector: Collector):
+    def __init__(self, collector: Collector, config: pytest.Config):
         self.collector = collector
+        self.config = config
+        self.session: pytest.Session | None = None
+        #: the lines of :mod:`pytest_kedit.run.notices` printed so far
+        self.notices: set[str] = set()
         self.verdict: SessionVerdict | None = None
         #: pytest-xdist: the line with which a worker stopped the session on a usage error
         self.worker_usage_error: str | None = None
@@ -203,6 +262,11 @@ class KeditReporter:
         """Collect the record of a case's call; in every report of the case (junitxml writes the
         teardown's), replace the record by one property per metric before junitxml reads them."""
         record, provenance, report.user_properties = unpack_case(report.user_properties)
+        notices, report.user_properties = unpack_notices(report.user_properties)
+        for line in notices:
+            if line not in self.notices:  # a test's properties accumulate over its reports
+                self.notices.add(line)
+                self.config.pluginmanager.getplugin("terminalreporter").write_line(line, yellow=True)
         bad_data = report.when == "setup" and report.failed  # the kedit_run fixture found the case cannot run
         if record is not None and (report.when == "call" or bad_data):
             self.collector.add_report(record, provenance, report.nodeid, report.outcome, hasattr(report, "wasxfail"),
@@ -214,10 +278,12 @@ class KeditReporter:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         """pytest-xdist: every worker collects the same tests; the controller collects none, so it
-        checks the options when the first worker has collected (a worker cannot stop the session)."""
+        checks the options, and takes SIGTERM as Ctrl-C, when the first worker has collected (a
+        worker cannot stop the session)."""
         first = self.collector.expected is None
         self.collector.expected = count_cases(ids)
         if first and self.collector.expected:
+            node.config.stash[TERMINATION].install()
             preflight(node.config)
 
     @pytest.hookimpl(optionalhook=True)
@@ -231,6 +297,7 @@ class KeditReporter:
         """Write or judge against the baseline, check the gates; a failed gate fails the session
         even when every case passed. Runs before the terminal summary, and on the controller
         after every xdist worker has finished."""
+        self.session = session
         if self.worker_usage_error is not None:  # the session ends as a serial run would: exit status 4
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
         if not self.collector.records and (not self.collector.expected or exitstatus not in (0, 1)):
@@ -254,6 +321,11 @@ class KeditReporter:
         run = self.collector.finish(suite, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         terminalreporter.section(heading(run, self.collector.options))
         _write(terminalreporter, run_lines(self.collector, run, self.verdict))
+        if config.stash[TERMINATION].received:
+            _write(terminalreporter, [terminated_line(self.collector, run)])
+        if self.collector.report_error is not None and self.session is not None \
+                and self.session.exitstatus == pytest.ExitCode.OK:  # the report is lost: the session fails
+            self.session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _write(terminalreporter: pytest.TerminalReporter, lines: list[Line]) -> None:

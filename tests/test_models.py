@@ -448,7 +448,7 @@ _CONVERT_SCRIPT = textwrap.dedent(
         time.sleep(0.5)
         return tiny_model("gpt2", seed=7), tiny_tokenizer()
 
-    print(convert_once(Path({target!r}), load))
+    print(convert_once(Path({target!r}), load, lambda directory: directory))
     """
 )
 
@@ -469,7 +469,7 @@ def test_two_processes_converting_at_once_yield_one_good_cache(tmp_path: Path) -
         assert proc.returncode == 0, err
         assert out.strip() == str(target)
     assert len(log.read_text().split()) == 1
-    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny-gpt2", "tiny-gpt2.lock"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny-gpt2", "tiny-gpt2.digest", "tiny-gpt2.lock"]
     loaded = load_model(str(target), device="cpu")
     expected = tiny_model("gpt2", seed=7).state_dict()
     assert all(torch.equal(expected[name], value) for name, value in loaded.model.state_dict().items())

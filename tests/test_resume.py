@@ -152,8 +152,7 @@ def pace():
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Path:
+def make_project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Path:
     """The project's suites, a conftest that can slow each test down (so that an interrupt lands
     between cases), and an ini file pointing at the tiny model."""
     folder = tmp_path / "project"
@@ -164,6 +163,11 @@ def project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Path
     (folder / "pytest.ini").write_text(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_hparams = {tiny_ft_hparams}\n"
                                        "kedit_limit = 2\n")
     return folder
+
+
+@pytest.fixture
+def project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Path:
+    return make_project(tmp_path, tiny_model_dir, tiny_ft_hparams)
 
 
 def pytest_command(report: Path, *args: str) -> list[str]:

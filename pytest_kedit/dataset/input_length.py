@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, Entity, Fact, Relation
@@ -136,10 +137,12 @@ def model_limit(model: str, limit: int | None = None) -> LengthLimit:
     from pytest_kedit.model.location import locate_model
     from pytest_kedit.model.probe import Encoder
 
-    where = locate_model(model).folder_or_id()
-    try:
+    def read(where: str | Path) -> tuple[Any, Any]:
         with _quiet_hub():
-            config, tokenizer = AutoConfig.from_pretrained(where), AutoTokenizer.from_pretrained(where)
+            return AutoConfig.from_pretrained(where), AutoTokenizer.from_pretrained(where)
+
+    try:
+        config, tokenizer = locate_model(model).read(read)
     except (OSError, ValueError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"--model: cannot read the tokenizer of {model!r}: {reason}") from None

@@ -6,7 +6,7 @@ and ten of 10 tokens; each becomes ``"<text>. {}"``, and ``"{}"`` (no context) c
 
 Texts start from the seed words of the published code and are sampled top-k (k = 5) with a fixed
 seed (:mod:`.sampled_text`). They are computed once per model and cached on disk, so every
-process and every run of a model uses the same templates.
+process and every run of a model uses the same templates (a damaged cache entry is sampled again).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_kedit.editors.sampled_text import sample
-from pytest_kedit.storage.cache import build_once, entry_path
+from pytest_kedit.storage.cache import entry_path
+from pytest_kedit.storage.verified import read_entry
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -34,9 +35,16 @@ def context_templates(loaded: LoadedModel, length_params: list[list[int]]) -> li
 
     def build(tmp: Path) -> None:
         templates = ["{}"] + [t for length, count in length_params for t in _sample(loaded, length, count)]
-        tmp.write_text(json.dumps(templates, indent=1))
+        tmp.write_text(json.dumps(templates, indent=1), encoding="utf-8")
 
-    return json.loads(build_once(path, build).read_text())
+    return read_entry(path, _read, build)
+
+
+def _read(path: Path) -> list[str]:
+    templates = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+        raise ValueError("not a list of templates")
+    return templates
 
 
 def _sample(loaded: LoadedModel, length: int, count: int) -> list[str]:

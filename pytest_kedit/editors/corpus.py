@@ -26,7 +26,8 @@ from safetensors.torch import save as save_safetensors
 
 from pytest_kedit.editors.sampled_text import sample
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.storage.cache import build_once, entry_path
+from pytest_kedit.storage.cache import entry_path
+from pytest_kedit.storage.verified import read_entry
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -155,4 +156,4 @@ def sampled_windows(loaded: LoadedModel, n_samples: int) -> list[list[int]]:
         rows = sample(loaded, batches, width, SAMPLING_TOP_K, SEED, exact_length=True, progress="sampling a corpus from the model")
         tmp.write_bytes(save_safetensors({"ids": torch.cat(rows).to(torch.int32)}))
 
-    return load_safetensors(build_once(path, build).read_bytes())["ids"].tolist()
+    return read_entry(path, lambda entry: load_safetensors(entry.read_bytes())["ids"].tolist(), build)

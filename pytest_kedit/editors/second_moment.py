@@ -2,7 +2,7 @@
 
 ROME whitens its rank-one update with C⁻¹; MEMIT weighs the keys it must preserve with λC. C and
 C⁻¹ are computed once per model × module × corpus × sample count × dtype and cached on disk as
-safetensors (``cache.build_each_once``), so concurrent pytest-xdist workers compute each entry
+safetensors (``verified.read_entries``: verified when read, computed again when damaged), so concurrent pytest-xdist workers compute each entry
 once; the statistics of all the modules missing from the cache come from one pass over the corpus.
 """
 
@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from pytest_kedit.editors.corpus import BATCH_TOKENS, Corpus, corpus_windows, reachable, resolve_corpus, seq_len
 from pytest_kedit.errors import ConfigError, KeditError
 from pytest_kedit.model.tracing import Trace, pad
-from pytest_kedit.storage.cache import build_each_once, entry_path
+from pytest_kedit.storage.cache import entry_path
+from pytest_kedit.storage.verified import read_entries
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -54,17 +55,20 @@ def second_moments(
         corpus = reachable(corpus)
         paths = {m: _entry_path(loaded, m, corpus, n_samples, dtype) for m in modules}
     module_of = {path: m for m, path in paths.items()}
+    computed = False
 
     def build(temporary: dict[Path, Path]) -> None:
+        nonlocal computed
+        computed = True
         missing = [module_of[path] for path in temporary]
         windows = corpus_windows(loaded, corpus, n_samples)
         for m, entry in _compute(loaded, missing, windows, corpus, _DTYPES[dtype]).items():
             temporary[paths[m]].write_bytes(entry)
 
-    computed = bool(build_each_once(list(paths.values()), build))
+    entries = read_entries(list(paths.values()), lambda path: _read(path, loaded.device), build)
     moments, tokens = {}, 0
     for m in modules:
-        tensors, metadata = _read(paths[m], loaded.device)
+        tensors, metadata = entries[paths[m]]
         moments[m] = SecondMoment(tensors["mom2"], tensors["inverse"])
         tokens = int(metadata["tokens"])
     info = {
@@ -119,8 +123,13 @@ def _span(modules: list[str]) -> str:
 
 
 def _read(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of an entry; KeyError or ValueError when they are not C, C⁻¹ and a token count."""
     with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        return {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+        tensors, metadata = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    if set(tensors) != {"mom2", "inverse"}:
+        raise KeyError(f"tensors {sorted(tensors)}, not mom2 and inverse")
+    int(metadata["tokens"])
+    return tensors, metadata
 
 
 def _entry_path(loaded: LoadedModel, module: str, corpus: Corpus, n_samples: int, dtype: str) -> Path:

@@ -23,16 +23,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.storage.cache import build_once, entry_path
+from pytest_kedit.storage.cache import entry_path
+from pytest_kedit.storage.verified import read_entry
 
 if TYPE_CHECKING:  # imported where used: the checks before a run read EMBEDDED_MODELS without loading them
     from transformers import PreTrainedModel
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -217,11 +220,14 @@ def load_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model, tokenizer
 
 
-def convert_once(target: Path, load: Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]) -> Path:
-    """Save ``load()``'s model (safetensors) and tokenizer as directory ``target``, once.
+def convert_once(target: Path, load: Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]],
+                 read: Callable[[Path], T]) -> T:
+    """``read(target)`` of the directory where ``load()``'s model (safetensors) and tokenizer are
+    saved once: a verified cache entry (:func:`~pytest_kedit.storage.verified.read_entry`), saved
+    again when damaged.
 
     Concurrent callers (pytest-xdist workers) wait on a file lock; one of them calls ``load``
-    and the directory appears atomically when complete. Returns ``target``.
+    and the directory appears atomically when complete.
     """
 
     def build(tmp: Path) -> None:
@@ -229,11 +235,12 @@ def convert_once(target: Path, load: Callable[[], tuple[PreTrainedModel, PreTrai
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return build_once(target, build)
+    return read_entry(target, read, build)
 
 
-def embedded_model_dir(spec: EmbeddedModel) -> Path:
-    """The converted model directory of an embedded alias, converting it on first use."""
+def read_converted(spec: EmbeddedModel, read: Callable[[Path], T]) -> T:
+    """``read(directory)`` of the converted model of an embedded alias, converting it on first use
+    and again when it is damaged."""
     target = spec.cache_path()
 
     def load() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -241,5 +248,4 @@ def embedded_model_dir(spec: EmbeddedModel) -> Path:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.tmp-scratch-") as scratch:
             return load_gguf(assemble_gguf(spec, Path(scratch)))
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return convert_once(target, load)
+    return convert_once(target, load, read)

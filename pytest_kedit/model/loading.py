@@ -100,8 +100,8 @@ def load_model(
     location = locate_model(name)
     where = location.folder_or_id()
     try:
-        model, tokenizer = _from_pretrained(where, torch_device, torch_dtype,
-                                            trust_remote_code and location.embedded is None)
+        model, tokenizer = location.read(lambda folder_or_id: _from_pretrained(
+            folder_or_id, torch_device, torch_dtype, trust_remote_code and location.embedded is None))
     except (OSError, ValueError) as exc:
         raise ConfigError(_load_failure(location, where, exc)) from exc
     source, fingerprint = _provenance(location, where, model)
@@ -121,9 +121,8 @@ def load_model(
 
 
 def _load_failure(location: ModelLocation, where: str | Path, exc: Exception) -> str:
-    """Why the model at ``where`` could not be read; for a hub id, everything that was tried."""
-    if location.embedded is not None:
-        return f"the cached conversion {where} is unreadable ({exc}); delete it to convert again"
+    """Why the model at ``where`` (a local folder or a hub id; an embedded alias's conversion that
+    cannot be read is made again) could not be read; for a hub id, everything that was tried."""
     if location.folder is not None:
         return f"could not load the model in local directory {where}: {exc}"
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")

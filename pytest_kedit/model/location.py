@@ -7,10 +7,14 @@ so the checks before a run (:mod:`pytest_kedit.run.preflight`) use it as the loa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from pytest_kedit.model.embedded_models import EMBEDDED_MODELS, EmbeddedModel, embedded_model_dir
+from pytest_kedit.model.embedded_models import EMBEDDED_MODELS, EmbeddedModel, read_converted
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,18 @@ class ModelLocation:
 
     def folder_or_id(self) -> str | Path:
         """What transformers' ``from_pretrained`` reads: the embedded alias's converted folder
-        (converted on its first use, which loads transformers), the local folder, or the hub id."""
+        (made by :meth:`read`), the local folder, or the hub id."""
         if self.embedded is not None:
-            return embedded_model_dir(self.embedded)
+            return self.embedded.cache_path()
         return self.folder if self.folder is not None else self.name
+
+    def read(self, read: Callable[[str | Path], T]) -> T:
+        """``read(folder_or_id())``. An embedded alias's folder is a verified cache entry, converted
+        on its first use (which loads transformers) and again when it is damaged
+        (:func:`~pytest_kedit.model.embedded_models.read_converted`)."""
+        if self.embedded is not None:
+            return read_converted(self.embedded, read)
+        return read(self.folder_or_id())
 
 
 def locate_model(name: str) -> ModelLocation:

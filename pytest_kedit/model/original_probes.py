@@ -1,10 +1,11 @@
 """Probabilities under the original model θ, remembered on disk.
 
 They do not depend on the editing method, so a run of ROME after a run of FT on the same model
-reuses them. Each remembered batch of probabilities is one cache entry (``cache.build_once``) in a
+reuses them. Each remembered batch of probabilities is one cache entry (``verified.read_entry``) in a
 folder per model fingerprint × dtype × device type × ``probe.PROBE_VERSION`` (× the probe keeping prompts' trailing spaces,
 ``--kedit-protocol=upstream``, which gives other probabilities after such a prompt); opening the
-folder reads every entry, so a pair measured in any earlier batch, by any process, is found again.
+folder reads every entry, so a pair measured in any earlier batch, by any process, is found again;
+a damaged entry is removed, and its pairs are measured again when asked for.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 
 from pytest_kedit.model.probe import PROBE_VERSION
-from pytest_kedit.storage.cache import build_once, cache_key, entry_path
+from pytest_kedit.storage.cache import cache_key, entry_path
+from pytest_kedit.storage.verified import read_entry, read_or_drop
 
 
 class OriginalProbes:
@@ -28,7 +30,7 @@ class OriginalProbes:
         self.folder = entry_path("original-probes", "probes", *key)
         self.values: dict[str, float] = {}
         for entry in sorted(self.folder.glob("*.json")):
-            self.values.update(json.loads(entry.read_text()))
+            self.values.update(read_or_drop(entry, _read) or {})
 
     def lookup(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray | None:
         """The remembered probabilities of all ``pairs``, or None if any is missing."""
@@ -42,6 +44,14 @@ class OriginalProbes:
         self.values.update(entry)
 
         def write(tmp: Path) -> None:
-            tmp.write_text(json.dumps(entry))
+            tmp.write_text(json.dumps(entry), encoding="utf-8")
 
-        build_once(self.folder / f"{cache_key(*entry)}.json", write)
+        read_entry(self.folder / f"{cache_key(*entry)}.json", _read, write)
+
+
+def _read(path: Path) -> dict[str, float]:
+    """A remembered batch: pair key -> probability; ValueError when it is not one."""
+    values = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(values, dict) or not all(isinstance(p, float) for p in values.values()):
+        raise ValueError("not a mapping of pairs to probabilities")
+    return values

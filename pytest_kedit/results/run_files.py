@@ -5,8 +5,9 @@ A report folder holds one run (one model × method):
 
 - ``cases.jsonl``: one :class:`~pytest_kedit.results.record.CaseRecord` per line, appended as cases
   finish (:class:`CaseLog`) and rewritten sorted by ``case_id`` at the end (:func:`write_report`);
-- ``run.json``: ``{"provenance": ...}``, what the cases depend on, written with the first case
-  (:mod:`pytest_kedit.run.resume` reads it to continue an interrupted run);
+- ``run.json``: ``{"provenance": ..., "cases_expected": N}``, what the cases depend on and how
+  many cases the run has, written with the first case (:mod:`pytest_kedit.run.resume` reads it to
+  continue an interrupted run; :func:`load_run` reads a run killed before its summary from it);
 - ``summary.json``: the run summary (:class:`~pytest_kedit.results.summary.RunSummary`) with
   ``counts`` and ``intervals``;
 - ``table1.md`` / ``table2.md``: the paper's Table 1 and Table 2 for the run, each followed by
@@ -18,17 +19,19 @@ Every file but the case log is replaced atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, TextIO
+from typing import Any, BinaryIO, NamedTuple
 
+from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summary, intervals, run_counts, sorted_records
-from pytest_kedit.results.record import CaseRecord, RecordError
+from pytest_kedit.results.record import CaseRecord, RecordError, outcome_counts
 from pytest_kedit.results.shard_merge import is_shard, merge_shards
 from pytest_kedit.results.summary import RunSummary
 from pytest_kedit.results.tables import TableRow, paper_tables, relation_table
@@ -63,8 +66,8 @@ class ReportError(KeditError):
 
 
 class CaseLog:
-    """``DIR/cases.jsonl`` of a new run: one line per finished case, flushed at once, so an
-    interrupted run keeps every case it finished.
+    """``DIR/cases.jsonl`` of a new run: one line per finished case, written through at once, so
+    an interrupted run keeps every case it finished.
 
     Nothing in ``DIR`` is touched until the first case is appended: a run that never finishes
     a case (``--collect-only``, a usage error, a crash while loading the model) leaves a
@@ -76,33 +79,45 @@ class CaseLog:
     def __init__(self, directory: str | os.PathLike[str], resume: bool = False):
         self.path = Path(directory) / CASES_FILE
         self.resume = resume
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._provenance_written = False
 
-    def append(self, record: CaseRecord, provenance: Mapping[str, Any] | None = None) -> None:
-        """Write ``record`` as one line and flush it; the first ``provenance`` given goes to
-        ``run.json`` (kept when resuming a folder that has one)."""
+    def append(self, record: CaseRecord, provenance: Mapping[str, Any] | None = None,
+               cases_expected: int | None = None) -> None:
+        """Write ``record`` as one line; the first ``provenance`` given goes to ``run.json``, with
+        ``cases_expected`` when known (kept when resuming a folder that has one).
+        :class:`ReportError` naming the file when it cannot be written (a full disk): the lines
+        written before are kept whole."""
         if self._file is None:
             self._file = self._start()
-        self._file.write(record.to_json() + "\n")
-        self._file.flush()
+        line = (record.to_json() + "\n").encode("utf-8")
+        start = self._file.tell()
+        try:
+            written = 0
+            while written < len(line):
+                written += self._file.write(line[written:]) or 0
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # no half line left behind
+                os.ftruncate(self._file.fileno(), start)
+            raise ReportError(self.path, f"cannot write: {exc.strerror or exc}") from None
         if provenance is not None and not self._provenance_written:
             run_file = self.path.parent / RUN_FILE
             if not (self.resume and run_file.is_file()):
-                _write_text(run_file, json.dumps({"provenance": provenance}, sort_keys=True, indent=2) + "\n")
+                facts = {"provenance": provenance, **({} if cases_expected is None else {"cases_expected": cases_expected})}
+                _write_text(run_file, json.dumps(facts, sort_keys=True, indent=2) + "\n")
             self._provenance_written = True
 
-    def _start(self) -> TextIO:
+    def _start(self) -> BinaryIO:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, RELATIONS_FILE, *(() if self.resume else (RUN_FILE,))):
                 (folder / name).unlink(missing_ok=True)
             if not self.resume:
-                return self.path.open("w", encoding="utf-8")
+                return self.path.open("wb", buffering=0)
             if self.path.is_file():
                 drop_torn_line(self.path)
-            return self.path.open("a", encoding="utf-8")
+            return self.path.open("ab", buffering=0)
         except OSError as exc:
             raise ReportError(folder, f"cannot write the report: {exc.strerror or exc}") from None
 
@@ -192,14 +207,48 @@ def load_run(directory: str | os.PathLike[str]) -> tuple[RunSummary, list[CaseRe
     :meth:`RunSummary.from_json <pytest_kedit.results.summary.RunSummary.from_json>`, the records
     as :func:`read_cases` reads them.
 
+    A run killed before it wrote ``summary.json`` is read from ``cases.jsonl`` and ``run.json``
+    (:func:`unfinished_summary`).
+
     Raises :class:`ReportError` naming the folder when it does not exist, and a KeditError naming
-    the file (and line) when ``summary.json`` or ``cases.jsonl`` is missing or malformed.
+    the file (and line) when ``summary.json`` (or ``run.json``) or ``cases.jsonl`` is missing or
+    malformed.
     """
     target = Path(directory)
     if not target.is_dir():
         raise ReportError(target, "a file, not a report directory" if target.exists() else "no such report directory")
-    summary_file = target / SUMMARY_FILE
-    return RunSummary.from_json(_read_text(summary_file), summary_file), read_cases(target / CASES_FILE)
+    summary_file, run_file = target / SUMMARY_FILE, target / RUN_FILE
+    records = read_cases(target / CASES_FILE)
+    if summary_file.exists() or not run_file.exists():
+        return RunSummary.from_json(_read_text(summary_file), summary_file), records
+    return unfinished_summary(run_file, records), records
+
+
+def unfinished_summary(run_file: Path, records: Sequence[CaseRecord]) -> RunSummary:
+    """The summary of a run that has cases and ``run_file`` but no ``summary.json``: what its
+    provenance says, not complete; what only a summary records (device, timings, the
+    statistics) is unknown, and so are the cases expected when ``run.json`` does not say."""
+    try:
+        facts = json.loads(_read_text(run_file))
+    except json.JSONDecodeError as exc:
+        raise ReportError(run_file, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
+    recorded = facts.get("provenance") if isinstance(facts, dict) else None
+    if not isinstance(recorded, dict):
+        raise ReportError(run_file, "field 'provenance' must be an object")
+    version = recorded.get("package_version")
+    summary = {
+        **{name: recorded.get(name) for name in ("model", "method", "model_fingerprint", "editor_fingerprint",
+                                                  "seed", "distortion_scaling", "protocol")},
+        "thresholds": recorded.get("thresholds") or [], "hparams": recorded.get("hparams") or {},
+        "data": {"source": None, "fingerprint": recorded.get("data_fingerprint"),
+                 "files": recorded.get("data_files") or {}},
+        "versions": {"pytest_kedit": version} if isinstance(version, str) else {},
+        "splits": [split for split in SPLITS if any(record.split == split for record in records)],
+        "hparams_file": None, "device": "unknown", "dtype": "unknown", "limit": None, "sample": None, "shard": None,
+        "model_source": None, "statistics": {}, "timings": {}, "outcomes": outcome_counts(records),
+        "complete": False, "cases_done": len(records), "cases_expected": facts.get("cases_expected", len(records)),
+    }
+    return RunSummary.from_json(summary, run_file)
 
 
 class Runs(NamedTuple):
@@ -211,17 +260,20 @@ class Runs(NamedTuple):
     sources: dict[RunKey, list[str]]
 
     def notes(self) -> str:
-        """One paragraph per model × method found in several folders that are not shards, and
-        one per merge of shards that lacks a shard."""
+        """One paragraph per model × method found in several folders that are not shards, one
+        per merge of shards that lacks a shard, and one per run that did not finish."""
         notes = []
         for (model, method), paths in self.sources.items():
             summary = self.by_key[(model, method)][0]
             if summary.shards is not None:
                 if summary.shards_missing:
                     notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
-            elif len(paths) > 1:
+                continue
+            if len(paths) > 1:
                 notes.append(f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
                              f"each split comes from the last of them that ran it.")
+            if not summary.complete:
+                notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
         return "".join(notes)
 
 

@@ -1,14 +1,15 @@
 """Checks of everything a user passed, made before any model loads.
 
 A run that would fail on its first case (an unknown method, a typo in the hyper-parameters, a
-model that is not there, a device that is not there, a report path that is a file) fails here
-instead, in one line, also under ``--collect-only``; minutes of model loading are not spent
-first. The checks read files and configurations only; nothing here loads weights.
+model that is not there, a device that is not there, a report path that is a file, a cache that
+cannot be written) fails here instead, in one line, also under ``--collect-only``; minutes of
+model loading are not spent first. The checks read files and configurations only; nothing here loads weights.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pytest_kedit.model.devices import resolve_device, resolve_dtype
 from pytest_kedit.model.embedded_models import EMBEDDED_MODELS
 from pytest_kedit.model.location import locate_model
 from pytest_kedit.run.options import KeditOptions
+from pytest_kedit.storage.cache import ENV_CACHE_DIR, cache_dir
 
 
 def check_options(options: KeditOptions) -> None:
@@ -38,6 +40,7 @@ def check_options(options: KeditOptions) -> None:
     except ConfigError as exc:
         raise ConfigError(f"--kedit-dtype: {exc}") from None
     check_model(options.model)
+    check_cache()
     if options.report:
         check_report_folder(Path(options.report))
 
@@ -86,6 +89,19 @@ def check_model(name: str) -> None:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--kedit-model: {name!r} is not in the Hugging Face cache {HF_HUB_CACHE} and the hub "
                           f"cannot be reached ({reason}); {alternatives}") from None
+
+
+def check_cache() -> None:
+    """The cache folder can be written (a run remembers probabilities there, and converts or
+    computes there what the cache lacks): it is created if needed, and a file made in it."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"the cache folder {folder} cannot be written ({exc.strerror or exc}); make it writable, "
+                          f"or set {ENV_CACHE_DIR} to a folder that can be") from None
 
 
 def check_report_folder(folder: Path) -> None:

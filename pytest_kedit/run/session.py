@@ -40,7 +40,7 @@ from pytest_kedit.dataset.sources import Entry, Suite, load_suite
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.results.provenance import provenance
 from pytest_kedit.results.record import PHASES, CaseRecord, outcome_counts
-from pytest_kedit.results.run_files import CaseLog, RunReport, run_report, write_report
+from pytest_kedit.results.run_files import CaseLog, ReportError, RunReport, run_report, write_report
 from pytest_kedit.results.summary import RunData, RunSummary
 from pytest_kedit.run.options import KeditOptions
 from pytest_kedit.run.resume import PreviousRun, merged, read_previous
@@ -287,6 +287,8 @@ class Collector:
     reused: int = 0
     #: cases whose test errored in its setup: their data cannot run
     bad_data: int = 0
+    #: why the report folder could not be written (a full disk): the case log stopped there
+    report_error: str | None = None
 
     def __post_init__(self) -> None:
         if self.options.report:
@@ -299,12 +301,18 @@ class Collector:
 
     def add(self, record: CaseRecord, provenance: dict[str, Any] | None = None) -> None:
         """Keep ``record`` and log it (with the provenance of the process that made it), unless it
-        is the very record the resumed folder already holds."""
+        is the very record the resumed folder already holds. A log that cannot be written is
+        closed, with what it already holds, and :attr:`report_error` says why."""
         self.records.append(record)
         if self.previous.get(record.case_id) == record:
             self.reused += 1
         elif self.log is not None:
-            self.log.append(record, provenance)
+            try:
+                self.log.append(record, provenance, self.expected)
+            except ReportError as exc:
+                self.report_error = str(exc)
+                self.log.close()
+                self.log = None
 
     def add_report(self, record: CaseRecord, provenance: dict[str, Any] | None, nodeid: str, outcome: str,
                    xfailed: bool, bad_data: bool) -> None:
@@ -402,12 +410,16 @@ class Collector:
 
     def finish(self, suite: Suite | None, interrupted: bool = False) -> RunReport:
         """The run's report (summary, tables, per-relation breakdown), written to the report
-        folder when there is one."""
+        folder when there is one and it could be written so far; :attr:`report_error` says why
+        it could not be written."""
         summary = self.summary(suite, interrupted)
         if self.log is not None:
             self.log.close()
-        if self.options.report:
-            return write_report(self.options.report, summary, self.run_records())
+        if self.options.report and self.report_error is None:
+            try:
+                return write_report(self.options.report, summary, self.run_records())
+            except ReportError as exc:
+                self.report_error = str(exc)
         return run_report(summary, self.run_records())
 
 

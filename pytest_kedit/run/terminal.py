@@ -60,7 +60,7 @@ def table_lines(run: RunReport, options: KeditOptions, paper: Sequence[str]) -> 
 
 def case_notes(collector: Collector) -> list[Line]:
     """How many cases could not run for bad data (red), how many a resumed run reported from
-    their records, and the report folder written."""
+    their records, and the report folder written (or, red, why not)."""
     options, lines = collector.options, []
     if collector.bad_data:
         lines.append((f"{collector.bad_data} case{'s' if collector.bad_data != 1 else ''} could not run: bad data "
@@ -68,9 +68,21 @@ def case_notes(collector: Collector) -> list[Line]:
     if options.resume:
         lines.append((f"resumed {options.report}: {collector.reused} cases reported from their records, "
                       f"{len(collector.records) - collector.reused} run", False))
-    if options.report:
+    if collector.report_error is not None:
+        lines.append((f"kedit: report {options.report} not written: {collector.report_error} "
+                      "(the cases it already held are kept)", True))
+    elif options.report:
         lines.append((f"report written to {options.report}", False))
     return lines
+
+
+def terminated_line(collector: Collector, run: RunReport) -> Line:
+    """What a run stopped by SIGTERM (:mod:`pytest_kedit.run.termination`) kept, and how to go on."""
+    done, report = len(run.records), collector.options.report
+    if not report or collector.report_error is not None:
+        return "kedit: stopped by SIGTERM, as by Ctrl-C", True
+    return (f"kedit: stopped by SIGTERM, as by Ctrl-C: {done} finished case{'' if done == 1 else 's'} kept in "
+            f"{report}, --kedit-resume continues the run"), True
 
 
 def html_lines(run: RunReport, options: KeditOptions) -> list[Line]:

@@ -29,6 +29,9 @@ from pytest_kedit.run.junit import junit_properties
 RECORD_PROPERTY = "kedit"
 #: The user property that carries the provenance of the process that ran the case.
 PROVENANCE_PROPERTY = "kedit_provenance"
+#: The user property of a line for the user that arose in the process that ran the test
+#: (:mod:`pytest_kedit.run.notices`).
+NOTICE_PROPERTY = "kedit_notice"
 #: The key of a worker's process facts in pytest-xdist's ``workeroutput``.
 PROCESS_OUTPUT = "kedit_process"
 #: The key under which pytest-xdist hands the controller the line a worker stopped its session with.
@@ -63,6 +66,17 @@ def unpack_case(properties: Sequence[Property]) -> tuple[CaseRecord | None, dict
         elif name not in (RECORD_PROPERTY, PROVENANCE_PROPERTY):
             rest.append((name, value))
     return record, provenance, rest
+
+
+def pack_notices(lines: Sequence[str]) -> list[Property]:
+    """The user properties that carry ``lines`` (:mod:`pytest_kedit.run.notices`) to the controller."""
+    return [(NOTICE_PROPERTY, line) for line in lines]
+
+
+def unpack_notices(properties: Sequence[Property]) -> tuple[list[str], list[Property]]:
+    """The lines :func:`pack_notices` put in ``properties``, and ``properties`` without them."""
+    lines = [str(value) for name, value in properties if name == NOTICE_PROPERTY]
+    return lines, [(name, value) for name, value in properties if name != NOTICE_PROPERTY]
 
 
 def pack_process(workeroutput: MutableMapping[str, Any], info: dict[str, Any] | None) -> None:

@@ -4,8 +4,9 @@ EasyEdit MEND archives.
 A trained checkpoint is ``<cache>/mend/<model>/mend-<key>.safetensors`` (the network's tensors,
 EasyEdit's names) with its manifest beside it (``.json``: model and data fingerprints, the split,
 hyper-parameters, steps, validation figures). The key is the model fingerprint, the edited weights
-and the network layout, so the editor finds the network that fits. Both files are written and read
-under the entry's file lock. Only tensors are ever loaded: safetensors, or ``torch.load`` with
+and the network layout, so the editor finds the network that fits. Both files are written under
+the entry's file lock, each with its digest, and verified when read: a damaged network cannot be
+made again here, so it is refused in one line saying how to train it again. Only tensors are ever loaded: safetensors, or ``torch.load`` with
 ``weights_only=True``; an archive that needs anything else unpickled is refused.
 """
 
@@ -27,6 +28,8 @@ from pytest_kedit.editors.mend.network import MENDNetwork
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
 from pytest_kedit.storage.cache import entry_path, locked
+from pytest_kedit.storage.digest import write_digest
+from pytest_kedit.storage.verified import read_or_refuse
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -54,14 +57,20 @@ def network_fingerprint(network: MENDNetwork) -> str:
 
 
 def publish(path: Path, network: MENDNetwork, manifest: dict[str, Any]) -> None:
-    """Write the checkpoint and its manifest to the cache entry ``path``, under its lock."""
+    """Write the checkpoint and its manifest to the cache entry ``path``, with their digests
+    (:mod:`~pytest_kedit.storage.digest`), under its lock."""
     with locked(path):
         atomic_write_bytes(path, save_safetensors(network_tensors(network)))
         atomic_write_text(manifest_path(path), json.dumps(manifest, indent=2, default=str))
+        write_digest(path)
+        write_digest(manifest_path(path))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads(manifest_path(path).read_text())
+    """The manifest of the checkpoint ``path``; ValueError when it is not a JSON object."""
+    manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict):
+        raise ValueError("not a JSON object")
     return manifest
 
 
@@ -69,14 +78,13 @@ def load_trained(network: MENDNetwork, loaded: LoadedModel) -> str:
     """Load the trained checkpoint of ``loaded`` into ``network``; say where it came from. No
     checkpoint is a one-line error that says how to train one."""
     path = trained_path(loaded, network)
-    with locked(path):
-        if not path.exists():
-            raise ConfigError(
-                f"no trained MEND network for {loaded.name}: train one with `kedit train-mend --model {loaded.name} "
-                f"--from DATA --out DIR` (see docs/editors.md#mend), or set mend_archive in --kedit-hparams"
-            )
-        tensors = load_safetensors(path.read_bytes())
-        manifest = read_manifest(path)
+    train = f"`kedit train-mend --model {loaded.name} --from DATA --out DIR` (see docs/editors.md#mend)"
+    if not path.exists():
+        raise ConfigError(f"no trained MEND network for {loaded.name}: train one with {train}, "
+                          "or set mend_archive in --kedit-hparams")
+    remedy = f"a run cannot make it again: train it again with {train}"
+    tensors = read_or_refuse(path, lambda entry: load_safetensors(entry.read_bytes()), remedy)
+    manifest = read_or_refuse(manifest_path(path), lambda _: read_manifest(path), remedy)
     _load_into(network, tensors, str(path))
     return f"{path} (trained {manifest.get('steps')} steps on {manifest.get('data', {}).get('source')})"
 
@@ -92,7 +100,10 @@ def load_archive(network: MENDNetwork, archive: str) -> str:
     if not path.is_file():
         raise ConfigError(f"mend_archive {path}: no such file")
     if path.suffix == ".safetensors":
-        state: Any = load_safetensors(path.read_bytes())
+        try:
+            state: Any = load_safetensors(path.read_bytes())
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type on bad bytes
+            raise ConfigError(f"mend_archive {path}: unreadable: {str(exc).splitlines()[0]}") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
