@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_mend import TINY, trained_like
-from test_resume import PROVENANCE, _interruptible, case_set, make_project, pytest_command, record, run_env, write_log
+from test_resume import PROVENANCE, _interruptible, case_set, make_project, pytest_command, record, run_env
 from test_rome import TINY_STATISTICS, one_thread_and_private_cache, tiny_loaded  # noqa: F401
 from tiny_models import tiny_model
 
@@ -29,7 +29,7 @@ from pytest_kedit.editors.second_moment import second_moments
 from pytest_kedit.model.embedded_models import convert_once
 from pytest_kedit.model.loading import load_model
 from pytest_kedit.model.original_probes import OriginalProbes
-from pytest_kedit.results.run_files import RUN_FILE, ReportError, load_run, load_runs, merge_tables
+from pytest_kedit.results.run_files import RUN_FILE, CaseLog, ReportError, load_run, load_runs, merge_tables
 from pytest_kedit.storage import digest
 from pytest_kedit.storage.cache import cache_dir
 from pytest_kedit.storage.digest import digest_path
@@ -249,13 +249,17 @@ def test_a_damaged_mend_network_is_refused_in_one_line_saying_how_to_train_it_ag
 
 
 def test_a_folder_without_summary_is_read_from_its_cases_and_run_json_and_labelled_partial(tmp_path: Path):
-    write_log(tmp_path, [record("coverage-0000"), record("coverage-0001", "failed")])
+    with CaseLog(tmp_path) as log:
+        log.append(record("coverage-0000"), PROVENANCE, cases_expected=10)
+        log.append(record("coverage-0001", "failed"), PROVENANCE, cases_expected=10)
     summary, records = load_run(tmp_path)
     assert [r.case_id for r in records] == ["coverage-0000", "coverage-0001"]
-    assert (summary["model"], summary["method"], summary["complete"], summary["cases_done"]) == ("tiny", "ft", False, 2)
-    assert summary["hparams"] == PROVENANCE["hparams"] and summary["thresholds"] == PROVENANCE["thresholds"]
+    assert (summary.model, summary.method, summary.complete, summary.cases_done, summary.cases_expected) == (
+        "tiny", "ft", False, 2, 10)
+    assert summary.provenance() == {**PROVENANCE, "thresholds": ["cs>=1.0"],
+                                    "protocol_version": summary.provenance()["protocol_version"]}
     table1, table2 = merge_tables(load_runs([tmp_path]))
-    note = "Note: tiny / ft: partial: 2 cases (the run did not finish)."
+    note = "Note: tiny / ft: partial: 2 of 10 cases (the run did not finish)."
     assert table1.endswith(note) and table2.endswith(note)
     (tmp_path / RUN_FILE).unlink()
     with pytest.raises(ReportError, match=r"summary.json: missing"):
@@ -364,7 +368,7 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_and_the_folder_is_reported_and_res
     for name in ("cases.jsonl", "run.json"):
         (killed / name).write_bytes((report / name).read_bytes())
     shown = kedit("report", str(killed))
-    assert shown.returncode == 0 and f"partial: {done} cases (the run did not finish)" in shown.stdout
+    assert shown.returncode == 0 and f"partial: {done} of 10 cases (the run did not finish)" in shown.stdout
 
     resumed = subprocess.run(pytest_command(report, "--kedit-resume", *workers), cwd=project, env=run_env(cache),
                              capture_output=True, text=True, check=False)
@@ -450,4 +454,4 @@ def test_a_disk_that_fills_while_the_report_is_written_costs_one_line_and_nothin
     written = (report / "cases.jsonl").read_text()
     assert written.endswith("\n") and 1 <= len(written.splitlines()) < 10
     shown = kedit("report", str(report))
-    assert shown.returncode == 0 and f"partial: {len(written.splitlines())} case" in shown.stdout
+    assert shown.returncode == 0 and f"partial: {len(written.splitlines())} of 10 cases" in shown.stdout

@@ -247,6 +247,7 @@ def unfinished_summary(run_file: Path, records: Sequence[CaseRecord]) -> RunSumm
         "hparams_file": None, "device": "unknown", "dtype": "unknown", "limit": None, "sample": None, "shard": None,
         "model_source": None, "statistics": {}, "timings": {}, "outcomes": outcome_counts(records),
         "complete": False, "cases_done": len(records), "cases_expected": facts.get("cases_expected", len(records)),
+        "counts": None, "intervals": None,
     }
     return RunSummary.from_json(summary, run_file)
 
