@@ -1,3 +1,4 @@
 """Files that several processes share, knowing nothing of the benchmark: the cache folder and its
-locks, atomic writes, and JSON-lines logs that survive a process killed mid-line.
+locks, cache entries verified against their digests when read (rebuilt once when damaged),
+atomic writes, and JSON-lines logs that survive a process killed mid-line.
 """
