@@ -19,7 +19,7 @@ def run_summary(**fields: Any) -> RunSummary:
         model="m", method="ft", hparams_file=None, device="auto", dtype="auto", splits=tuple(SPLITS), limit=None,
         sample=None, shard=None, seed=0, distortion_scaling="paper", protocol="paper",
         thresholds=parse_thresholds([], defaults=False), hparams={}, model_source=None, model_fingerprint="f",
-        editor_fingerprint=None, statistics={}, data=RunData("builtin", "abc", {}), versions={"pytest_kedit": "0.1.0"},
+        editor_fingerprint=None, probe_version=2, statistics={}, data=RunData("builtin", "abc", {}), versions={"pytest_kedit": "0.1.0"},
         complete=True, cases_expected=0, cases_done=0, outcomes={}, timings={},
     )
     return RunSummary(**{**defaults, **fields})

@@ -24,6 +24,7 @@ from pytest_kedit.ci.baseline import (
     read_baseline,
     safe_name,
     update_baseline,
+    version_note,
 )
 from pytest_kedit.ci.regression import judge, verdict_line
 from pytest_kedit.results.provenance import DATA_FILES, PROVENANCE_FIELDS
@@ -196,6 +197,25 @@ def test_a_bad_baseline_is_one_line_naming_the_file(tmp_path: Path, text: str, w
     assert words in message and str(path) in message and "\n" not in message
 
 
+def test_a_baseline_made_by_an_earlier_version_judges_a_run_of_a_later_one_that_measures_the_same(tmp_path: Path):
+    path = tmp_path / "b.json"
+    made = PROVENANCE | {"package_version": "0.1.0", "protocol_version": 1, "probe_version": 2}
+    path.write_text(baseline_text(made, [case("reverse", 1, cs_imp=0.0)]))
+    baseline = read_baseline(path)
+    upgraded = made | {"package_version": "0.2.0"}
+    assert baseline_difference(baseline, upgraded) is None
+    assert version_note(baseline, made) is None and version_note(baseline, made | {"package_version": None}) is None
+    note = version_note(baseline, upgraded)
+    assert note is not None and "\n" not in note
+    assert note.startswith(f"baseline {path} was made by pytest-kedit 0.1.0, this run by 0.2.0;")
+    assert "protocol version 1, probe version 2" in note
+    for field in ("protocol_version", "probe_version"):  # what a case measures is still matched
+        assert baseline_difference(baseline, upgraded | {field: 3}) == f"{field}: {made[field]!r} recorded, 3 now"
+    written, line = update_baseline(path, upgraded, [case("reverse", 2, cs_imp=1.0)], True, 1, 1)
+    assert written and line.endswith("updated: 1 cases from this run, 1 kept")
+    assert read_baseline(path).provenance["package_version"] == "0.2.0"
+
+
 def test_a_missing_baseline_says_how_to_create_it(tmp_path: Path):
     with pytest.raises(BaselineError, match=r"b\.json does not exist; create it with --kedit-update-baseline$"):
         read_baseline(tmp_path / "b.json")
@@ -317,6 +337,22 @@ def test_update_then_gate_then_a_changed_or_worse_run(project: pytest.Pytester, 
     regressed = [r for r in records if r["verdict"] == "regressed"]
     assert regressed and all(r["outcome"] == "failed" and r["regressions"] for r in regressed)
     assert f"{len(regressed)} regressed" in one_line(worse, "baseline .kedit/baselines/")
+
+
+@pytest.mark.slow
+def test_a_baseline_written_by_one_version_gates_a_run_of_the_next(project: pytest.Pytester):
+    updated = run(project, "--kedit-update-baseline")
+    assert updated.ret == pytest.ExitCode.OK, updated.stdout.str()
+    (path,) = (project.path / ".kedit" / "baselines").rglob("ft.json")
+    data = json.loads(path.read_text())
+    now = data["provenance"]["package_version"]
+    assert now and data["provenance"]["probe_version"] == 2
+    data["provenance"]["package_version"] = "0.0.1"  # as the release before this one wrote it
+    path.write_text(json.dumps(data))
+    gated = run(project, "--kedit-baseline")
+    assert gated.ret == pytest.ExitCode.OK, gated.stdout.str()
+    line = one_line(gated, "was made by pytest-kedit")
+    assert f"was made by pytest-kedit 0.0.1, this run by {now}; the cases measure the same" in line
 
 
 @pytest.mark.parametrize(("args", "words"), [

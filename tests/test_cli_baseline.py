@@ -70,6 +70,17 @@ def test_a_baseline_from_a_run_goes_to_the_default_path_with_the_runs_provenance
     assert [record.metrics for record in baseline.cases.values()] == [r.metrics for r in BASE]
 
 
+def test_gate_without_baseline_reads_the_default_file_of_the_runs_model_and_method(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write(tmp_path / "run", BASE)
+    monkeypatch.chdir(tmp_path)
+    assert main(["gate", str(run)]) == 2
+    assert "baseline .kedit/baselines/m/ft.json does not exist" in capsys.readouterr().err
+    assert main(["baseline", str(run)]) == 0
+    assert main(["gate", str(run)]) == 0
+    assert "baseline .kedit/baselines/m/ft.json: " in capsys.readouterr().out
+
+
 def test_a_baseline_from_shards_is_the_baseline_of_the_unsharded_run(tmp_path: Path) -> None:
     whole = write(tmp_path / "whole", BASE)
     assert main(["baseline", str(whole), "--out", str(tmp_path / "whole.json")]) == 0
@@ -211,7 +222,6 @@ def test_a_baseline_made_from_real_shards_gates_the_plugins_run_and_the_shards(
     # judges the unsharded run as the shards
     gated = pytester.runpytest_subprocess(*args, "--kedit-baseline", "--kedit-gate=easy.succ>=baseline")
     assert gated.ret == pytest.ExitCode.OK, gated.stdout.str() + gated.stderr.str()
-    assert main(["gate", "shard-2", "shard-1", "--baseline", str(next(Path(".kedit").rglob("ft.json"))),
-                 "--gate=easy.succ>=baseline"]) == 0
+    assert main(["gate", "shard-2", "shard-1", "--gate=easy.succ>=baseline"]) == 0  # the file kedit baseline wrote
     out = capsys.readouterr().out
     assert "regressed" not in out and "Gates: all 1 gates held" in out

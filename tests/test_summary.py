@@ -60,7 +60,8 @@ def summaries(draw: st.DrawFn) -> RunSummary:
         shard=None if merged else draw(st.none() | shards), seed=draw(st.integers(0, 2**32)),
         distortion_scaling=draw(st.sampled_from(DISTORTION_SCALINGS)), protocol=draw(st.sampled_from(list(PROTOCOLS))),
         thresholds=draw(thresholds()), hparams=draw(json_objects), model_source=draw(optional_text),
-        model_fingerprint=draw(optional_text), editor_fingerprint=draw(optional_text), statistics=draw(json_objects),
+        model_fingerprint=draw(optional_text), editor_fingerprint=draw(optional_text),
+        probe_version=draw(st.none() | st.integers(1, 100)), statistics=draw(json_objects),
         data=RunData(draw(optional_text), draw(optional_text), draw(st.dictionaries(texts, texts, max_size=3))),
         versions=draw(st.dictionaries(texts, texts, max_size=3)), complete=draw(st.booleans()),
         cases_expected=draw(st.integers(0, 10**6)), cases_done=draw(st.integers(0, 10**6)),
@@ -88,7 +89,7 @@ def test_the_file_has_every_field_once_and_shards_only_in_a_merge(summary: RunSu
     merge_fields = {"shards", "shards_missing"}
     assert set(written) | merge_fields == {"model", "method", "hparams_file", "device", "dtype", "splits", "limit",
                                            "sample", "shard", "seed", "distortion_scaling", "protocol", "thresholds",
-                                           "hparams", "model_source", "model_fingerprint", "editor_fingerprint",
+                                           "hparams", "model_source", "model_fingerprint", "editor_fingerprint", "probe_version",
                                            "statistics", "data", "versions", "complete", "cases_expected",
                                            "cases_done", "outcomes", "timings", "counts", "intervals", *merge_fields}
     assert (merge_fields <= set(written)) == (summary.shards is not None)
@@ -98,7 +99,8 @@ def test_the_provenance_holds_what_must_agree_and_the_data_files() -> None:
     summary = run_summary(data=RunData("builtin", "abc", {"easy.json": "1" * 64}), hparams={"layers": (1, 2)},
                           thresholds=["cs>=1"], versions={"pytest_kedit": "9.9"})
     found = summary.provenance()
-    assert set(found) == {*PROVENANCE_FIELDS, "thresholds", DATA_FILES}
+    assert set(found) == {*PROVENANCE_FIELDS, "package_version", "thresholds", DATA_FILES}  # the version recorded, not matched
+    assert "package_version" not in PROVENANCE_FIELDS and found["probe_version"] == summary.probe_version == 2
     assert (found["data_fingerprint"], found[DATA_FILES], found["package_version"]) == ("abc", {"easy.json": "1" * 64}, "9.9")
     assert found["hparams"] == {"layers": [1, 2]} and found["thresholds"] == ["cs>=1.0"]
 

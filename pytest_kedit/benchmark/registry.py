@@ -58,7 +58,7 @@ class Benchmark:
     name: str
     table: int
     title: str
-    #: the parametrized fixture of its suite module (``suites/test_*.py``)
+    #: the parametrized fixture of its suite module (``pytest_kedit/suites/test_*.py``)
     fixture: str
     prompts_file: str
     parse: Callable[..., Case]

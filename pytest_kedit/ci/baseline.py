@@ -185,6 +185,18 @@ def baseline_difference(baseline: Baseline, current: Mapping[str, Any], ignore: 
     return run_difference(baseline.provenance, current, [name for name in PROVENANCE_FIELDS if name not in skipped])
 
 
+def version_note(baseline: Baseline, current: Mapping[str, Any]) -> str | None:
+    """The line saying that ``baseline`` was made by another version of pytest-kedit than the run
+    of provenance ``current`` (``package_version``), which it judges all the same: what a case
+    measures matched (protocol and probe versions). None when the versions agree or one is unknown."""
+    made, now = baseline.provenance.get("package_version"), current.get("package_version")
+    if made is None or now is None or made == now:
+        return None
+    return (f"baseline {display_path(baseline.path)} was made by pytest-kedit {made}, this run by {now}; the cases "
+            f"measure the same (protocol version {current.get('protocol_version')}, probe version "
+            f"{current.get('probe_version')}), so it judges them")
+
+
 def mismatch_message(baseline: Baseline, difference: str, ignore_option: str = "--kedit-baseline-ignore",
                      recreate_hint: str = RECREATE_HINT) -> str:
     """The one line that stops a run whose provenance differs from its baseline's; it names the

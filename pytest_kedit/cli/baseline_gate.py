@@ -23,6 +23,7 @@ from pytest_kedit.ci.baseline import (
     parse_ignore,
     read_baseline,
     update_baseline,
+    version_note,
 )
 from pytest_kedit.ci.gates import GATE_MODES, parse_gates
 from pytest_kedit.ci.gating import gate_markdown, gate_run, one_run
@@ -39,7 +40,7 @@ def add_baseline(subparsers: Any) -> None:
         description="Write the cases of the run in the report folders (one model × method; shards are merged "
                     "as kedit report merges them) as a baseline, with the update policy of "
                     "--kedit-update-baseline: a baseline made the same way is updated (this run's cases replace "
-                    "theirs, the others are kept), one made otherwise is replaced. See docs/ci.md#baselines. "
+                    "theirs, the others are kept), one made otherwise is replaced. See kedit docs ci, Baselines. "
                     "Exit status: 0 written, 1 not written (a partial run and a baseline made otherwise), "
                     "2 usage error.",
     )
@@ -75,12 +76,14 @@ def add_gate(subparsers: Any) -> None:
         description="Judge every case of the run in the report folders (one model × method; shards are merged as "
                     "kedit report merges them) against the baseline, as --kedit-baseline does, and check the "
                     "gates, as --kedit-gate does; print the verdicts, the regressed cases and the gates as "
-                    "Markdown, also appended to GITHUB_STEP_SUMMARY when it is set. See docs/ci.md#gating-report-"
-                    "folders-kedit-gate. Exit status: 0, 1 when a case regressed or is an error or a gate failed, "
+                    "Markdown, also appended to GITHUB_STEP_SUMMARY when it is set. See kedit docs ci, Gating "
+                    "report folders. Exit status: 0, 1 when a case regressed or is an error or a gate failed, "
                     "2 usage error.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a report directory of the run")
-    parser.add_argument("--baseline", type=Path, required=True, metavar="FILE", help="the baseline file")
+    parser.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="the baseline file (default: .kedit/baselines/<model>/<method>.json under the current "
+                             "directory, the run's model and method)")
     parser.add_argument("--gate", action="append", default=[], metavar="SPEC",
                         help="an aggregate gate, as --kedit-gate: SPLIT.METRIC>=V, SPLIT.METRIC<=V, "
                              "SPLIT.METRIC<=baseline+V, SPLIT.METRIC>=baseline-V; repeatable")
@@ -99,13 +102,15 @@ def _gate(args: argparse.Namespace) -> int:
     ignore = parse_ignore(args.ignore, "--ignore")
     gates = parse_gates(args.gate, args.gate_mode, has_baseline=True, option="--gate")
     run = one_run(load_runs(args.dirs))
-    baseline = read_baseline(args.baseline)
+    path = args.baseline if args.baseline is not None else default_path(Path(), run.summary.model, run.summary.method)
+    baseline = read_baseline(path)
     difference = baseline_difference(baseline, run.provenance, ignore)
     if difference is not None:
         raise KeditError(mismatch_message(baseline, difference, "--ignore", f"{RECREATE_HINT} or kedit baseline"))
     summary = run.summary
     result = gate_run(run.records, baseline, summary.thresholds, tolerance, gates, args.gate_mode)
-    note = "" if summary.complete else f"**Note:** {partial_note(summary)}."
+    notes = [*([] if summary.complete else [f"{partial_note(summary)}."]), *filter(None, [version_note(baseline, run.provenance)])]
+    note = "\n\n".join(f"**Note:** {text}" for text in notes)
     markdown = gate_markdown(f"kedit gate: {summary.model} × {summary.method}", baseline, result,
                              args.gate_mode, note)
     print(markdown)

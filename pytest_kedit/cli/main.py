@@ -20,6 +20,8 @@ from typing import Any, NoReturn
 from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.ci import comparison, comparison_report
 from pytest_kedit.cli.baseline_gate import add_baseline, add_gate
+from pytest_kedit.cli.docs import add_docs
+from pytest_kedit.cli.init_project import add_init
 from pytest_kedit.dataset import check as data_check
 from pytest_kedit.dataset import input_length
 from pytest_kedit.dataset.sources import resolve_source
@@ -58,7 +60,7 @@ def _add_report(subparsers: Any) -> None:
     parser.add_argument("--html", type=Path, metavar="FILE",
                         help="also write the visual report to FILE: one self-contained HTML page with the tables, "
                              "charts, Figure 5 and the runs' provenance (needs pip install 'pytest-kedit[html]'; "
-                             "see docs/report.md)")
+                             "see kedit docs report)")
     parser.add_argument("--case", action="append", default=[], metavar="ID",
                         help="with --html: also draw Figure 5 for this RoundEdit case (easy-0003); repeatable")
     parser.set_defaults(handler=_report)
@@ -165,7 +167,7 @@ def _add_build_suite(subparsers: Any) -> None:
         description="Keep the cases of SOURCE whose facts MODEL knows (composite: the tied fact; easy/hard: "
                     "the round-edited object, produced and preferred to the target), copy coverage and reverse, "
                     "split easy/hard again by how close the target is to the true objects on MODEL (unless "
-                    "--keep-splits), and write the suite and manifest.json to OUT (see docs/data-build.md). "
+                    "--keep-splits), and write the suite and manifest.json to OUT (see kedit docs data-build). "
                     "Resumable: run the same command again after an interruption.",
     )
     parser.add_argument("--model", required=True, help="embedded alias, local directory or Hugging Face id")
@@ -225,7 +227,7 @@ def _add_compare(subparsers: Any) -> None:
         description="Compare each RUN_B with RUN_A over the cases both ran (same split and case id, an error in "
                     "neither): per split and metric the means ×100, B − A with its 95% paired bootstrap interval, "
                     "McNemar's exact p and the flips for 0/1 metrics, whether the metric regressed (its interval "
-                    "entirely on the worse side), and the cases that got worse most. See docs/ci.md. Exit status: "
+                    "entirely on the worse side), and the cases that got worse most. See kedit docs ci. Exit status: "
                     "0, or 1 with --fail-on-regression when a metric regressed; 2 usage error.",
     )
     parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the report directory of the reference run")
@@ -278,7 +280,7 @@ def _add_train_mend(subparsers: Any) -> None:
         help="train MEND's hypernetwork for a model, on data disjoint from the evaluated suite",
         description="Train the MEND network of MODEL on edit requests made from the benchmark data at SOURCE, "
                     "leaving out every case and entity of the suite MEND will be evaluated on (see "
-                    "docs/editors.md#mend). The training state is checkpointed in OUT: run the same command "
+                    "kedit docs editors, MEND). The training state is checkpointed in OUT: run the same command "
                     "again to resume. The best network goes to the cache, where --kedit-method=mend finds it.",
     )
     parser.add_argument("--model", required=True, help="embedded alias, local directory or Hugging Face id")
@@ -335,7 +337,8 @@ def _train_mend(args: argparse.Namespace) -> int:
 
 #: One entry per subcommand: adds its parser to the ``kedit`` subparsers.
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_report, _add_metrics, _add_check_data, _add_build_suite,
-                                                  _add_compare, add_baseline, add_gate, _add_train_mend)
+                                                  _add_compare, add_baseline, add_gate, _add_train_mend, add_init,
+                                                  add_docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

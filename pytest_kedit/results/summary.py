@@ -3,7 +3,7 @@ end of a session (:mod:`pytest_kedit.run.session`) and validated once when a rep
 back (:meth:`RunSummary.from_json`).
 
 Its fields: what ran (``model``, ``method``, ``hparams_file`` and the resolved ``hparams``,
-``device``, ``dtype``, ``model_source``, ``model_fingerprint``, ``editor_fingerprint``,
+``device``, ``dtype``, ``model_source``, ``model_fingerprint``, ``editor_fingerprint``, ``probe_version``,
 ``statistics``: where second-moment statistics came from), on what (``data``, ``splits``,
 ``limit``, ``sample``, ``shard``), how (``seed``, ``distortion_scaling``, ``protocol``,
 ``thresholds``), with which ``versions``, how far it got (``complete``, ``cases_expected``,
@@ -75,6 +75,8 @@ class RunSummary:
     #: None when no case reached the model
     model_fingerprint: str | None
     editor_fingerprint: str | None
+    #: the version of the probe that measured the cases; None when no case reached the model
+    probe_version: int | None
     statistics: dict[str, Any]
     data: RunData
     #: ``pytest_kedit``, ``torch``, ``transformers``, ``python``
@@ -102,7 +104,8 @@ class RunSummary:
                           data_fingerprint=self.data.fingerprint, data_files=self.data.files, hparams=self.hparams,
                           editor_fingerprint=self.editor_fingerprint, seed=self.seed,
                           distortion_scaling=self.distortion_scaling, protocol=self.protocol,
-                          package_version=self.versions.get("pytest_kedit"), thresholds=self.thresholds.specs())
+                          probe_version=self.probe_version, package_version=self.versions.get("pytest_kedit"),
+                          thresholds=self.thresholds.specs())
 
     def to_mapping(self) -> dict[str, Any]:
         """The summary as ``summary.json`` holds it: thresholds as specs, shards as ``K/N``;
@@ -153,6 +156,7 @@ class RunSummary:
             model_source=read.optional("model_source", str, "a string"),
             model_fingerprint=read.optional("model_fingerprint", str, "a string"),
             editor_fingerprint=read.optional("editor_fingerprint", str, "a string"),
+            probe_version=read.optional("probe_version", int, "a whole number"),
             statistics=read.value("statistics", dict, "an object"),
             data=read.run_data("data"),
             versions=read.value("versions", dict, "an object of strings", _string),

@@ -44,7 +44,7 @@ _OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("seed", "string", "0", "seed for every case's random state"),
     ("protocol", "string", "paper", "paper (the paper's definitions) or upstream (the published code's choices, to "
      "compare with the published tables: prompts' trailing spaces, Others, D scaling, FT/ROME/MEMIT defaults; "
-     "docs/fidelity.md)"),
+     "kedit docs fidelity)"),
     ("distortion", "string", None, "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published Table 2); "
      "default: the protocol's"),
     ("tolerance", "string", f"{DEFAULT_TOLERANCE:g}", "with a baseline: how much worse (per-case scale, as the thresholds) a metric may get "

@@ -31,6 +31,7 @@ from pytest_kedit.ci.baseline import (
     mismatch_message,
     read_baseline,
     update_baseline,
+    version_note,
 )
 from pytest_kedit.ci.gates import GateResult
 from pytest_kedit.ci.gating import gate_run, judge_record
@@ -135,7 +136,8 @@ class Worker:
                           data_fingerprint=self.suite.fingerprint, data_files=self.suite.files,
                           hparams=info.get("hparams", {}), editor_fingerprint=info.get("editor_fingerprint"),
                           seed=options.seed, distortion_scaling=options.distortion, protocol=options.protocol.name,
-                          package_version=version("pytest-kedit"), thresholds=options.thresholds.specs())
+                          probe_version=info.get("probe_version"), package_version=version("pytest-kedit"),
+                          thresholds=options.thresholds.specs())
 
     def unrunnable(self, entry: Entry) -> DataError | None:
         """Why ``entry`` cannot run, found before any edit: its record is bad, or one of its model
@@ -218,6 +220,8 @@ class Worker:
         """What this process loaded, once the model has been loaded: None before."""
         if self._harness is None:
             return None
+        from pytest_kedit.model.probe import PROBE_VERSION  # torch is loaded with the harness
+
         loaded, editor = self._harness.loaded, self._harness.editor
         return {
             "worker": f"{platform.node()}:{os.getpid()}",
@@ -228,6 +232,7 @@ class Worker:
             "dtype": str(loaded.dtype).removeprefix("torch."),
             "hparams": _hparams_dict(editor.hparams),
             "editor_fingerprint": editor.fingerprint,
+            "probe_version": PROBE_VERSION,
             # where second-moment statistics came from (locate-and-edit methods); empty until needed
             "statistics": dict(getattr(editor, "statistics_info", None) or {}),
         }
@@ -360,6 +365,7 @@ class Collector:
             model_source=first.get("model_source"),
             model_fingerprint=first.get("model_fingerprint"),
             editor_fingerprint=first.get("editor_fingerprint"),
+            probe_version=first.get("probe_version"),
             statistics=next((p["statistics"] for p in self.processes if p.get("statistics")), {}),
             data=RunData(suite.source, suite.fingerprint, suite.files) if suite else RunData(options.data, None, {}),
             versions=_versions(),
@@ -406,6 +412,9 @@ class Collector:
         result = gate_run(records, baseline, options.thresholds, options.tolerance, options.gates, options.gate_mode)
         if baseline is not None and records and not failed:
             lines.append((result.verdict_line(baseline), result.cases_failed))
+            note = version_note(baseline, self.summary(suite, interrupted).provenance())
+            if note is not None:
+                lines.append((note, False))
         return SessionVerdict(lines, result.gates, failed or result.gates_failed)
 
     def finish(self, suite: Suite | None, interrupted: bool = False) -> RunReport:

@@ -78,7 +78,7 @@ def load_trained(network: MENDNetwork, loaded: LoadedModel) -> str:
     """Load the trained checkpoint of ``loaded`` into ``network``; say where it came from. No
     checkpoint is a one-line error that says how to train one."""
     path = trained_path(loaded, network)
-    train = f"`kedit train-mend --model {loaded.name} --from DATA --out DIR` (see docs/editors.md#mend)"
+    train = f"`kedit train-mend --model {loaded.name} --from DATA --out DIR` (see kedit docs editors, MEND)"
     if not path.exists():
         raise ConfigError(f"no trained MEND network for {loaded.name}: train one with {train}, "
                           "or set mend_archive in --kedit-hparams")
