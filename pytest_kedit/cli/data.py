@@ -1,0 +1,112 @@
+"""``kedit check-data`` and ``kedit build-suite``: every problem of a dataset, and a source's cases
+re-filtered for one model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.cli.arguments import int_at_least
+from pytest_kedit.dataset import check as data_check
+from pytest_kedit.dataset import input_length
+
+
+def add_check_data(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check-data",
+        help="list every problem of a dataset (schema, prompts, labels, duplicates)",
+        description="Check a dataset and print one line per finding, FILE:record N: field: message, then "
+                    "a count per kind and file. Exit status: 0 no errors (warnings: a numeric-only label, a "
+                    "duplicate case), 1 errors, 2 usage error.",
+    )
+    parser.add_argument("path", metavar="PATH",
+                        help="a folder in the upstream layout, one of its files, or upstream:GPT2-XL / upstream:GPT-J")
+    parser.add_argument("--strict", action="store_true",
+                        help="also hold the data to the built-in suites' rules (the upstream keys in order, the "
+                             "relations between triples and edits, 10 paraphrases per relation, every split with "
+                             "at least 12 cases) and count warnings as errors")
+    parser.add_argument("--model", default=None, metavar="M",
+                        help="count the length of every model input (a prompt with its subject, then an object) with "
+                             "M's tokenizer and report those longer than M's context (embedded alias, local "
+                             "directory or Hugging Face id; reads the tokenizer, not the weights)")
+    parser.add_argument("--max-tokens", type=int_at_least(1), default=None, metavar="N",
+                        help="report model inputs longer than N tokens (default with --model: its context); "
+                             "without --model, N bounds the UTF-8 bytes of an input, which no byte-level "
+                             "tokenizer's tokens exceed")
+    parser.set_defaults(handler=_check_data)
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    length = None
+    if args.model is not None:
+        length = input_length.model_limit(args.model, args.max_tokens)
+    elif args.max_tokens is not None:
+        length = input_length.byte_limit(args.max_tokens)
+    findings = data_check.check_data(args.path, strict=args.strict, length=length)
+    for finding in findings:
+        print(finding)
+    print(data_check.summarize(findings) or f"no findings in {args.path}")
+    return 1 if data_check.failed(findings) else 0
+
+
+def add_build_suite(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "build-suite",
+        help="re-filter a dataset for one model, as the paper filtered its data per model",
+        description="Keep the cases of SOURCE whose facts MODEL knows (composite: the tied fact; easy/hard: "
+                    "the round-edited object, produced and preferred to the target), copy coverage and reverse, "
+                    "split easy/hard again by how close the target is to the true objects on MODEL (unless "
+                    "--keep-splits), and write the suite and manifest.json to OUT (see kedit docs data-build). "
+                    "Resumable: run the same command again after an interruption.",
+    )
+    parser.add_argument("--model", required=True, help="embedded alias, local directory or Hugging Face id")
+    parser.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                        help="a folder in the upstream layout, upstream:GPT2-XL / upstream:GPT-J, or builtin")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write the suite to")
+    parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits (default: all five)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--dtype", default="auto", help="auto (float32), float16 or bfloat16 (default: auto)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=argparse.SUPPRESS,
+                        help="cases decided together, prompts generated together (default: 32)")
+    parser.add_argument("--max-new-tokens", type=int_at_least(1), default=argparse.SUPPRESS,
+                        help="tokens of each greedy continuation (default: 12)")
+    parser.add_argument("--top-k", type=int_at_least(1), default=argparse.SUPPRESS,
+                        help="a RoundEdit object is produced when its first token ranks among the top K next "
+                             "tokens (default: 10)")
+    parser.add_argument("--limit", type=int_at_least(1), default=argparse.SUPPRESS,
+                        help="only the first N records of each split (a trial run; resumable without it)")
+    parser.add_argument("--keep-splits", action="store_true",
+                        help="keep each kept easy/hard case in its source split instead of splitting them again "
+                             "by closeness: for hand-chosen cases, such as the built-in suites'")
+    parser.set_defaults(handler=_build_suite)
+
+
+def _build_suite(args: argparse.Namespace) -> int:
+    # Imported here: torch and transformers take seconds to import, which the other commands do not need.
+    from pytest_kedit.model.loading import load_model
+    from pytest_kedit.suite_build.builder import BuildSettings, build_suite, check_request
+    from pytest_kedit.suite_build.manifest import MANIFEST
+
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    check_request(args.source, args.out, splits, args.keep_splits)
+    names = ("batch_size", "max_new_tokens", "top_k", "limit")
+    options = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    settings = BuildSettings(**options, keep_splits=args.keep_splits)
+    try:
+        loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+        manifest = build_suite(loaded, args.source, args.out, splits, settings)
+    except KeyboardInterrupt:
+        print(f"kedit: interrupted; decisions so far are kept in {args.out}: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    for split, counts in manifest["splits"].items():
+        print(f"{split:9s} kept {counts['kept']:5d}, dropped {counts['dropped']:5d} of {counts['source_records']:5d}")
+    if "round_resplit" in manifest:
+        resplit = manifest["round_resplit"]
+        print(f"re-split at closeness {resplit['threshold']}: easy {resplit['easy']['cases']}, "
+              f"hard {resplit['hard']['cases']}")
+    print(f"wrote {args.out} (criteria and every dropped record: {args.out / MANIFEST})")
+    return 0
