@@ -9,33 +9,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_kedit import metrics
-from pytest_kedit.benchmark.cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, Relation, RoundCase
-from pytest_kedit.benchmark.registry import METRICS, SPLITS, Metric, Split
-from pytest_kedit.dataset.sources import Suite, load_suite
-from pytest_kedit.errors import ConfigError, DataError, KeditError
-from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.run.session import assert_thresholds
-
 if TYPE_CHECKING:
+    from pytest_kedit import metrics
+    from pytest_kedit.benchmark.cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, Relation, RoundCase
+    from pytest_kedit.benchmark.registry import METRICS, SPLITS, Metric, Split
+    from pytest_kedit.dataset.sources import Suite, load_suite
     from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
+    from pytest_kedit.errors import ConfigError, DataError, KeditError
     from pytest_kedit.model.architectures import ModuleMap
     from pytest_kedit.model.loading import LoadedModel, load_model
+    from pytest_kedit.results.record import CaseRecord
     from pytest_kedit.run.harness import CaseResult, Harness
+    from pytest_kedit.run.session import assert_thresholds
 
 __version__ = "0.1.0"
 
-# torch and transformers load only when these are first used, so that `pytest` without kedit
-# tests starts fast.
+# Every name is imported when first used: pytest imports this package on every run (the plugin
+# is in it), and a run without kedit tests must not pay for numpy, scipy, torch or transformers.
 _LAZY = {
-    "Editor": "pytest_kedit.editors.base",
-    "WeightDelta": "pytest_kedit.editors.base",
-    "snapshot": "pytest_kedit.editors.base",
-    "LoadedModel": "pytest_kedit.model.loading",
+    "metrics": "pytest_kedit.metrics",
+    **dict.fromkeys(("ConflictCase", "Edit", "EditRequest", "Entity", "Fact", "Query", "Relation", "RoundCase"),
+                    "pytest_kedit.benchmark.cases"),
+    **dict.fromkeys(("METRICS", "SPLITS", "Metric", "Split"), "pytest_kedit.benchmark.registry"),
+    **dict.fromkeys(("Suite", "load_suite"), "pytest_kedit.dataset.sources"),
+    **dict.fromkeys(("Editor", "WeightDelta", "snapshot"), "pytest_kedit.editors.base"),
+    **dict.fromkeys(("ConfigError", "DataError", "KeditError"), "pytest_kedit.errors"),
     "ModuleMap": "pytest_kedit.model.architectures",
-    "load_model": "pytest_kedit.model.loading",
-    "CaseResult": "pytest_kedit.run.harness",
-    "Harness": "pytest_kedit.run.harness",
+    **dict.fromkeys(("LoadedModel", "load_model"), "pytest_kedit.model.loading"),
+    "CaseRecord": "pytest_kedit.results.record",
+    **dict.fromkeys(("CaseResult", "Harness"), "pytest_kedit.run.harness"),
+    "assert_thresholds": "pytest_kedit.run.session",
 }
 
 
@@ -43,8 +46,13 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

@@ -1,7 +1,15 @@
 """pytest hooks and fixtures of pytest-kedit. They only wire things together: options come from
 ``run.options``, cases from ``dataset.sources``, the work from ``run.session``, what travels from
 a worker to the controller from ``run.transport``, the end of the session's lines from
-``run.terminal``."""
+``run.terminal``.
+
+A pytest run without kedit cases pays for this module and the option declarations only: the
+benchmark, torch and the rest are imported, and the options read and checked, when the session
+turns out to be a benchmark run (:func:`_worker`): a ``--kedit-*`` option is on the command line
+(checked when pytest configures), a test asks for a case (checked when it is collected), or,
+under pytest-xdist, a worker collected cases (checked by the controller). A bad ``kedit_*`` ini
+value therefore stops a run that has kedit cases, in one line, and no other run.
+"""
 
 from __future__ import annotations
 
@@ -10,43 +18,78 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from pytest_kedit.benchmark.registry import BENCHMARKS, splits_of
-from pytest_kedit.dataset.sources import Entry, resolve_source
 from pytest_kedit.errors import KeditError
-from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.run.folder_lock import FolderLock
-from pytest_kedit.run.notices import Notices
-from pytest_kedit.run.options import add_options, read_options
-from pytest_kedit.run.session import Collector, SessionVerdict, Worker, case_test_end, count_cases, name_record
-from pytest_kedit.run.terminal import Line, heading, run_lines, terminated_line, verdict_lines
-from pytest_kedit.run.termination import Termination
-from pytest_kedit.run.transport import (
-    pack_case,
-    pack_notices,
-    pack_process,
-    unpack_case,
-    unpack_notices,
-    unpack_process,
-    usage_error,
-    worker_usage_error,
-)
+from pytest_kedit.run.case_tests import CASE_FIXTURES, OPTIONS_ERROR_ID, count_cases, has_kedit_tests
+from pytest_kedit.run.options import MARKER, MARKER_HELP, add_options, header_line, options_given, options_set
 
 if TYPE_CHECKING:
+    from pytest_kedit.dataset.sources import Entry
     from pytest_kedit.editors.base import Editor
     from pytest_kedit.model.loading import LoadedModel
+    from pytest_kedit.results.record import CaseRecord
+    from pytest_kedit.run.folder_lock import FolderLock
     from pytest_kedit.run.harness import Harness
+    from pytest_kedit.run.notices import Notices
+    from pytest_kedit.run.session import Collector, SessionVerdict, Worker
+    from pytest_kedit.run.terminal import Line
+    from pytest_kedit.run.termination import Termination
 
-WORKER = pytest.StashKey[Worker]()
-NOTICES = pytest.StashKey[Notices]()
-TERMINATION = pytest.StashKey[Termination]()
-FOLDER_LOCK = pytest.StashKey[FolderLock]()
+# Annotated rather than subscripted: the types are imported for type checking only.
+WORKER: pytest.StashKey[Worker] = pytest.StashKey()
+NOTICES: pytest.StashKey[Notices] = pytest.StashKey()
+TERMINATION: pytest.StashKey[Termination] = pytest.StashKey()
+FOLDER_LOCK: pytest.StashKey[FolderLock] = pytest.StashKey()
 #: set on a case's test when its run was an error (its machinery, its data), not a judgement
 CASE_ERROR = pytest.StashKey[bool]()
+#: Why the run cannot start (its options, its data, its report folder), kept from collection until
+#: the session can stop on it.
+OPTIONS_ERROR = pytest.StashKey[KeditError]()
+REPORTER = "kedit-reporter"
 
 
 def _usage_error(exc: KeditError) -> NoReturn:
     """Stop the session with ``exc`` as a one-line usage error."""
+    from pytest_kedit.run.transport import usage_error
+
     raise pytest.UsageError(usage_error(exc)) from None
+
+
+def _worker(config: pytest.Config) -> Worker:
+    """This process's :class:`~pytest_kedit.run.session.Worker`, made on first use: the options
+    read and checked (a KeditError otherwise), the data source resolved (a download for
+    upstream:NAME), the run's notices kept (:mod:`pytest_kedit.run.notices`), and on the
+    controller the report folder locked and the :class:`KeditReporter` registered."""
+    if WORKER in config.stash:
+        return config.stash[WORKER]
+    from pytest_kedit.dataset.sources import resolve_source
+    from pytest_kedit.run.folder_lock import FolderLock
+    from pytest_kedit.run.notices import Notices
+    from pytest_kedit.run.options import read_options
+    from pytest_kedit.run.session import Collector, Worker
+    from pytest_kedit.run.termination import Termination
+
+    options = read_options(config)
+    resolve_source(options.data)
+    if options.html:
+        # Imported only when asked for: the visual report brings in scipy.stats and matplotlib.
+        from pytest_kedit.report.html import require_matplotlib
+
+        require_matplotlib()
+    workerinput = getattr(config, "workerinput", None)
+    if options.report and workerinput is None:
+        config.stash[FOLDER_LOCK] = FolderLock(options.report)
+        config.stash[FOLDER_LOCK].acquire()
+    config.stash[NOTICES] = Notices()
+    config.stash[NOTICES].install()
+    config.stash[TERMINATION] = Termination()
+    if workerinput is None:
+        worker = Worker(options)
+        config.pluginmanager.register(KeditReporter(Collector(options, lambda: worker.previous_run), config), REPORTER)
+    else:
+        worker_index = int(workerinput["workerid"].removeprefix("gw"))
+        worker = Worker(options, worker_index, int(workerinput["workercount"]))
+    config.stash[WORKER] = worker
+    return worker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,33 +97,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    try:
-        options = read_options(config)
-        # Resolved here (a download for upstream:NAME): errors raised while collecting would
-        # reach the user as a collection error with a stack, not as a one-line usage error.
-        resolve_source(options.data)
-        if options.html:
-            # Imported only when asked for: the visual report brings in scipy.stats and matplotlib.
-            from pytest_kedit.report.html import require_matplotlib
-
-            require_matplotlib()
-        workerinput = getattr(config, "workerinput", None)
-        if options.report and workerinput is None:
-            config.stash[FOLDER_LOCK] = FolderLock(options.report)
-            config.stash[FOLDER_LOCK].acquire()
-    except KeditError as exc:
-        _usage_error(exc)
-    config.stash[NOTICES] = Notices()
-    config.stash[NOTICES].install()
-    config.stash[TERMINATION] = Termination()
-    if workerinput is None:
-        worker = Worker(options)
-        config.pluginmanager.register(KeditReporter(Collector(options, lambda: worker.previous_run), config),
-                                      "kedit-reporter")
-        config.stash[WORKER] = worker
-    else:
-        worker_index = int(workerinput["workerid"].removeprefix("gw"))
-        config.stash[WORKER] = Worker(options, worker_index, int(workerinput["workercount"]))
+    config.addinivalue_line("markers", MARKER_HELP)
+    if config.pluginmanager.hasplugin("html") and options_set(config):
+        config.pluginmanager.register(ResultsTableColumn(), "kedit-html-column")
+    if options_given(config):
+        try:
+            _worker(config)
+        except KeditError as exc:
+            _usage_error(exc)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -92,26 +116,78 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.stash[NOTICES].remove()
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """``kedit: MODEL × METHOD, protocol ..., device ..., baseline ...`` when the session has
+    kedit options (command line or ini), as given."""
+    return header_line(config) if options_set(config) else None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for benchmark in BENCHMARKS:
-        if benchmark.fixture not in metafunc.fixturenames:
-            continue
-        worker = metafunc.config.stash[WORKER]
-        try:
-            entries = worker.suite.entries([s for s in worker.options.splits if s in splits_of(benchmark)])
-        except KeditError as exc:
-            _usage_error(exc)
-        metafunc.parametrize(benchmark.fixture, [entry for _, entry in entries], ids=[ident for ident, _ in entries])
-
-
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Before any case runs (and under --collect-only), when the session holds kedit cases: check
-    every option and the data once, and take SIGTERM as Ctrl-C (also in pytest-xdist workers)."""
-    fixtures = {benchmark.fixture for benchmark in BENCHMARKS}
-    if not any(fixtures & set(getattr(item, "fixturenames", ())) for item in items):
+    """One test per case, its id the case id; when the run cannot start (a bad option, data that
+    cannot be read), one test (:data:`~pytest_kedit.run.case_tests.OPTIONS_ERROR_ID`), and the
+    session stops on the error once collected (:func:`pytest_collection_modifyitems`, or under pytest-xdist the controller)."""
+    wanted = [name for name in CASE_FIXTURES if name in metafunc.fixturenames]
+    if not wanted:
         return
-    config.stash[TERMINATION].install()
-    if not hasattr(config, "workerinput"):
+    config = metafunc.config
+    try:
+        from pytest_kedit.benchmark.registry import BENCHMARKS, splits_of
+
+        worker = _worker(config)
+        for name in wanted:
+            (benchmark,) = [b for b in BENCHMARKS if b.name == CASE_FIXTURES[name]]
+            entries = worker.suite.entries([s for s in worker.options.splits if s in splits_of(benchmark)])
+            metafunc.parametrize(name, [entry for _, entry in entries], ids=[ident for ident, _ in entries])
+    except KeditError as exc:
+        config.stash[OPTIONS_ERROR] = config.stash.get(OPTIONS_ERROR, exc)
+        for name in wanted:
+            metafunc.parametrize(name, [exc], ids=[OPTIONS_ERROR_ID])
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark every test that asks for a case ``kedit`` (before -m selects), also the one test of a
+    split list without cases."""
+    if _asks_for_a_case(item):
+        item.add_marker(MARKER)
+
+
+def _asks_for_a_case(item: pytest.Item) -> bool:
+    return any(name in getattr(item, "fixturenames", ()) for name in CASE_FIXTURES)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before any case runs (and under --collect-only), once -m and -k have deselected: when the
+    session holds kedit tests, stop on options that could not be read, else check every option
+    and the data once, and take SIGTERM as Ctrl-C (also in pytest-xdist workers)."""
+    if not any(_asks_for_a_case(item) for item in items):
+        return
+    workerinput = getattr(config, "workerinput", None)
+    if OPTIONS_ERROR in config.stash and workerinput is None:
+        _usage_error(config.stash[OPTIONS_ERROR])
+    if TERMINATION in config.stash:  # not on a worker that could not read the options: the controller stops
+        config.stash[TERMINATION].install()
+    if workerinput is None:
+        preflight(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """pytest-xdist: every worker collects the same tests; the controller collects none. When
+    the first worker has collected kedit tests, the controller reads the options (stopping on
+    a bad one), checks them and takes SIGTERM as Ctrl-C (a worker cannot stop the session)."""
+    config = node.config
+    if WORKER not in config.stash and not has_kedit_tests(ids):
+        return
+    try:
+        _worker(config)
+    except KeditError as exc:
+        _usage_error(exc)
+    collector = config.pluginmanager.get_plugin(REPORTER).collector
+    first = collector.expected is None
+    collector.expected = count_cases(ids)
+    if first and collector.expected:
+        config.stash[TERMINATION].install()
         preflight(config)
 
 
@@ -133,7 +209,9 @@ def preflight(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
+    if workeroutput is not None and WORKER in session.config.stash:
+        from pytest_kedit.run.transport import pack_process
+
         pack_process(workeroutput, session.config.stash[WORKER].process_info())
 
 
@@ -158,8 +236,11 @@ def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] 
 
 
 @pytest.fixture(scope="session")
-def kedit_worker(pytestconfig: pytest.Config) -> Worker:
-    return pytestconfig.stash[WORKER]
+def kedit_worker(request: pytest.FixtureRequest) -> Worker:
+    try:
+        return _worker(request.config)
+    except KeditError as exc:
+        _stop(request, exc)
 
 
 @pytest.fixture(scope="session")
@@ -173,12 +254,19 @@ def kedit_harness(request: pytest.FixtureRequest, kedit_worker: Worker) -> Harne
         kedit_worker.check_resume()
         return harness
     except KeditError as exc:
-        if hasattr(request.config, "workerinput"):
-            # A pytest-xdist worker cannot end the session (pytest.exit crashes it): it errors this
-            # test and stops, and the controller stops the session with this line.
-            request.session.shouldstop = usage_error(exc)
-            pytest.fail(usage_error(exc), pytrace=False)
-        pytest.exit(usage_error(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+        _stop(request, exc)
+
+
+def _stop(request: pytest.FixtureRequest, exc: KeditError) -> NoReturn:
+    """Stop the session from a fixture with ``exc`` as a one-line usage error (exit status 4)."""
+    from pytest_kedit.run.transport import usage_error
+
+    if hasattr(request.config, "workerinput"):
+        # A pytest-xdist worker cannot end the session (pytest.exit crashes it): it errors this
+        # test and stops, and the controller stops the session with this line.
+        request.session.shouldstop = usage_error(exc)
+        pytest.fail(usage_error(exc), pytrace=False)
+    pytest.exit(usage_error(exc), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -195,9 +283,11 @@ def kedit_editor(kedit_harness: Harness) -> Editor:
 def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harness: Harness) -> Callable[[Entry], CaseRecord]:
     """Run a case (edits, probes, restore) and attach its record to the test's report. Gated
     against a baseline, the case fails only when it regressed, and a known failure is an xfail;
-    with --kedit-update-baseline, a missed threshold is an xfail (recorded as a known failure).
+    with --kedit-baseline-update, a missed threshold is an xfail (recorded as a known failure).
     A case that cannot run (a bad record, an input longer than the model's context) is an error
     of the test's setup, not a failure: it never reached the editor."""
+    from pytest_kedit.run.session import case_test_end, name_record
+    from pytest_kedit.run.transport import pack_case, pack_notices
 
     def tell() -> None:
         request.node.user_properties.extend(pack_notices(request.config.stash[NOTICES].take()))
@@ -241,11 +331,12 @@ def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harnes
 def _case_entry(request: pytest.FixtureRequest) -> Entry | None:
     """The case parametrized into the requesting test (``conflict_case``, ``round_case``), if any."""
     params = getattr(getattr(request.node, "callspec", None), "params", {})
-    return next((params[b.fixture] for b in BENCHMARKS if b.fixture in params), None)
+    return next((params[name] for name in CASE_FIXTURES if name in params), None)
 
 
 class KeditReporter:
-    """Controller-side hooks: collect case records as reports arrive, print the tables at the end."""
+    """Controller-side hooks of a benchmark run (registered by :func:`_worker`): collect case
+    records as reports arrive, print the tables at the end."""
 
     def __init__(self, collector: Collector, config: pytest.Config):
         self.collector = collector
@@ -261,6 +352,8 @@ class KeditReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect the record of a case's call; in every report of the case (junitxml writes the
         teardown's), replace the record by one property per metric before junitxml reads them."""
+        from pytest_kedit.run.transport import unpack_case, unpack_notices
+
         record, provenance, report.user_properties = unpack_case(report.user_properties)
         notices, report.user_properties = unpack_notices(report.user_properties)
         for line in notices:
@@ -276,19 +369,10 @@ class KeditReporter:
         self.collector.expected = count_cases(item.nodeid for item in session.items)
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        """pytest-xdist: every worker collects the same tests; the controller collects none, so it
-        checks the options, and takes SIGTERM as Ctrl-C, when the first worker has collected (a
-        worker cannot stop the session)."""
-        first = self.collector.expected is None
-        self.collector.expected = count_cases(ids)
-        if first and self.collector.expected:
-            node.config.stash[TERMINATION].install()
-            preflight(node.config)
-
-    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """pytest-xdist: a worker finished; keep what it loaded, and the usage error it stopped on."""
+        from pytest_kedit.run.transport import unpack_process, worker_usage_error
+
         output = getattr(node, "workeroutput", {})
         self.collector.add_process(unpack_process(output))
         self.worker_usage_error = worker_usage_error(output) or self.worker_usage_error
@@ -314,6 +398,8 @@ class KeditReporter:
                                 config: pytest.Config) -> None:
         """The run's section (:mod:`pytest_kedit.run.terminal`): its tables, notes, the baseline
         and the gates; without a case, the baseline's lines and the gates alone."""
+        from pytest_kedit.run.terminal import heading, run_lines, terminated_line, verdict_lines
+
         if not self.collector.records:
             _write(terminalreporter, verdict_lines(self.verdict, self.collector.options))
             return
@@ -331,3 +417,18 @@ class KeditReporter:
 def _write(terminalreporter: pytest.TerminalReporter, lines: list[Line]) -> None:
     for text, red in lines:
         terminalreporter.write_line(text, red=red)
+
+
+class ResultsTableColumn:
+    """pytest-html's hooks (registered only when pytest-html is there, for a session with kedit
+    options): a column of each case's metrics in its results table (:mod:`pytest_kedit.run.html_table`)."""
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        from pytest_kedit.run.html_table import COLUMN, HEADER_CELL
+
+        cells.insert(COLUMN, HEADER_CELL)
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        from pytest_kedit.run.html_table import COLUMN, metrics_cell
+
+        cells.insert(COLUMN, metrics_cell(report.user_properties))

@@ -1,5 +1,5 @@
 """Baselines: the per-case judgement (``pytest_kedit.ci.regression``), the file (``pytest_kedit.ci.baseline``)
-and, end to end on a tiny model, --kedit-update-baseline, --kedit-baseline and the provenance check."""
+and, end to end on a tiny model, --kedit-baseline-update, --kedit-baseline and the provenance check."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pytest_kedit.benchmark.registry import METRICS, SPLITS
 from pytest_kedit.benchmark.thresholds import parse_thresholds
 from pytest_kedit.ci.baseline import (
     BASELINE_FORMAT,
+    BaselineChanges,
     BaselineError,
+    baseline_changes,
     baseline_difference,
     baseline_text,
     default_path,
@@ -212,12 +214,12 @@ def test_a_baseline_made_by_an_earlier_version_judges_a_run_of_a_later_one_that_
     for field in ("protocol_version", "probe_version"):  # what a case measures is still matched
         assert baseline_difference(baseline, upgraded | {field: 3}) == f"{field}: {made[field]!r} recorded, 3 now"
     written, line = update_baseline(path, upgraded, [case("reverse", 2, cs_imp=1.0)], True, 1, 1)
-    assert written and line.endswith("updated: 1 cases from this run, 1 kept")
+    assert written and line.endswith("updated: 1 cases from this run, 1 kept; 1 added")
     assert read_baseline(path).provenance["package_version"] == "0.2.0"
 
 
 def test_a_missing_baseline_says_how_to_create_it(tmp_path: Path):
-    with pytest.raises(BaselineError, match=r"b\.json does not exist; create it with --kedit-update-baseline$"):
+    with pytest.raises(BaselineError, match=r"b\.json does not exist; create it with --kedit-baseline-update$"):
         read_baseline(tmp_path / "b.json")
 
 
@@ -234,7 +236,7 @@ def test_updating_merges_same_provenance_replaces_other_and_keeps_it_from_a_part
     written, line = update_baseline(path, PROVENANCE, [case("reverse", 0), case("reverse", 1)], False, 2, 5)
     assert written and line.endswith("written: 2 cases (partial run: 2 of 5 cases)")
     written, line = update_baseline(path, PROVENANCE, [case("reverse", 1, cs_imp=1.0), case("easy", 0)], True, 2, 2)
-    assert written and line.endswith("updated: 2 cases from this run, 1 kept")
+    assert written and line.endswith("updated: 2 cases from this run, 1 kept; 1 changed, 1 added")
     cases = read_baseline(path).cases
     assert list(cases) == [("reverse", "reverse-0000"), ("reverse", "reverse-0001"), ("easy", "easy-0000")]
     assert cases["reverse", "reverse-0001"].metrics == {"cs_imp": 1.0}
@@ -245,8 +247,40 @@ def test_updating_merges_same_provenance_replaces_other_and_keeps_it_from_a_part
     assert line.endswith("not updated: this run is partial (1 of 3 cases) and the baseline differs (hparams.lr: 0.1 "
                          "recorded, 0.2 now); run every case to replace it")
     written, line = update_baseline(path, other, [case("reverse", 0)], True, 1, 1)
-    assert written and "replaced (hparams.lr: 0.1 recorded, 0.2 now): 1 cases" in line
+    assert written and line.endswith("replaced (hparams.lr: 0.1 recorded, 0.2 now): 1 cases; 2 dropped")
     assert list(read_baseline(path).cases) == [("reverse", "reverse-0000")]
+
+
+def test_the_changes_of_an_update_count_cases_by_how_their_metrics_moved():
+    before = {r.key: r for r in (case("reverse", 0, cs_imp=0.0), case("reverse", 1, cs_imp=1.0, cm=0.5),
+                                 case("reverse", 2, cs_imp=1.0, cm=0.5), case("easy", 0, succ=1.0, d=0.1),
+                                 case("easy", 1, succ=0.5))}
+    after = {r.key: r for r in (case("reverse", 0, cs_imp=1.0),  # better
+                                case("reverse", 1, cs_imp=1.0, cm=0.25),  # CM down: worse
+                                case("reverse", 2, cs_imp=1.0, cm=0.5),  # the same
+                                case("easy", 0, succ=1.0, d=0.05), case("hard", 0, succ=1.0))}  # D down: better; added
+    changes = baseline_changes(before, after)
+    assert changes == BaselineChanges(changed=3, improved=2, regressed=1, added=1, dropped=1)
+    assert str(changes) == "3 changed (2 improved, 1 regressed), 1 added, 1 dropped"
+    assert str(baseline_changes(after, after)) == "no case changed"
+
+
+@given(st.lists(st.tuples(splits, st.integers(0, 3)), unique=True).flatmap(
+    lambda keys: st.tuples(*(st.tuples(st.just(k), st.booleans(), st.booleans()) for k in keys))), st.data())
+def test_the_changes_of_an_update_read_backwards_swap_added_and_dropped_and_keep_the_changed(
+        cases: tuple[tuple[tuple[str, int], bool, bool], ...], data: st.DataObject):
+    before, after = {}, {}
+    for (split, index), in_before, in_after in cases:
+        for side, present in ((before, in_before), (after, in_after)):
+            if present:
+                record = case(split, index, **data.draw(case_metrics(split)))
+                side[record.key] = record
+    forward, backward = baseline_changes(before, after), baseline_changes(after, before)
+    assert (forward.added, forward.dropped) == (backward.dropped, backward.added)
+    assert forward.changed == backward.changed <= len(before.keys() & after.keys())
+    # a case that moved one way is improved one way and regressed the other; one that moved both ways regressed both ways
+    assert forward.improved + forward.regressed == backward.improved + backward.regressed <= forward.changed
+    assert forward.regressed >= backward.improved
 
 
 def test_the_difference_skips_ignored_fields_and_before_loading_the_loaded_ones(tmp_path: Path):
@@ -291,7 +325,7 @@ def test_a_missing_baseline_is_a_usage_error_saying_how_to_create_it(project: py
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     line = one_line(result, "does not exist")
     assert re.search(r"kedit: baseline \S+/\.kedit/baselines/\S+/ft\.json does not exist; "
-                     r"create it with --kedit-update-baseline", line)
+                     r"create it with --kedit-baseline-update", line)
     assert "Traceback" not in result.stderr.str()
     result = run(project, "--kedit-gate=easy.ir<=baseline+2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -301,7 +335,7 @@ def test_a_missing_baseline_is_a_usage_error_saying_how_to_create_it(project: py
 @pytest.mark.slow
 def test_update_then_gate_then_a_changed_or_worse_run(project: pytest.Pytester, tmp_path: Path):
     baseline = project.path / ".kedit" / "baselines"
-    updated = run(project, "--kedit-update-baseline", "--kedit-gate=reverse.cs_exp>=baseline")
+    updated = run(project, "--kedit-baseline-update", "--kedit-gate=reverse.cs_exp>=baseline")
     assert updated.ret == pytest.ExitCode.OK, updated.stdout.str()
     assert "written: 10 cases" in one_line(updated, "baseline .kedit/baselines/")
     (path,) = baseline.rglob("ft.json")
@@ -322,7 +356,7 @@ def test_update_then_gate_then_a_changed_or_worse_run(project: pytest.Pytester, 
     changed = run(project, "--kedit-baseline", f"--kedit-hparams={changed_yaml}")
     assert changed.ret == pytest.ExitCode.USAGE_ERROR
     line = one_line(changed, "does not match this run")
-    assert "hparams.lr: 0.01 recorded, 0.02 now; re-create it with --kedit-update-baseline" in line
+    assert "hparams.lr: 0.01 recorded, 0.02 now; re-create it with --kedit-baseline-update" in line
     assert "--kedit-baseline-ignore=hparams" in line
 
     worse_yaml = tmp_path / "ft-worse.yaml"
@@ -356,9 +390,9 @@ def test_a_baseline_written_by_one_version_gates_a_run_of_the_next(project: pyte
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--kedit-tolerance=-0.1"], "--kedit-tolerance: must be a finite number >= 0, got '-0.1'"),
-    (["--kedit-tolerance=nan"], "--kedit-tolerance: must be a finite number >= 0, got 'nan'"),
-    (["--kedit-tolerance=a bit"], "--kedit-tolerance: 'a bit' is not a number"),
+    (["--kedit-baseline-tolerance=-0.1"], "--kedit-baseline-tolerance: must be a finite number >= 0, got '-0.1'"),
+    (["--kedit-tolerance=nan"], "--kedit-baseline-tolerance: must be a finite number >= 0, got 'nan'"),
+    (["--kedit-baseline-tolerance=a bit"], "--kedit-baseline-tolerance: 'a bit' is not a number"),
     (["--kedit-baseline-ignore=hparams,weights"], "--kedit-baseline-ignore: unknown field 'weights'; choose from model,"),
     (["--kedit-gate=reverse.cs_imp>=fifty"], "--kedit-gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
     (["--kedit-baseline", "."], "--kedit-baseline: . is a folder, not a baseline file; for the default file write "

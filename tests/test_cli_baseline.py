@@ -13,11 +13,12 @@ from run_summaries import run_summary
 
 from pytest_kedit.ci.baseline import read_baseline
 from pytest_kedit.ci.step_summary import STEP_SUMMARY_VARIABLE
-from pytest_kedit.cli.main import main
+from pytest_kedit.cli.main import build_parser, main
 from pytest_kedit.dataset.shards import Shard, deal
 from pytest_kedit.results.record import CaseRecord
 from pytest_kedit.results.run_files import write_report
 from pytest_kedit.results.summary import RunData, RunSummary
+from pytest_kedit.run.options import OPTIONS
 
 FILES = {"reverse_edit.json": "a" * 64, "conflict_prompts.json": "b" * 64, "easy.json": "c" * 64,
          "round_prompts.json": "d" * 64}
@@ -83,19 +84,19 @@ def test_gate_without_baseline_reads_the_default_file_of_the_runs_model_and_meth
 
 def test_a_baseline_from_shards_is_the_baseline_of_the_unsharded_run(tmp_path: Path) -> None:
     whole = write(tmp_path / "whole", BASE)
-    assert main(["baseline", str(whole), "--out", str(tmp_path / "whole.json")]) == 0
-    assert main(["baseline", *map(str, reversed(shards(tmp_path, BASE, 3))), "--out", str(tmp_path / "shards.json")]) == 0
+    assert main(["baseline", str(whole), "--baseline", str(tmp_path / "whole.json")]) == 0
+    assert main(["baseline", *map(str, reversed(shards(tmp_path, BASE, 3))), "--baseline", str(tmp_path / "shards.json")]) == 0
     assert (tmp_path / "shards.json").read_text() == (tmp_path / "whole.json").read_text()
 
 
 def test_a_partial_run_is_refused_unless_partial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, _, third = shards(tmp_path, BASE, 3)
     out = tmp_path / "b.json"
-    assert main(["baseline", str(first), str(third), "--out", str(out)]) == 2
+    assert main(["baseline", str(first), str(third), "--baseline", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "partial: shard 2/3 missing (merged 1/3, 3/3)" in err and "--partial" in err
     assert not out.exists()
-    assert main(["baseline", str(first), str(third), "--out", str(out), "--partial"]) == 0
+    assert main(["baseline", str(first), str(third), "--baseline", str(out), "--partial"]) == 0
     assert "(partial run:" in capsys.readouterr().out and out.exists()
 
 
@@ -116,12 +117,12 @@ def test_a_baseline_of_other_splits_of_the_same_data_is_updated_not_replaced(tmp
     reverse_files = {name: FILES[name] for name in ("reverse_edit.json", "conflict_prompts.json")}
     easy_files = {name: FILES[name] for name in ("easy.json", "round_prompts.json")}
     out = tmp_path / "b.json"
-    assert main(["baseline", str(write(tmp_path / "r", BASE[:8], files=reverse_files)), "--out", str(out)]) == 0
-    assert main(["baseline", str(write(tmp_path / "e", BASE[8:], files=easy_files)), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "baseline " + str(out) + " updated: 6 cases from this run, 8 kept"
+    assert main(["baseline", str(write(tmp_path / "r", BASE[:8], files=reverse_files)), "--baseline", str(out)]) == 0
+    assert main(["baseline", str(write(tmp_path / "e", BASE[8:], files=easy_files)), "--baseline", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "baseline " + str(out) + " updated: 6 cases from this run, 8 kept; 6 added"
     assert read_baseline(out).provenance["data_files"] == FILES
     changed = {**easy_files, "easy.json": "e" * 64}
-    assert main(["baseline", str(write(tmp_path / "e2", BASE[8:], files=changed)), "--out", str(out)]) == 0
+    assert main(["baseline", str(write(tmp_path / "e2", BASE[8:], files=changed)), "--baseline", str(out)]) == 0
     assert "replaced (data_fingerprint: easy.json differs (sha256 cccccccccccc recorded, eeeeeeeeeeee now))" in \
         capsys.readouterr().out
 
@@ -129,7 +130,7 @@ def test_a_baseline_of_other_splits_of_the_same_data_is_updated_not_replaced(tmp
 @pytest.fixture
 def baseline(tmp_path: Path) -> Path:
     path = tmp_path / "baseline.json"
-    assert main(["baseline", str(write(tmp_path / "base", BASE)), "--out", str(path)]) == 0
+    assert main(["baseline", str(write(tmp_path / "base", BASE)), "--baseline", str(path)]) == 0
     return path
 
 
@@ -161,7 +162,7 @@ def test_a_worse_run_lists_its_regressed_cases_and_failed_gates(tmp_path: Path, 
     assert "Gates: 2 of 3 gates failed" in out and "| `reverse.cs_exp>=baseline-5` | failed" in out
     assert step_summary.read_text() == out.rstrip("\n") + "\n\n"
     # IR worse by 0.3: within a tolerance of 0.5, so only the CS_exp flip regresses
-    assert main(["gate", str(worse), "--baseline", str(baseline), "--tolerance=0.5"]) == 1
+    assert main(["gate", str(worse), "--baseline", str(baseline), "--baseline-tolerance=0.5"]) == 1
     assert "1 regressed" in capsys.readouterr().out
 
 
@@ -186,16 +187,16 @@ def test_a_run_made_otherwise_is_refused_unless_the_field_is_ignored(tmp_path: P
     assert main(["gate", str(changed), "--baseline", str(baseline)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not match this run: hparams.lr: 0.1 recorded, 0.2 now" in err
-    assert "kedit baseline" in err and "--ignore=hparams" in err
-    assert main(["gate", str(changed), "--baseline", str(baseline), "--ignore=hparams"]) == 0
+    assert "kedit baseline" in err and "--baseline-ignore=hparams" in err
+    assert main(["gate", str(changed), "--baseline", str(baseline), "--baseline-ignore=hparams"]) == 0
 
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--gate=reverse.cs_imp>=fifty"], "--gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
-    (["--tolerance=-1"], "--tolerance: must be a finite number >= 0, got '-1'"),
-    (["--ignore=weights"], "--ignore: unknown field 'weights'"),
+    (["--baseline-tolerance=-1"], "--baseline-tolerance: must be a finite number >= 0, got '-1'"),
+    (["--baseline-ignore=weights"], "--baseline-ignore: unknown field 'weights'"),
     (["--gate-mode=maybe"], "argument --gate-mode: invalid choice: 'maybe'"),
-    (["--baseline=nowhere.json"], "baseline nowhere.json does not exist; create it with --kedit-update-baseline"),
+    (["--baseline=nowhere.json"], "baseline nowhere.json does not exist; create it with --kedit-baseline-update"),
 ])
 def test_usage_errors_are_one_line(tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str],
                                    args: list[str], words: str) -> None:
@@ -225,3 +226,17 @@ def test_a_baseline_made_from_real_shards_gates_the_plugins_run_and_the_shards(
     assert main(["gate", "shard-2", "shard-1", "--gate=easy.succ>=baseline"]) == 0  # the file kedit baseline wrote
     out = capsys.readouterr().out
     assert "regressed" not in out and "Gates: all 1 gates held" in out
+
+
+def test_the_options_are_the_plugins_without_kedit_and_the_old_spellings_still_parse() -> None:
+    parser = build_parser()
+    new = ["--baseline", "b.json", "--gate=easy.fr<=baseline", "--gate-mode=point", "--baseline-tolerance=0.5",
+           "--baseline-ignore=hparams"]
+    gate = parser.parse_args(["gate", "run", *new])
+    old = parser.parse_args(["gate", "run", "--baseline", "b.json", "--gate=easy.fr<=baseline", "--gate-mode=point",
+                             "--tolerance=0.5", "--ignore=hparams"])
+    assert vars(gate) == vars(old) and (gate.tolerance, gate.ignore) == ("0.5", "hparams")
+    plugin = {f"--kedit-{option.name}" for option in OPTIONS}
+    assert {"--kedit-" + arg.split("=")[0].removeprefix("--") for arg in new if arg.startswith("--")} <= plugin
+    made = parser.parse_args(["baseline", "run", "--baseline", "b.json"])
+    assert vars(made) == vars(parser.parse_args(["baseline", "run", "--out", "b.json"])) and made.baseline == Path("b.json")

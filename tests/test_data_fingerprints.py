@@ -85,7 +85,7 @@ def test_a_baseline_of_all_splits_gates_a_run_of_one_and_a_changed_record_is_nam
     data = data_copy(tmp_path)
     pytester = kedit_project(kedit_data=data, kedit_limit=2)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider")
-    updated = pytester.runpytest_subprocess(*args, "--kedit-update-baseline")
+    updated = pytester.runpytest_subprocess(*args, "--kedit-baseline-update")
     assert updated.ret == pytest.ExitCode.OK, updated.stdout.str()
     reverse = pytester.runpytest_subprocess(*args, "--kedit-baseline", "--kedit-split=reverse")
     assert reverse.ret == pytest.ExitCode.OK, reverse.stdout.str() + reverse.stderr.str()

@@ -70,7 +70,7 @@ def test_the_users_workflow_shards_merges_gates_and_updates_the_baseline_with_th
         assert "--kedit-shard=1/3" in args and "--kedit-report=kedit-shard-1" in args
         read_options(pytester.parseconfig(*args, "suites/"))  # every option exists and every value is valid
     assert pytester.parseconfig(*gated, "suites/").getoption("kedit_baseline") == "default"
-    assert "--kedit-update-baseline" in update
+    assert "--kedit-baseline-update" in update
     # the model: one cache for every shard, saved once; the rest: a cache per shard saved under a new key each run
     caches = [step for step in steps if step.get("uses", "").startswith("actions/cache/")]
     model = [step for step in caches if step["with"]["path"] == "${{ env.KEDIT_CACHE_DIR }}/models"]
@@ -85,9 +85,9 @@ def test_the_users_workflow_shards_merges_gates_and_updates_the_baseline_with_th
     assert report.command == "report" and report.out == Path("merged")
     assert gate.command == "gate" and gate.dirs == [Path("merged")] and gate.baseline is None
     assert gate.gate and parse_gates(gate.gate, gate.gate_mode, has_baseline=True)
-    assert parse_tolerance(gate.tolerance, "--tolerance") == 0.05
+    assert parse_tolerance(gate.tolerance, "--baseline-tolerance") == 0.05
     (baseline,) = (build_parser().parse_args(args) for args in commands(jobs["update-baseline"], "kedit"))
-    assert baseline.command == "baseline" and baseline.dirs == [Path("merged")] and baseline.out is None
+    assert baseline.command == "baseline" and baseline.dirs == [Path("merged")] and baseline.baseline is None
 
 
 def uses(workflow: dict[str, Any]) -> dict[str, set[str]]:

@@ -57,7 +57,7 @@ def test_a_pip_user_runs_the_suites_then_inits_a_repository_and_gates_it(venv: P
 
     init = sh(kedit, "init", cwd=tmp_path, env=env)
     assert init.returncode == 0 and "pytest.ini: written" in init.stdout, init.stdout + init.stderr
-    update = sh(python, "-m", "pytest", "suites/", "--kedit-update-baseline", "--kedit-split=reverse", *FEW, cwd=tmp_path, env=env)
+    update = sh(python, "-m", "pytest", "suites/", "--kedit-baseline-update", "--kedit-split=reverse", *FEW, cwd=tmp_path, env=env)
     assert update.returncode == 0, update.stdout + update.stderr
     assert "baseline .kedit/baselines/smollm2-135m/ft.json updated: 1 cases from this run" in update.stdout, update.stdout
     gated = sh(python, "-m", "pytest", "suites/", "--kedit-baseline", "--kedit-split=reverse", *FEW, cwd=tmp_path, env=env)

@@ -193,6 +193,7 @@ def _ids(result: pytest.RunResult) -> list[str]:
 
 def test_a_bad_shard_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nkedit_shard = 4/3\n")
+    pytester.makepyfile(test_suite="def test_case(conflict_case):\n    pass\n")
     result = pytester.runpytest_subprocess("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*kedit: --kedit-shard: '4/3' needs 1 <= K <= N*"])

@@ -2,8 +2,9 @@
 
 Everything that lists metrics or splits is derived from :data:`METRICS` and :data:`SPLITS`:
 the columns of Table 1 and Table 2, the default thresholds and the metrics they may name,
-the per-split threshold counts of a run, the parametrized fixtures, the data files read. A
-split is its data file, its case parser (:mod:`pytest_kedit.benchmark.cases`), its plan
+the per-split threshold counts of a run, the cases each suite's test is parametrized with (by
+benchmark name: ``pytest_kedit.run.case_tests``), the data files read. A split is its data
+file, its case parser (:mod:`pytest_kedit.benchmark.cases`), its plan
 (:mod:`pytest_kedit.benchmark.plans`: which edits reach which model state, which facts are probed
 there) and its scoring (:mod:`pytest_kedit.benchmark.scoring`: the metrics as pure functions of those
 probabilities). docs/architecture.md lists the files to touch to add a metric or a split.
@@ -58,8 +59,6 @@ class Benchmark:
     name: str
     table: int
     title: str
-    #: the parametrized fixture of its suite module (``pytest_kedit/suites/test_*.py``)
-    fixture: str
     prompts_file: str
     parse: Callable[..., Case]
 
@@ -107,10 +106,8 @@ METRICS: dict[str, Metric] = {
 #: Metrics whose column header is their label alone (the paper's first Table 1 column).
 OWN_COLUMNS = ("single_succ",)
 
-CONFLICT_EDIT = Benchmark("ConflictEdit", 1, "Table 1: Knowledge Conflict", "conflict_case",
-                          "conflict_prompts.json", parse_conflict_case)
-ROUND_EDIT = Benchmark("RoundEdit", 2, "Table 2: Knowledge Distortion", "round_case",
-                       "round_prompts.json", parse_round_case)
+CONFLICT_EDIT = Benchmark("ConflictEdit", 1, "Table 1: Knowledge Conflict", "conflict_prompts.json", parse_conflict_case)
+ROUND_EDIT = Benchmark("RoundEdit", 2, "Table 2: Knowledge Distortion", "round_prompts.json", parse_round_case)
 BENCHMARKS = (CONFLICT_EDIT, ROUND_EDIT)
 
 SPLITS: dict[str, Split] = {

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.registry import split_order
+from pytest_kedit.benchmark.registry import METRICS, split_order
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.provenance import DATA_FILES, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
 from pytest_kedit.results.record import CaseKey, CaseRecord, RecordError, by_case
@@ -37,8 +37,8 @@ BASELINE_FORMAT = 1
 #: Where baselines live under pytest's rootdir.
 DEFAULT_FOLDER = Path(".kedit") / "baselines"
 #: How to make a baseline, for the messages that need one.
-CREATE_HINT = "create it with --kedit-update-baseline"
-RECREATE_HINT = "re-create it with --kedit-update-baseline"
+CREATE_HINT = "create it with --kedit-baseline-update"
+RECREATE_HINT = "re-create it with --kedit-baseline-update"
 
 
 class BaselineError(ConfigError):
@@ -147,7 +147,8 @@ def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable
       every case collected and was not interrupted); left as it is when the run is partial,
       the line saying so. ``done`` and ``expected`` are the run's case counts for that line.
 
-    Raises BaselineError naming the file when it cannot be written.
+    A baseline updated or replaced ends its line with what changed in the file
+    (:class:`BaselineChanges`). Raises BaselineError naming the file when it cannot be written.
     """
     new = by_case(records)
     shown = display_path(path)
@@ -159,19 +160,72 @@ def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable
             difference = run_difference(existing.provenance, provenance)
         except BaselineError:
             difference = "it cannot be read"
+    before = existing.cases if existing is not None else {}
     if existing is not None and difference is None:
         kept = {key: record for key, record in existing.cases.items() if key not in new}
         files = {**existing.provenance[DATA_FILES], **provenance[DATA_FILES]}
         _write(path, baseline_text({**provenance, DATA_FILES: files}, [*kept.values(), *new.values()]))
-        return True, f"baseline {shown} updated: {len(new)} cases from this run, {len(kept)} kept"
+        changes = baseline_changes(before, {**kept, **new})
+        return True, f"baseline {shown} updated: {len(new)} cases from this run, {len(kept)} kept; {changes}"
     partial = "" if complete else f" (partial run: {done} of {expected} cases)"
     if difference is not None and not complete:
         return False, (f"baseline {shown} not updated: this run is partial ({done} of {expected} cases) and the "
                        f"baseline differs ({difference}); run every case to replace it")
     _write(path, baseline_text(provenance, new.values()))
     if difference is not None:
-        return True, f"baseline {shown} replaced ({difference}): {len(new)} cases"
+        return True, f"baseline {shown} replaced ({difference}): {len(new)} cases; {baseline_changes(before, new)}"
     return True, f"baseline {shown} written: {len(new)} cases{partial}"
+
+
+@dataclass(frozen=True)
+class BaselineChanges:
+    """What an update changed in a baseline file, case by case. A case is ``changed`` when its
+    record in the file is not the one it had (:func:`baseline_record`, compared as JSON, so NaN
+    equals NaN); of those, ``regressed`` when it became an error or a metric moved the bad way
+    (``Metric.worse_by`` > 0, any amount), else ``improved`` when it stopped being an error or a
+    metric moved the good way; a change of probabilities alone is neither."""
+
+    changed: int = 0
+    improved: int = 0
+    regressed: int = 0
+    #: cases the file did not have
+    added: int = 0
+    #: cases the file had and no longer has
+    dropped: int = 0
+
+    def __str__(self) -> str:
+        """``2 changed (1 improved, 1 regressed), 3 added, 1 dropped``: the counts that are not 0,
+        or ``no case changed``."""
+        parts = []
+        if self.changed:
+            detail = ", ".join(f"{count} {word}" for count, word in ((self.improved, "improved"),
+                                                                     (self.regressed, "regressed")) if count)
+            parts.append(f"{self.changed} changed" + (f" ({detail})" if detail else ""))
+        parts += [f"{count} {word}" for count, word in ((self.added, "added"), (self.dropped, "dropped")) if count]
+        return ", ".join(parts) or "no case changed"
+
+
+def baseline_changes(before: Mapping[CaseKey, CaseRecord], after: Mapping[CaseKey, CaseRecord]) -> BaselineChanges:
+    """The :class:`BaselineChanges` from a baseline's cases ``before`` to the cases the file
+    holds ``after`` (both by case; the records as a baseline keeps them or as the run made them)."""
+    changed = improved = regressed = 0
+    for key in before.keys() & after.keys():
+        old, new = baseline_record(before[key]), baseline_record(after[key])
+        if old.to_json() == new.to_json():
+            continue
+        changed += 1
+        moves = _moves(old, new)
+        if (new.outcome == "error") > (old.outcome == "error") or any(move > 0 for move in moves):
+            regressed += 1
+        elif (old.outcome == "error") > (new.outcome == "error") or any(move < 0 for move in moves):
+            improved += 1
+    return BaselineChanges(changed, improved, regressed, len(after.keys() - before.keys()), len(before.keys() - after.keys()))
+
+
+def _moves(old: CaseRecord, new: CaseRecord) -> list[float]:
+    """How much worse each metric both records have got (``Metric.worse_by``; NaN when either is NaN)."""
+    return [METRICS[metric].worse_by(old.metrics[metric], value) for metric, value in new.metrics.items()
+            if metric in old.metrics and metric in METRICS]
 
 
 def baseline_difference(baseline: Baseline, current: Mapping[str, Any], ignore: Iterable[str] = (),

@@ -97,7 +97,7 @@ def parse_gate(spec: str, option: str = "--kedit-gate") -> Gate:
 def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool, option: str = "--kedit-gate") -> tuple[Gate, ...]:
     """Every gate of ``specs`` (:func:`parse_gate`), after checking ``mode`` (one of
     :data:`GATE_MODES`); a relative gate without a baseline (``has_baseline`` false: neither
-    ``--kedit-baseline`` nor ``--kedit-update-baseline``) is a ConfigError. Errors name
+    ``--kedit-baseline`` nor ``--kedit-baseline-update``) is a ConfigError. Errors name
     ``option`` and ``{option}-mode`` (``kedit gate`` passes ``--gate``)."""
     if mode not in GATE_MODES:
         raise ConfigError(f"{option}-mode: {mode!r}; choose from {', '.join(GATE_MODES)}")

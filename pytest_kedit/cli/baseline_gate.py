@@ -5,7 +5,9 @@ Both take the report folders of one model × method (``--kedit-report``), combin
 report`` combines them (:func:`~pytest_kedit.results.run_files.load_runs`: shards merged into their run),
 so that a CI matrix of shards can be gated, and its baseline made, on the whole run. A case's
 verdict does not depend on the other cases, and a gate is a statistic of the split, so gating the
-merged run gives what gating the unsharded run would.
+merged run gives what gating the unsharded run would. Their options are the plugin's without
+``kedit-``: ``--baseline``, ``--baseline-tolerance``, ``--baseline-ignore``, ``--gate``,
+``--gate-mode``.
 """
 
 from __future__ import annotations
@@ -39,15 +41,15 @@ def add_baseline(subparsers: Any) -> None:
         help="make or update a baseline file from report folders (e.g. the merged shards of a CI matrix)",
         description="Write the cases of the run in the report folders (one model × method; shards are merged "
                     "as kedit report merges them) as a baseline, with the update policy of "
-                    "--kedit-update-baseline: a baseline made the same way is updated (this run's cases replace "
+                    "--kedit-baseline-update: a baseline made the same way is updated (this run's cases replace "
                     "theirs, the others are kept), one made otherwise is replaced. See kedit docs ci, Baselines. "
                     "Exit status: 0 written, 1 not written (a partial run and a baseline made otherwise), "
                     "2 usage error.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a report directory of the run")
-    parser.add_argument("--out", type=Path, metavar="FILE",
-                        help="the baseline file (default: .kedit/baselines/<model>/<method>.json under the "
-                             "current directory)")
+    parser.add_argument("--baseline", "--out", dest="baseline", type=Path, metavar="PATH",
+                        help="the baseline file, as --kedit-baseline (default: .kedit/baselines/<model>/<method>.json "
+                             "under the current directory)")
     parser.add_argument("--partial", action="store_true",
                         help="also from a partial run (a shard missing, an interrupted run): it lacks cases")
     parser.set_defaults(handler=_baseline)
@@ -62,7 +64,7 @@ def _baseline(args: argparse.Namespace) -> int:
     if not run.records or summary.model_fingerprint is None:
         raise KeditError(f"{where}: no case reached the model (summary.json has no model_fingerprint); "
                          "there is nothing to make a baseline of")
-    path = args.out if args.out is not None else default_path(Path.cwd(), summary.model, summary.method)
+    path = args.baseline if args.baseline is not None else default_path(Path.cwd(), summary.model, summary.method)
     written, line = update_baseline(path, run.provenance, run.records, summary.complete, summary.cases_done,
                                     max(summary.cases_expected, summary.cases_done))
     print(line)
@@ -81,32 +83,32 @@ def add_gate(subparsers: Any) -> None:
                     "2 usage error.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a report directory of the run")
-    parser.add_argument("--baseline", type=Path, metavar="FILE",
-                        help="the baseline file (default: .kedit/baselines/<model>/<method>.json under the current "
-                             "directory, the run's model and method)")
+    parser.add_argument("--baseline", type=Path, metavar="PATH",
+                        help="the baseline file, as --kedit-baseline (default: .kedit/baselines/<model>/<method>.json "
+                             "under the current directory, the run's model and method)")
     parser.add_argument("--gate", action="append", default=[], metavar="SPEC",
                         help="an aggregate gate, as --kedit-gate: SPLIT.METRIC>=V, SPLIT.METRIC<=V, "
                              "SPLIT.METRIC<=baseline+V, SPLIT.METRIC>=baseline-V; repeatable")
-    parser.add_argument("--gate-mode", choices=GATE_MODES, default="significant",
-                        help="how a relative gate fails, as --kedit-gate-mode (default: significant)")
-    parser.add_argument("--tolerance", default=None, metavar="T",
-                        help=f"as --kedit-tolerance: how much worse a metric may get, per-case scale "
+    parser.add_argument("--gate-mode", choices=GATE_MODES, default="significant", metavar="MODE",
+                        help="how a relative gate fails, as --kedit-gate-mode: significant or point (default: significant)")
+    parser.add_argument("--baseline-tolerance", "--tolerance", dest="tolerance", default=None, metavar="T",
+                        help=f"as --kedit-baseline-tolerance: how much worse a metric may get, per-case scale "
                              f"(default: {DEFAULT_TOLERANCE:g})")
-    parser.add_argument("--ignore", default=None, metavar="FIELD,...",
+    parser.add_argument("--baseline-ignore", "--ignore", dest="ignore", default=None, metavar="FIELD,...",
                         help="as --kedit-baseline-ignore: provenance fields that may differ from the baseline's")
     parser.set_defaults(handler=_gate)
 
 
 def _gate(args: argparse.Namespace) -> int:
-    tolerance = parse_tolerance(args.tolerance, "--tolerance")
-    ignore = parse_ignore(args.ignore, "--ignore")
+    tolerance = parse_tolerance(args.tolerance, "--baseline-tolerance")
+    ignore = parse_ignore(args.ignore, "--baseline-ignore")
     gates = parse_gates(args.gate, args.gate_mode, has_baseline=True, option="--gate")
     run = one_run(load_runs(args.dirs))
     path = args.baseline if args.baseline is not None else default_path(Path(), run.summary.model, run.summary.method)
     baseline = read_baseline(path)
     difference = baseline_difference(baseline, run.provenance, ignore)
     if difference is not None:
-        raise KeditError(mismatch_message(baseline, difference, "--ignore", f"{RECREATE_HINT} or kedit baseline"))
+        raise KeditError(mismatch_message(baseline, difference, "--baseline-ignore", f"{RECREATE_HINT} or kedit baseline"))
     summary = run.summary
     result = gate_run(run.records, baseline, summary.thresholds, tolerance, gates, args.gate_mode)
     notes = [*([] if summary.complete else [f"{partial_note(summary)}."]), *filter(None, [version_note(baseline, run.provenance)])]

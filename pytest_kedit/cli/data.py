@@ -28,9 +28,9 @@ def add_check_data(subparsers: Any) -> None:
                         help="also hold the data to the built-in suites' rules (the upstream keys in order, the "
                              "relations between triples and edits, 10 paraphrases per relation, every split with "
                              "at least 12 cases) and count warnings as errors")
-    parser.add_argument("--model", default=None, metavar="M",
+    parser.add_argument("--model", default=None, metavar="MODEL",
                         help="count the length of every model input (a prompt with its subject, then an object) with "
-                             "M's tokenizer and report those longer than M's context (embedded alias, local "
+                             "MODEL's tokenizer and report those longer than MODEL's context (embedded alias, local "
                              "directory or Hugging Face id; reads the tokenizer, not the weights)")
     parser.add_argument("--max-tokens", type=int_at_least(1), default=None, metavar="N",
                         help="report model inputs longer than N tokens (default with --model: its context); "
@@ -62,21 +62,22 @@ def add_build_suite(subparsers: Any) -> None:
                     "--keep-splits), and write the suite and manifest.json to OUT (see kedit docs data-build). "
                     "Resumable: run the same command again after an interruption.",
     )
-    parser.add_argument("--model", required=True, help="embedded alias, local directory or Hugging Face id")
+    parser.add_argument("--model", required=True, metavar="MODEL", help="embedded alias, local directory or Hugging Face id")
     parser.add_argument("--from", dest="source", required=True, metavar="SOURCE",
                         help="a folder in the upstream layout, upstream:GPT2-XL / upstream:GPT-J, or builtin")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write the suite to")
-    parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits (default: all five)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--dtype", default="auto", help="auto (float32), float16 or bfloat16 (default: auto)")
-    parser.add_argument("--batch-size", type=int_at_least(1), default=argparse.SUPPRESS,
+    parser.add_argument("--splits", default=",".join(SPLITS), metavar="SPLITS",
+                        help="comma-separated splits (default: all five)")
+    parser.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--dtype", default="auto", metavar="DTYPE", help="auto (float32), float16 or bfloat16 (default: auto)")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=argparse.SUPPRESS, metavar="N",
                         help="cases decided together, prompts generated together (default: 32)")
-    parser.add_argument("--max-new-tokens", type=int_at_least(1), default=argparse.SUPPRESS,
+    parser.add_argument("--max-new-tokens", type=int_at_least(1), default=argparse.SUPPRESS, metavar="N",
                         help="tokens of each greedy continuation (default: 12)")
-    parser.add_argument("--top-k", type=int_at_least(1), default=argparse.SUPPRESS,
+    parser.add_argument("--top-k", type=int_at_least(1), default=argparse.SUPPRESS, metavar="K",
                         help="a RoundEdit object is produced when its first token ranks among the top K next "
                              "tokens (default: 10)")
-    parser.add_argument("--limit", type=int_at_least(1), default=argparse.SUPPRESS,
+    parser.add_argument("--limit", type=int_at_least(1), default=argparse.SUPPRESS, metavar="N",
                         help="only the first N records of each split (a trial run; resumable without it)")
     parser.add_argument("--keep-splits", action="store_true",
                         help="keep each kept easy/hard case in its source split instead of splitting them again "

@@ -170,7 +170,7 @@ def init_project(folder: Path, model: str, method: str, force: bool) -> list[str
         target.write_text(item.text, encoding="utf-8")
     baseline = default_path(Path(), model, method)
     return [*(item.line for item in planned), *kept, "",
-            f"next: pytest suites/ --kedit-update-baseline   (writes {baseline}), commit it with the rest, push; "
+            f"next: pytest suites/ --kedit-baseline-update   (writes {baseline}), commit it with the rest, push; "
             f"the workflow then gates every push against it (kedit docs ci)"]
 
 

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any, NoReturn
 
 from pytest_kedit.cli.baseline_gate import add_baseline, add_gate
@@ -43,6 +44,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (add_report, add_metrics, add_c
 def build_parser() -> argparse.ArgumentParser:
     """The ``kedit`` argument parser with every subcommand of :data:`SUBCOMMANDS`."""
     parser = _Parser(prog="kedit", description="Tools of pytest-kedit, the knowledge-editing pitfalls benchmark.")
+    parser.add_argument("--version", action="version", version=f"kedit (pytest-kedit) {version('pytest-kedit')}")
     subparsers = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(subparsers)

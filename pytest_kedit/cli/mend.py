@@ -20,20 +20,20 @@ def add_train_mend(subparsers: Any) -> None:
                     "kedit docs editors, MEND). The training state is checkpointed in OUT: run the same command "
                     "again to resume. The best network goes to the cache, where --kedit-method=mend finds it.",
     )
-    parser.add_argument("--model", required=True, help="embedded alias, local directory or Hugging Face id")
+    parser.add_argument("--model", required=True, metavar="MODEL", help="embedded alias, local directory or Hugging Face id")
     parser.add_argument("--from", dest="source", required=True, metavar="SOURCE",
                         help="benchmark data: a folder in the upstream layout, or upstream:GPT2-XL / upstream:GPT-J")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="the folder of the training state and of the final checkpoint")
     parser.add_argument("--evaluated-data", default=None, metavar="DATA",
                         help="the suite MEND will be evaluated on, excluded from training (default: the built-in suites)")
-    parser.add_argument("--hparams", default=None, metavar="FILE", help="MEND hyper-parameters (default: the packaged ones)")
-    parser.add_argument("--max-steps", type=int_at_least(1), default=None,
+    parser.add_argument("--hparams", default=None, metavar="PATH", help="MEND hyper-parameters (default: the packaged ones)")
+    parser.add_argument("--max-steps", type=int_at_least(1), default=None, metavar="N",
                         help="steps of this run at most (resume later with the same command)")
-    parser.add_argument("--max-minutes", type=positive_number, default=None,
+    parser.add_argument("--max-minutes", type=positive_number, default=None, metavar="MINUTES",
                         help="wall-clock budget of this run (overrides max_minutes)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--dtype", default="auto", help="auto (float32), float16 or bfloat16 (default: auto)")
+    parser.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--dtype", default="auto", metavar="DTYPE", help="auto (float32), float16 or bfloat16 (default: auto)")
     parser.set_defaults(handler=_train_mend)
 
 

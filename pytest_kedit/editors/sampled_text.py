@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from tqdm.auto import tqdm
 from transformers import GenerationConfig
+
+from pytest_kedit.storage.progress import progress_bar
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -37,7 +38,7 @@ def sample(
     devices = [loaded.device] if loaded.device.type == "cuda" else []
     outputs = []
     total = sum(len(prompts) for prompts in batches)
-    with torch.random.fork_rng(devices=devices), tqdm(total=total, desc=progress, unit="sample", disable=progress is None) as bar:
+    with torch.random.fork_rng(devices=devices), progress_bar(total, desc=progress, unit="sample", disable=progress is None) as bar:
         torch.manual_seed(seed)
         for prompts in batches:
             ids = torch.tensor(prompts, device=loaded.device)  # (batch, prompt length)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
-from tqdm.auto import tqdm
 
 from pytest_kedit.editors.corpus import BATCH_TOKENS, Corpus, corpus_windows, reachable, resolve_corpus, seq_len
 from pytest_kedit.errors import ConfigError, KeditError
 from pytest_kedit.model.tracing import Trace, pad
 from pytest_kedit.storage.cache import entry_path
+from pytest_kedit.storage.progress import progress_bar
 from pytest_kedit.storage.verified import read_entries
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _compute(
     sums: dict[str, torch.Tensor] = {}
     tokens = 0
     per_batch = max(1, BATCH_TOKENS // max(len(w) for w in windows))
-    with torch.no_grad(), tqdm(total=len(windows), desc=f"second moment of {_span(modules)}", unit="sample") as bar:
+    with torch.no_grad(), progress_bar(len(windows), desc=f"second moment of {_span(modules)}", unit="sample") as bar:
         for start in range(0, len(windows), per_batch):
             chunk = windows[start : start + per_batch]
             batch = pad(chunk, pad_id, device)

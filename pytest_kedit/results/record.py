@@ -5,7 +5,7 @@ Fields: ``case_id`` (``reverse-0042``), ``split``, ``relation`` (e1's relation, 
 rule such as ``P22>P40``; null when the record could not be parsed), ``arity`` (RoundEdit:
 ``1-N``, possibly ``@relation``), ``model``, ``method``, ``outcome`` (passed | failed | error |
 xfailed: a known failure of a run gated against a baseline, or a missed threshold recorded by
-``--kedit-update-baseline``),
+``--kedit-baseline-update``),
 ``metrics`` (key -> value; empty on error), ``probabilities`` (state -> fact -> p),
 ``failures`` (one message per missed threshold), ``failed_metrics`` (their metric keys, in the
 same order), ``error`` (the message that replaced the case's result), ``timings`` (seconds per

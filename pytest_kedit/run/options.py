@@ -1,100 +1,172 @@
-"""The plugin's options: each a command-line flag ``--kedit-NAME`` and an ini key ``kedit_NAME``."""
+"""The plugin's options: each a command-line flag ``--kedit-NAME`` and an ini key ``kedit_NAME``.
+
+Declaring them (:func:`add_options`), asking whether a session has any (:func:`options_given`,
+:func:`options_set`) and the header line (:func:`header_line`) import nothing of the benchmark:
+pytest imports this module on every run, also one without kedit cases. Reading them into
+:class:`KeditOptions`, which checks every value, imports the parsers it needs; the plugin does
+it only for a benchmark run (a test asks for a case, or a ``--kedit-*`` option is on the command
+line), so a bad ``kedit_*`` ini value never breaks a run of other tests.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import pytest
 
-from pytest_kedit.benchmark.protocol import Protocol, resolve_protocol
-from pytest_kedit.benchmark.registry import SPLITS, check_splits, default_threshold_specs
-from pytest_kedit.benchmark.thresholds import Thresholds, parse_number, parse_thresholds
-from pytest_kedit.ci.baseline import default_path, parse_ignore
-from pytest_kedit.ci.gates import Gate, GateMode, parse_gates
-from pytest_kedit.ci.regression import DEFAULT_TOLERANCE, parse_tolerance
-from pytest_kedit.dataset.shards import Shard, parse_shard
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.provenance import PROVENANCE_FIELDS
 
+if TYPE_CHECKING:
+    from pytest_kedit.benchmark.protocol import Protocol
+    from pytest_kedit.benchmark.thresholds import Thresholds
+    from pytest_kedit.ci.gates import Gate, GateMode
+    from pytest_kedit.dataset.shards import Shard
+
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_METHOD = "ft"
-
-# name, ini type, default, help
-_OPTIONS: list[tuple[str, str, str | None, str]] = [
-    ("model", "string", DEFAULT_MODEL, "model: embedded alias (smollm2-135m, gemma3-270m), Hugging Face id or local path"),
-    ("method", "string", DEFAULT_METHOD, "editing method: ft, or any registered in the pytest_kedit.editors entry points"),
-    ("hparams", "string", None, "YAML file of hyper-parameters (EasyEdit key names); default: packaged per method and model"),
-    ("device", "string", "auto", "auto, cpu, cuda or cuda:N; auto spreads pytest-xdist workers over the visible GPUs"),
-    ("dtype", "string", "auto", "auto, float32, float16 or bfloat16"),
-    ("data", "string", None, "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
-     "upstream:GPT-J (the published files, downloaded once); default: the built-in suites"),
-    ("split", "string", None, "comma-separated splits to run, each of which must be in the data: " + ", ".join(SPLITS)
-     + "; default: every split the data has"),
-    ("limit", "string", None, "run only the first N cases of each split"),
-    ("sample", "string", None, "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
-     "(from the first --kedit-limit cases when both are given)"),
-    ("shard", "string", None, "run shard K of N (K/N, e.g. 2/3): within each split, the cases ordered by relation "
-     "and case id and dealt round-robin; merge the shards' report folders with kedit report"),
-    ("report", "string", None, "folder for table1.md, table2.md, relations.md, cases.jsonl and summary.json"),
-    ("html", "string", None, "also write the visual report, one self-contained HTML page, to this file "
-     "(needs pip install 'pytest-kedit[html]')"),
-    ("seed", "string", "0", "seed for every case's random state"),
-    ("protocol", "string", "paper", "paper (the paper's definitions) or upstream (the published code's choices, to "
-     "compare with the published tables: prompts' trailing spaces, Others, D scaling, FT/ROME/MEMIT defaults; "
-     "kedit docs fidelity)"),
-    ("distortion", "string", None, "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published Table 2); "
-     "default: the protocol's"),
-    ("tolerance", "string", f"{DEFAULT_TOLERANCE:g}", "with a baseline: how much worse (per-case scale, as the thresholds) a metric may get "
-     "before its case regresses; a missed threshold the baseline met always regresses"),
-    ("baseline-ignore", "string", None, "with a baseline: comma-separated provenance fields that may differ from "
-     "the baseline's, e.g. hparams to gate a change of hyper-parameters; one of " + ", ".join(PROVENANCE_FIELDS)),
-    ("gate-mode", "string", "significant", "how a gate relative to the baseline fails: significant (the whole paired "
-     "95 percent interval of run - baseline beyond the margin) or point (the difference itself)"),
-]
 #: The value of --kedit-baseline (given alone) and of ini kedit_baseline that means the default path.
 DEFAULT_BASELINE = "default"
+#: The marker of every benchmark case (``-m "not kedit"`` leaves them out).
+MARKER = "kedit"
+MARKER_HELP = "kedit: a case of the knowledge-editing pitfalls benchmark (pytest-kedit); deselect with -m 'not kedit'"
+
+
+class Option(NamedTuple):
+    """One option: ``--kedit-NAME`` (and its ``aliases``), ini key ``kedit_NAME`` (and ``ini_aliases``)."""
+
+    name: str
+    metavar: str | None
+    help: str
+    #: the default as the help shows it; None: the help says what happens without the option
+    default: str | None = None
+    #: "string" (a value), "args" (repeatable, adds to the ini key's list) or "bool" (a flag)
+    kind: str = "string"
+    aliases: tuple[str, ...] = ()
+    ini_aliases: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        """The name of the option's value, for ``config.getoption`` and ``config.getini``."""
+        return _dest(self.name)
+
+
+def _dest(name: str) -> str:
+    """The name of option ``--kedit-NAME``'s value: ``kedit_NAME``, dashes as underscores."""
+    return "kedit_" + name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "MODEL", "embedded alias (smollm2-135m, gemma3-270m), Hugging Face id or local path", DEFAULT_MODEL),
+    Option("method", "METHOD", "editing method: ft, or any registered in the pytest_kedit.editors entry points",
+           DEFAULT_METHOD),
+    Option("hparams", "PATH", "YAML file of hyper-parameters (EasyEdit key names); default: packaged per method and model"),
+    Option("device", "DEVICE", "auto, cpu, cuda or cuda:N; auto spreads pytest-xdist workers over the visible GPUs", "auto"),
+    Option("dtype", "DTYPE", "auto, float32, float16 or bfloat16", "auto"),
+    Option("data", "DATA", "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
+           "upstream:GPT-J (the published files, downloaded once); default: the built-in suites"),
+    Option("split", "SPLITS", "comma-separated splits to run (kedit metrics lists them), each of which must be in "
+           "the data; default: every split the data has"),
+    Option("limit", "N", "run only the first N cases of each split; default: all"),
+    Option("sample", "N", "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
+           "(from the first --kedit-limit cases when both are given); default: all"),
+    Option("shard", "K/N", "run shard K of N (e.g. 2/3): within each split, the cases ordered by relation "
+           "and case id and dealt round-robin; merge the shards' report folders with kedit report"),
+    Option("report", "DIR", "folder for table1.md, table2.md, relations.md, cases.jsonl and summary.json"),
+    Option("html", "PATH", "also write the visual report, one self-contained HTML page, to this file "
+           "(needs pip install 'pytest-kedit[html]')"),
+    Option("seed", "N", "seed for every case's random state", "0"),
+    Option("protocol", "NAME", "paper (the paper's definitions) or upstream (the published code's choices, to "
+           "compare with the published tables: prompts' trailing spaces, Others, D scaling, FT/ROME/MEMIT defaults; "
+           "kedit docs fidelity)", "paper"),
+    Option("distortion", "NAME", "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published "
+           "Table 2); default: the protocol's"),
+    Option("threshold", "SPEC", "per-case threshold [SPLIT.]METRIC>=V, [SPLIT.]METRIC<=V or [SPLIT.]METRIC=off; "
+           "repeatable; overrides ini kedit_threshold; default: each metric's default threshold (kedit metrics)",
+           kind="args", ini_aliases=("kedit_thresholds",)),
+    Option("by-relation", None, "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every "
+           "metric; default: only written to relations.md in --kedit-report", kind="bool"),
+    Option("resume", None, "continue the partial run in --kedit-report: cases it recorded under the same model, "
+           "data, hparams, seed, thresholds and versions are reported from their records, not run again", kind="bool"),
+    Option("baseline", "PATH", "judge every case against this baseline file: a case fails only when it regressed; "
+           f"alone, or '{DEFAULT_BASELINE}': .kedit/baselines/<model>/<method>.json under the rootdir; "
+           "default: no baseline"),
+    Option("baseline-update", None, "write this run's per-case results as the baseline (--kedit-baseline's file, "
+           "or the default path); missed thresholds become known failures (xfail)", kind="bool",
+           aliases=("--kedit-update-baseline",), ini_aliases=("kedit_update_baseline",)),
+    Option("baseline-tolerance", "T", "with a baseline: how much worse (per-case scale, as the thresholds) a metric "
+           "may get before its case regresses; a missed threshold the baseline met always regresses", "1e-4",
+           aliases=("--kedit-tolerance",), ini_aliases=("kedit_tolerance",)),
+    Option("baseline-ignore", "FIELD,...", "with a baseline: comma-separated provenance fields that may differ "
+           "from the baseline's, e.g. hparams to gate a change of hyper-parameters; one of "
+           + ", ".join(PROVENANCE_FIELDS)),
+    Option("gate", "SPEC", "aggregate gate on the tables' x100 scale, checked when the session ends: "
+           "SPLIT.METRIC>=V, SPLIT.METRIC<=V, or relative to the baseline SPLIT.METRIC<=baseline+V; repeatable; "
+           "adds to ini kedit_gate", kind="args", ini_aliases=("kedit_gates",)),
+    Option("gate-mode", "MODE", "how a gate relative to the baseline fails: significant (the whole paired 95 "
+           "percent interval of run - baseline beyond the margin) or point (the difference itself)", "significant"),
+)
+
+
+#: An option's kind -> the type of its ini key and the ini key's value when it is not set.
+_INI_TYPES: dict[str, tuple[Literal["string", "args", "bool"], Any]] = {"string": ("string", None), "args": ("args", []), "bool": ("bool", False)}
 
 
 def add_options(parser: pytest.Parser) -> None:
+    """Declare every option of :data:`OPTIONS` in the ``kedit`` group of ``pytest --help``, and its ini key."""
     group = parser.getgroup("kedit", "knowledge-editing pitfalls benchmark (pytest-kedit)")
-    for name, _, default, help_text in _OPTIONS:
-        key = name.replace("-", "_")
-        group.addoption(f"--kedit-{name}", dest=f"kedit_{key}", default=None, help=f"{help_text} (default: {default})")
-        parser.addini(f"kedit_{key}", help_text, type="string", default=default)
-    group.addoption(
-        "--kedit-threshold",
-        dest="kedit_threshold",
-        action="append",
-        default=[],
-        help="per-case threshold [SPLIT.]METRIC>=V, [SPLIT.]METRIC<=V or [SPLIT.]METRIC=off; repeatable; "
-        f"overrides kedit_thresholds (default: {' '.join(default_threshold_specs())})",
-    )
-    parser.addini("kedit_thresholds", "per-case thresholds, one per line or space-separated", type="args", default=[])
-    by_relation_help = "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every metric"
-    group.addoption("--kedit-by-relation", dest="kedit_by_relation", action="store_true", default=None,
-                    help=f"{by_relation_help} (default: only written to relations.md in --kedit-report)")
-    parser.addini("kedit_by_relation", by_relation_help, type="bool", default=False)
-    resume_help = ("continue the partial run in --kedit-report: cases it recorded under the same model, data, "
-                   "hparams, seed, thresholds and versions are reported from their records, not run again")
-    group.addoption("--kedit-resume", dest="kedit_resume", action="store_true", default=None, help=resume_help)
-    parser.addini("kedit_resume", resume_help, type="bool", default=False)
-    baseline_help = ("judge every case against this baseline file: a case fails only when it regressed; alone, or "
-                     f"'{DEFAULT_BASELINE}': .kedit/baselines/<model>/<method>.json under the rootdir")
-    group.addoption("--kedit-baseline", dest="kedit_baseline", nargs="?", const=DEFAULT_BASELINE, default=None,
-                    metavar="PATH", help=f"{baseline_help} (default: no baseline)")
-    parser.addini("kedit_baseline", baseline_help, type="string", default=None)
-    update_help = ("write this run's per-case results as the baseline (--kedit-baseline's file, or the default path); "
-                   "missed thresholds become known failures (xfail)")
-    group.addoption("--kedit-update-baseline", dest="kedit_update_baseline", action="store_true", default=None,
-                    help=update_help)
-    parser.addini("kedit_update_baseline", update_help, type="bool", default=False)
-    group.addoption("--kedit-gate", dest="kedit_gate", action="append", default=[],
-                    help="aggregate gate on the tables' x100 scale, checked when the session ends: SPLIT.METRIC>=V, "
-                    "SPLIT.METRIC<=V, or relative to the baseline SPLIT.METRIC<=baseline+V; repeatable; adds to kedit_gates")
-    parser.addini("kedit_gates", "aggregate gates, one per line or space-separated", type="args", default=[])
+    for option in OPTIONS:
+        shown = option.help if option.default is None else f"{option.help} (default: {option.default})"
+        flags = (f"--kedit-{option.name}", *option.aliases)
+        if option.kind == "bool":
+            group.addoption(*flags, dest=option.dest, action="store_true", default=None, help=shown)
+        elif option.kind == "args":
+            group.addoption(*flags, dest=option.dest, action="append", default=[], metavar=option.metavar, help=shown)
+        elif option.name == "baseline":  # given alone, it means the default file
+            group.addoption(*flags, dest=option.dest, nargs="?", const=DEFAULT_BASELINE, default=None,
+                            metavar=option.metavar, help=shown)
+        else:
+            group.addoption(*flags, dest=option.dest, default=None, metavar=option.metavar, help=shown)
+        ini_type, ini_default = _INI_TYPES[option.kind]
+        parser.addini(option.dest, option.help, type=ini_type, default=ini_default, aliases=option.ini_aliases)
+
+
+def options_given(config: pytest.Config) -> bool:
+    """Whether a ``--kedit-*`` option is on the command line (or in ``PYTEST_ADDOPTS``)."""
+    return any(config.getoption(option.dest) not in (None, []) for option in OPTIONS)
+
+
+def options_set(config: pytest.Config) -> bool:
+    """Whether a ``--kedit-*`` option is given or a ``kedit_*`` ini key is set: the session is
+    meant as a benchmark run, whether or not it turns out to have cases."""
+    return options_given(config) or any(config.getini(option.dest) not in (None, [], False) for option in OPTIONS)
+
+
+def _raw(config: pytest.Config, option: str) -> str | None:
+    """The value of a string option as given: the command line's, else the ini key's, else None."""
+    given = config.getoption(_dest(option))
+    return given if given is not None else (config.getini(_dest(option)) or None)
+
+
+def _flag(config: pytest.Config, option: str) -> bool:
+    """Whether a flag option is set, on the command line or by its ini key."""
+    return bool(config.getoption(_dest(option)) or config.getini(_dest(option)))
+
+
+def header_line(config: pytest.Config) -> str:
+    """The line of pytest's header for a benchmark run: ``kedit: MODEL × METHOD, protocol P,
+    device D, baseline B``, the options as given (command line over ini over default), unchecked."""
+    model, method = _raw(config, "model") or DEFAULT_MODEL, _raw(config, "method") or DEFAULT_METHOD
+    baseline = _raw(config, "baseline")
+    if _flag(config, "baseline-update"):
+        shown = f"{baseline or DEFAULT_BASELINE} (updated by this run)"
+    else:
+        shown = baseline or "none"
+    return (f"kedit: {model} × {method}, protocol {_raw(config, 'protocol') or 'paper'}, "
+            f"device {_raw(config, 'device') or 'auto'}, baseline {shown}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +197,7 @@ class KeditOptions:
     resume: bool
     #: the baseline file to judge cases against or to update (resolved); None: no baseline
     baseline: str | None
-    #: write this run's results as the baseline instead of judging against it
+    #: write this run's results as the baseline instead of judging against it (--kedit-baseline-update)
     update_baseline: bool
     #: how much worse a metric may get before its case regresses (per-case scale)
     tolerance: float
@@ -141,17 +213,22 @@ class KeditOptions:
 
 
 def read_options(config: pytest.Config) -> KeditOptions:
-    """Command line over ini over defaults; bad values raise ConfigError."""
+    """Command line over ini over defaults; bad values raise ConfigError naming the option."""
+    # Imported here, not at the top: the parsers import the benchmark's registry (numpy, scipy),
+    # which a pytest run without kedit cases must not pay for.
+    from pytest_kedit.benchmark.protocol import resolve_protocol
+    from pytest_kedit.benchmark.registry import SPLITS, check_splits
+    from pytest_kedit.benchmark.thresholds import parse_thresholds
+    from pytest_kedit.dataset.shards import parse_shard
 
     def value(name: str) -> str | None:
-        given = config.getoption(f"kedit_{name}")
-        return given if given is not None else (config.getini(f"kedit_{name}") or None)
+        return _raw(config, name)
 
     named_splits = value("split")
     splits = tuple(s.strip() for s in (named_splits or ",".join(SPLITS)).split(",") if s.strip())
     check_splits(splits, "--kedit-split")
     protocol = resolve_protocol(value("protocol") or "paper", value("distortion"))
-    specs = [*config.getini("kedit_thresholds"), *config.getoption("kedit_threshold")]
+    specs = [*config.getini("kedit_threshold"), *config.getoption("kedit_threshold")]
     return KeditOptions(
         model=value("model") or DEFAULT_MODEL,
         method=value("method") or DEFAULT_METHOD,
@@ -170,16 +247,20 @@ def read_options(config: pytest.Config) -> KeditOptions:
         distortion=protocol.distortion,
         protocol=protocol,
         thresholds=parse_thresholds(specs),
-        by_relation=bool(config.getoption("kedit_by_relation") or config.getini("kedit_by_relation")),
+        by_relation=_flag(config, "by-relation"),
         resume=_resume(config, value("report")),
         **_baseline_options(config, value),
     )
 
 
 def _baseline_options(config: pytest.Config, value: Callable[[str], str | None]) -> dict[str, Any]:
-    """The baseline and gate fields of :class:`KeditOptions`. ``--kedit-update-baseline`` alone
+    """The baseline and gate fields of :class:`KeditOptions`. ``--kedit-baseline-update`` alone
     writes to the default path; a relative gate needs a baseline."""
-    update = bool(config.getoption("kedit_update_baseline") or config.getini("kedit_update_baseline"))
+    from pytest_kedit.ci.baseline import default_path, parse_ignore
+    from pytest_kedit.ci.gates import parse_gates
+    from pytest_kedit.ci.regression import parse_tolerance
+
+    update = _flag(config, "baseline-update")
     named = value("baseline")
     baseline = None
     if named == DEFAULT_BASELINE or (named is None and update):
@@ -189,18 +270,18 @@ def _baseline_options(config: pytest.Config, value: Callable[[str], str | None])
         if Path(baseline).is_dir():  # `--kedit-baseline suites/` takes the test folder as its value
             raise ConfigError(f"--kedit-baseline: {named} is a folder, not a baseline file; for the default file write "
                               f"--kedit-baseline={DEFAULT_BASELINE} or put --kedit-baseline after the test paths")
-    tolerance = parse_tolerance(value("tolerance"), "--kedit-tolerance")
-    ignore = parse_ignore(value("baseline_ignore"), "--kedit-baseline-ignore")
-    specs = [*config.getini("kedit_gates"), *config.getoption("kedit_gate")]
-    mode = value("gate_mode") or "significant"
+    tolerance = parse_tolerance(value("baseline-tolerance"), "--kedit-baseline-tolerance")
+    ignore = parse_ignore(value("baseline-ignore"), "--kedit-baseline-ignore")
+    specs = [*config.getini("kedit_gate"), *config.getoption("kedit_gate")]
+    mode = value("gate-mode") or "significant"
     gates = parse_gates(specs, mode, has_baseline=baseline is not None)  # checks the mode too
     return {"baseline": baseline, "update_baseline": update, "tolerance": tolerance, "baseline_ignore": ignore, "gates": gates,
-            "gate_mode": cast(GateMode, mode)}
+            "gate_mode": cast("GateMode", mode)}
 
 
 def _resume(config: pytest.Config, report: str | None) -> bool:
     """``--kedit-resume`` (or ini ``kedit_resume``); it continues a report folder, so it needs one."""
-    resume = bool(config.getoption("kedit_resume") or config.getini("kedit_resume"))
+    resume = _flag(config, "resume")
     if resume and not report:
         raise ConfigError("--kedit-resume: continues the run in a report folder; give --kedit-report=DIR too")
     return resume
@@ -208,4 +289,6 @@ def _resume(config: pytest.Config, report: str | None) -> bool:
 
 def _integer(name: str, raw: str | None, minimum: int) -> int | None:
     """The whole number of ``--kedit-{name}`` (None when not given), at least ``minimum``."""
+    from pytest_kedit.benchmark.thresholds import parse_number
+
     return None if raw is None else parse_number(raw, f"--kedit-{name}", minimum, whole=True)

@@ -2,8 +2,9 @@
 
 A run that would fail on its first case (an unknown method, a typo in the hyper-parameters, a
 model that is not there, a device that is not there, a report path that is a file, a cache that
-cannot be written) fails here instead, in one line, also under ``--collect-only``; minutes of
-model loading are not spent first. The checks read files and configurations only; nothing here loads weights.
+cannot be written), or end without its files (a report or HTML page that cannot be written where
+asked), fails here instead, in one line, also under ``--collect-only``; minutes of model loading
+are not spent first. The checks read files and configurations only; nothing here loads weights.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def check_options(options: KeditOptions) -> None:
     check_cache()
     if options.report:
         check_report_folder(Path(options.report))
+    if options.html:
+        check_html_file(Path(options.html))
 
 
 def check_device(spec: str) -> None:
@@ -105,15 +108,30 @@ def check_cache() -> None:
 
 
 def check_report_folder(folder: Path) -> None:
-    """The report folder exists as a folder, or can be created: its nearest existing ancestor is
-    a writable folder."""
+    """The report folder exists as a folder, or can be created (:func:`check_creatable`)."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--kedit-report: {folder} is a file, not a folder")
-    existing = folder
+    check_creatable(folder, "--kedit-report")
+
+
+def check_html_file(file: Path) -> None:
+    """The HTML page's path is not a folder, and its folder exists or can be created
+    (:func:`check_creatable`; the page's writer creates it at the end of the run)."""
+    if file.is_dir():
+        raise ConfigError(f"--kedit-html: {file} is a folder; name the page's file, e.g. {file / 'report.html'}")
+    check_creatable(file.parent, "--kedit-html")
+
+
+def check_creatable(folder: Path, option: str) -> None:
+    """``folder`` is a writable folder, or can be created: its nearest existing ancestor is a
+    writable folder. ConfigError naming ``option`` and that ancestor otherwise."""
+    existing = folder.absolute()
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--kedit-report: cannot write into {existing}")
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: cannot create {folder}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: cannot write into {existing}")
 
 
 def check_suite(options: KeditOptions, suite: Suite) -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -50,10 +49,6 @@ if TYPE_CHECKING:
     from pytest_kedit.benchmark.cases import Case
     from pytest_kedit.run.harness import Harness
 
-#: The parameter id of a benchmark case's test, at the end of its node id: ``[reverse-0042]``.
-_CASE_TEST = re.compile(rf"\[({'|'.join(SPLITS)})-(\d+|invalid)\]$")
-
-
 class Worker:
     """Loads the model and editor once per process and runs cases on them."""
 
@@ -86,7 +81,9 @@ class Worker:
             from pytest_kedit.run.harness import Harness
 
             if self.worker_count:
-                # Each xdist worker gets its share of the cores, so serial and parallel runs compute alike.
+                # Each xdist worker gets its share of the cores, so that the workers do not oversubscribe
+                # them. This changes the thread layout, and with it the last digits of a probability:
+                # results are exact within one layout, not across (README, "compare like with like").
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.worker_count))
             loaded = load_model(self.options.model, self.options.device, self.options.dtype, self.worker_index)
             protocol = self.options.protocol
@@ -238,12 +235,6 @@ class Worker:
         }
 
 
-def count_cases(nodeids: Iterable[str]) -> int:
-    """How many of the tests are benchmark cases: their parameter id is a case id
-    (``reverse-0042``, or ``reverse-invalid`` for a file that could not be read)."""
-    return sum(bool(_CASE_TEST.search(nodeid)) for nodeid in nodeids)
-
-
 def name_record(record: CaseRecord, test_id: str) -> None:
     """Name a record that has no case (its record could not be parsed) by its test's parameter
     id (``reverse-0042``), and its split by the id's first part."""
@@ -254,7 +245,7 @@ def name_record(record: CaseRecord, test_id: str) -> None:
 def case_test_end(record: CaseRecord, judgement: Judgement | None, update_baseline: bool) -> tuple[str, str] | None:
     """How the test of a case that ran ends other than by passing: ``("fail", message)`` for an
     error or a case that regressed against the baseline; ``("xfail", reason)`` for a known
-    failure, and with ``--kedit-update-baseline`` (``update_baseline``) for a missed threshold,
+    failure, and with ``--kedit-baseline-update`` (``update_baseline``) for a missed threshold,
     which the baseline records as a known failure. None: the test goes on."""
     if record.error is not None:
         return "fail", record.error
@@ -383,7 +374,7 @@ class Collector:
 
     def verdict(self, suite: Suite | None, interrupted: bool = False) -> SessionVerdict:
         """At the end of the session (after every record and process has arrived): write the
-        baseline (``--kedit-update-baseline``; not when no case reached the model), or judge the
+        baseline (``--kedit-baseline-update``; not when no case reached the model), or judge the
         run against it (:func:`~pytest_kedit.ci.gating.gate_run`: the cases' verdicts counted, the
         gates checked); over the run's records (:meth:`run_records`: resuming, the earlier ones
         too). A case that regressed or is an error fails its own test; the session fails on a
@@ -436,7 +427,7 @@ class SessionVerdict(NamedTuple):
     """What the end of a session adds to its tests' outcomes: the baseline, the gates."""
 
     #: for the terminal, each with whether it reports a problem: the baseline written or not
-    #: (--kedit-update-baseline), or the verdicts of the cases against it
+    #: (--kedit-baseline-update), or the verdicts of the cases against it
     lines: list[tuple[str, bool]]
     gates: list[GateResult]
     #: the baseline could not be written or read, or a gate failed: the session fails

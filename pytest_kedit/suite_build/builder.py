@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from pytest_kedit.benchmark.cases import Case, RoundCase
 from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS, check_splits
 from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, resolve_source
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
 from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
+from pytest_kedit.storage.progress import progress_bar
 from pytest_kedit.suite_build.decision_log import DecisionLog
 from pytest_kedit.suite_build.knowledge_check import MAX_NEW_TOKENS, PRODUCED_TOP_K, KnowledgeCheck, KnowledgeVerdict
 from pytest_kedit.suite_build.manifest import (
@@ -189,7 +188,7 @@ def _decide_split(
     total = len(source.entries)
     n = total if settings.limit is None else min(settings.limit, total)
     done = sum(i < n for i in decided)
-    with tqdm(total=n, initial=done, desc=source.split, unit="case", disable=not progress) as bar:
+    with progress_bar(n, initial=done, desc=source.split, unit="case", disable=not progress) as bar:
         for chunk in _chunks(total, settings.batch_size, n):
             pending = [i for i in chunk if i not in decided]
             if not pending:

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections import abc
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -136,22 +137,35 @@ def _read_yaml(file: Path) -> Any:
 
 
 def parse_hparams(data: Any, hparams_class: type, source: str) -> Any:
+    """``hparams_class`` made from the mapping ``data`` read from ``source`` (a file, or a
+    method's defaults). Every value is checked against its field's type (:func:`_converted`:
+    scalars, ``Literal``, ``X | None``, lists, tuples, dicts and nested dataclasses, as deep as
+    they go); every problem is one ConfigError naming ``source``, the key (``optimizer.lr`` in a
+    nested dataclass) and the type the key wants."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of hyper-parameters, got {type(data).__name__}")
+    return _parsed(data, hparams_class, source, "")
+
+
+def _parsed(data: dict[Any, Any], hparams_class: type, source: str, prefix: str) -> Any:
+    """:func:`parse_hparams` of the mapping of a dataclass whose keys are named ``prefix`` + key
+    in errors (``""`` at the top, ``"optimizer."`` for a nested one)."""
     fields = {f.name: f for f in dataclasses.fields(hparams_class)}
     hints = typing.get_type_hints(hparams_class)
     values = {}
     for key, value in data.items():
-        if key in DESCRIPTIVE_KEYS and key not in fields:
+        if not prefix and key in DESCRIPTIVE_KEYS and key not in fields:
             continue
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(fields)}"
-            raise ConfigError(f"{source}: unknown hyper-parameter {key!r}{hint}")
-        if not _conforms(value, hints[key]):
-            raise ConfigError(f"{source}: hyper-parameter {key!r} must be {_type_name(hints[key])}, got {value!r}")
-        values[key] = value
-    missing = [name for name in _required_fields(hparams_class) if name not in values]
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys: {sorted(prefix + name for name in fields)}"
+            raise ConfigError(f"{source}: unknown hyper-parameter {prefix + str(key)!r}{hint}")
+        try:
+            values[key] = _converted(value, hints[key], source, f"{prefix}{key}")
+        except _Mismatch:
+            raise ConfigError(f"{source}: hyper-parameter {prefix + key!r} must be {_type_name(hints[key])}, "
+                              f"got {value!r}") from None
+    missing = [prefix + name for name in _required_fields(hparams_class) if name not in values]
     if missing:
         raise ConfigError(f"{source}: missing hyper-parameters {missing}")
     return hparams_class(**values)
@@ -163,23 +177,80 @@ def _required_fields(hparams_class: type) -> list[str]:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
-def _conforms(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
+class _Mismatch(Exception):
+    """A value is not of the type its field wants (:func:`_parsed` names the key and the type)."""
+
+
+#: The generic origins read from a YAML list, and those read from a YAML mapping.
+_SEQUENCES = (list, abc.Sequence, abc.MutableSequence)
+_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _converted(value: Any, hint: Any, source: str, key: str) -> Any:
+    """``value`` as a field of type ``hint`` holds it, or :class:`_Mismatch`. Scalars are kept as
+    they are (an int is a float); a list is checked item by item, and a list or tuple given for
+    a tuple becomes a tuple (of the fixed length ``tuple[X, Y]`` names); a mapping is checked
+    key and value, and becomes the nested dataclass a field of that type wants (its own keys
+    checked by :func:`_parsed`, errors naming ``key.subkey``). A type this check does not know is
+    a ConfigError naming the key, for the editor's author."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return value
     if origin in (typing.Union, types.UnionType):
-        return any(_conforms(value, arg) for arg in typing.get_args(hint))
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+        for arg in args:
+            try:
+                return _converted(value, arg, source, key)
+            except _Mismatch:
+                continue
+        raise _Mismatch
     if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if hint is type(None):
-        return value is None
+        return _checked(value, any(value == choice and type(value) is type(choice) for choice in args))
+    if hint is type(None) or hint is None:
+        return _checked(value, value is None)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _parsed(_checked(value, isinstance(value, dict)), hint, source, f"{key}.")
+    if hint in _SEQUENCES or origin in _SEQUENCES:
+        item = args[0] if args else typing.Any
+        return [_converted(v, item, source, key) for v in _checked(value, isinstance(value, (list, tuple)))]
+    if hint is tuple or origin is tuple:
+        items = _checked(value, isinstance(value, (list, tuple)))
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_converted(v, args[0], source, key) for v in items)
+        if args:
+            _checked(value, len(items) == len(args))
+            return tuple(_converted(v, arg, source, key) for v, arg in zip(items, args))
+        return tuple(items)
+    if hint in _MAPPINGS or origin in _MAPPINGS:
+        key_type, value_type = args if args else (typing.Any, typing.Any)
+        return {_converted(k, key_type, source, key): _converted(v, value_type, source, key)
+                for k, v in _checked(value, isinstance(value, dict)).items()}
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _checked(value, isinstance(value, (int, float)) and not isinstance(value, bool))
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+        return _checked(value, isinstance(value, int) and not isinstance(value, bool))
+    if isinstance(hint, type):
+        return _checked(value, isinstance(value, hint))
+    raise ConfigError(f"{source}: hyper-parameter {key!r} has a type pytest-kedit cannot check: {_type_name(hint)}")
+
+
+def _checked(value: Any, conforms: bool) -> Any:
+    """``value`` when it ``conforms``; :class:`_Mismatch` otherwise."""
+    if not conforms:
+        raise _Mismatch
+    return value
 
 
 def _type_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "")
+    """``hint`` as an error shows it: ``int``, ``list[int]``, ``tuple[int, ...]``, ``Inner | None``,
+    ``'a' or 'b'`` for a Literal."""
+    if hint is type(None) or hint is None:
+        return "None"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is None:
+        return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is typing.Literal:
+        return " or ".join(repr(arg) for arg in args)
+    parts = ["..." if arg is Ellipsis else _type_name(arg) for arg in args]
+    return f"{getattr(origin, '__name__', str(origin))}[{', '.join(parts)}]"

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from tqdm.auto import tqdm
 
 from pytest_kedit.editors.mend.checkpoint import network_tensors, publish, trained_path
 from pytest_kedit.editors.mend.editor import MENDHyperParams, build_network, token_factors
@@ -45,6 +44,7 @@ from pytest_kedit.model.timing import PhaseTimer
 from pytest_kedit.model.tracing import Trace, skipped
 from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
 from pytest_kedit.storage.cache import locked
+from pytest_kedit.storage.progress import progress_bar
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
@@ -191,7 +191,7 @@ class MENDTrainer:
         start, started = state["step"], time.perf_counter()
         stop_at = min(hp.max_iters, start + max_steps) if max_steps is not None else hp.max_iters
         recent: deque[dict[str, float]] = deque(maxlen=100)
-        with tqdm(total=stop_at - start, desc="train-mend", unit="step", dynamic_ncols=True) as bar:
+        with progress_bar(stop_at - start, desc="train-mend", unit="step", dynamic_ncols=True) as bar:
             while state["step"] < stop_at and state["stopped"] is None:
                 step = state["step"]
                 recent.append(self.step(self.order(step), random.Random(f"{hp.seed}-{step}"), train=True))
@@ -207,9 +207,10 @@ class MENDTrainer:
                 minutes = (time.perf_counter() - started) / 60
                 if hp.max_minutes is not None and minutes >= hp.max_minutes and step % hp.accumulate_bs == 0:
                     state["stopped"] = f"time budget of {hp.max_minutes} minutes"
-                bar.update(1)
+                # Shown when the bar next draws itself (progress_bar paces it), not drawn now.
                 bar.set_postfix(loss=f"{sum(r['loss'] for r in recent) / len(recent):.3f}",
-                                succ=f"{sum(r['edit_success'] for r in recent) / len(recent):.2f}")  # fmt: skip
+                                succ=f"{sum(r['edit_success'] for r in recent) / len(recent):.2f}", refresh=False)  # fmt: skip
+                bar.update(1)
         if state["step"] > start and (state["step"] % hp.val_interval != 0 or not state["curve"]):
             self._validated(self.validate())
         if state["stopped"] is None and state["step"] >= hp.max_iters:
