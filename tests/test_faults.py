@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_mend import TINY, trained_like
-from test_resume import PROVENANCE, _interruptible, case_set, make_project, pytest_command, record, run_env
+from test_resume import PROVENANCE, _interruptible, case_set, make_project, pytest_command, record, run_env, wait_for_cases
 from test_rome import TINY_STATISTICS, one_thread_and_private_cache, tiny_loaded  # noqa: F401
 from tiny_models import tiny_model
 
@@ -336,12 +336,7 @@ def terminate_after_two_cases(project: Path, report: Path, cache: Path, *args: s
     does) once two cases are in cases.jsonl; the run's output."""
     process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
-    cases = report / "cases.jsonl"
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        if cases.is_file() and len(cases.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_cases(process, report, 2)
     (os.killpg if group else os.kill)(process.pid, signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]

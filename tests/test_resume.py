@@ -188,6 +188,16 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def wait_for_cases(process: subprocess.Popen[Any], report: Path, count: int) -> None:
+    """Wait until ``report``'s cases.jsonl holds ``count`` lines, the run ended, or 300 s passed."""
+    cases = report / "cases.jsonl"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if cases.is_file() and len(cases.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.05)
+
+
 def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: str) -> None:
     """Run the suites and press Ctrl-C (SIGINT to the process group, as a terminal does) once two
     cases are in cases.jsonl."""
@@ -195,12 +205,7 @@ def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: s
     with output.open("wb") as sink:
         process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
                                    stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_interruptible)
-    cases = report / "cases.jsonl"
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        if cases.is_file() and len(cases.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_cases(process, report, 2)
     os.killpg(process.pid, signal.SIGINT)
     status = process.wait(timeout=300)
     assert status == pytest.ExitCode.INTERRUPTED, output.read_text(errors="replace")[-3000:]
