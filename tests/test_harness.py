@@ -96,6 +96,43 @@ def test_an_editor_that_hides_a_change_is_reported(suite):
         Harness(loaded, _Sneaky({}, loaded)).run(suite.splits["reverse"][0])
 
 
+class _Remembering(FTEditor):
+    """FT that also remembers the targets it wrote, as a lifelong editor keeps keys or memories;
+    its delta puts the memory back as it was before the edit."""
+
+    def __init__(self, hparams, loaded):
+        super().__init__(hparams, loaded)
+        self.memory: tuple[str, ...] = ()
+        self.seen: list[tuple[str, ...]] = []
+
+    def apply(self, model, tokenizer, requests) -> WeightDelta:
+        self.seen.append(self.memory)
+        delta = super().apply(model, tokenizer, requests)
+        before, self.memory = self.memory, (*self.memory, *(r.target for r in requests))
+        delta.undo.append(lambda: setattr(self, "memory", before))
+        return delta
+
+
+def test_the_restore_puts_the_editors_state_back_with_the_weights(suite):
+    """Coverage: e2 alone from θ, then e1 and e2 from θ again: each stage starts from an empty
+    memory, e2 after e1 sees e1's target, and after the case the memory is empty."""
+    loaded = tiny_loaded("gpt2")
+    editor = _Remembering(FTHyperParams(layers=[1], num_steps=2), loaded)
+    case = suite.splits["coverage"][0]
+    e1, e2 = (edit.new.label for edit in case.edits)
+    Harness(loaded, editor).run(case)
+    assert editor.seen == [(), (), (e1,)]
+    assert editor.memory == ()
+
+
+def test_a_merged_delta_puts_the_state_back_last_edit_first():
+    calls: list[str] = []
+    first = WeightDelta(undo=[lambda: calls.append("first")])
+    later = WeightDelta(undo=[lambda: calls.append("later a"), lambda: calls.append("later b")])
+    first.then(later).restore(torch.nn.Linear(1, 1))
+    assert calls == ["later b", "later a", "first"]
+
+
 class _MultiLabelFT(FTEditor):
     """FT in Multi-Label Edit mode, remembering the batches it was given."""
 

@@ -4,7 +4,7 @@ the check of the modules a method rewrites."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,24 +19,31 @@ if TYPE_CHECKING:
 
 @dataclass
 class WeightDelta:
-    """The parameters an edit changed, each with its value from before the edit.
+    """What an edit changed: the parameters, each with its value from before the edit, and the
+    editor's own state (keys it remembers, hooks, memories) as callables that put it back.
 
-    Restoring writes these values back; the model is then bit-identical to before.
+    Restoring writes the parameters back, then runs the callables, the last registered first; the
+    model and its editor are then as before the edit.
     """
 
     originals: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: run by :meth:`restore` after the weights are written back, the last first
+    undo: list[Callable[[], None]] = field(default_factory=list)
 
     def then(self, later: WeightDelta) -> WeightDelta:
-        """The delta of this edit followed by ``later``: the earliest original of each tensor wins."""
+        """The delta of this edit followed by ``later``: the earliest original of each tensor wins,
+        and ``later``'s state is put back before this one's."""
         merged = dict(later.originals)
         merged.update(self.originals)
-        return WeightDelta(merged)
+        return WeightDelta(merged, [*self.undo, *later.undo])
 
     def restore(self, model: torch.nn.Module) -> None:
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, original in self.originals.items():
                 params[name].copy_(original)
+        for put_back in reversed(self.undo):
+            put_back()
 
 
 def snapshot(model: torch.nn.Module, names: Iterable[str]) -> WeightDelta:
@@ -65,7 +72,9 @@ class Editor(ABC):
 
     ``hparams_class`` is a dataclass whose fields are the method's hyper-parameter keys (EasyEdit's
     names); YAML files are checked against it. ``apply`` edits the model in place and returns a
-    ``WeightDelta`` built with ``snapshot`` *before* changing anything. Restoring is the harness's job.
+    ``WeightDelta`` built with ``snapshot`` *before* changing anything; an editor that keeps state
+    across edits adds to the delta's ``undo`` what puts that state back. Restoring is the
+    harness's job: after it, model and editor are as they were before the edits.
     """
 
     name: ClassVar[str]

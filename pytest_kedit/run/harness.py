@@ -2,8 +2,9 @@
 
 The plan (:mod:`pytest_kedit.benchmark.plans`) says which model states to reach and which facts to
 probe in each; the harness applies the edits through the editor, probes, restores the original
-weights after every state that the next one does not continue, and scores the probabilities
-(:mod:`pytest_kedit.benchmark.scoring`). After :meth:`Harness.run` the model is as it was.
+weights and the editor's state (``WeightDelta.restore``) after every state that the next one does
+not continue, and scores the probabilities (:mod:`pytest_kedit.benchmark.scoring`). After
+:meth:`Harness.run` the model and the editor are as they were.
 """
 
 from __future__ import annotations
