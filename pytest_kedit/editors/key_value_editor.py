@@ -68,14 +68,22 @@ class KeyValueEditor(Editor):
         """The names of the transformer blocks under block ``layer``, bottom first."""
         return [self.layer_name(below) for below in range(layer)]
 
+    def second_moment(self, name: str) -> torch.Tensor:
+        """C = E[k kᵀ] of the projection ``name``'s inputs, in the statistics' dtype (loaded on first use)."""
+        return self._statistics()[name].mom2
+
     def inverse_second_moment(self, name: str) -> torch.Tensor:
         """C⁻¹ of the projection ``name``'s inputs, in the statistics' dtype (loaded on first use)."""
+        return self._statistics()[name].inverse
+
+    def _statistics(self) -> dict[str, SecondMoment]:
+        """The second moments of every rewritten projection, loaded (or computed) on the first call."""
         if self._moments is None:
             hp = self.hparams
             self._moments, self.statistics_info = second_moments(
                 self.loaded, self.module_names, hp.mom2_dataset, hp.mom2_n_samples, hp.mom2_dtype
             )
-        return self._moments[name].inverse
+        return self._moments
 
 
 def as_out_in(weight: torch.Tensor, transposed: bool) -> torch.Tensor:

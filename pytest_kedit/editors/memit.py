@@ -34,7 +34,7 @@ import torch
 
 from pytest_kedit.benchmark.cases import EditRequest
 from pytest_kedit.editors.base import WeightDelta, snapshot
-from pytest_kedit.editors.key_value import edit_prompts, optimise_value, read_at_subject, subject_prompt
+from pytest_kedit.editors.key_value import SubjectPrompt, edit_prompts, optimise_value, read_at_subject, subject_prompt
 from pytest_kedit.editors.key_value_editor import KeyValueEditor, KeyValueHyperParams, add_update
 
 
@@ -64,15 +64,32 @@ class MEMITEditor(KeyValueEditor):
         templates = self.context_templates()
         z_site = self.layer_name(hp.layers[-1])
         z = self.target_outputs(model, requests).double()  # (requests, hidden)
-        key_prompts = [subject_prompt(self.encoder, t, r, with_target=False) for r in requests for t in templates]
+        key_prompts = self.key_prompts(requests)
         for i, name in enumerate(self.module_names):
             inputs, outputs = read_at_subject(model, key_prompts, [name, z_site], self.encoder.pad_id)
-            K = average_keys(inputs[name].double().view(len(requests), len(templates), -1), self.template_groups())
+            K = self.keys(inputs[name], len(requests))
             R = (z - outputs[z_site][:: len(templates)].double()) / (len(self.module_names) - i)  # (requests, hidden)
-            A = self.inverse_second_moment(name).double() @ K.T if hp.mom2_adjustment else K.T  # (in, requests)
-            small = hp.mom2_update_weight * torch.eye(len(K), dtype=K.dtype, device=K.device) + K @ A  # (requests, requests)
-            add_update(params[f"{name}.weight"], R.T @ torch.linalg.solve(small, A.T), modules.weight_transposed)
+            add_update(params[f"{name}.weight"], self.update(name, K, R), modules.weight_transposed)
         return delta
+
+    def update(self, name: str, K: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        """ΔW, (out, in), of the projection ``name`` that writes the residuals ``R`` (requests, out)
+        at the keys ``K`` (requests, in), both float64: MEMIT's Rᵀ K (λC + KᵀK)⁻¹, solved as
+        Rᵀ (λI + K C⁻¹Kᵀ)⁻¹ K C⁻¹. A method that differs from MEMIT only in this solve overrides it."""
+        A = self.inverse_second_moment(name).double() @ K.T if self.hparams.mom2_adjustment else K.T  # (in, requests)
+        small = self.hparams.mom2_update_weight * torch.eye(len(K), dtype=K.dtype, device=K.device) + K @ A  # (requests, requests)
+        return R.T @ torch.linalg.solve(small, A.T)
+
+    def key_prompts(self, requests: Sequence[EditRequest]) -> list[SubjectPrompt]:
+        """Each request's prompt in each context template (templates within a request), without the
+        target: where the keys are read."""
+        templates = self.context_templates()
+        return [subject_prompt(self.encoder, t, r, with_target=False) for r in requests for t in templates]
+
+    def keys(self, inputs: torch.Tensor, n_requests: int) -> torch.Tensor:
+        """The keys, (requests, in) in float64, from a projection's inputs at :meth:`key_prompts`:
+        each request's averaged over the context templates (``key_averaging``)."""
+        return average_keys(inputs.double().view(n_requests, -1, inputs.shape[-1]), self.template_groups())
 
     def template_groups(self) -> list[int] | None:
         """The sizes of the groups of context templates the keys are averaged in; None: flat."""
