@@ -10,15 +10,18 @@ from typing import Literal, Optional
 import pytest
 
 from pytest_kedit.editors import BUILTIN, editor_class
+from pytest_kedit.editors.alphaedit import AlphaEditHyperParams
+from pytest_kedit.editors.emmet import EMMETHyperParams
 from pytest_kedit.editors.hparams import SHARED_DEFAULTS, default_file, load_hparams
 from pytest_kedit.editors.key_value_editor import KeyValueHyperParams
 from pytest_kedit.editors.memit import MEMITHyperParams
-from pytest_kedit.editors.rome import ROMEHyperParams
+from pytest_kedit.editors.rome import ROMEHyperParams, RROMEHyperParams
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.model.architectures import MODULE_MAPS
 
-#: MEMIT measured destructive on Gemma 3 at every setting tried (docs/editors.md): no packaged default.
-WITHOUT_DEFAULTS = {("memit", family) for family in ("gemma", "gemma2", "gemma3", "gemma3_text")}
+#: MEMIT measured destructive on Gemma 3 at every setting tried (docs/editors.md): no packaged
+#: default for it, nor for the methods that write MEMIT's residual of a layer's output.
+WITHOUT_DEFAULTS = {(method, family) for method in ("memit", "alphaedit", "emmet") for family in ("gemma", "gemma2", "gemma3", "gemma3_text")}
 
 
 @pytest.mark.parametrize("family", sorted(MODULE_MAPS))
@@ -41,10 +44,14 @@ def test_a_family_without_its_own_file_uses_the_shared_one() -> None:
     assert set(SHARED_DEFAULTS) <= set(MODULE_MAPS)
 
 
-def test_rome_and_memit_share_the_key_value_keys_and_reject_the_others(tmp_path) -> None:
+def test_the_locate_and_edit_methods_share_the_key_value_keys_and_reject_the_others(tmp_path) -> None:
     shared = {f.name for f in dataclasses.fields(KeyValueHyperParams)}
+    memit = shared | {"mom2_update_weight", "key_averaging"}
     assert {f.name for f in dataclasses.fields(ROMEHyperParams)} == shared | {"update_key"}
-    assert {f.name for f in dataclasses.fields(MEMITHyperParams)} == shared | {"mom2_update_weight", "key_averaging"}
+    assert {f.name for f in dataclasses.fields(RROMEHyperParams)} == shared
+    assert {f.name for f in dataclasses.fields(MEMITHyperParams)} == memit
+    assert {f.name for f in dataclasses.fields(AlphaEditHyperParams)} == memit | {"nullspace_threshold", "L2"}
+    assert {f.name for f in dataclasses.fields(EMMETHyperParams)} == memit | {"emmet_lambda", "update_norm_lambda"}
     assert (ROMEHyperParams(layers=[1]).clamp_norm_factor, MEMITHyperParams(layers=[1]).clamp_norm_factor) == (4.0, 0.75)
     path = tmp_path / "hparams.yaml"
     path.write_text("layers: [1]\nmom2_update_weight: 5000\n")
@@ -55,7 +62,10 @@ def test_rome_and_memit_share_the_key_value_keys_and_reject_the_others(tmp_path)
         load_hparams("memit", MEMITHyperParams, "tiny", "llama", str(path))
 
 
-@pytest.mark.parametrize("method, hparams_class", [("rome", ROMEHyperParams), ("memit", MEMITHyperParams)])
+@pytest.mark.parametrize("method, hparams_class", [
+    ("rome", ROMEHyperParams), ("r-rome", RROMEHyperParams), ("memit", MEMITHyperParams),
+    ("alphaedit", AlphaEditHyperParams), ("emmet", EMMETHyperParams),
+])
 def test_every_packaged_file_is_valid(method: str, hparams_class: type) -> None:
     files = sorted(Path(str(resources.files("pytest_kedit.editors.hparams").joinpath(method))).glob("*.yaml"))
     assert files

@@ -66,10 +66,13 @@ def test_mle_writes_all_targets_of_the_subject_at_once(family):
     assert all((after - z_i).norm() < (before - z_i).norm() for z_i in z)
 
 
-def test_memit_writes_into_every_layer_and_restores_bit_exactly(family):
+@pytest.mark.parametrize("method", ["memit", "alphaedit", "emmet"])
+def test_every_memit_solve_writes_into_every_layer_and_restores_bit_exactly(family, method):
     loaded = tiny_loaded(family)
     original = {name: value.clone() for name, value in loaded.model.state_dict().items()}
-    editor = tiny_memit(loaded)
+    cls = editor_class(method)
+    hparams = {**TINY_VALUE, **TINY_STATISTICS, "clamp_norm_factor": 0.75, "layers": [1, 2], "mom2_update_weight": 1.0}
+    editor = cls(cls.hparams_class(**hparams), loaded)
     delta = editor.apply(loaded.model, loaded.tokenizer, BATCH)
     assert sorted(delta.originals) == sorted(f"{name}.weight" for name in editor.module_names)
     params = dict(loaded.model.named_parameters())

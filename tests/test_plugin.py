@@ -153,7 +153,8 @@ def test_bad_options_are_usage_errors(project: pytest.Pytester, args, message):
 def test_unknown_method_stops_with_one_clear_message(project: pytest.Pytester):
     result = run(project, "--kedit-method=rmoe")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "unknown editing method 'rmoe'; available: ft, memit, memit-mle, mend, rome" in result.stdout.str() + result.stderr.str()
+    available = "alphaedit, alphaedit-mle, emmet, ft, memit, memit-mle, mend, r-rome, rome"
+    assert f"unknown editing method 'rmoe'; available: {available}" in result.stdout.str() + result.stderr.str()
     assert "Traceback" not in result.stdout.str()
 
 

@@ -1,4 +1,4 @@
-"""ROME on tiny random models of every family, and on the embedded SmolLM2."""
+"""ROME and r-ROME on tiny random models of every family, and ROME on the embedded SmolLM2."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import torch
 from tiny_models import tiny_model
 
 from pytest_kedit.benchmark.cases import EditRequest
+from pytest_kedit.benchmark.protocol import UPSTREAM
 from pytest_kedit.editors import create_editor
 from pytest_kedit.editors.base import Editor
 from pytest_kedit.editors.hparams import load_hparams
-from pytest_kedit.editors.rome import ROMEEditor, ROMEHyperParams
+from pytest_kedit.editors.key_value import read_at_subject, subject_prompt
+from pytest_kedit.editors.rome import RankOneEditor, ROMEEditor, ROMEHyperParams, RROMEEditor, RROMEHyperParams
 from pytest_kedit.errors import ConfigError, KeditError
 from pytest_kedit.model.architectures import module_map
 from pytest_kedit.model.loading import LoadedModel, load_model
@@ -45,6 +47,16 @@ def tiny_loaded(family: str, seed: int = 0) -> LoadedModel:
 
 def tiny_rome(loaded: LoadedModel, **overrides) -> ROMEEditor:
     return ROMEEditor(ROMEHyperParams(**{"layers": [1], **TINY_VALUE, **TINY_STATISTICS, **overrides}), loaded)
+
+
+def rome_variants(loaded: LoadedModel, **overrides) -> dict[str, RankOneEditor]:
+    """ROME with each update key, and r-ROME, with the same settings."""
+    settings = {"layers": [1], **TINY_VALUE, **TINY_STATISTICS, **overrides}
+    return {
+        "averaged": ROMEEditor(ROMEHyperParams(**settings, update_key="averaged"), loaded),
+        "prompt": ROMEEditor(ROMEHyperParams(**settings, update_key="prompt"), loaded),
+        "r-rome": RROMEEditor(RROMEHyperParams(**settings), loaded),
+    }
 
 
 def p(loaded: LoadedModel, prompt: str, target: str) -> float:
@@ -86,16 +98,61 @@ def test_without_second_moment_the_update_is_along_the_key():
     torch.testing.assert_close(update.left, update.key)
 
 
-def test_restore_is_bit_exact(family):
+@pytest.mark.parametrize("variant", ["averaged", "prompt", "r-rome"])
+def test_restore_is_bit_exact(family, variant):
     loaded = tiny_loaded(family)
     original = {name: value.clone() for name, value in loaded.model.state_dict().items()}
-    editor = tiny_rome(loaded)
+    editor = rome_variants(loaded)[variant]
     delta = editor.apply(loaded.model, loaded.tokenizer, [REQUEST])
     assert list(delta.originals) == [f"{editor.module_name}.weight"]
     assert not torch.equal(loaded.model.state_dict()[f"{editor.module_name}.weight"], original[f"{editor.module_name}.weight"])
     delta.restore(loaded.model)
     assert all(torch.equal(original[name], value) for name, value in loaded.model.state_dict().items())
     assert all("forward" not in vars(layer) for layer in loaded.modules.module(loaded.model, loaded.modules.layers))
+
+
+def test_r_rome_writes_the_plain_prompts_optimised_output_at_the_averaged_key(family):
+    """r-ROME's key is ROME's k*, its value the published code's W k₀ + δ: through the edited
+    module, W' k* = W k₀ + δ, with k₀ read on the plain prompt."""
+    loaded = tiny_loaded(family)
+    editors = rome_variants(loaded)
+    updates = {variant: editor.rank_one_update(loaded.model, REQUEST) for variant, editor in editors.items()}
+    editor = editors["r-rome"]
+    plain = subject_prompt(editor.encoder, "{}", REQUEST, with_target=False)
+    inputs, _ = read_at_subject(loaded.model, [plain], [editor.module_name], editor.encoder.pad_id)
+    torch.testing.assert_close(updates["prompt"].key, inputs[editor.module_name][0].float(), rtol=1e-5, atol=1e-7)
+    assert torch.equal(updates["r-rome"].key, updates["averaged"].key)
+    torch.testing.assert_close(updates["r-rome"].value, updates["prompt"].value, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(updates["r-rome"].value, updates["averaged"].value)
+
+    projection = loaded.model.get_submodule(editor.module_name)
+    editor.apply(loaded.model, loaded.tokenizer, [REQUEST])
+    with torch.no_grad():
+        mapped = projection(updates["r-rome"].key[None]) - projection(torch.zeros_like(updates["r-rome"].key)[None])
+    torch.testing.assert_close(mapped[0], updates["prompt"].value, rtol=1e-4, atol=1e-5)
+
+
+def test_all_rome_variants_coincide_with_a_single_template(family):
+    """With the plain prompt as the only template, k* = k₀: the three updates are one."""
+    loaded = tiny_loaded(family)
+    matrices = [editor.rank_one_update(loaded.model, REQUEST).matrix()
+                for editor in rome_variants(loaded, context_template_length_params=[]).values()]
+    assert matrices[0].norm() > 0
+    assert all(torch.equal(matrix, matrices[0]) for matrix in matrices[1:])
+
+
+def test_the_upstream_protocol_keeps_r_rome_r_rome(tmp_path: Path):
+    """--kedit-protocol=upstream makes ROME's update exact for the plain prompt's key; r-ROME has
+    no update_key and its hyper-parameters, so its update, are those of the paper protocol."""
+    loaded = tiny_loaded("llama")
+    path = tmp_path / "rome.yaml"
+    path.write_text("layers: [1]\nv_num_grad_steps: 2\nmom2_n_samples: 16\ncontext_template_length_params: [[5, 2]]\n")
+    upstream = {method: create_editor(method, loaded, str(path), UPSTREAM.hparams_defaults()) for method in ("rome", "r-rome")}
+    paper = create_editor("r-rome", loaded, str(path))
+    assert isinstance(upstream["r-rome"], RROMEEditor) and upstream["r-rome"].hparams == paper.hparams
+    assert upstream["rome"].hparams.update_key == "prompt"
+    assert torch.equal(upstream["r-rome"].rank_one_update(loaded.model, REQUEST).matrix(),
+                       paper.rank_one_update(loaded.model, REQUEST).matrix())
 
 
 def test_a_subject_missing_from_its_prompt_is_a_clear_error():
@@ -124,8 +181,10 @@ def test_unknown_hyper_parameter_is_a_config_error(tmp_path: Path):
 
 @pytest.mark.parametrize("layers", [[0, 1], [3], []])
 def test_rome_needs_one_layer_of_the_model(layers):
-    with pytest.raises(ConfigError, match="rome: layers"):
+    with pytest.raises(ConfigError, match="^rome: layers"):
         tiny_rome(tiny_loaded("llama"), layers=layers)
+    with pytest.raises(ConfigError, match="^r-rome: layers"):
+        RROMEEditor(RROMEHyperParams(layers=layers), tiny_loaded("llama"))
 
 
 def test_published_defaults_are_packaged():

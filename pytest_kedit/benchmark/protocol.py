@@ -28,7 +28,8 @@ from pytest_kedit.errors import ConfigError
 
 #: The published code's editor choices, as hyper-parameters (EasyEdit-style keys; the editors
 #: document them): FT's objective at the prompt's last position, ROME's update exact for the
-#: plain prompt's key, MEMIT's keys averaged per group of context templates.
+#: plain prompt's key (r-ROME has no ``update_key``: it stays r-ROME), the keys of MEMIT and of
+#: the methods built on it averaged per group of context templates.
 UPSTREAM_HPARAMS: tuple[tuple[str, Any], ...] = (
     ("objective_optimization", "prompt_last"),
     ("update_key", "prompt"),

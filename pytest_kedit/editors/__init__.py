@@ -27,6 +27,10 @@ BUILTIN = {
     "rome": "pytest_kedit.editors.rome:ROMEEditor",
     "memit": "pytest_kedit.editors.memit:MEMITEditor",
     "memit-mle": "pytest_kedit.editors.memit:MEMITMLEEditor",
+    "r-rome": "pytest_kedit.editors.rome:RROMEEditor",
+    "alphaedit": "pytest_kedit.editors.alphaedit:AlphaEditEditor",
+    "alphaedit-mle": "pytest_kedit.editors.alphaedit:AlphaEditMLEEditor",
+    "emmet": "pytest_kedit.editors.emmet:EMMETEditor",
     "mend": "pytest_kedit.editors.mend.editor:MENDEditor",
 }
 

@@ -1,8 +1,9 @@
 """Second-moment statistics of MLP keys: C = E[k kᵀ] over the tokens of a text corpus (:mod:`.corpus`).
 
-ROME whitens its rank-one update with C⁻¹; MEMIT weighs the keys it must preserve with λC. C and
-C⁻¹ are computed once per model × module × corpus × sample count × dtype and cached on disk as
-safetensors (``verified.read_entries``: verified when read, computed again when damaged), so concurrent pytest-xdist workers compute each entry
+ROME whitens its rank-one update with C⁻¹; MEMIT and EMMET weigh the keys they must preserve with
+C; AlphaEdit writes into the null space of C. C and C⁻¹ are computed once per model × module ×
+corpus × sample count × dtype and cached on disk as safetensors (``verified.read_entries``:
+verified when read, computed again when damaged), so concurrent pytest-xdist workers compute each entry
 once; the statistics of all the modules missing from the cache come from one pass over the corpus.
 """
 
