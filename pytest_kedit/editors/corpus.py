@@ -14,6 +14,7 @@ A dataset that cannot be loaded falls back to sampled text, with a warning. A sa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from pytest_kedit.editors.sampled_text import sample
+from pytest_kedit.editors.sampled_text import sample_windows, window_batches
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.storage.cache import entry_path
 from pytest_kedit.storage.verified import read_entry
@@ -35,9 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEQ_LEN = 128
-#: Upper bound on the tokens of one batch of sampled windows (and of a statistics pass).
+#: Upper bound on the tokens of one statistics pass.
 BATCH_TOKENS = 8192
 SAMPLING_TOP_K = 50
+#: How the sampled corpus is drawn (sampled_text.sample_windows): in its cache key and in the
+#: corpus's fingerprint, so that statistics of a corpus drawn another way are never read for it.
+SAMPLER_VERSION = 2
 SEED = 0
 SEED_WORDS = ("The", "In", "A", "It", "He", "She", "This", "On")
 #: EasyEdit's corpus names, as datasets on the Hugging Face hub today
@@ -60,7 +64,7 @@ class Corpus:
 def resolve_corpus(dataset: str | None) -> Corpus:
     """The corpus ``mom2_dataset`` names; no text is read here."""
     if dataset is None:
-        return Corpus("sampled", "model", "sampled")
+        return Corpus("sampled", "model", f"sampled-v{SAMPLER_VERSION}")
     path = Path(dataset).expanduser()
     if path.is_file():
         return Corpus("file", str(path.resolve()), _files_fingerprint([path]))
@@ -142,18 +146,16 @@ def corpus_windows(loaded: LoadedModel, corpus: Corpus, n_samples: int) -> list[
 def sampled_windows(loaded: LoadedModel, n_samples: int) -> list[list[int]]:
     """``n_samples`` texts of ``seq_len`` tokens sampled from the model (top-k 50, seed 0), cached."""
     width = seq_len(loaded)
-    key = (loaded.fingerprint, loaded.dtype, n_samples, width, SEED_WORDS, SAMPLING_TOP_K, SEED)
+    key = (loaded.fingerprint, loaded.dtype, n_samples, width, SEED_WORDS, SAMPLING_TOP_K, SEED, SAMPLER_VERSION)
     path = entry_path("second_moment", f"sampled-corpus-{n_samples}", *key, model=loaded.name, suffix=".safetensors")
 
     def build(tmp: Path) -> None:
         tokenizer = loaded.tokenizer
-        seeds = [tokenizer(word, add_special_tokens=False)["input_ids"][:1] for word in SEED_WORDS]
-        per_batch = max(1, BATCH_TOKENS // width)
-        batches = [
-            [seeds[i % len(seeds)] for i in range(start, min(start + per_batch, n_samples))]
-            for start in range(0, n_samples, per_batch)
-        ]
-        rows = sample(loaded, batches, width, SAMPLING_TOP_K, SEED, exact_length=True, progress="sampling a corpus from the model")
-        tmp.write_bytes(save_safetensors({"ids": torch.cat(rows).to(torch.int32)}))
+        seeds = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in SEED_WORDS]
+        firsts = [seeds[i % len(seeds)] for i in range(n_samples)]
+        bounds = [0, *itertools.accumulate(window_batches(loaded, n_samples, width))]
+        batches = [firsts[a:b] for a, b in zip(bounds, bounds[1:])]
+        ids = sample_windows(loaded, batches, width, SAMPLING_TOP_K, SEED, progress="sampling a corpus from the model")
+        tmp.write_bytes(save_safetensors({"ids": ids.to(torch.int32)}))
 
     return read_entry(path, lambda entry: load_safetensors(entry.read_bytes())["ids"].tolist(), build)
