@@ -1,6 +1,8 @@
-"""Measure edit success and locality of FT, ROME or MEMIT across layers, to choose a model's default layers.
+"""Measure edit success and locality of a locate-and-edit method (or FT) across layers, to choose a
+model's default layers.
 
-For each candidate (FT, ROME: one layer; MEMIT: ``--window`` consecutive layers ending at it), every
+For each candidate (``--window`` consecutive layers ending at it: by default as many as the
+method's packaged defaults have, so one for FT, ROME, r-ROME and EMMET, five for MEMIT), every
 case's first edit e1 = (s, r, o → o*) is applied alone to the original model and measured with
 the probe over the relation's prompts:
 
@@ -11,6 +13,7 @@ the probe over the relation's prompts:
 
     python scripts/choose_layers.py --model smollm2-135m --method rome --layers 0-29:2 --cases 20
     python scripts/choose_layers.py --model gemma3-270m --method ft --layers 0-17:3 --cases 12
+    python scripts/choose_layers.py --model smollm2-135m --method alphaedit --layers 6 --set '{"L2": 1}'
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from pytest_kedit.benchmark.cases import ConflictCase
 from pytest_kedit.dataset.sources import load_suite
-from pytest_kedit.editors import editor_class
+from pytest_kedit.editors import BUILTIN, editor_class
 from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.second_moment import second_moments
 from pytest_kedit.model.loading import load_model
@@ -43,23 +46,21 @@ def layer_range(spec: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--method", default="rome", choices=["ft", "rome", "memit"])
+    parser.add_argument("--method", default="rome", choices=sorted(set(BUILTIN) - {"mend"}))
     parser.add_argument("--layers", default="0-29:2", help="candidate (last) layers: 3,5,7 | 0-29 | 0-29:2")
-    parser.add_argument("--window", type=int, default=5, help="MEMIT: number of consecutive layers")
+    parser.add_argument("--window", type=int, default=None, help="consecutive layers (default: as many as the packaged defaults)")
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--data", default=None, help="suite folder (default: the built-in suites)")
+    parser.add_argument("--hparams", default=None, help="a YAML file instead of the packaged defaults")
     parser.add_argument("--set", default="{}", help='hyper-parameter overrides as JSON, e.g. {"v_num_grad_steps": 10}')
     args = parser.parse_args()
 
     loaded = load_model(args.model)
     cls = editor_class(args.method)
-    base = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family)
+    base = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family, args.hparams)
     base = dataclasses.replace(base, **json.loads(args.set))
-    candidates = [
-        list(range(last - args.window + 1, last + 1)) if args.method == "memit" else [last]
-        for last in layer_range(args.layers)
-        if last - (args.window if args.method == "memit" else 1) + 1 >= 0
-    ]
+    window = args.window or len(base.layers)
+    candidates = [list(range(last - window + 1, last + 1)) for last in layer_range(args.layers) if last - window + 1 >= 0]
     if getattr(base, "mom2_adjustment", False):  # every candidate layer's statistics in one pass over the corpus
         names = sorted({loaded.modules.mlp_out.format(layer) for layers in candidates for layer in layers})
         second_moments(loaded, names, base.mom2_dataset, base.mom2_n_samples, base.mom2_dtype)

@@ -12,6 +12,7 @@ from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import editor_class
 from pytest_kedit.editors.alphaedit import AlphaEditEditor, AlphaEditHyperParams, AlphaEditMLEEditor
+from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.key_value import read_at_subject
 from pytest_kedit.editors.memit import MEMITEditor
 from pytest_kedit.errors import ConfigError
@@ -159,3 +160,23 @@ def test_mle_is_alphaedit_with_the_multi_label_round_edit():
     assert editor_class("alphaedit-mle") is AlphaEditMLEEditor
     assert AlphaEditMLEEditor.multi_label and AlphaEditMLEEditor.batched and not AlphaEditEditor.multi_label
     assert AlphaEditMLEEditor.hparams_folder == "alphaedit"
+
+
+def test_published_and_measured_defaults_are_packaged():
+    gpt2_xl = load_hparams("alphaedit", AlphaEditHyperParams, "gpt2-xl", "gpt2")
+    assert (gpt2_xl.layers, gpt2_xl.nullspace_threshold, gpt2_xl.L2, gpt2_xl.clamp_norm_factor) == ([13, 14, 15, 16, 17], 2e-2, 10, 0.75)
+    gpt_j = load_hparams("alphaedit", AlphaEditHyperParams, "EleutherAI/gpt-j-6B", "gptj")
+    assert (gpt_j.layers, gpt_j.v_num_grad_steps, gpt_j.nullspace_threshold, gpt_j.L2) == ([3, 4, 5, 6, 7, 8], 25, 2e-2, 10)
+    smollm2 = load_hparams("alphaedit", AlphaEditHyperParams, "smollm2-135m", "llama")
+    assert (smollm2.layers, smollm2.nullspace_threshold, smollm2.L2, smollm2.mom2_n_samples) == ([2, 3, 4, 5, 6], 5e-3, 5, 200)
+
+
+def test_an_easyedit_file_with_numbers_in_scientific_notation_loads(tmp_path):
+    """EasyEdit writes ``2e-2`` (no dot), which YAML 1.1 reads as a string: a float key takes it."""
+    path = tmp_path / "AlphaEdit.yaml"
+    path.write_text('alg_name: "AlphaEdit"\nlayers: [1, 2]\nv_lr: 5e-1\nnullspace_threshold: 2e-2\nL2: 10\nmom2_update_weight: 1.5E+4\n')
+    hparams = load_hparams("alphaedit", AlphaEditHyperParams, "tiny", "llama", str(path))
+    assert (hparams.v_lr, hparams.nullspace_threshold, hparams.L2, hparams.mom2_update_weight) == (0.5, 0.02, 10, 15000.0)
+    path.write_text("layers: [1]\nv_num_grad_steps: 2e1\n")
+    with pytest.raises(ConfigError, match="'v_num_grad_steps' must be int, got '2e1'"):
+        load_hparams("alphaedit", AlphaEditHyperParams, "tiny", "llama", str(path))

@@ -9,6 +9,7 @@ from test_memit import BATCH, tiny_memit
 from test_rome import TINY_STATISTICS, TINY_VALUE, one_thread_and_private_cache, tiny_loaded  # noqa: F401
 
 from pytest_kedit.editors.emmet import EMMETEditor, EMMETHyperParams
+from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.model.loading import LoadedModel
 
 LAYERS = [1, 2]
@@ -62,3 +63,11 @@ def test_a_large_update_norm_lambda_turns_the_metric_of_c_into_the_identity():
     along_the_key = r.T @ k / (k @ k.T)
     assert relative(editor.update(name, k, r), along_the_key) < 1e-6
     assert relative(tiny_emmet(loaded).update(name, k, r), along_the_key) > 1e-2
+
+
+def test_the_authors_defaults_are_packaged():
+    gpt2_xl = load_hparams("emmet", EMMETHyperParams, "gpt2-xl", "gpt2")
+    assert (gpt2_xl.layers, gpt2_xl.mom2_update_weight, gpt2_xl.emmet_lambda, gpt2_xl.update_norm_lambda) == ([17], 1000, 0.1, 0)
+    gpt_j = load_hparams("emmet", EMMETHyperParams, "EleutherAI/gpt-j-6B", "gptj")
+    assert (gpt_j.layers, gpt_j.v_num_grad_steps, gpt_j.mom2_update_weight, gpt_j.clamp_norm_factor) == ([5], 25, 1, 0.75)
+    assert load_hparams("emmet", EMMETHyperParams, "smollm2-135m", "llama").layers == [4]

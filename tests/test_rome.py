@@ -193,6 +193,12 @@ def test_published_defaults_are_packaged():
     gpt_j = load_hparams("rome", ROMEHyperParams, "EleutherAI/gpt-j-6B", "gptj")
     assert (gpt_j.layers, gpt_j.v_num_grad_steps, gpt_j.v_lr, gpt_j.v_weight_decay, gpt_j.kl_factor) == ([5], 20, 0.5, 0.5, 0.0625)
     assert load_hparams("rome", ROMEHyperParams, "smollm2-135m", "llama").layers  # the embedded model's own defaults
+    r_rome = load_hparams("r-rome", RROMEHyperParams, "gpt2-xl", "gpt2")
+    assert (r_rome.layers, r_rome.mom2_adjustment, r_rome.context_template_length_params) == ([17], True, [[5, 10], [10, 10]])
+    assert load_hparams("r-rome", RROMEHyperParams, "EleutherAI/gpt-j-6B", "gptj").layers == [5]
+    for model, family in (("smollm2-135m", "llama"), ("gemma3-270m", "gemma3_text")):
+        assert load_hparams("r-rome", RROMEHyperParams, model, family) == RROMEHyperParams(
+            **{k: v for k, v in dataclasses.asdict(load_hparams("rome", ROMEHyperParams, model, family)).items() if k != "update_key"})
 
 
 @pytest.mark.slow

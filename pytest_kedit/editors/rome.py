@@ -97,9 +97,9 @@ class RankOneEditor(KeyValueEditor):
         found = optimise_value(model, self.module_name, below, prompts, kl_prompt, hp, self.encoder.pad_id)
         averaged = found.inputs.float().mean(dim=0)  # (in,) k*, averaged over the context templates
         left = self.inverse_second_moment(self.module_name).float() @ averaged if hp.mom2_adjustment else averaged
-        weight = as_out_in(dict(model.named_parameters())[f"{self.module_name}.weight"], self.loaded.modules.weight_transposed)
-        key, delta = self.written(found, averaged, weight.float())
-        return RankOneUpdate(key=key, value=weight.float() @ key + delta, left=left, delta=delta)
+        weight = as_out_in(dict(model.named_parameters())[f"{self.module_name}.weight"], self.loaded.modules.weight_transposed).float()
+        key, delta = self.written(found, averaged, weight)
+        return RankOneUpdate(key=key, value=weight @ key + delta, left=left, delta=delta)
 
     @abstractmethod
     def written(self, found: Value, averaged: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections import abc
@@ -177,6 +178,11 @@ def _required_fields(hparams_class: type) -> list[str]:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
+#: A number in scientific notation without a dot (``2e-2``), which YAML 1.1 (PyYAML) reads as a
+#: string; EasyEdit's published files write numbers so and read them as numbers.
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 class _Mismatch(Exception):
     """A value is not of the type its field wants (:func:`_parsed` names the key and the type)."""
 
@@ -188,7 +194,8 @@ _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
 def _converted(value: Any, hint: Any, source: str, key: str) -> Any:
     """``value`` as a field of type ``hint`` holds it, or :class:`_Mismatch`. Scalars are kept as
-    they are (an int is a float); a list is checked item by item, and a list or tuple given for
+    they are (an int is a float), but for a float a string in EasyEdit's notation (``2e-2``:
+    :data:`_SCIENTIFIC`) is read as the number; a list is checked item by item, and a list or tuple given for
     a tuple becomes a tuple (of the fixed length ``tuple[X, Y]`` names); a mapping is checked
     key and value, and becomes the nested dataclass a field of that type wants (its own keys
     checked by :func:`_parsed`, errors naming ``key.subkey``). A type this check does not know is
@@ -225,6 +232,8 @@ def _converted(value: Any, hint: Any, source: str, key: str) -> Any:
         return {_converted(k, key_type, source, key): _converted(v, value_type, source, key)
                 for k, v in _checked(value, isinstance(value, dict)).items()}
     if hint is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+            return float(value)
         return _checked(value, isinstance(value, (int, float)) and not isinstance(value, bool))
     if hint is int:
         return _checked(value, isinstance(value, int) and not isinstance(value, bool))
