@@ -67,7 +67,9 @@ def window_batches(loaded: LoadedModel, n_windows: int, length: int) -> list[int
     with torch.no_grad():
         first = torch.zeros((1, 1), dtype=torch.long, device=loaded.device)
         loaded.model.base_model(input_ids=first, use_cache=True, **cache_keywords(loaded.model, cache, first))
-    per_token = sum(tensor.nbytes for layer in cache.layers for tensor in (layer.keys, layer.values))
+    per_token = 0  # bytes of keys and values a token adds
+    for layer in cache.layers:
+        per_token += layer.keys.nbytes + layer.values.nbytes
     count = math.ceil(n_windows / max(1, KV_CACHE_BYTES // (per_token * length)))
     return [n_windows // count + (i < n_windows % count) for i in range(count)]
 
