@@ -10,7 +10,7 @@ from test_rome import TINY_STATISTICS, TINY_VALUE, one_thread_and_private_cache,
 from tiny_models import FAMILIES
 
 from pytest_kedit.benchmark.cases import Edit, EditRequest, Entity, Relation, RoundCase
-from pytest_kedit.editors import create_editor, editor_class
+from pytest_kedit.editors import corpus, create_editor, editor_class
 from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.key_value import read_at_subject, subject_prompt
 from pytest_kedit.editors.memit import MEMITEditor, MEMITHyperParams, MEMITMLEEditor
@@ -138,3 +138,18 @@ def test_memit_on_smollm2_makes_every_target_of_a_batch_more_likely(user_cache):
     after = [p(loaded, r.prompt.format(r.subject), r.target) for r in batch]
     delta.restore(loaded.model)
     assert all(a > 2 * b for a, b in zip(after, before)), (before, after)
+
+
+def test_a_sampled_statistics_corpus_is_named_by_its_sampler_in_the_editors_fingerprint(monkeypatch, tmp_path):
+    """How the statistics text is drawn from the model moves every result, so the sampler's version
+    is part of what a baseline must match (the editor's fingerprint); a corpus the hyper-parameters
+    name is recorded with them, and without statistics there is no corpus."""
+    loaded = tiny_loaded("gpt_neox")
+    today = tiny_memit(loaded, mom2_dataset=None).fingerprint
+    monkeypatch.setattr(corpus, "SAMPLER_VERSION", corpus.SAMPLER_VERSION + 1)
+    redrawn = tiny_memit(loaded, mom2_dataset=None).fingerprint
+    assert today and redrawn and today != redrawn
+    text = tmp_path / "corpus.txt"
+    text.write_text("The statistics of a named corpus.\n")
+    assert tiny_memit(loaded, mom2_dataset=str(text)).fingerprint is None
+    assert tiny_memit(loaded, mom2_dataset=None, mom2_adjustment=False).fingerprint is None

@@ -90,8 +90,9 @@ class Editor(ABC):
     batched: ClassVar[bool] = False
     #: True for Multi-Label Edit: RoundEdit's undo edit writes every true object in one batch.
     multi_label: ClassVar[bool] = False
-    #: sha256 of the learned weights the editor brings (a trained hypernetwork), None when it has
-    #: none; a baseline made with other weights does not gate this editor's runs
+    #: what the editor's results depend on besides its hyper-parameters and the model: the sha256
+    #: of the learned weights it brings (a trained hypernetwork), the corpus of its statistics;
+    #: None when nothing. A baseline made with another fingerprint does not gate its runs
     fingerprint: str | None = None
 
     def __init__(self, hparams: Any, loaded: LoadedModel):
