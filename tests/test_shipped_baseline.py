@@ -15,6 +15,7 @@ from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.ci.baseline import read_baseline
 from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import editor_class
+from pytest_kedit.editors.corpus import sampled_corpus_fingerprint
 from pytest_kedit.editors.hparams import load_hparams
 
 SHIPPED = sorted((Path(__file__).parents[1] / ".kedit" / "baselines" / "smollm2-135m").glob("*.json"))
@@ -40,3 +41,12 @@ def test_a_shipped_baseline_was_made_with_the_packaged_defaults(path: Path):
     packaged = load_hparams(editor.hparams_folder or editor.name, editor.hparams_class, "smollm2-135m", "llama",
                             package=editor.hparams_package)
     assert read_baseline(path).provenance["hparams"] == json.loads(json.dumps(dataclasses.asdict(packaged), default=str))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
+def test_a_shipped_baseline_on_sampled_statistics_was_made_on_the_corpus_the_sampler_draws_now(path: Path):
+    """A new sampler draws another corpus: its baselines must be made again, or gated runs refuse."""
+    provenance = read_baseline(path).provenance
+    hparams = provenance["hparams"]
+    if hparams.get("mom2_adjustment") and hparams.get("mom2_dataset") is None:
+        assert provenance["editor_fingerprint"] == sampled_corpus_fingerprint()

@@ -83,6 +83,12 @@ def resolve_corpus(dataset: str | None) -> Corpus:
     return Corpus("hf", name, f"hf:{name}")
 
 
+def sampled_corpus_fingerprint() -> str:
+    """The fingerprint of an editor whose statistics come from text sampled from the model: how
+    that text is drawn (the sampler's version), which moves every result of the editor."""
+    return f"statistics corpus {resolve_corpus(None).fingerprint}"
+
+
 def reachable(corpus: Corpus) -> Corpus:
     """``corpus`` if its text can be read, else sampled text (with a warning)."""
     if corpus.kind != "hf":

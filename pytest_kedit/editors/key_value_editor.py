@@ -10,7 +10,7 @@ import torch
 
 from pytest_kedit.editors.base import Editor, projection_names
 from pytest_kedit.editors.context_templates import context_templates
-from pytest_kedit.editors.corpus import resolve_corpus
+from pytest_kedit.editors.corpus import sampled_corpus_fingerprint
 from pytest_kedit.editors.second_moment import SecondMoment, second_moments
 from pytest_kedit.model.probe import Encoder
 
@@ -58,9 +58,8 @@ class KeyValueEditor(Editor):
         self.statistics_info: dict[str, Any] = {}
         self._moments: dict[str, SecondMoment] | None = None
         if hparams.mom2_adjustment and hparams.mom2_dataset is None:
-            # text sampled from the model: how it is drawn (the sampler's version) moves every result;
-            # a named corpus is in the hyper-parameters already
-            self.fingerprint = f"statistics corpus {resolve_corpus(None).fingerprint}"
+            # a corpus the hyper-parameters name is recorded with them
+            self.fingerprint = sampled_corpus_fingerprint()
 
     def context_templates(self) -> list[str]:
         return context_templates(self.loaded, self.hparams.context_template_length_params)
