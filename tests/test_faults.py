@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_mend import TINY, trained_like
-from test_resume import PROVENANCE, _interruptible, case_set, make_project, pytest_command, record, run_env, wait_for_cases
+from test_resume import PROVENANCE, _interruptible, case_set, make_project, pytest_command, record, run_env, signal_after_two_cases, wait_for_cases
 from test_rome import TINY_STATISTICS, one_thread_and_private_cache, tiny_loaded  # noqa: F401
 from tiny_models import tiny_model
 
@@ -331,15 +331,19 @@ def test_an_error_inside_a_case_is_an_error_of_the_case_not_a_failure(project: P
     assert [r["outcome"] for r in records] == ["error", "error"] and "too few to invert" in records[0]["error"]
 
 
-def terminate_after_two_cases(project: Path, report: Path, cache: Path, *args: str, group: bool = False) -> str:
-    """Run the suites and send SIGTERM (to the process, or to its process group as ``timeout``
-    does) once two cases are in cases.jsonl; the run's output."""
-    process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
+def terminate_after_two_cases(project: Path, report: Path, cache: Path, *args: str) -> str:
+    """Run the suites and send SIGTERM once two cases are in cases.jsonl; the run's output. Under
+    pytest-xdist it goes to the process group, as ``timeout`` sends it; a serial run raises it in
+    its own main thread after its second case."""
+    serial = "-n" not in args
+    env = run_env(cache, KEDIT_TEST_PACE="1", **(signal_after_two_cases("SIGTERM") if serial else {}))
+    process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
-    wait_for_cases(process, report, 2)
-    (os.killpg if group else os.kill)(process.pid, signal.SIGTERM)
+    if not serial:
+        wait_for_cases(process, report, 2)
+        os.killpg(process.pid, signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output[:3000] + "\n[...]\n" + output[-3000:]
     return output
 
 
@@ -348,7 +352,7 @@ def terminate_after_two_cases(project: Path, report: Path, cache: Path, *args: s
 def test_sigterm_stops_the_run_as_ctrl_c_does_and_the_folder_is_reported_and_resumed(project: Path, tmp_path: Path,
                                                                                       workers: tuple[str, ...]):
     report, cache = tmp_path / "report", tmp_path / "cache"
-    output = terminate_after_two_cases(project, report, cache, *workers, group=bool(workers))
+    output = terminate_after_two_cases(project, report, cache, *workers)
     summary = json.loads((report / "summary.json").read_text())
     done = summary["cases_done"]
     assert summary["complete"] is False and 2 <= done < summary["cases_expected"] == 10

@@ -142,12 +142,17 @@ def test_resume_needs_a_report_folder(pytester: pytest.Pytester):
 # -- real runs, interrupted with SIGINT ---------------------------------------------------------
 
 PACE = """
-import os, time
+import os, signal, time
 import pytest
+
+finished = []
 
 @pytest.fixture(autouse=True)
 def pace():
     yield
+    finished.append(True)
+    if len(finished) == int(os.environ.get("KEDIT_TEST_SIGNAL_AFTER", "0")):
+        signal.raise_signal(signal.Signals[os.environ["KEDIT_TEST_SIGNAL"]])
     time.sleep(float(os.environ.get("KEDIT_TEST_PACE", "0")))
 """
 
@@ -198,17 +203,29 @@ def wait_for_cases(process: subprocess.Popen[Any], report: Path, count: int) -> 
         time.sleep(0.05)
 
 
+def signal_after_two_cases(name: str) -> dict[str, str]:
+    """The environment in which the project's conftest raises signal ``name`` in the run's own
+    main thread once its second case has ended (a serial run: the signal lands at the same point
+    in every run, whatever the machine's load)."""
+    return {"KEDIT_TEST_SIGNAL": name, "KEDIT_TEST_SIGNAL_AFTER": "2"}
+
+
 def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: str) -> None:
-    """Run the suites and press Ctrl-C (SIGINT to the process group, as a terminal does) once two
-    cases are in cases.jsonl."""
+    """Run the suites and press Ctrl-C once two cases are in cases.jsonl. Under pytest-xdist,
+    SIGINT goes to the process group, as a terminal sends it; a serial run raises it in its own
+    main thread after its second case, so that the interrupt lands at the same point in every run."""
     output = report.with_name(f"{report.name}.out")
+    serial = "-n" not in args
+    env = run_env(cache, KEDIT_TEST_PACE="1", **(signal_after_two_cases("SIGINT") if serial else {}))
     with output.open("wb") as sink:
-        process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="1"),
+        process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=env,
                                    stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_interruptible)
-    wait_for_cases(process, report, 2)
-    os.killpg(process.pid, signal.SIGINT)
+    if not serial:
+        wait_for_cases(process, report, 2)
+        os.killpg(process.pid, signal.SIGINT)
     status = process.wait(timeout=300)
-    assert status == pytest.ExitCode.INTERRUPTED, output.read_text(errors="replace")[-3000:]
+    text = output.read_text(errors="replace")
+    assert status == pytest.ExitCode.INTERRUPTED, text[:3000] + "\n[...]\n" + text[-3000:]
 
 
 def case_set(report: Path) -> set[str]:
