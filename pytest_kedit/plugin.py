@@ -329,7 +329,7 @@ def kedit_run(request: pytest.FixtureRequest, kedit_worker: Worker, kedit_harnes
 
 
 def _case_entry(request: pytest.FixtureRequest) -> Entry | None:
-    """The case parametrized into the requesting test (``conflict_case``, ``round_case``), if any."""
+    """The case parametrized into the requesting test (``conflict_case``, ``round_case``, ``stream_case``), if any."""
     params = getattr(getattr(request.node, "callspec", None), "params", {})
     return next((params[name] for name in CASE_FIXTURES if name in params), None)
 

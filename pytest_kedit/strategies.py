@@ -20,8 +20,8 @@ import sys
 
 from hypothesis import strategies as st
 
-from pytest_kedit.benchmark.cases import ConflictCase, Edit, Entity, Fact, Relation, RoundCase, case_id
-from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT, splits_of
+from pytest_kedit.benchmark.cases import ConflictCase, Edit, Entity, Fact, Relation, RoundCase, StreamCase, case_id
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT, SEQUENTIAL, splits_of
 
 __all__ = [
     "conflict_cases",
@@ -29,6 +29,7 @@ __all__ = [
     "probabilities",
     "probability_vectors",
     "round_cases",
+    "stream_cases",
 ]
 
 
@@ -152,3 +153,33 @@ def round_cases(draw: st.DrawFn, split: str | None = None) -> RoundCase:
         edit=Edit(subject, r, o1, o_star),
         true_objects=tuple(true_objects),
     )
+
+
+@st.composite
+def stream_cases(draw: st.DrawFn, max_edits: int = 8) -> StreamCase:
+    """StreamCases of 1 to ``max_edits`` edits over 1 to 3 relations, each edit with 0 to 2
+    neighbourhood subjects, 1 to 4 locality facts and 1 or 2 held-out texts.
+
+    Every entity of a case has its own label, so no (subject, relation) is edited twice and no
+    neighbourhood or locality fact is edited: parsing the record the case came from gives the
+    same case back.
+    """
+    if max_edits < 1:
+        raise ValueError(f"max_edits must be at least 1, got {max_edits}")
+    (split,) = splits_of(SEQUENTIAL)
+    index = draw(st.integers(0, 9999))
+    n = draw(st.integers(1, max_edits))
+    neighbours = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    n_locality = draw(st.integers(1, 4))
+    labels = iter(draw(_distinct_labels(3 * n + sum(neighbours) + 2 * n_locality)))
+    relations = draw(_relations(draw(st.integers(1, 3))))
+    edits, neighbourhood = [], []
+    for count in neighbours:
+        subject, old, new = (draw(_entity(next(labels))) for _ in range(3))
+        relation = draw(st.sampled_from(relations))
+        edits.append(Edit(subject, relation, old, new))
+        neighbourhood.append(tuple(Fact(draw(_entity(next(labels))), relation, old) for _ in range(count)))
+    locality = tuple(Fact(draw(_entity(next(labels))), draw(st.sampled_from(relations)), draw(_entity(next(labels))))
+                     for _ in range(n_locality))
+    held_out = tuple(draw(st.lists(_labels, min_size=1, max_size=2)))
+    return StreamCase(case_id(split, index), split, index, tuple(edits), tuple(neighbourhood), locality, held_out)

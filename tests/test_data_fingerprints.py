@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from run_summaries import run_summary
 
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import PROMPT_FILES, SPLITS
 from pytest_kedit.ci.baseline import Baseline, baseline_difference, mismatch_message
-from pytest_kedit.dataset.sources import builtin_folder, load_suite
+from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.provenance import PROVENANCE_FIELDS, run_difference
 from pytest_kedit.results.summary import RunData
@@ -42,7 +42,7 @@ def change_a_record(path: Path) -> None:
 def test_a_suite_fingerprints_each_file_it_reads(tmp_path: Path) -> None:
     data = data_copy(tmp_path)
     whole = load_suite(str(data), tuple(SPLITS))
-    assert set(whole.files) == {split.data_file for split in SPLITS.values()} | {"conflict_prompts.json", "round_prompts.json"}
+    assert set(whole.files) == {name for name in (*SPLIT_FILES.values(), *PROMPT_FILES) if (data / name).is_file()}
     reverse = load_suite(str(data), ("reverse",), limit=2)
     assert reverse.files == {name: whole.files[name] for name in ("reverse_edit.json", "conflict_prompts.json")}
     assert reverse.fingerprint != whole.fingerprint  # the overall fingerprint still covers what was read

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.benchmark.cases import ConflictCase, RoundCase
+from pytest_kedit.benchmark.cases import ConflictCase, RoundCase, StreamCase
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT, splits_of
 from pytest_kedit.benchmark.registry import SPLIT_NAMES as SPLITS
 from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError, DataError
@@ -25,9 +26,13 @@ def copy_builtin(tmp_path: Path) -> Path:
     return folder
 
 
-def test_builtin_suites_have_at_least_12_valid_cases_per_split():
+#: The splits of the paper's two benchmarks, the only ones the published files have.
+PAPER_SPLITS = (*splits_of(CONFLICT_EDIT), *splits_of(ROUND_EDIT))
+
+
+def test_builtin_suites_have_at_least_12_valid_cases_per_split_of_the_paper():
     suite = load_suite(None, SPLITS)
-    for split in SPLITS:
+    for split in PAPER_SPLITS:
         entries = suite.splits[split]
         assert len(entries) >= 12, split
         assert not [e for e in entries if isinstance(e, DataError)], split
@@ -38,7 +43,10 @@ def test_builtin_relations_have_ten_paraphrases():
     suite = load_suite(None, SPLITS)
     for entries in suite.splits.values():
         for case in entries:
-            relations = [e.relation for e in case.edits] if isinstance(case, ConflictCase) else [case.edit.relation]
+            if isinstance(case, StreamCase):
+                relations = [e.relation for e in case.edits] + [f.relation for f in case.locality]
+            else:
+                relations = [e.relation for e in case.edits] if isinstance(case, ConflictCase) else [case.edit.relation]
             for relation in relations:
                 assert len(relation.paraphrases) == 10, (case.case_id, relation.id)
 
@@ -49,7 +57,7 @@ def test_builtin_relations_have_ten_paraphrases():
 )
 def test_full_upstream_folders_load_without_errors(model, counts):
     suite = load_suite(str(UPSTREAM / model), SPLITS)
-    assert tuple(len(suite.splits[s]) for s in SPLITS) == counts
+    assert tuple(len(suite.splits[s]) for s in PAPER_SPLITS) == counts and set(suite.splits) == set(PAPER_SPLITS)
     assert not [e for entries in suite.splits.values() for e in entries if isinstance(e, DataError)]
     composite = suite.splits["composite"][0]
     assert isinstance(composite, ConflictCase) and composite.tied_fact == composite.triples[0]

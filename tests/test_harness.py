@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import tiny_loaded
 
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import PAPER_BENCHMARKS, SPLITS, splits_of
 from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
 from pytest_kedit.editors.ft import FTEditor, FTHyperParams
@@ -33,8 +33,8 @@ def assert_bit_identical(before: dict[str, torch.Tensor], model: torch.nn.Module
         assert torch.equal(before[name], p), name
 
 
-@pytest.mark.parametrize("split", SPLITS)
-def test_every_split_gives_its_metrics_and_restores_the_model_bit_exactly(suite, split):
+@pytest.mark.parametrize("split", [split for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark)])
+def test_every_split_of_the_paper_gives_its_metrics_and_restores_the_model_bit_exactly(suite, split):
     harness = ft_harness()
     before = state(harness.model)
     result = harness.run(suite.splits[split][0])

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_kedit.benchmark.plans import PERPLEXITY, norm_name
 from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, SPLITS, splits_of
 from pytest_kedit.ci.comparison import compare_runs
 from pytest_kedit.cli.main import main
@@ -56,12 +57,18 @@ def suite() -> Suite:
 
 def synthetic_record(case: Any, method: str, rng: random.Random) -> CaseRecord:
     """The record of ``case`` had an editor given it random probabilities: every fact its
-    plan probes, scored by its split, so the record is what a run would write."""
+    plan probes (and a stream's perplexities and update norm), scored by its split, so the record
+    is what a run would write."""
     split = SPLITS[case.split]
-    p = {stage.state: {name: 0.002 + 0.7 * rng.random() ** 2 for name, _ in stage.probes} for stage in split.plan(case)}
+    p = {}
+    for stage in split.plan(case):
+        p[stage.state] = {name: 0.002 + 0.7 * rng.random() ** 2 for name, _ in stage.probes}
+        p[stage.state] |= {PERPLEXITY: 10 + rng.random()} if stage.perplexity else {}
+        p[stage.state] |= {norm_name("lm.weight"): rng.random() / 10} if stage.norms else {}
     scores = split.score(case, p)
     return CaseRecord(case.case_id, case.split, case.relation_group, getattr(case, "arity", None), MODEL, method,
-                      metrics=scores.values, probabilities=p, timings={"edit": 0.5, "probe": 0.2, "restore": 0.01})
+                      metrics=scores.values, probabilities=p, timings={"edit": 0.5, "probe": 0.2, "restore": 0.01},
+                      curve=scores.curve)
 
 
 def synthetic_summary(suite: Suite, method: str) -> RunSummary:

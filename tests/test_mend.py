@@ -170,7 +170,8 @@ def small_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 40 records of every published GPT2-XL split, with the prompt files."""
     folder = tmp_path_factory.mktemp("source")
     for name in SPLIT_FILES.values():
-        (folder / name).write_text(json.dumps(json.loads((PUBLISHED / name).read_text())[:40]))
+        if (PUBLISHED / name).is_file():
+            (folder / name).write_text(json.dumps(json.loads((PUBLISHED / name).read_text())[:40]))
     for name in ("conflict_prompts.json", "round_prompts.json"):
         shutil.copy(PUBLISHED / name, folder / name)
     return folder

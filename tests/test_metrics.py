@@ -19,18 +19,26 @@ from scipy.special import entr
 import pytest_kedit.benchmark.metrics
 from pytest_kedit.benchmark.cases import ConflictCase, RoundCase, parse_conflict_case, parse_round_case
 from pytest_kedit.benchmark.metrics import (
+    COLLAPSE_LOCALITY,
+    COLLAPSE_PERPLEXITY,
     DISTORTION_SCALINGS,
     bootstrap_interval,
+    collapse_point,
     conflict_magnitude,
     conflict_score,
     distortion,
     failure,
     ignore_rate,
     js_divergence,
+    locality,
     mean_percent,
+    perplexity_ratio,
+    preference_share,
+    retention,
     round_success,
     single_success,
     tied_fact_damage,
+    update_norm,
 )
 from pytest_kedit.strategies import (
     conflict_cases,
@@ -610,6 +618,140 @@ def test_metrics_module_imports_only_numpy_scipy_and_the_standard_library():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert {name.split(".")[0] for name in imported} <= {"__future__", "collections", "math", "numpy", "scipy"}
+
+
+# --- sequential editing -----------------------------------------------------------------------
+
+indicator_pairs = st.integers(1, 30).flatmap(lambda n: st.tuples(st.lists(st.booleans(), min_size=n, max_size=n),
+                                                                  st.lists(st.booleans(), min_size=n, max_size=n)))
+perplexities = st.floats(1.0, 1e6)
+
+
+@given(paired_probability_vectors(min_size=1))
+def test_preference_share_counts_strict_wins_and_a_swap_gives_the_complement_without_ties(pair):
+    a, b = pair
+    share = preference_share(a, b)
+    assert 0 <= share <= 1 and share * len(a) == pytest.approx(round(share * len(a)))
+    ties = sum(x == y for x, y in zip(a, b))
+    assert share + preference_share(b, a) == pytest.approx(1 - ties / len(a))
+
+
+@given(paired_probability_vectors(min_size=1), st.data())
+def test_preference_share_does_not_decrease_when_a_preferred_probability_rises(pair, data):
+    a, b = pair
+    i = data.draw(st.integers(0, len(a) - 1))
+    raised = [*a[:i], data.draw(st.floats(a[i], 1.0)), *a[i + 1:]]
+    assert preference_share(raised, b) >= preference_share(a, b)
+
+
+@given(probability_vectors(min_size=1))
+def test_an_unchanged_model_scores_no_edit_and_loses_no_fact(p):
+    """Efficacy of edits the model did not take (p(o*) <= p(o)): 0; locality of unchanged facts: 1."""
+    assert preference_share([x / 2 for x in p], p) == 0
+    assert preference_share(p, p) == 0
+    assert locality(p, p) == 1.0
+
+
+@given(indicator_pairs)
+def test_retention_is_the_share_of_the_taken_edits_still_taken(pair):
+    then, now = pair
+    value = retention(then, now)
+    assert 0 <= value <= 1
+    assert retention(then, [True] * len(then)) == (1.0 if any(then) else 0.0)
+    assert retention(then, [False] * len(then)) == 0.0
+    assert retention([False] * len(then), now) == 0.0
+    if any(then):  # an edit that only takes later does not count: flipping it changes nothing
+        later = [n or not t for t, n in zip(then, now)]
+        assert retention(then, later) == value
+
+
+@given(indicator_pairs, st.data())
+def test_retention_does_not_decrease_when_one_more_edit_still_takes(pair, data):
+    then, now = pair
+    i = data.draw(st.integers(0, len(then) - 1))
+    assert retention(then, [*now[:i], True, *now[i + 1:]]) >= retention(then, now)
+
+
+@given(paired_probability_vectors(min_size=1))
+def test_locality_counts_the_facts_that_kept_half_their_probability(pair):
+    before, after = pair
+    assert locality(before, after) == sum(2 * a >= b for b, a in zip(before, after)) / len(before)
+    assert locality(before, [max(a, b) for a, b in zip(after, before)]) == 1.0
+
+
+@given(paired_probability_vectors(min_size=1), st.data())
+def test_locality_does_not_decrease_when_a_fact_gets_likelier(pair, data):
+    before, after = pair
+    i = data.draw(st.integers(0, len(after) - 1))
+    assert locality(before, [*after[:i], data.draw(st.floats(after[i], 1.0)), *after[i + 1:]]) >= locality(before, after)
+
+
+@given(perplexities, perplexities, perplexities)
+def test_perplexity_ratio_is_one_exactly_when_unchanged_and_chains(a, b, c):
+    assert perplexity_ratio(a, a) == 1.0
+    assert (perplexity_ratio(a, b) > 1) == (a > b)
+    assert perplexity_ratio(a, b) * perplexity_ratio(b, c) == pytest.approx(perplexity_ratio(a, c))
+
+
+@pytest.mark.parametrize("after, before", [(0.0, 1.0), (1.0, math.inf), (math.nan, 1.0), (1.0, -2.0)])
+def test_perplexity_ratio_rejects_what_no_text_has(after, before):
+    with pytest.raises(ValueError, match="finite and positive"):
+        perplexity_ratio(after, before)
+
+
+@given(st.lists(st.floats(0, 10)))
+def test_update_norm_is_the_largest_matrix_change_and_zero_without_one(norms):
+    value = update_norm(norms)
+    assert all(value >= x for x in norms) and (value in norms if norms else value == 0.0)
+    assert update_norm([0.0] * len(norms)) == 0.0
+
+
+checkpoint_curves = st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(0.5, 4.0), min_size=n, max_size=n), st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n),
+    st.integers(1, 50)))
+
+
+@given(checkpoint_curves)
+def test_collapse_point_is_the_first_checkpoint_that_broke_or_the_streams_length(curve):
+    ratios, kept, spacing = curve
+    edits = [spacing * (k + 1) for k in range(len(ratios))]
+    total = edits[-1] + spacing
+    point = collapse_point(edits, ratios, kept, total)
+    broke = [ratio >= COLLAPSE_PERPLEXITY or loc < COLLAPSE_LOCALITY for ratio, loc in zip(ratios, kept)]
+    assert point in (*edits, total)
+    assert not any(broke[: edits.index(point)] if point in edits else broke)
+    assert point == total or broke[edits.index(point)]
+    assert collapse_point(edits, [1.0] * len(edits), [1.0] * len(edits), total) == total
+
+
+@given(checkpoint_curves, st.data())
+def test_collapse_point_comes_no_later_when_perplexity_rises_or_locality_falls(curve, data):
+    ratios, kept, spacing = curve
+    edits = [spacing * (k + 1) for k in range(len(ratios))]
+    i = data.draw(st.integers(0, len(ratios) - 1))
+    worse_ratios = [*ratios[:i], data.draw(st.floats(ratios[i], 8.0)), *ratios[i + 1:]]
+    worse_kept = [*kept[:i], data.draw(st.floats(0.0, kept[i])), *kept[i + 1:]]
+    before = collapse_point(edits, ratios, kept, edits[-1])
+    assert collapse_point(edits, worse_ratios, kept, edits[-1]) <= before
+    assert collapse_point(edits, ratios, worse_kept, edits[-1]) <= before
+
+
+@pytest.mark.parametrize("call", [
+    lambda: preference_share([], []), lambda: preference_share([0.1], [0.1, 0.2]), lambda: retention([True], []),
+    lambda: locality([], []), lambda: locality([0.1], []), lambda: collapse_point([1], [1.0, 1.0], [1.0], 1),
+], ids=["share-empty", "share-lengths", "retention-lengths", "locality-empty", "locality-lengths", "collapse-lengths"])
+def test_sequential_metrics_reject_empty_or_mismatched_inputs(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_sequential_metrics_examples():
+    assert preference_share([0.4, 0.2, 0.3], [0.1, 0.2, 0.5]) == pytest.approx(1 / 3)
+    assert retention([True, True, False, True], [True, False, True, True]) == pytest.approx(2 / 3)
+    assert locality([0.8, 0.8, 0.2], [0.4, 0.39, 0.0]) == pytest.approx(1 / 3)
+    assert perplexity_ratio(30.0, 20.0) == 1.5
+    assert collapse_point([10, 20, 30], [1.2, 2.0, 3.0], [0.9, 0.9, 0.1], 30) == 20
+    assert collapse_point([10, 20, 30], [1.2, 1.9, 1.1], [0.9, 0.5, 0.6], 30) == 30
 
 
 # --- strategies -----------------------------------------------------------------------------

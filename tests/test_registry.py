@@ -17,7 +17,7 @@ from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.suite_build.builder import check_request
 
-KNOWN = "choose from coverage, reverse, composite, easy, hard"
+KNOWN = "choose from coverage, reverse, composite, easy, hard, sequential"
 
 
 def test_every_metric_is_produced_by_a_split_and_every_split_metric_is_registered():

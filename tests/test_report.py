@@ -133,6 +133,18 @@ def test_error_cases_only_count_as_errors() -> None:
     assert cells(table1([TableRow(MODEL, "ft", result)]), "ft")[-4:] == ["–"] * 4
 
 
+def test_table3_shows_shares_times_100_and_ratios_norms_and_collapse_points_as_they_are() -> None:
+    records = [record("sequential-0000", es=0.5, gs=0.25, loc=1.0, ppl=1.2, norm=0.01, collapse_at=100.0),
+               record("sequential-0001", es=1.0, gs=0.75, loc=0.5, ppl=1.4, norm=0.03, collapse_at=50.0),
+               record("reverse-0000", cs_exp=1.0, cs_imp=0.0, cm=0.5)]
+    text = run_report(summary(), records).table3
+    assert text.startswith("Table 3: Sequential editing (mean over streams of the last checkpoint; protocol: paper)")
+    assert by_column(text, "ft", ["Sequential ES (final)", "Sequential GS (final)", "Sequential Locality",
+                                  "Sequential PPL ratio", "Sequential Update norm", "Sequential Collapse at",
+                                  "Sequential Retention"]) == ["75.00", "50.00", "75.00", "1.30", "0.02", "75.00", "–"]
+    assert "PPL ratio, Update norm, Collapse at as they are" in text and "sequential 2" in text
+
+
 def test_tables_do_not_depend_on_record_order() -> None:
     rng = random.Random(7)
     records = [record(f"{split}-{i:04d}", rng.choice(["passed", "failed", "error"]), relation=f"P{i % 3}",
@@ -141,7 +153,8 @@ def test_tables_do_not_depend_on_record_order() -> None:
 
     def everything() -> tuple[Any, ...]:
         run = run_report(summary(), records)
-        return aggregate(records), run.summary, run.table1, run.table2, run.relations, threshold_summary(records, RUN_THRESHOLDS)
+        return (aggregate(records), run.summary, run.table1, run.table2, run.table3, run.relations,
+                threshold_summary(records, RUN_THRESHOLDS))
 
     expected = everything()
     for _ in range(3):

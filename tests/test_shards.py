@@ -69,9 +69,9 @@ def test_parse_shard_reads_k_of_n() -> None:
 
 
 def test_the_built_in_suites_deal_after_limit_and_sample() -> None:
-    splits = list(SPLITS)
-    full = load_suite(None, splits, limit=12, sample=8, seed=1)
-    shards = [load_suite(None, splits, limit=12, sample=8, seed=1, shard=Shard(k, 3)) for k in (1, 2, 3)]
+    full = load_suite(None, list(SPLITS), limit=12, sample=8, seed=1)
+    splits = list(full.splits)
+    shards = [load_suite(None, list(SPLITS), limit=12, sample=8, seed=1, shard=Shard(k, 3)) for k in (1, 2, 3)]
     for split in splits:
         ids = [case.case_id for shard in shards for case in shard.splits[split]]  # type: ignore[union-attr]
         assert sorted(ids) == sorted(case.case_id for case in full.splits[split])  # type: ignore[union-attr]

@@ -12,8 +12,10 @@ from pytest_kedit.errors import ConfigError
 def test_the_default_thresholds_are_the_registrys_and_describe_a_robust_editor():
     thresholds = parse_thresholds([])
     assert {t.metric for t in thresholds.globals.values()} == {k for k, m in METRICS.items() if m.default_threshold}
-    assert default_threshold_specs() == ("cs>=1", "cs_exp>=1", "cs_imp>=1", "tfd<=0.5", "succ>=1", "fr<=0")
+    assert default_threshold_specs() == ("cs>=1", "cs_exp>=1", "cs_imp>=1", "tfd<=0.5", "succ>=1", "fr<=0", "es>=0.9",
+                                         "ppl<=1.5")
     assert set(thresholds.for_split("reverse")) == {"cs_exp", "cs_imp"}
+    assert set(thresholds.for_split("sequential")) == {"es", "ppl"}
 
 
 def test_a_split_threshold_overrides_the_global_one_in_that_split_only():

@@ -1,4 +1,4 @@
-"""Benchmark cases as frozen dataclasses, and the parser/validator of the upstream JSON schema.
+"""Benchmark cases as frozen dataclasses, and the parsers/validators of their JSON records.
 
 ConflictEdit records (``coverage_edit.json``, ``reverse_edit.json``, ``composite_edit.json``) hold
 ``triples`` (the facts involved), ``edits`` (e1, e2) and, for composite, ``prerequisites`` (the
@@ -6,6 +6,24 @@ index of the tied fact). RoundEdit records (``easy.json``, ``hard.json``) hold o
 the ``true_objects`` of its (subject, relation). Relations carry their paraphrase prompts from
 ``conflict_prompts.json`` / ``round_prompts.json``. Every prompt is a template with one ``{}``
 that the subject is written into (:func:`prompt_problem`).
+
+A sequential record (``sequential.json``, paraphrases from ``sequential_prompts.json``) is one
+stream of edits applied to one model without restoring in between (:class:`StreamCase`)::
+
+    {"type": "sequential",
+     "edits": [{"relation": R, "subject": E, "object": E, "new_object": E,
+                "neighbourhood": [E, ...]}, ...],
+     "locality": [{"relation": R, "subject": E, "object": E}, ...],
+     "held_out": ["a plain English text", ...]}
+
+with R a relation ``{"id", "prompt", "query", "label"}`` and E an entity ``{"id", "label"}``
+(``id``, ``query`` and ``label`` of a relation may be null), as in the other files. ``edits`` are
+applied in their order, each (subject, relation) at most once; an edit's ``neighbourhood`` (may be
+empty or left out) names other subjects whose fact under the same relation has the same true
+``object`` (and which no edit of the stream edits under that relation); ``locality`` holds known
+facts the stream edits none of (no (subject, relation) of an edit), at least one; ``held_out``, at
+least one text, is scored for its perplexity. ``type``, when given, is ``"sequential"``
+(``kedit check-data`` checks it; the loader does not read it).
 """
 
 from __future__ import annotations
@@ -36,6 +54,17 @@ class Relation:
     def prompts(self) -> tuple[str, ...]:
         """The edit prompt followed by its paraphrases: the prompts every probe averages over."""
         return (self.prompt, *self.paraphrases)
+
+    def edit_prompt_only(self) -> Relation:
+        """The relation with its edit prompt alone: a query of it probes that prompt only."""
+        return Relation(self.id, self.prompt, (), self.label)
+
+    def paraphrases_only(self) -> Relation:
+        """The relation with its paraphrases alone: a query of it averages over them, without the
+        edit prompt. ValueError when it has none."""
+        if not self.paraphrases:
+            raise ValueError(f"relation {self.id} has no paraphrases")
+        return Relation(self.id, self.paraphrases[0], self.paraphrases[1:], self.label)
 
 
 @dataclass(frozen=True)
@@ -147,7 +176,29 @@ class RoundCase:
         return self.true_objects[:first] + self.true_objects[first + 1 :]
 
 
-Case = ConflictCase | RoundCase
+@dataclass(frozen=True)
+class StreamCase:
+    """A stream of edits applied to one model in their order, without restoring in between."""
+
+    case_id: str
+    split: str
+    index: int
+    edits: tuple[Edit, ...]
+    #: per edit (same order), its neighbourhood facts: other subjects, same relation, same true object
+    neighbourhood: tuple[tuple[Fact, ...], ...]
+    #: known facts the stream does not edit, probed at every checkpoint
+    locality: tuple[Fact, ...]
+    #: texts whose perplexity is measured at every checkpoint
+    held_out: tuple[str, ...]
+
+    @property
+    def relation_group(self) -> str:
+        """What the case is grouped by in per-relation breakdowns: a stream mixes relations, so
+        every stream is in the group ``stream``."""
+        return "stream"
+
+
+Case = ConflictCase | RoundCase | StreamCase
 
 
 def case_id(split: str, index: int) -> str:
@@ -308,4 +359,56 @@ def parse_round_case(
         arity=str(arity),
         edit=edit,
         true_objects=true_objects,
+    )
+
+
+def parse_stream_case(
+    record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str
+) -> StreamCase:
+    """One sequential record -> StreamCase, or DataError naming the field at fault (the schema is in
+    the module docstring)."""
+    rec = _Record(path, index, record)
+    edit_recs = rec.items("edits")
+    if not edit_recs:
+        raise rec.error("edits", "is empty: a stream needs at least one edit")
+    edits, neighbourhood = [], []
+    for edit_rec in edit_recs:
+        edit = _edit(edit_rec, paraphrases, prompts_name)
+        if edit.new.label == edit.old.label:
+            raise edit_rec.error("new_object", f"{edit.new.label!r} is the object it replaces")
+        edits.append(edit)
+        neighbours = edit_rec.items("neighbourhood") if "neighbourhood" in edit_rec.value else []
+        neighbourhood.append(tuple(Fact(_entity(n), edit.relation, edit.old) for n in neighbours))
+    edited: dict[tuple[str, str], int] = {}
+    for i, edit in enumerate(edits):
+        key = (edit.subject.label, edit.relation.id)
+        if key in edited:
+            raise rec.error(f"edits[{i}]", f"edits {key[0]!r} under {key[1]} again (first in edits[{edited[key]}])")
+        edited[key] = i
+    for i, facts in enumerate(neighbourhood):
+        for j, fact in enumerate(facts):
+            key = (fact.subject.label, fact.relation.id)
+            if key in edited:
+                raise rec.error(f"edits[{i}].neighbourhood[{j}]", f"{key[0]!r} under {key[1]} is edited in edits[{edited[key]}]")
+    locality = tuple(_fact(item, paraphrases, prompts_name) for item in rec.items("locality"))
+    if not locality:
+        raise rec.error("locality", "is empty: a stream needs at least one locality fact")
+    for j, fact in enumerate(locality):
+        key = (fact.subject.label, fact.relation.id)
+        if key in edited:
+            raise rec.error(f"locality[{j}]", f"{key[0]!r} under {key[1]} is edited in edits[{edited[key]}]")
+    texts = rec.get("held_out", list)
+    if not texts:
+        raise rec.error("held_out", "is empty: a stream needs at least one text")
+    for j, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise rec.error(f"held_out[{j}]", "expected a non-empty string")
+    return StreamCase(
+        case_id=case_id(split, index),
+        split=split,
+        index=index,
+        edits=tuple(edits),
+        neighbourhood=tuple(neighbourhood),
+        locality=locality,
+        held_out=tuple(texts),
     )

@@ -19,8 +19,20 @@ RoundEdit, e1 = (s, r, o1 -> o*), e2 = (s, r, o* -> o1), Others = Obj \\ {o1}::
     D    = JS(n(P_θ), n(P_θ'))            P = [p(o1)] + [p(o) for o in Others], n(x) = x / Σx
     JS(p, q) = ½·KL(p ‖ m) + ½·KL(q ‖ m),  m = (p + q) / 2, natural log, 0·log 0 = 0
 
-The "upstream" distortion is D / |Obj|, the scale of the published Table 2. Tables report
-``mean_percent``: the mean over cases, ×100.
+The "upstream" distortion is D / |Obj|, the scale of the published Table 2.
+
+Sequential editing, at a checkpoint θ_t after the first t edits of a stream (e_i = (s_i, r_i,
+o_i -> o*_i), i < t), θ the original model::
+
+    ES, GS      = |{i : p_t(o*_i) > p_t(o_i)}| / t     on the edit prompt (ES), over the paraphrases (GS)
+    Retention   = |{i : e_i took right after its batch and still takes on θ_t}| / |{i : e_i took right after its batch}|
+    Specificity = |{(s', i) : p_t(s', r_i, o_i) > p_t(s', r_i, o*_i)}| / |neighbourhood facts|
+    Locality    = |{f : p_t(f) >= p_θ(f) / 2}| / |locality facts|
+    PPL ratio   = PPL_t(held-out text) / PPL_θ(held-out text)
+    Update norm = max over edited matrices W of ‖W_t − W_θ‖_F / ‖W_θ‖_F
+    Collapse    = the first checkpoint t with PPL ratio >= 2 or Locality < 0.5; N when none
+
+Tables report ``mean_percent``: the mean over cases, ×100.
 """
 
 from __future__ import annotations
@@ -155,6 +167,91 @@ def distortion(before: Sequence[float], after: Sequence[float], scaling: str = "
         raise ValueError(f"unknown distortion scaling {scaling!r}; expected one of {DISTORTION_SCALINGS}")
     js = js_divergence(before, after)
     return js / len(before) if scaling == "upstream" else js
+
+
+def preference_share(preferred: Sequence[float], other: Sequence[float]) -> float:
+    """The share of the pairs in which ``preferred[i] > other[i]`` (ties do not count), in [0, 1].
+
+    A stream's efficacy is it of p(o*) against p(o) of the edits so far on their edit prompts,
+    its generalisation the same over their paraphrases (each edit's probabilities averaged over
+    them), its specificity of p(s', r, o) against p(s', r, o*) over their neighbourhood facts
+    (other subjects s' whose object under r is also o). Raises ValueError if the sequences are
+    empty or differ in length.
+    """
+    if len(preferred) != len(other):
+        raise ValueError(f"preferred and other differ in length: {len(preferred)} != {len(other)}")
+    if len(preferred) == 0:
+        raise ValueError("preference_share needs at least one pair")
+    return sum(int(a > b) for a, b in zip(preferred, other)) / len(preferred)
+
+
+def retention(took_then: Sequence[bool], takes_now: Sequence[bool]) -> float:
+    """Retention at a checkpoint: of the edits that took right after their batch
+    (``took_then[i]``), the share that still take on the checkpoint's model (``takes_now[i]``).
+
+    In [0, 1]; 0.0 when no edit took right after its batch (nothing was there to retain). Edits
+    that only take later do not count. Raises ValueError if the sequences differ in length.
+    """
+    if len(took_then) != len(takes_now):
+        raise ValueError(f"took_then and takes_now differ in length: {len(took_then)} != {len(takes_now)}")
+    took = sum(bool(then) for then in took_then)
+    kept = sum(bool(then) and bool(now) for then, now in zip(took_then, takes_now))
+    return kept / took if took else 0.0
+
+
+def locality(before: Sequence[float], after: Sequence[float]) -> float:
+    """Locality at a checkpoint: the share of the locality facts whose probability kept at least
+    half its value, ``after[j] >= before[j] / 2`` with ``before[j]`` = p_θ(f_j) and ``after[j]``
+    = p_t(f_j). In [0, 1]; 1 when no probability fell. Raises ValueError if the sequences are
+    empty or differ in length.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"before and after differ in length: {len(before)} != {len(after)}")
+    if len(before) == 0:
+        raise ValueError("locality needs at least one fact")
+    return sum(int(a >= b / 2) for b, a in zip(before, after)) / len(before)
+
+
+def perplexity_ratio(after: float, before: float) -> float:
+    """The perplexity of the held-out text on the edited model over its perplexity on θ,
+    ``after / before``: exactly 1.0 when they are equal, above 1 when the edits made the text
+    less likely. Raises ValueError unless both are finite and positive.
+    """
+    for name, value in (("after", after), ("before", before)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"perplexity {name} must be finite and positive, got {value}")
+    return after / before
+
+
+def update_norm(relative_norms: Iterable[float]) -> float:
+    """The update norm of a model state: the largest ‖W − W₀‖_F / ‖W₀‖_F over its edited
+    matrices (``relative_norms``, one per matrix), 0.0 when no matrix was edited."""
+    return float(max(relative_norms, default=0.0))
+
+
+#: A stream has collapsed at a checkpoint whose perplexity ratio is at least this ...
+COLLAPSE_PERPLEXITY = 2.0
+#: ... or whose locality is below this.
+COLLAPSE_LOCALITY = 0.5
+
+
+def collapse_point(edits: Sequence[int], perplexity_ratios: Sequence[float], localities: Sequence[float],
+                   total: int) -> int:
+    """The collapse point of a stream of ``total`` edits: the number of edits ``edits[k]`` of the
+    first checkpoint k whose perplexity ratio is at least :data:`COLLAPSE_PERPLEXITY` (the
+    held-out text's perplexity at least doubled) or whose locality is below
+    :data:`COLLAPSE_LOCALITY` (more than half the known facts lost half their probability);
+    ``total`` when no checkpoint did. The checkpoints are in stream order; a collapse at a last
+    checkpoint of ``total`` edits and none at all both give ``total``. Raises ValueError if the
+    sequences differ in length.
+    """
+    if not len(edits) == len(perplexity_ratios) == len(localities):
+        raise ValueError(f"edits, perplexity_ratios and localities differ in length: "
+                         f"{len(edits)}, {len(perplexity_ratios)}, {len(localities)}")
+    for count, ratio, kept in zip(edits, perplexity_ratios, localities):
+        if ratio >= COLLAPSE_PERPLEXITY or kept < COLLAPSE_LOCALITY:
+            return count
+    return total
 
 
 def mean_percent(values: Iterable[float]) -> float:

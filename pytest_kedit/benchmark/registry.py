@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pytest_kedit.benchmark import plans, scoring
-from pytest_kedit.benchmark.cases import Case, parse_conflict_case, parse_round_case
+from pytest_kedit.benchmark.cases import Case, parse_conflict_case, parse_round_case, parse_stream_case
 from pytest_kedit.errors import ConfigError
 
 #: Which way a metric improves.
@@ -39,6 +39,9 @@ class Metric:
     #: what a robust editor achieves, e.g. ``">=1"``; None: no default threshold
     default_threshold: str | None
     description: str
+    #: a share or rate, which Table 3 shows ×100; False: a ratio or a count, shown as it is (the
+    #: other tables, gates and comparisons take every metric ×100)
+    percent: bool = True
 
     def worse_by(self, baseline: float, current: float) -> float:
         """How much worse ``current`` is than ``baseline`` in this metric's direction, on their
@@ -54,7 +57,7 @@ class Metric:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """ConflictEdit or RoundEdit: the splits of one table of the paper."""
+    """ConflictEdit or RoundEdit (the splits of one table of the paper), or Sequential (streams of edits)."""
 
     name: str
     table: int
@@ -73,9 +76,9 @@ class Split:
     #: the column prefix in its table ("Coverage", "EASY")
     heading: str
     metrics: tuple[str, ...]
-    #: (case, multi_label, --kedit-protocol choices) -> the stages of model states to reach and probe
+    #: (case, multi_label, --kedit-protocol choices, stream settings) -> the stages of model states to reach and probe
     plan: Callable[..., plans.Plan]
-    #: (case, probabilities, --kedit-protocol choices) -> the metrics and their evidence
+    #: (case, probabilities, --kedit-protocol choices, stream settings) -> the metrics and their evidence
     score: Callable[..., scoring.Scores]
 
     def column(self, metric: str) -> str:
@@ -101,6 +104,30 @@ METRICS: dict[str, Metric] = {
                "Distortion: Jensen-Shannon divergence of the true objects' distribution between θ and θ'"),
         Metric("ir", "IR", "lower", False, None, "Ignore Rate: share of the other true objects that lost probability"),
         Metric("fr", "FR", "lower", True, "<=0", "Failure Rate: more than half of the other true objects lost probability"),
+        Metric("es", "ES (final)", "higher", False, ">=0.9",
+               "Efficacy, final scheme: share of the stream's edits whose new object beats the old on the edit prompt, "
+               "on the model after all of them"),
+        Metric("gs", "GS (final)", "higher", False, None,
+               "Generalisation, final scheme: the same over each edit's paraphrases, on the model after all of them"),
+        Metric("es_imm", "ES (immediate)", "higher", False, None,
+               "Efficacy, immediate scheme: share of the stream's edits whose new object beat the old on the edit "
+               "prompt right after their batch"),
+        Metric("gs_imm", "GS (immediate)", "higher", False, None,
+               "Generalisation, immediate scheme: the same over each edit's paraphrases, right after its batch"),
+        Metric("retention", "Retention", "higher", False, None,
+               "Of the edits that took right after their batch, the share that still take after all of them"),
+        Metric("spec", "Specificity", "higher", False, None,
+               "Share of the edits' neighbourhood facts (other subjects, same relation and object) that still prefer "
+               "their true object to the edit's new one"),
+        Metric("loc", "Locality", "higher", False, None,
+               "Share of the known facts the stream does not edit that kept at least half their probability"),
+        Metric("ppl", "PPL ratio", "lower", False, "<=1.5",
+               "Perplexity of the held-out text after the stream over its perplexity on the original model", percent=False),
+        Metric("norm", "Update norm", "lower", False, None,
+               "Largest relative change ‖W − W₀‖_F / ‖W₀‖_F of an edited matrix after the stream", percent=False),
+        Metric("collapse_at", "Collapse at", "higher", False, None,
+               "Edits made at the first checkpoint where the PPL ratio reached 2 or locality fell under 1/2; "
+               "the stream's length when none did", percent=False),
     )
 }
 #: Metrics whose column header is their label alone (the paper's first Table 1 column).
@@ -108,7 +135,10 @@ OWN_COLUMNS = ("single_succ",)
 
 CONFLICT_EDIT = Benchmark("ConflictEdit", 1, "Table 1: Knowledge Conflict", "conflict_prompts.json", parse_conflict_case)
 ROUND_EDIT = Benchmark("RoundEdit", 2, "Table 2: Knowledge Distortion", "round_prompts.json", parse_round_case)
-BENCHMARKS = (CONFLICT_EDIT, ROUND_EDIT)
+SEQUENTIAL = Benchmark("Sequential", 3, "Table 3: Sequential editing", "sequential_prompts.json", parse_stream_case)
+BENCHMARKS = (CONFLICT_EDIT, ROUND_EDIT, SEQUENTIAL)
+#: The paper's benchmarks (Table 1 and Table 2).
+PAPER_BENCHMARKS = (CONFLICT_EDIT, ROUND_EDIT)
 
 SPLITS: dict[str, Split] = {
     split.name: split
@@ -121,6 +151,9 @@ SPLITS: dict[str, Split] = {
               plans.composite, scoring.composite),
         Split("easy", ROUND_EDIT, "easy.json", "EASY", ("succ", "d", "ir", "fr"), plans.round_trip, scoring.round_trip),
         Split("hard", ROUND_EDIT, "hard.json", "HARD", ("succ", "d", "ir", "fr"), plans.round_trip, scoring.round_trip),
+        Split("sequential", SEQUENTIAL, "sequential.json", "Sequential",
+              ("es", "gs", "es_imm", "gs_imm", "retention", "spec", "loc", "ppl", "norm", "collapse_at"),
+              plans.sequential, scoring.sequential),
     )
 }
 SPLIT_NAMES = tuple(SPLITS)

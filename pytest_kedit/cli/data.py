@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.cli.arguments import int_at_least
 from pytest_kedit.dataset import check as data_check
 from pytest_kedit.dataset import input_length
@@ -66,8 +65,8 @@ def add_build_suite(subparsers: Any) -> None:
     parser.add_argument("--from", dest="source", required=True, metavar="SOURCE",
                         help="a folder in the upstream layout, upstream:GPT2-XL / upstream:GPT-J, or builtin")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write the suite to")
-    parser.add_argument("--splits", default=",".join(SPLITS), metavar="SPLITS",
-                        help="comma-separated splits (default: all five)")
+    parser.add_argument("--splits", default=None, metavar="SPLITS",
+                        help="comma-separated splits (default: every split whose file SOURCE has)")
     parser.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--dtype", default="auto", metavar="DTYPE", help="auto (float32), float16 or bfloat16 (default: auto)")
     parser.add_argument("--batch-size", type=int_at_least(1), default=argparse.SUPPRESS, metavar="N",
@@ -91,7 +90,7 @@ def _build_suite(args: argparse.Namespace) -> int:
     from pytest_kedit.suite_build.builder import BuildSettings, build_suite, check_request
     from pytest_kedit.suite_build.manifest import MANIFEST
 
-    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    splits = None if args.splits is None else tuple(s.strip() for s in args.splits.split(",") if s.strip())
     check_request(args.source, args.out, splits, args.keep_splits)
     names = ("batch_size", "max_new_tokens", "top_k", "limit")
     options = {name: getattr(args, name) for name in names if hasattr(args, name)}

@@ -21,9 +21,9 @@ record for the first error among them; the others only ``kedit check-data`` look
     edits and the triples) that is empty or numeric only (digits with optional sign, spaces,
     ``,`` and ``.``): a probe of such an object scores how digits are tokenized, not an entity.
 ``type``
-    A record's ``type`` that contradicts its file: a ConflictEdit record's must be its split
-    (``coverage`` in ``coverage_edit.json``), a RoundEdit record's ``1-N@RELATION`` with N its
-    number of true objects and RELATION its edit's relation id (the upstream files keep both).
+    A record's ``type`` that contradicts its file: a ConflictEdit or sequential record's must be
+    its split (``coverage`` in ``coverage_edit.json``), a RoundEdit record's ``1-N@RELATION`` with
+    N its number of true objects and RELATION its edit's relation id (the upstream files keep both).
 ``length``
     With a length limit (:class:`LengthLimit`: ``--max-tokens``, ``--model``), a case one of
     whose model inputs (a prompt filled with the subject, then an object) is longer than the
@@ -33,7 +33,9 @@ record for the first error among them; the others only ``kedit check-data`` look
     A case that runs the same experiment as an earlier case of its file: ConflictEdit cases
     whose two edits agree in subject label, relation id and prompt, old and new object label
     (and, for composite, whose tied facts agree in subject, relation and object label); RoundEdit
-    cases whose edits agree so and whose ``true_objects`` hold the same labels in any order.
+    cases whose edits agree so and whose ``true_objects`` hold the same labels in any order;
+    streams whose edits agree so in the same order, with the same neighbourhood and locality facts
+    and held-out texts.
 
 A record's ``schema`` finding is left out when a ``placeholder``, ``subject`` or ``label`` error
 already names the same field. A numeric-only label and a duplicate are warnings (the case runs;
@@ -53,8 +55,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, Fact, RoundCase
-from pytest_kedit.benchmark.registry import CONFLICT_EDIT, PROMPT_FILES, SPLITS
+from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, Fact, RoundCase, StreamCase
+from pytest_kedit.benchmark.registry import BENCHMARKS, PROMPT_FILES, ROUND_EDIT, SPLITS, splits_of
 from pytest_kedit.dataset import strict_schema, upstream
 from pytest_kedit.dataset.input_length import LengthLimit, overlong
 from pytest_kedit.dataset.sources import SPLIT_FILES
@@ -77,12 +79,13 @@ _ROUND_TYPE = re.compile(r"1-(\d+)@(.+)")
 def check_data(target: str, strict: bool = False, length: LengthLimit | None = None) -> list[Finding]:
     """The findings of ``target``: a folder in the upstream layout, a split or paraphrase file of
     one, or ``upstream:NAME`` (downloaded first). A split file is checked with the paraphrase file
-    beside it. ``strict``: see the module docstring; a strict folder has every split file.
+    beside it. ``strict``: see the module docstring; a strict folder has every split and paraphrase
+    file of each benchmark it has a file of.
     ``length``: also report inputs longer than its limit. Raises ConfigError when ``target`` is
     none of these."""
     if upstream.is_upstream(target):
         folder = upstream.fetch(target)
-        return _Check(strict, length).files([folder / name for name in SPLIT_FILES.values()])
+        return _Check(strict, length).files([folder / name for name in SPLIT_FILES.values() if (folder / name).is_file()])
     path = Path(target).expanduser()
     known = [*SPLIT_FILES.values(), *PROMPT_FILES]
     if path.is_dir():
@@ -90,13 +93,24 @@ def check_data(target: str, strict: bool = False, length: LengthLimit | None = N
         if not files:
             raise ConfigError(f"{target}: holds none of {', '.join(known)}")
         if strict:
-            files = [path / name for name in known]
+            files = [path / name for name in _benchmark_files({file.name for file in files})]
         return _Check(strict, length).files(files)
     if path.is_file():
         if path.name not in known:
             raise ConfigError(f"{target}: not a dataset file; expected one named {', '.join(known)}")
         return _Check(strict, length).files([path])
     raise ConfigError(f"{target}: no such file or folder")
+
+
+def _benchmark_files(present: set[str]) -> list[str]:
+    """The split and paraphrase files of each benchmark one of the ``present`` files belongs to
+    (what a strict folder must hold), in the order of :data:`SPLIT_FILES` then :data:`PROMPT_FILES`."""
+    wanted: set[str] = set()
+    for benchmark in BENCHMARKS:
+        files = {*(SPLIT_FILES[split] for split in splits_of(benchmark)), benchmark.prompts_file}
+        if present & files:
+            wanted |= files
+    return [name for name in (*SPLIT_FILES.values(), *PROMPT_FILES) if name in wanted]
 
 
 def failed(findings: Sequence[Finding]) -> bool:
@@ -195,7 +209,7 @@ class _Check:
                 self.findings.extend(_length_findings(file, index, case, prompts_name, self.length))
             key = _case_key(case)
             if key in first_of:
-                field = "edits" if isinstance(case, ConflictCase) else "edit"
+                field = "edit" if isinstance(case, RoundCase) else "edits"
                 self.findings.append(Finding(file, index, field, "duplicate", f"same case as record {first_of[key]}",
                                              warning=True))
             else:
@@ -206,7 +220,7 @@ class _Check:
                 problems = [p for p in strict_schema.record_problems(split, record) if p[:2] != ("semantics", "type")]
                 problems += [("semantics", field, message) for field, message in definitions.conflicts(record, where)]
                 self.findings.extend(Finding(file, index, field, kind, message) for kind, field, message in problems)
-        too_small = strict_schema.size_problem(cases) if self.strict else None
+        too_small = strict_schema.size_problem(split, cases) if self.strict else None
         if too_small:
             self.findings.append(Finding(file, None, None, "size", too_small))
 
@@ -240,7 +254,7 @@ def _type_findings(file: str, index: int, split: str, record: Any) -> Iterator[F
     if not isinstance(record, dict) or "type" not in record:
         return
     value, name = record["type"], Path(file).name
-    if SPLITS[split].benchmark is CONFLICT_EDIT:
+    if SPLITS[split].benchmark is not ROUND_EDIT:
         if value != split:
             yield Finding(file, index, "type", "type", f"{value!r} contradicts {name}: its records have type {split!r}")
         return
@@ -267,8 +281,11 @@ def _edit_key(edit: Edit) -> tuple[str, ...]:
     return (edit.subject.label, edit.relation.id, edit.relation.prompt, edit.old.label, edit.new.label)
 
 
-def _case_key(case: ConflictCase | RoundCase) -> tuple[Any, ...]:
+def _case_key(case: Case) -> tuple[Any, ...]:
     """What makes two cases of a file the same experiment (see the module docstring)."""
     if isinstance(case, ConflictCase):
         return (tuple(_edit_key(e) for e in case.edits), _fact_key(case.tied_fact) if case.tied_fact else None)
+    if isinstance(case, StreamCase):
+        return (tuple(_edit_key(e) for e in case.edits), tuple(tuple(_fact_key(f) for f in facts) for facts in case.neighbourhood),
+                tuple(_fact_key(f) for f in case.locality), case.held_out)
     return (_edit_key(case.edit), tuple(sorted(o.label for o in case.true_objects)))

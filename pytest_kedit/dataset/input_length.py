@@ -7,7 +7,8 @@ scored; :func:`overlong` finds the longest such input of a case and names the re
 fix: whichever of the prompt, the subject and the object is the longest text. The length of an
 input is a function the caller gives (:class:`LengthLimit`): a model's tokenizer
 (:func:`model_limit`, which imports transformers only when called) or a byte count
-(:func:`byte_limit`).
+(:func:`byte_limit`). A stream's held-out texts are no such input: their perplexity is measured in
+windows that fit the context.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, Entity, Fact, Relation
+from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, Entity, Fact, Relation, StreamCase
 from pytest_kedit.errors import ConfigError
 
 #: The length of one input: (prompt filled with the subject, object) -> tokens.
@@ -67,6 +68,16 @@ def overlong(case: Case, length: Length, limit: int, prompts_file: str = "the pa
 
 
 def _inputs(case: Case, prompts_file: str) -> Iterator[_Input]:
+    if isinstance(case, StreamCase):
+        for i, edit in enumerate(case.edits):
+            yield from _edit(edit, f"edits[{i}]", "object", prompts_file)
+            for j, fact in enumerate(case.neighbourhood[i]):
+                for obj, key in ((fact.object, "object"), (edit.new, "new_object")):
+                    yield from _prompts(fact.relation, f"edits[{i}]", fact.subject, obj, f"edits[{i}].{key}.label",
+                                        prompts_file, f"edits[{i}].neighbourhood[{j}].label")
+        for j, fact in enumerate(case.locality):
+            yield from _fact(fact, f"locality[{j}]", prompts_file)
+        return
     if isinstance(case, ConflictCase):
         for i, fact in enumerate(case.triples):
             yield from _fact(fact, f"triples[{i}]", prompts_file)
@@ -89,11 +100,13 @@ def _edit(edit: Edit, path: str, old: str, prompts_file: str) -> Iterator[_Input
 
 
 def _prompts(relation: Relation, path: str, subject: Entity, obj: Entity, object_field: str,
-             prompts_file: str) -> Iterator[_Input]:
+             prompts_file: str, subject_field: str | None = None) -> Iterator[_Input]:
+    """Every prompt of ``relation`` at ``path`` filled with ``subject`` (its field ``subject_field``,
+    default ``{path}.subject.label``), followed by ``obj``."""
     fields = [f"{path}.relation.prompt", *(f"{path}.relation (paraphrase {relation.id}[{i}] in {prompts_file})"
                                           for i in range(len(relation.paraphrases)))]
     for prompt, field in zip(relation.prompts, fields):
-        yield _Input(prompt, field, subject, f"{path}.subject.label", obj, object_field)
+        yield _Input(prompt, field, subject, subject_field or f"{path}.subject.label", obj, object_field)
 
 
 def context_length(config: Any, tokenizer: Any) -> int | None:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from pytest_kedit.benchmark.cases import Case, ConflictCase
+from pytest_kedit.benchmark.cases import Case, ConflictCase, StreamCase
 
 
 def stratum(case: Case) -> str:
-    """The stratum of a case: the relation of e1 (ConflictEdit) or of the edit (RoundEdit)."""
+    """The stratum of a case: the relation of e1 (ConflictEdit) or of the edit (RoundEdit); every
+    stream is in the one stratum of its group (:attr:`~pytest_kedit.benchmark.cases.StreamCase.relation_group`)."""
+    if isinstance(case, StreamCase):
+        return case.relation_group
     return case.edits[0].relation.id if isinstance(case, ConflictCase) else case.edit.relation.id
 
 

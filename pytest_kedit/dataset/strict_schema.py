@@ -5,7 +5,8 @@ suite also reads like the upstream files and keeps the relations the plans assum
 
 ``layout``
     Every object has exactly the upstream keys in the upstream order (records, triples, edits,
-    relations, entities); no prompt or paraphrase has white space at either end.
+    relations, entities; a stream's as :mod:`pytest_kedit.benchmark.cases` lists them, with every
+    edit's ``neighbourhood``); no prompt, paraphrase or held-out text has white space at either end.
 ``semantics``
     The record's ``type`` (and ``rule``) say what it holds; ``triples`` and ``edits`` relate as the
     split's plan assumes (coverage: e2 = (s, r, o2 -> o3); reverse: e2 = (o2, r2, s1 -> s2);
@@ -15,7 +16,8 @@ suite also reads like the upstream files and keeps the relations the plans assum
 ``paraphrases``
     Every relation of a paraphrase file has exactly 10 distinct paraphrases.
 ``size``
-    Every split file is present and holds at least 12 valid cases.
+    Every split file of a benchmark the suite has is present and holds at least 12 valid cases
+    (a sequential file: at least one stream).
 
 The functions return problems as ``(kind, field, message)``; a field of None is the whole record.
 """
@@ -26,10 +28,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_kedit.benchmark.registry import ROUND_EDIT, SPLITS
+from pytest_kedit.benchmark.registry import ROUND_EDIT, SEQUENTIAL, SPLITS
 
 PARAPHRASES_PER_RELATION = 10
 MIN_CASES = 12
+#: A sequential file holds streams, each a whole experiment: one is enough.
+MIN_STREAMS = 1
 #: The fewest and most true objects of a RoundEdit case.
 ROUND_OBJECTS = (2, 5)
 
@@ -41,12 +45,14 @@ TRIPLE_KEYS = ("relation", "subject", "object")
 CONFLICT_EDIT_KEYS = ("relation", "subject", "object", "new_object")
 COMPOSITE_E2_KEYS = ("relation", "subject", "object", "true_object", "new_object")
 ROUND_EDIT_KEYS = ("relation", "subject", "new_object", "object")
+STREAM_EDIT_KEYS = ("relation", "subject", "object", "new_object", "neighbourhood")
 RECORD_KEYS = {
     "coverage": ("triples", "prerequisites", "type", "edits"),
     "reverse": ("rule", "triples", "prerequisites", "type", "edits"),
     "composite": ("rule", "triples", "prerequisites", "type", "edits"),
     "easy": ("type", "edit", "true_objects"),
     "hard": ("type", "edit", "true_objects"),
+    "sequential": ("type", "edits", "locality", "held_out"),
 }
 
 
@@ -60,6 +66,13 @@ def record_problems(split: str, record: Mapping[str, Any]) -> list[Problem]:
         layout.node("edit", record["edit"], ROUND_EDIT_KEYS)
         for i, obj in enumerate(record["true_objects"]):
             layout.keys(f"true_objects[{i}]", obj, ENTITY_KEYS)
+    elif SPLITS[split].benchmark is SEQUENTIAL:
+        for i, edit in enumerate(record["edits"]):
+            layout.node(f"edits[{i}]", edit, STREAM_EDIT_KEYS)
+        for j, fact in enumerate(record["locality"]):
+            layout.node(f"locality[{j}]", fact, TRIPLE_KEYS)
+        layout.problems += [("layout", f"held_out[{j}]", f"white space around {text!r}")
+                            for j, text in enumerate(record["held_out"]) if text != text.strip()]
     else:
         for i, triple in enumerate(record["triples"]):
             layout.node(f"triples[{i}]", triple, TRIPLE_KEYS)
@@ -68,7 +81,8 @@ def record_problems(split: str, record: Mapping[str, Any]) -> list[Problem]:
         layout.node("edits[1]", e2, COMPOSITE_E2_KEYS if split == "composite" else CONFLICT_EDIT_KEYS)
     if layout.problems:
         return layout.problems
-    rules = _round_semantics if SPLITS[split].benchmark is ROUND_EDIT else _conflict_semantics
+    benchmark = SPLITS[split].benchmark
+    rules = _round_semantics if benchmark is ROUND_EDIT else _stream_semantics if benchmark is SEQUENTIAL else _conflict_semantics
     return [("semantics", field, message) for field, message in rules(split, record)]
 
 
@@ -84,9 +98,11 @@ def paraphrase_problems(relation: str, prompts: list[str]) -> list[Problem]:
     return problems
 
 
-def size_problem(cases: int) -> str | None:
-    """Why a split file with ``cases`` valid cases is too small, if it is."""
-    return f"{cases} valid cases, at least {MIN_CASES} expected" if cases < MIN_CASES else None
+def size_problem(split: str, cases: int) -> str | None:
+    """Why a file of ``split`` with ``cases`` valid cases is too small, if it is: fewer than
+    :data:`MIN_CASES` (a sequential file: :data:`MIN_STREAMS`)."""
+    least = MIN_STREAMS if SPLITS[split].benchmark is SEQUENTIAL else MIN_CASES
+    return f"{cases} valid cases, at least {least} expected" if cases < least else None
 
 
 class RelationDefinitions:
@@ -110,7 +126,8 @@ class RelationDefinitions:
 def _relations(record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if "edit" in record:
         return [("edit.relation", record["edit"]["relation"])]
-    triples = [(f"triples[{i}].relation", t["relation"]) for i, t in enumerate(record["triples"])]
+    facts = "locality" if "locality" in record else "triples"
+    triples = [(f"{facts}[{i}].relation", t["relation"]) for i, t in enumerate(record[facts])]
     return triples + [(f"edits[{i}].relation", e["relation"]) for i, e in enumerate(record["edits"])]
 
 
@@ -129,19 +146,29 @@ class _Layout:
         return False
 
     def node(self, field: str, value: Any, expected: tuple[str, ...]) -> None:
-        """A triple or an edit: ``expected`` starts with "relation", then names its entities."""
+        """A triple or an edit: ``expected`` starts with "relation", then names its entities (a
+        stream edit's ``neighbourhood``: a list of them)."""
         if not self.keys(field, value, expected):
             return
         relation = value["relation"]
         if self.keys(f"{field}.relation", relation, RELATION_KEYS) and relation["prompt"] != relation["prompt"].strip():
             self.problems.append(("layout", f"{field}.relation.prompt", f"white space around {relation['prompt']!r}"))
         for name in expected[1:]:
-            self.keys(f"{field}.{name}", value[name], ENTITY_KEYS)
+            if name == "neighbourhood":
+                for j, entity in enumerate(value[name]):
+                    self.keys(f"{field}.{name}[{j}]", entity, ENTITY_KEYS)
+            else:
+                self.keys(f"{field}.{name}", value[name], ENTITY_KEYS)
 
 
 def _fact(value: Mapping[str, Any]) -> tuple[str, str, str]:
     """(subject label, relation id, object label) of a triple, or of an edit's old fact."""
     return (value["subject"]["label"], value["relation"]["id"], value["object"]["label"])
+
+
+def _stream_semantics(split: str, record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A stream's ``type`` is its split (the rest the loader checks)."""
+    return [] if record["type"] == split else [("type", f"{record['type']!r}, expected {split!r}")]
 
 
 def _round_semantics(split: str, record: Mapping[str, Any]) -> list[tuple[str, str]]:

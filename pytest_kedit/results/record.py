@@ -11,7 +11,12 @@ xfailed: a known failure of a run gated against a baseline, or a missed threshol
 same order), ``error`` (the message that replaced the case's result), ``timings`` (seconds per
 phase), ``nodeid`` (the pytest test), ``verdict`` (against the baseline: regressed | known |
 improved | passed | new; null without one, :mod:`pytest_kedit.ci.regression`) and ``regressions``
-(one message per metric that regressed).
+(one message per metric that regressed). A stream's record (split ``sequential``) also has
+``curve``: its schedule (``edits``, ``batch``, ``every``, ``scheme``), its metrics at every
+checkpoint (``checkpoints``, each with its ``edits``) and the update norms after every batch
+(``batches``: ``edits``, ``norm``, ``norms`` per matrix), as
+:func:`pytest_kedit.benchmark.scoring.sequential` gives them; its ``metrics`` are the last
+checkpoint's and the collapse point. Other records have no ``curve`` (a line without one reads as null).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class CaseRecord:
     nodeid: str | None = None
     verdict: str | None = None
     regressions: list[str] = field(default_factory=list)
+    curve: dict[str, Any] | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -73,8 +79,12 @@ class CaseRecord:
         return self.split, self.case_id
 
     def to_json(self) -> str:
-        """One line of ``cases.jsonl``: the fields as a JSON object with sorted keys."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """One line of ``cases.jsonl``: the fields as a JSON object with sorted keys, ``curve``
+        only when there is one."""
+        fields = dataclasses.asdict(self)
+        if fields["curve"] is None:
+            del fields["curve"]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CaseRecord:
@@ -88,7 +98,7 @@ class CaseRecord:
         if not isinstance(data, dict):
             raise RecordError("a case record must be a JSON object")
         _require(data, "case_id", str)
-        if data.get("split") not in SPLITS:
+        if not isinstance(data.get("split"), str) or data["split"] not in SPLITS:
             raise RecordError(f"field 'split' must be one of {', '.join(SPLITS)}, got {data.get('split')!r}")
         if data.get("outcome") not in OUTCOMES:
             raise RecordError(f"field 'outcome' must be one of {', '.join(OUTCOMES)}, got {data.get('outcome')!r}")
@@ -115,6 +125,9 @@ class CaseRecord:
         timings = _mapping(data, "timings")
         if not all(_is_number(v) for v in timings.values()):
             raise RecordError("field 'timings' must map phases to numbers")
+        curve = data.get("curve")
+        if curve is not None:
+            _check_curve(curve)
         return cls(
             case_id=data["case_id"], split=data["split"], relation=data.get("relation"), arity=data.get("arity"),
             model=data.get("model") or "", method=data.get("method") or "", outcome=data["outcome"],
@@ -122,7 +135,7 @@ class CaseRecord:
             probabilities={state: {k: float(v) for k, v in values.items()} for state, values in probabilities.items()},
             failures=list(data.get("failures") or []), failed_metrics=list(data.get("failed_metrics") or []),
             error=data.get("error"), timings={k: float(v) for k, v in timings.items()}, nodeid=data.get("nodeid"),
-            verdict=data.get("verdict"), regressions=list(data.get("regressions") or []),
+            verdict=data.get("verdict"), regressions=list(data.get("regressions") or []), curve=curve,
         )
 
 
@@ -143,6 +156,27 @@ def paired(a: Mapping[CaseKey, CaseRecord], b: Mapping[CaseKey, CaseRecord]) -> 
     """``(a's record, b's record)`` of every case both have, in key order (split, then ``case_id``);
     errors included."""
     return [(a[key], b[key]) for key in sorted(a.keys() & b.keys())]
+
+
+def _check_curve(curve: Any) -> None:
+    """RecordError naming the field unless ``curve`` is a stream's curve (see the module docstring):
+    its points' values numbers, a batch's ``norms`` an object of numbers."""
+    if not isinstance(curve, dict):
+        raise RecordError("field 'curve' must be an object or null")
+    if not isinstance(curve.get("schedule"), dict):
+        raise RecordError("field 'curve.schedule' must be an object")
+    for name in ("checkpoints", "batches"):
+        points = curve.get(name)
+        if not isinstance(points, list):
+            raise RecordError(f"field 'curve.{name}' must be a list")
+        for index, point in enumerate(points):
+            where = f"curve.{name}[{index}]"
+            if not isinstance(point, dict) or not _is_number(point.get("edits")):
+                raise RecordError(f"field '{where}' must be an object with the number of 'edits'")
+            for key, value in point.items():
+                numbers = value.values() if key == "norms" and isinstance(value, dict) else [value]
+                if not all(_is_number(number) for number in numbers):
+                    raise RecordError(f"field '{where}.{key}' must be a number" + (" per matrix" if key == "norms" else ""))
 
 
 def _is_number(value: Any) -> bool:

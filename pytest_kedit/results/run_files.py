@@ -34,7 +34,7 @@ from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summ
 from pytest_kedit.results.record import CaseRecord, RecordError, outcome_counts
 from pytest_kedit.results.shard_merge import is_shard, merge_shards
 from pytest_kedit.results.summary import RunSummary
-from pytest_kedit.results.tables import TableRow, paper_tables, relation_table
+from pytest_kedit.results.tables import TableRow, paper_tables, relation_table, table3
 from pytest_kedit.storage.atomic import atomic_write_text
 from pytest_kedit.storage.jsonl import JsonLinesError, drop_torn_line, read_json_lines
 
@@ -146,6 +146,8 @@ class RunReport(NamedTuple):
     table2: str
     #: the per-relation and per-arity breakdown
     relations: str
+    #: Table 3 (streams), shown in the terminal only
+    table3: str
 
 
 def run_report(summary: RunSummary, records: Iterable[CaseRecord]) -> RunReport:
@@ -158,10 +160,11 @@ def run_report(summary: RunSummary, records: Iterable[CaseRecord]) -> RunReport:
     scaling = summary.distortion_scaling
     row = TableRow(summary.model, summary.method, aggregate(ordered))
     table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.protocol])
+    table3_md = table3([row], [summary.protocol])
     if not summary.complete:
         note = f"\n\n{partial_note(summary)}"
-        table1_md, table2_md = table1_md + note, table2_md + note
-    return RunReport(written, ordered, table1_md, table2_md, relation_table(ordered, scaling))
+        table1_md, table2_md, table3_md = table1_md + note, table2_md + note, table3_md + note
+    return RunReport(written, ordered, table1_md, table2_md, relation_table(ordered, scaling), table3_md)
 
 
 def partial_note(summary: RunSummary) -> str:

@@ -16,7 +16,17 @@ from typing import Any, NamedTuple
 from tabulate import tabulate
 
 from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, Benchmark, split_order, splits_of, table_columns
+from pytest_kedit.benchmark.registry import (
+    CONFLICT_EDIT,
+    METRICS,
+    ROUND_EDIT,
+    SEQUENTIAL,
+    SPLITS,
+    Benchmark,
+    split_order,
+    splits_of,
+    table_columns,
+)
 from pytest_kedit.benchmark.thresholds import Thresholds
 from pytest_kedit.results.aggregation import (
     COUNT_KEYS,
@@ -102,6 +112,28 @@ def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Seque
     else:
         scaling_line = f"D scaling: {SCALING_LABELS[distinct[0]] if distinct else DASH}."
     return _benchmark_table(ROUND_EDIT, rows, marks, (scaling_line,), bounds, protocols)
+
+
+def table3(rows: Sequence[TableRow], protocols: Sequence[str] | None = None) -> str:
+    """Table 3 (Sequential editing) as Markdown, laid out like :func:`table1`: a column per metric
+    of the sequential split, a cell the mean over the row's streams of their last checkpoint's
+    value (and collapse point), ×100 for a share and as it is for a metric that is not
+    (``Metric.percent``: the PPL ratio, the update norm, the collapse point), which a line under
+    the table says; then the cases line. No interval table: a run holds a stream or two.
+    ``protocols`` as in :func:`table1`."""
+    protocol_title, marks = _protocol_marks(protocols, [""] * len(rows))
+    columns = table_columns(SEQUENTIAL)
+    plain = [METRICS[metric].label for _, metric, _ in columns if not METRICS[metric].percent]
+
+    def cell(metric: str, value: float) -> str:
+        return _number(value if METRICS[metric].percent else value / 100)
+
+    return "\n\n".join([
+        f"{SEQUENTIAL.title} (mean over streams of the last checkpoint{protocol_title})",
+        _markdown(["Method", *(label for _, _, label in columns)], _grouped_body(rows, columns, marks, cell)),
+        f"Shares ×100; {', '.join(plain)} as they are (gates take them ×100 too).",
+        _cases_line(rows, splits_of(SEQUENTIAL)),
+    ])
 
 
 def paper_tables(rows: Sequence[TableRow], scalings: Sequence[str], bounds: Sequence[Intervals],
@@ -203,14 +235,15 @@ def _benchmark_table(benchmark: Benchmark, rows: Sequence[TableRow], marks: Sequ
     columns = table_columns(benchmark)
     header = ["Method", *(label for _, _, label in columns)]
     parts = [f"{benchmark.title} (mean over cases ×100{protocol_title})",
-             _markdown(header, _grouped_body(rows, columns, marks, _number)),
+             _markdown(header, _grouped_body(rows, columns, marks, lambda _, value: _number(value))),
              _cases_line(rows, splits_of(benchmark)), *notes]
     if bounds is not None:
         if len(bounds) != len(rows):
             raise ValueError(f"{len(bounds)} interval sets for {len(rows)} rows")
         interval_rows = [(row.model, row.method, row_bounds) for row, row_bounds in zip(rows, bounds)]
         parts += [f"{_PERCENT} confidence intervals of Table {benchmark.table}",
-                  _markdown(header, _grouped_body(interval_rows, columns, marks, _interval)), INTERVAL_METHOD]
+                  _markdown(header, _grouped_body(interval_rows, columns, marks, lambda _, value: _interval(value))),
+                  INTERVAL_METHOD]
     return "\n\n".join(parts)
 
 
@@ -228,10 +261,10 @@ def _protocol_marks(protocols: Sequence[str] | None, marks: Sequence[str]) -> tu
 
 
 def _grouped_body(rows: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]], columns: Sequence[Column],
-                  marks: Sequence[str], cell: Callable[[Any], str]) -> list[list[str]]:
+                  marks: Sequence[str], cell: Callable[[str, Any], str]) -> list[list[str]]:
     """Rows (model, method, split -> metric -> value) grouped by model (in order of first
     appearance): a ``*model*`` line, then one line per method with ``marks[i]`` after row
-    ``i``'s method; a column's cell is ``cell(value)``, or "–" when the row has no such value."""
+    ``i``'s method; a column's cell is ``cell(metric, value)``, or "–" when the row has no such value."""
     by_model: dict[str, list[int]] = {}
     for index, (model, _, _) in enumerate(rows):
         by_model.setdefault(model, []).append(index)
@@ -240,8 +273,8 @@ def _grouped_body(rows: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]
         body.append([f"*{_escape(model)}*"] + [""] * len(columns))
         for index in indices:
             _, method, result = rows[index]
-            values = [result.get(split, {}).get(metric) for split, metric, _ in columns]
-            body.append([_escape(method) + marks[index], *(DASH if v is None else cell(v) for v in values)])
+            values = [(metric, result.get(split, {}).get(metric)) for split, metric, _ in columns]
+            body.append([_escape(method) + marks[index], *(DASH if v is None else cell(metric, v) for metric, v in values)])
     return body
 
 

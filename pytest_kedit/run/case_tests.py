@@ -2,7 +2,7 @@
 every run, also one without kedit cases.
 
 - A suite's test asks for a case by one of :data:`CASE_FIXTURES` (``conflict_case``,
-  ``round_case``), which the plugin parametrizes with the cases of that benchmark's splits.
+  ``round_case``, ``stream_case``), which the plugin parametrizes with the cases of that benchmark's splits.
 - A case's test has the case id as its parameter id (``reverse-0042``; ``reverse-invalid`` for a
   file that could not be read), which is all pytest-xdist's controller sees of it.
 - When the run cannot start (a bad option, data that cannot be read), a case argument gets one
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 #: The argument a suite's test asks for a case by -> the benchmark (``Benchmark.name``) whose
 #: splits' cases it is parametrized with.
-CASE_FIXTURES = {"conflict_case": "ConflictEdit", "round_case": "RoundEdit"}
+CASE_FIXTURES = {"conflict_case": "ConflictEdit", "round_case": "RoundEdit", "stream_case": "Sequential"}
 #: The parameter id of the one test a case argument gets when the run cannot start.
 OPTIONS_ERROR_ID = "kedit-options-error"
 

@@ -9,10 +9,11 @@ not continue, and scores the probabilities (:mod:`pytest_kedit.benchmark.scoring
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +22,7 @@ from pytest_kedit.benchmark.cases import Case, Query, mean_per_query
 from pytest_kedit.benchmark.plans import EditBatch, Stage
 from pytest_kedit.benchmark.protocol import PAPER, Protocol
 from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.streams import DEFAULT_STREAM, StreamSettings
 from pytest_kedit.editors.base import Editor, WeightDelta
 from pytest_kedit.errors import KeditError
 from pytest_kedit.model.original_probes import OriginalProbes
@@ -42,6 +44,8 @@ class CaseResult:
     evidence: dict[str, str]
     #: seconds per phase of :data:`PHASES`
     timings: dict[str, float] = field(default_factory=dict)
+    #: a stream's curve (:func:`pytest_kedit.benchmark.scoring.sequential`); None for other cases
+    curve: dict[str, Any] | None = None
 
 
 class EditorContractError(KeditError):
@@ -51,7 +55,8 @@ class EditorContractError(KeditError):
 class Harness:
     """Runs cases on one model with one editor; after every case the model is as it was."""
 
-    def __init__(self, loaded: LoadedModel, editor: Editor, protocol: Protocol = PAPER, seed: int = 0):
+    def __init__(self, loaded: LoadedModel, editor: Editor, protocol: Protocol = PAPER, seed: int = 0,
+                 stream: StreamSettings = DEFAULT_STREAM):
         if protocol.distortion not in metrics.DISTORTION_SCALINGS:
             raise KeditError(f"unknown distortion scaling {protocol.distortion!r}; use one of {metrics.DISTORTION_SCALINGS}")
         self.loaded = loaded
@@ -61,6 +66,8 @@ class Harness:
         self.protocol = protocol
         self.encoder = Encoder(loaded.tokenizer, protocol.keep_trailing_space)
         self.seed = seed
+        #: how streams run (--kedit-sequential*), with whether this editor takes a batch in one call
+        self.stream = dataclasses.replace(stream, batched=editor.batched)
         self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device, protocol.keep_trailing_space)
         self._timer = PhaseTimer(PHASES)
 
@@ -69,9 +76,9 @@ class Harness:
         split = SPLITS[case.split]
         self._timer = PhaseTimer(PHASES)
         torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
-        probabilities = self._carry_out(split.plan(case, self.editor.multi_label, self.protocol))
-        scores = split.score(case, probabilities, self.protocol)
-        return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timer.seconds))
+        probabilities = self._carry_out(split.plan(case, self.editor.multi_label, self.protocol, self.stream))
+        scores = split.score(case, probabilities, self.protocol, self.stream)
+        return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timer.seconds), scores.curve)
 
     def _carry_out(self, plan: Sequence[Stage]) -> dict[str, dict[str, float]]:
         probabilities: dict[str, dict[str, float]] = {}

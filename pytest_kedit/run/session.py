@@ -112,6 +112,7 @@ class Worker:
         record = self._record(entry)
         record.outcome = "failed" if missed else "passed"
         record.metrics, record.probabilities, record.timings = result.metrics, result.probabilities, result.timings
+        record.curve = result.curve
         record.failures = [failure.message for failure in missed]
         record.failed_metrics = [failure.metric for failure in missed]
         return record

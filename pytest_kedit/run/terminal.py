@@ -37,9 +37,10 @@ def run_lines(collector: Collector, run: RunReport, verdict: SessionVerdict | No
 
 
 def paper_tables(run: RunReport) -> list[str]:
-    """Table 1 and Table 2, each when the run has a split of its benchmark."""
+    """Table 1, Table 2 and Table 3 (streams), each when the run has a split of its benchmark."""
     splits = {record.split for record in run.records}
-    return [table for benchmark, table in zip(BENCHMARKS, (run.table1, run.table2)) if splits & set(splits_of(benchmark))]
+    tables = (run.table1, run.table2, run.table3)
+    return [table for benchmark, table in zip(BENCHMARKS, tables, strict=True) if splits & set(splits_of(benchmark))]
 
 
 def table_lines(run: RunReport, options: KeditOptions, paper: Sequence[str]) -> list[Line]:

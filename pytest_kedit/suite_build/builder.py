@@ -74,17 +74,16 @@ def build_suite(
     loaded: LoadedModel,
     source: str,
     out: Path,
-    splits: Sequence[str] = SPLIT_NAMES,
+    splits: Sequence[str] | None = None,
     settings: BuildSettings = BuildSettings(),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Decide every case of ``splits`` in ``source`` for ``loaded``, write the suite to ``out``,
-    and return its manifest.
+    """Decide every case of ``splits`` (None: every split whose file ``source`` has) in ``source``
+    for ``loaded``, write the suite to ``out``, and return its manifest.
 
     ``source`` is a folder in the upstream layout, ``upstream:NAME`` or ``builtin``.
     """
-    folder = check_request(source, out, splits, settings.keep_splits)
-    splits = [split for split in SPLITS if split in splits]
+    folder, splits = check_request(source, out, splits, settings.keep_splits)
     sources = {split: read_source(folder, split) for split in splits}
     decisions: dict[str, dict[int, dict[str, Any]]] = {}
     for split in splits:
@@ -108,19 +107,24 @@ def build_suite(
     return manifest
 
 
-def check_request(source: str, out: Path, splits: Sequence[str], keep_splits: bool = False) -> Path:
-    """The source folder, once ``splits`` (known splits, easy and hard together when they are to be
-    split again), ``source`` and ``out`` are known to be usable (before any model is loaded);
-    KeditError otherwise."""
-    check_splits(splits, "--splits")
+def check_request(source: str, out: Path, splits: Sequence[str] | None,
+                  keep_splits: bool = False) -> tuple[Path, list[str]]:
+    """The source folder and the splits to build, in registry order, once ``splits`` (known splits;
+    None: every split whose file the source has; easy and hard together when they are to be split
+    again), ``source`` and ``out`` are known to be usable (before any model is loaded); KeditError
+    otherwise."""
+    if splits is not None:
+        check_splits(splits, "--splits")
+    folder = resolve_source(None if source == "builtin" else source, option="--from")
+    if splits is None:
+        splits = [split for split in SPLIT_NAMES if (folder / SPLIT_FILES[split]).is_file()]
     if len(set(ROUND_SPLITS) & set(splits)) == 1 and not keep_splits:
         raise ConfigError(
             "--splits: easy and hard are split again from their pooled cases; ask for both or neither, "
             "or add --keep-splits"
         )
-    folder = resolve_source(None if source == "builtin" else source, option="--from")
     check_output_folder(out, folder)
-    return folder
+    return folder, [split for split in SPLITS if split in splits]
 
 
 def check_output_folder(out: Path, source: Path) -> None:

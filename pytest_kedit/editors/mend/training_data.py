@@ -1,12 +1,14 @@
 """MEND's training data: edit requests made from benchmark cases, split so that nothing of the
 evaluated suite is seen in training.
 
-Every edit of a ConflictEdit or RoundEdit case becomes an :class:`EditExample` (the edit prompt, the
-relation's paraphrases, the new object); every fact a case states (its triples, a RoundEdit fact
-before the edit) becomes a :class:`FactExample`, the unrelated inputs of the locality loss.
+Every edit of a case (ConflictEdit, RoundEdit, a stream) becomes an :class:`EditExample` (the edit
+prompt, the relation's paraphrases, the new object); every fact a case states (its triples, a
+RoundEdit fact before the edit, a stream's facts before its edits and its locality facts) becomes a
+:class:`FactExample`, the unrelated inputs of the locality loss.
 
 No leakage: a source case is dropped when it is a case of the evaluated suite (same edits) or
-mentions any entity of it (as subject or object of a triple, an edit or a true object), so no
+mentions any entity of it (as subject or object of a triple, an edit, a true object, a stream's
+neighbourhood or locality fact), so no
 subject of the suite is ever edited, paraphrased or used for locality in training. The rest is
 split by subject: an example is held out for validation when the sha256 of its subject ends in
 a multiple of ``1 / val_fraction`` — train and validation subjects are disjoint, and the split
@@ -21,9 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, RoundCase
+from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, RoundCase, StreamCase
 from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.dataset.sources import Suite, load_suite
+from pytest_kedit.errors import DataError
 
 #: One example in this many is held out for validation (by subject).
 VAL_EVERY = 10
@@ -69,16 +72,17 @@ def case_entities(case: Case) -> Iterator[str]:
     if isinstance(case, ConflictCase):
         for fact in case.triples:
             yield from (fact.subject.label, fact.object.label)
-        edits: tuple[Edit, ...] = case.edits
+    elif isinstance(case, StreamCase):
+        for fact in (*case.locality, *(fact for facts in case.neighbourhood for fact in facts)):
+            yield from (fact.subject.label, fact.object.label)
     else:
         yield from (o.label for o in case.true_objects)
-        edits = (case.edit,)
-    for edit in edits:
+    for edit in _case_edits(case):
         yield from (edit.subject.label, edit.old.label, edit.new.label)
 
 
 def _case_edits(case: Case) -> tuple[Edit, ...]:
-    return case.edits if isinstance(case, ConflictCase) else (case.edit,)
+    return (case.edit,) if isinstance(case, RoundCase) else case.edits
 
 
 def _edit_key(edit: Edit) -> tuple[str, str, str, str]:
@@ -88,12 +92,13 @@ def _edit_key(edit: Edit) -> tuple[str, str, str, str]:
 def _facts(case: Case) -> list[FactExample]:
     if isinstance(case, ConflictCase):
         return [FactExample(f.subject.label, f.relation.prompt, f.object.label) for f in case.triples]
-    edit = case.edit
-    return [FactExample(edit.subject.label, edit.relation.prompt, edit.old.label)]
+    locality = case.locality if isinstance(case, StreamCase) else ()
+    return [*(FactExample(edit.subject.label, edit.relation.prompt, edit.old.label) for edit in _case_edits(case)),
+            *(FactExample(f.subject.label, f.relation.prompt, f.object.label) for f in locality)]
 
 
 def _cases(suite: Suite) -> list[Case]:
-    return [entry for entries in suite.splits.values() for entry in entries if isinstance(entry, (ConflictCase, RoundCase))]
+    return [entry for entries in suite.splits.values() for entry in entries if not isinstance(entry, DataError)]
 
 
 def is_validation(subject: str) -> bool:
