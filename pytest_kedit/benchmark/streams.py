@@ -43,19 +43,19 @@ class StreamSettings:
 
     #: N: at most this many edits of each stream (``--kedit-sequential``); default: all of them
     edits: int | None = None
-    #: B (``--kedit-sequential-batch``); default: K for an editor that takes a batch, else 1
+    #: B (``--kedit-sequential-batch``); default: K for an editor that writes batches, else 1
     batch: int | None = None
     #: K (``--kedit-sequential-every``); default: ⌈N / :data:`DEFAULT_CHECKPOINTS`⌉
     every: int | None = None
     #: one of :data:`SCHEMES` (``--kedit-sequential-scheme``)
     scheme: str = "both"
-    #: the editor applies a batch in one call (``Editor.batched``)
+    #: the editor is made to write many edits in one update (``Editor.stream_batches``: MEMIT and its kin)
     batched: bool = False
 
     def schedule(self, length: int) -> Schedule:
         """The schedule of a stream of ``length`` edits: N = min(``edits``, ``length``) (all of
-        them without ``edits``), K = ``every`` or ⌈N / 10⌉, B = ``batch``, or without it K for a
-        batched editor (one batch per checkpoint) and 1 otherwise. ValueError unless ``length``
+        them without ``edits``), K = ``every`` or ⌈N / 10⌉, B = ``batch``, or without it K for an
+        editor that writes batches (one batch per checkpoint) and 1 otherwise. ValueError unless ``length``
         and every given number are at least 1 and ``scheme`` is one of :data:`SCHEMES`."""
         for name, value in (("length", length), ("edits", self.edits), ("batch", self.batch), ("every", self.every)):
             if value is not None and value < 1:

@@ -88,6 +88,9 @@ class Editor(ABC):
     #: True when one ``apply`` call takes many requests at once (MEMIT-style batch editing);
     #: otherwise the harness applies a list of requests one after another.
     batched: ClassVar[bool] = False
+    #: True for a method made to write many edits in one update (MEMIT and its kin): in a stream its
+    #: batch is by default a checkpoint's edits; otherwise one edit per batch (FT, ROME, MEND)
+    stream_batches: ClassVar[bool] = False
     #: True for Multi-Label Edit: RoundEdit's undo edit writes every true object in one batch.
     multi_label: ClassVar[bool] = False
     #: what the editor's results depend on besides its hyper-parameters and the model: the sha256

@@ -55,6 +55,7 @@ class MEMITEditor(KeyValueEditor):
     name = "memit"
     hparams_class = MEMITHyperParams
     batched = True
+    stream_batches = True
     hparams: MEMITHyperParams
 
     def apply(self, model: torch.nn.Module, tokenizer: Any, requests: Sequence[EditRequest]) -> WeightDelta:

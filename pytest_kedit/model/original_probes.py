@@ -1,4 +1,5 @@
-"""Probabilities under the original model θ, remembered on disk.
+"""Probabilities under the original model θ, remembered on disk, and the perplexity of held-out
+texts under θ (:mod:`pytest_kedit.model.perplexity`).
 
 They do not depend on the editing method, so a run of ROME after a run of FT on the same model
 reuses them. Each remembered batch of probabilities is one cache entry (``verified.read_entry``) in a
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pytest_kedit.model.perplexity import PERPLEXITY_VERSION
 from pytest_kedit.model.probe import PROBE_VERSION
 from pytest_kedit.storage.cache import cache_key, entry_path
 from pytest_kedit.storage.verified import read_entry, read_or_drop
@@ -40,13 +42,27 @@ class OriginalProbes:
         return np.array([self.values[k] for k in keys], dtype=np.float64)
 
     def remember(self, pairs: Sequence[tuple[str, str]], probs: np.ndarray) -> None:
-        entry = {cache_key(*pair): float(p) for pair, p in zip(pairs, probs)}
+        self._remember({cache_key(*pair): float(p) for pair, p in zip(pairs, probs)})
+
+    def perplexity(self, texts: Sequence[str], window: int) -> float | None:
+        """The remembered perplexity of ``texts`` in windows of ``window`` tokens, or None."""
+        return self.values.get(_perplexity_key(texts, window))
+
+    def remember_perplexity(self, texts: Sequence[str], window: int, value: float) -> None:
+        self._remember({_perplexity_key(texts, window): float(value)})
+
+    def _remember(self, entry: dict[str, float]) -> None:
         self.values.update(entry)
 
         def write(tmp: Path) -> None:
             tmp.write_text(json.dumps(entry), encoding="utf-8")
 
         read_entry(self.folder / f"{cache_key(*entry)}.json", _read, write)
+
+
+def _perplexity_key(texts: Sequence[str], window: int) -> str:
+    """The key of a perplexity among the remembered values, never a pair's: it has more parts."""
+    return cache_key("perplexity", PERPLEXITY_VERSION, window, *texts)
 
 
 def _read(path: Path) -> dict[str, float]:

@@ -1,10 +1,12 @@
 """Carrying a case's plan out on a model: the edits, the probes, and the bit-exact restore.
 
 The plan (:mod:`pytest_kedit.benchmark.plans`) says which model states to reach and which facts to
-probe in each; the harness applies the edits through the editor, probes, restores the original
-weights and the editor's state (``WeightDelta.restore``) after every state that the next one does
-not continue, and scores the probabilities (:mod:`pytest_kedit.benchmark.scoring`). After
-:meth:`Harness.run` the model and the editor are as they were.
+probe in each (and, for a stream, where to measure the held-out perplexity and the update norms);
+the harness applies the edits through the editor, measures, restores the original weights and the
+editor's state (``WeightDelta.restore``) after every state that the next one does not continue,
+and scores the probabilities (:mod:`pytest_kedit.benchmark.scoring`). A stream's states each
+continue the last, so it is restored once, at its end. After :meth:`Harness.run` the model and
+the editor are as they were.
 """
 
 from __future__ import annotations
@@ -19,19 +21,25 @@ import torch
 
 from pytest_kedit.benchmark import metrics
 from pytest_kedit.benchmark.cases import Case, Query, mean_per_query
-from pytest_kedit.benchmark.plans import EditBatch, Stage
+from pytest_kedit.benchmark.plans import PERPLEXITY, EditBatch, Stage, norm_name
 from pytest_kedit.benchmark.protocol import PAPER, Protocol
 from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.benchmark.streams import DEFAULT_STREAM, StreamSettings
+from pytest_kedit.dataset.input_length import context_length
 from pytest_kedit.editors.base import Editor, WeightDelta
 from pytest_kedit.errors import KeditError
 from pytest_kedit.model.original_probes import OriginalProbes
+from pytest_kedit.model.perplexity import perplexity
 from pytest_kedit.model.probe import Encoder, probe
 from pytest_kedit.model.timing import PhaseTimer
+from pytest_kedit.model.update_norms import relative_update_norms
 from pytest_kedit.results.record import PHASES
 
 if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
+
+#: The longest window of a held-out text scored at once, in tokens (less when the model's context is shorter).
+PERPLEXITY_WINDOW = 1024
 
 @dataclass
 class CaseResult:
@@ -66,9 +74,11 @@ class Harness:
         self.protocol = protocol
         self.encoder = Encoder(loaded.tokenizer, protocol.keep_trailing_space)
         self.seed = seed
-        #: how streams run (--kedit-sequential*), with whether this editor takes a batch in one call
-        self.stream = dataclasses.replace(stream, batched=editor.batched)
+        #: how streams run (--kedit-sequential*), with whether this editor writes batches of edits
+        self.stream = dataclasses.replace(stream, batched=editor.stream_batches)
         self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device, protocol.keep_trailing_space)
+        #: the windows a held-out text is scored in (:mod:`pytest_kedit.model.perplexity`)
+        self.perplexity_window = min(PERPLEXITY_WINDOW, context_length(loaded.model.config, loaded.tokenizer) or PERPLEXITY_WINDOW)
         self._timer = PhaseTimer(PHASES)
 
     def run(self, case: Case) -> CaseResult:
@@ -94,7 +104,13 @@ class Harness:
                     edited.delta = edited.delta.then(self._edit(batch))
                 applied = stage.edits
                 p = self._measure([query for _, query in stage.probes], original=not stage.edits)
-                probabilities[stage.state] = dict(zip((name for name, _ in stage.probes), p))
+                values = dict(zip((name for name, _ in stage.probes), p))
+                if stage.perplexity:
+                    values[PERPLEXITY] = self._perplexity(stage.perplexity, original=not stage.edits)
+                if stage.norms:
+                    changed = relative_update_norms(self.model, edited.delta.originals if edited else {})
+                    values.update((norm_name(name), norm) for name, norm in changed.items())
+                probabilities[stage.state] = values
         finally:
             if edited is not None:
                 self._restore(edited)
@@ -104,6 +120,8 @@ class Harness:
 
     def _measure(self, queries: Sequence[Query], original: bool = False) -> list[float]:
         """p of each query on the current model; ``original``: the model is θ, look in the cache first."""
+        if not queries:
+            return []
         pairs = [pair for q in queries for pair in q.pairs()]
         with self._timer("probe"):
             probs = self.original_probes.lookup(pairs) if original else None
@@ -112,6 +130,16 @@ class Harness:
                 if original:
                     self.original_probes.remember(pairs, probs)
         return mean_per_query(queries, probs)
+
+    def _perplexity(self, texts: Sequence[str], original: bool = False) -> float:
+        """The perplexity of ``texts`` on the current model; ``original``: the model is θ, look in the cache first."""
+        with self._timer("probe"):
+            value = self.original_probes.perplexity(texts, self.perplexity_window) if original else None
+            if value is None:
+                value = perplexity(self.model, self.loaded.tokenizer, texts, self.perplexity_window)
+                if original:
+                    self.original_probes.remember_perplexity(texts, self.perplexity_window, value)
+        return value
 
     def _edit(self, requests: EditBatch) -> WeightDelta:
         with self._timer("edit"):
