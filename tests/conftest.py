@@ -58,12 +58,14 @@ def tiny_ft_hparams(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def kedit_project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Callable[..., pytest.Pytester]:
-    """Makes pytester's folder a project: the built-in suites and an ini file pointing at the tiny
-    model and FT hyper-parameters, plus the ini keys given (``kedit_limit=2``)."""
+    """Makes pytester's folder a project: the built-in suites of the paper (with ``streams``, the
+    sequential suite too) and an ini file pointing at the tiny model and FT hyper-parameters, plus
+    the ini keys given (``kedit_limit=2``)."""
 
-    def make(**ini: object) -> pytest.Pytester:
+    def make(streams: bool = False, **ini: object) -> pytest.Pytester:
         for suite in SUITES.glob("test_*.py"):
-            pytester.makepyfile(**{suite.stem: suite.read_text()})
+            if streams or suite.stem != "test_sequential":
+                pytester.makepyfile(**{suite.stem: suite.read_text()})
         keys = {"kedit_model": tiny_model_dir, "kedit_hparams": tiny_ft_hparams, **ini}
         pytester.makeini("[pytest]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()))
         return pytester

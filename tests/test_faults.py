@@ -256,7 +256,7 @@ def test_a_folder_without_summary_is_read_from_its_cases_and_run_json_and_labell
     assert [r.case_id for r in records] == ["coverage-0000", "coverage-0001"]
     assert (summary.model, summary.method, summary.complete, summary.cases_done, summary.cases_expected) == (
         "tiny", "ft", False, 2, 10)
-    assert summary.provenance() == {**PROVENANCE, "thresholds": ["cs>=1.0"],
+    assert summary.provenance() == {**PROVENANCE, "thresholds": ["cs>=1.0"], "sequential": None,
                                     "protocol_version": summary.provenance()["protocol_version"]}
     table1, table2 = merge_tables(load_runs([tmp_path]))
     note = "Note: tiny / ft: partial: 2 of 10 cases (the run did not finish)."

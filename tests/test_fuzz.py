@@ -146,7 +146,8 @@ def test_collection_keeps_every_good_case_and_names_the_bad_one(pytester: pytest
         if result.ret == pytest.ExitCode.USAGE_ERROR:  # only when nothing at all can run
             assert "ERROR: kedit: " in out
             return
-        collected = {line.rsplit("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::test_" in line}
+        # a suite whose split the data lacks collects its empty parameter set
+        collected = {line.rsplit("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::test_" in line} - {"NOTSET"}
         assert collected == {ident for ident, _ in expected}
         good = {ident for ident, entry in expected if not isinstance(entry, DataError)}
         untouched = {f"{split}-{i:04d}" for split, file in SPLIT_FILES.items() if file != name and file in files

@@ -91,7 +91,8 @@ def test_the_file_has_every_field_once_and_shards_only_in_a_merge(summary: RunSu
                                            "sample", "shard", "seed", "distortion_scaling", "protocol", "thresholds",
                                            "hparams", "model_source", "model_fingerprint", "editor_fingerprint", "probe_version",
                                            "statistics", "data", "versions", "complete", "cases_expected",
-                                           "cases_done", "outcomes", "timings", "counts", "intervals", *merge_fields}
+                                           "cases_done", "outcomes", "timings", "counts", "intervals", "sequential",
+                                           *merge_fields}
     assert (merge_fields <= set(written)) == (summary.shards is not None)
 
 
@@ -135,12 +136,22 @@ def test_a_bad_field_is_one_line_naming_the_file_and_the_field(change: dict[str,
     assert str(caught.value).startswith(f"{PATH}: {message}") and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("field", sorted(good()))
+@pytest.mark.parametrize("field", sorted(set(good()) - {"sequential"}))
 def test_every_field_is_required(field: str) -> None:
     mapping = good()
     del mapping[field]
     with pytest.raises(SummaryError, match=f"^{PATH}: field '{field}' is missing$"):
         RunSummary.from_json(mapping, PATH)
+
+
+def test_a_summary_without_stream_options_reads_as_a_run_at_their_defaults() -> None:
+    mapping = good()
+    del mapping["sequential"]
+    assert RunSummary.from_json(mapping, PATH).sequential is None
+    changed = RunSummary.from_json({**good(), "sequential": {"edits": 20}}, PATH)
+    assert changed.sequential == {"edits": 20} == changed.provenance()["sequential"]
+    with pytest.raises(SummaryError, match=f"^{PATH}: field 'sequential' must be an object or null$"):
+        RunSummary.from_json({**good(), "sequential": 20}, PATH)
 
 
 def test_a_summary_that_is_not_a_json_object_names_the_file_and_line() -> None:

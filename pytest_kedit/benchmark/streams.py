@@ -52,6 +52,15 @@ class StreamSettings:
     #: the editor is made to write many edits in one update (``Editor.stream_batches``: MEMIT and its kin)
     batched: bool = False
 
+    def given(self) -> dict[str, int | str] | None:
+        """The options that differ from their defaults (what a stream's results depend on besides
+        the data, the model and the method), None when none does: a run's provenance records it."""
+        chosen: dict[str, int | str] = {
+            name: value for name, value in (("edits", self.edits), ("batch", self.batch), ("every", self.every),
+                                            ("scheme", self.scheme))
+            if value is not None and value != getattr(DEFAULT_STREAM, name)}
+        return chosen or None
+
     def schedule(self, length: int) -> Schedule:
         """The schedule of a stream of ``length`` edits: N = min(``edits``, ``length``) (all of
         them without ``edits``), K = ``every`` or ⌈N / 10⌉, B = ``batch``, or without it K for an

@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_kedit.benchmark.registry import METRICS, split_order
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.results.provenance import DATA_FILES, LOADED_FIELDS, PROVENANCE_FIELDS, run_difference
+from pytest_kedit.results.provenance import DATA_FILES, LOADED_FIELDS, OPTIONAL_FIELDS, PROVENANCE_FIELDS, run_difference
 from pytest_kedit.results.record import CaseKey, CaseRecord, RecordError, by_case
 from pytest_kedit.storage.atomic import atomic_write_text
 
@@ -99,7 +99,7 @@ def read_baseline(path: Path) -> Baseline:
     recorded = data.get("provenance")
     if not isinstance(recorded, dict):
         raise BaselineError(f"baseline {path}: field 'provenance' must be an object; {RECREATE_HINT}")
-    missing = [name for name in (*PROVENANCE_FIELDS, DATA_FILES) if name not in recorded]
+    missing = [name for name in (*PROVENANCE_FIELDS, DATA_FILES) if name not in recorded and name not in OPTIONAL_FIELDS]
     if missing:
         raise BaselineError(f"baseline {path}: field 'provenance.{missing[0]}' is missing; {RECREATE_HINT}")
     if not isinstance(data.get("cases"), list):

@@ -1,7 +1,7 @@
 """``kedit init [DIR]``: what an editing method's repository needs to run pytest-kedit's suites and to
 gate on them in CI, written into DIR.
 
-- ``suites/test_conflict_edit.py``, ``suites/test_round_edit.py``: each imports the test of the
+- ``suites/test_conflict_edit.py``, ``suites/test_round_edit.py``, ``suites/test_sequential.py``: each imports the test of the
   package's suite module (:mod:`pytest_kedit.suites`), so a newer pytest-kedit brings its suites along;
 - the ini block, ``kedit_model`` and ``kedit_method``: put under the pytest section of the file pytest
   reads in DIR (``pytest.ini``, ``.pytest.ini``, ``pyproject.toml``, ``tox.ini``, ``setup.cfg``, in

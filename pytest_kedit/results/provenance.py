@@ -37,7 +37,10 @@ PROVENANCE_FIELDS: tuple[str, ...] = (
     "protocol",
     "protocol_version",
     "probe_version",
+    "sequential",
 )
+#: The fields a recorded provenance may lack: read as null, the value of a run that did not set them.
+OPTIONAL_FIELDS: tuple[str, ...] = ("sequential",)
 
 #: The fields known only once a process has loaded its model and editor.
 LOADED_FIELDS: tuple[str, ...] = ("model_fingerprint", "editor_fingerprint", "hparams", "probe_version")
@@ -50,11 +53,12 @@ DATA_FILES = "data_files"
 def provenance(*, model: str, model_fingerprint: str | None, method: str, data_fingerprint: str | None,
                data_files: Mapping[str, str], hparams: Mapping[str, Any], editor_fingerprint: str | None, seed: int,
                distortion_scaling: str, protocol: str, probe_version: int | None, package_version: str | None,
-               thresholds: Sequence[str]) -> dict[str, Any]:
+               thresholds: Sequence[str], sequential: Mapping[str, Any] | None) -> dict[str, Any]:
     """The provenance of a run (``thresholds`` as specs), in its JSON form (tuples become lists),
     so that a provenance read back from a file equals the one it was made from. The protocol
     version is this package's :data:`MEASUREMENT_VERSION`; ``probe_version`` is the version of the
-    probe that measured the cases (None when no case reached the model)."""
+    probe that measured the cases (None when no case reached the model); ``sequential`` the
+    ``--kedit-sequential*`` options that differ from their defaults (None when none does)."""
     fields = {
         "model": model,
         "model_fingerprint": model_fingerprint,
@@ -69,6 +73,7 @@ def provenance(*, model: str, model_fingerprint: str | None, method: str, data_f
         "probe_version": probe_version,
         "package_version": package_version,
         "thresholds": list(thresholds),
+        "sequential": sequential,
         DATA_FILES: data_files,
     }
     return dict(json.loads(json.dumps(fields, default=str)))

@@ -241,7 +241,7 @@ def unfinished_summary(run_file: Path, records: Sequence[CaseRecord]) -> RunSumm
     version = recorded.get("package_version")
     summary = {
         **{name: recorded.get(name) for name in ("model", "method", "model_fingerprint", "editor_fingerprint", "probe_version",
-                                                  "seed", "distortion_scaling", "protocol")},
+                                                  "seed", "distortion_scaling", "protocol", "sequential")},
         "thresholds": recorded.get("thresholds") or [], "hparams": recorded.get("hparams") or {},
         "data": {"source": None, "fingerprint": recorded.get("data_fingerprint"),
                  "files": recorded.get("data_files") or {}},

@@ -6,7 +6,7 @@ Its fields: what ran (``model``, ``method``, ``hparams_file`` and the resolved `
 ``device``, ``dtype``, ``model_source``, ``model_fingerprint``, ``editor_fingerprint``, ``probe_version``,
 ``statistics``: where second-moment statistics came from), on what (``data``, ``splits``,
 ``limit``, ``sample``, ``shard``), how (``seed``, ``distortion_scaling``, ``protocol``,
-``thresholds``), with which ``versions``, how far it got (``complete``, ``cases_expected``,
+``thresholds``, ``sequential``: the stream options that differ from their defaults), with which ``versions``, how far it got (``complete``, ``cases_expected``,
 ``cases_done``, ``outcomes``, ``timings``), and what it found (``counts``, ``intervals``). A run
 merged from shards also has ``shards`` (the shards merged) and ``shards_missing``
 (:mod:`pytest_kedit.results.shard_merge`).
@@ -97,6 +97,8 @@ class RunSummary:
     shards: tuple[Shard, ...] | None = None
     #: a merge of shards: the shards that were not there
     shards_missing: tuple[Shard, ...] = ()
+    #: the ``--kedit-sequential*`` options that differ from their defaults; None: none does
+    sequential: dict[str, Any] | None = None
 
     def provenance(self) -> dict[str, Any]:
         """The run's :func:`~pytest_kedit.results.provenance.provenance`."""
@@ -105,7 +107,7 @@ class RunSummary:
                           editor_fingerprint=self.editor_fingerprint, seed=self.seed,
                           distortion_scaling=self.distortion_scaling, protocol=self.protocol,
                           probe_version=self.probe_version, package_version=self.versions.get("pytest_kedit"),
-                          thresholds=self.thresholds.specs())
+                          thresholds=self.thresholds.specs(), sequential=self.sequential)
 
     def to_mapping(self) -> dict[str, Any]:
         """The summary as ``summary.json`` holds it: thresholds as specs, shards as ``K/N``;
@@ -127,8 +129,8 @@ class RunSummary:
     @classmethod
     def from_json(cls, source: str | Mapping[str, Any], path: str | os.PathLike[str]) -> RunSummary:
         """Parse (when ``source`` is text) and validate a ``summary.json`` read from ``path``.
-        Every field is required but ``shards`` and ``shards_missing`` (which go together); unknown
-        fields are ignored. Raises :class:`SummaryError` naming ``path`` and the field at fault."""
+        Every field is required but ``shards`` and ``shards_missing`` (which go together) and
+        ``sequential`` (null when absent); unknown fields are ignored. Raises :class:`SummaryError` naming ``path`` and the field at fault."""
         if isinstance(source, str):
             try:
                 source = json.loads(source)
@@ -169,6 +171,7 @@ class RunSummary:
             intervals=read.optional("intervals", dict, "an object"),
             shards=tuple(read.shards("shards")) if merged else None,
             shards_missing=tuple(read.shards("shards_missing")) if merged else (),
+            sequential=read.optional("sequential", dict, "an object") if "sequential" in source else None,
         )
 
 

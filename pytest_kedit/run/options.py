@@ -22,6 +22,7 @@ from pytest_kedit.results.provenance import PROVENANCE_FIELDS
 
 if TYPE_CHECKING:
     from pytest_kedit.benchmark.protocol import Protocol
+    from pytest_kedit.benchmark.streams import StreamSettings
     from pytest_kedit.benchmark.thresholds import Thresholds
     from pytest_kedit.ci.gates import Gate, GateMode
     from pytest_kedit.dataset.shards import Shard
@@ -87,6 +88,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("threshold", "SPEC", "per-case threshold [SPLIT.]METRIC>=V, [SPLIT.]METRIC<=V or [SPLIT.]METRIC=off; "
            "repeatable; overrides ini kedit_threshold; default: each metric's default threshold (kedit metrics)",
            kind="args", ini_aliases=("kedit_thresholds",)),
+    Option("sequential", "N", "apply the first N edits of each stream of the sequential split; default: all of them"),
+    Option("sequential-batch", "B", "edits of a stream per batch (one call of MEMIT and its kin, B calls of one edit for "
+           "other methods); default: the checkpoint spacing for MEMIT and its kin, 1 for other methods"),
+    Option("sequential-every", "K", "measure a stream at the first batch end after every K edits, and after its last; "
+           "default: a tenth of the stream, rounded up"),
+    Option("sequential-scheme", "NAME", "score a stream's edits right after their batch (immediate: es_imm, gs_imm), on "
+           "the model after the stream (final: es, gs), or both (and retention)", "both"),
     Option("by-relation", None, "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every "
            "metric; default: only written to relations.md in --kedit-report", kind="bool"),
     Option("resume", None, "continue the partial run in --kedit-report: cases it recorded under the same model, "
@@ -192,6 +200,8 @@ class KeditOptions:
     #: the resolved --kedit-protocol (its ``distortion`` is :attr:`distortion`)
     protocol: Protocol
     thresholds: Thresholds
+    #: how each stream of the sequential split runs (--kedit-sequential*)
+    stream: StreamSettings
     by_relation: bool
     #: continue the run recorded in :attr:`report` (:mod:`pytest_kedit.run.resume`)
     resume: bool
@@ -247,6 +257,7 @@ def read_options(config: pytest.Config) -> KeditOptions:
         distortion=protocol.distortion,
         protocol=protocol,
         thresholds=parse_thresholds(specs),
+        stream=_stream(value),
         by_relation=_flag(config, "by-relation"),
         resume=_resume(config, value("report")),
         **_baseline_options(config, value),
@@ -277,6 +288,19 @@ def _baseline_options(config: pytest.Config, value: Callable[[str], str | None])
     gates = parse_gates(specs, mode, has_baseline=baseline is not None)  # checks the mode too
     return {"baseline": baseline, "update_baseline": update, "tolerance": tolerance, "baseline_ignore": ignore, "gates": gates,
             "gate_mode": cast("GateMode", mode)}
+
+
+def _stream(value: Callable[[str], str | None]) -> StreamSettings:
+    """The :class:`~pytest_kedit.benchmark.streams.StreamSettings` of ``--kedit-sequential*``:
+    whole numbers of at least 1, a scheme of :data:`~pytest_kedit.benchmark.streams.SCHEMES`."""
+    from pytest_kedit.benchmark.streams import SCHEMES, StreamSettings
+
+    scheme = value("sequential-scheme") or "both"
+    if scheme not in SCHEMES:
+        raise ConfigError(f"--kedit-sequential-scheme: {scheme!r}; choose from {', '.join(SCHEMES)}")
+    return StreamSettings(edits=_integer("sequential", value("sequential"), minimum=1),
+                          batch=_integer("sequential-batch", value("sequential-batch"), minimum=1),
+                          every=_integer("sequential-every", value("sequential-every"), minimum=1), scheme=scheme)
 
 
 def _resume(config: pytest.Config, report: str | None) -> bool:

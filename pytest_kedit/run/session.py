@@ -88,7 +88,7 @@ class Worker:
             loaded = load_model(self.options.model, self.options.device, self.options.dtype, self.worker_index)
             protocol = self.options.protocol
             editor = create_editor(self.options.method, loaded, self.options.hparams, protocol.hparams_defaults())
-            self._harness = Harness(loaded, editor, protocol, self.options.seed)
+            self._harness = Harness(loaded, editor, protocol, self.options.seed, self.options.stream)
         return self._harness
 
     def run(self, entry: Entry) -> CaseRecord:
@@ -135,7 +135,7 @@ class Worker:
                           hparams=info.get("hparams", {}), editor_fingerprint=info.get("editor_fingerprint"),
                           seed=options.seed, distortion_scaling=options.distortion, protocol=options.protocol.name,
                           probe_version=info.get("probe_version"), package_version=version("pytest-kedit"),
-                          thresholds=options.thresholds.specs())
+                          thresholds=options.thresholds.specs(), sequential=options.stream.given())
 
     def unrunnable(self, entry: Entry) -> DataError | None:
         """Why ``entry`` cannot run, found before any edit: its record is bad, or one of its model
@@ -353,6 +353,7 @@ class Collector:
             distortion_scaling=options.distortion,
             protocol=options.protocol.name,
             thresholds=options.thresholds,
+            sequential=options.stream.given(),
             hparams=first.get("hparams", {}),
             model_source=first.get("model_source"),
             model_fingerprint=first.get("model_fingerprint"),
