@@ -63,9 +63,8 @@ def kedit_project(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hpara
     the ini keys given (``kedit_limit=2``)."""
 
     def make(streams: bool = False, **ini: object) -> pytest.Pytester:
-        for suite in SUITES.glob("test_*.py"):
-            if streams or suite.stem != "test_sequential":
-                pytester.makepyfile(**{suite.stem: suite.read_text()})
+        for suite in SUITES.glob("test_*.py" if streams else "test_*_edit.py"):
+            pytester.makepyfile(**{suite.stem: suite.read_text()})
         keys = {"kedit_model": tiny_model_dir, "kedit_hparams": tiny_ft_hparams, **ini}
         pytester.makeini("[pytest]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()))
         return pytester

@@ -19,7 +19,7 @@ import pytest
 import torch
 from tiny_models import WORDS, tiny_loaded, tiny_model
 
-from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT
+from pytest_kedit.benchmark.registry import CONFLICT_EDIT, ROUND_EDIT, SEQUENTIAL
 from pytest_kedit.benchmark.registry import SPLIT_NAMES as SPLITS
 from pytest_kedit.cli.main import main
 from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
@@ -38,6 +38,7 @@ CAPITAL_OF = {"id": "P1376", "prompt": "{} is the capital of", "query": "?", "la
 LANGUAGES = {"id": "P37", "prompt": "the official languages of {} are", "query": "?", "label": "official language"}
 CONFLICT_PARAPHRASES = {r["id"]: [r["prompt"] + " a", "by " + r["prompt"]] for r in (CITY, COUNTRY, CAPITAL, CAPITAL_OF)}
 ROUND_PARAPHRASES = {"P37": ["the languages of {} are", "{} is a language of"]}
+STREAM_PARAPHRASES = {"P36": ["the capital city of {} is", "{} has its capital in"]}
 
 
 def entity(label: str) -> dict[str, Any]:
@@ -126,6 +127,35 @@ def round_record(words: Words, subject: str, outcome: str, far: bool) -> dict[st
     }
 
 
+def stream_record(words: Words) -> dict[str, Any]:
+    """A stream whose edits the tiny model keeps (France, Italy), does not produce (Germany) or
+    prefers the new object of (Spain), each with a neighbour that it knows and one it does not
+    produce, and a locality fact it knows and one it does not."""
+    prompts = {s: [p.format(s) for p in (CAPITAL["prompt"], *STREAM_PARAPHRASES["P36"])] for s in SUBJECTS}
+
+    def extremes(subject: str) -> tuple[str, str, str, str]:
+        """The two words the model likes best after the prompts of ``subject`` (both produced), the
+        one it likes least, and another one it never produces."""
+        scores = words.next_token_scores(prompts[subject], subject)
+        by_p = sorted(scores, key=lambda w: scores[w][1])
+        best, second = [w for w in reversed(by_p) if scores[w][0] < PRODUCED_TOP_K][:2]
+        unproduced = next(w for w in by_p[1:] if scores[w][0] >= PRODUCED_TOP_K)
+        return best, second, by_p[0], unproduced
+
+    def stream_edit(subject: str, outcome: str, neighbours: list[str]) -> dict[str, Any]:
+        best, second, worst, unproduced = extremes(subject)
+        old, new = {"kept": (best, worst), "not produced": (unproduced, worst), "preferred": (second, best)}[outcome]
+        return {**edit(CAPITAL, subject, old, new), "neighbourhood": [entity(n) for n in neighbours]}
+
+    return {
+        "type": "sequential",
+        "edits": [stream_edit("France", "kept", ["Switzerland", "Canada"]), stream_edit("Germany", "not produced", ["Marie"]),
+                  stream_edit("Italy", "kept", []), stream_edit("Spain", "preferred", [])],
+        "locality": [triple(CAPITAL, "Hamlet", extremes("Hamlet")[0]), triple(CAPITAL, "Alice", extremes("Alice")[3])],
+        "held_out": ["the capital of France is Paris ."],
+    }
+
+
 def write_source(folder: Path, loaded: LoadedModel) -> Path:
     """A source folder with kept and dropped cases in every split that has a check, and one
     invalid record (coverage), whose words the tiny tokenizer knows."""
@@ -145,11 +175,13 @@ def write_source(folder: Path, loaded: LoadedModel) -> Path:
     easy = [round_record(words, s, outcomes[i % 5], far=i % 2 == 0) for i, s in enumerate(SUBJECTS)]
     hard = [round_record(words, s, outcomes[(i + 2) % 5], far=True) for i, s in enumerate(SUBJECTS[:7])]
     folder.mkdir()
-    files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard}
+    files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard,
+             "sequential": [stream_record(words)]}
     for split, records in files.items():
         (folder / SPLIT_FILES[split]).write_text(json.dumps(records))
     (folder / CONFLICT_EDIT.prompts_file).write_text(json.dumps(CONFLICT_PARAPHRASES))
     (folder / ROUND_EDIT.prompts_file).write_text(json.dumps(ROUND_PARAPHRASES))
+    (folder / SEQUENTIAL.prompts_file).write_text(json.dumps(STREAM_PARAPHRASES))
     return folder
 
 
@@ -186,6 +218,8 @@ def output_files(folder: Path) -> dict[str, bytes]:
 def group(split: str, record: dict[str, Any]) -> str:
     if split in ("easy", "hard"):
         return record["edit"]["relation"]["id"]
+    if split == "sequential":
+        return "stream"
     return record.get("rule") or (record["edits"][0]["relation"]["id"] if "edits" in record else "(invalid)")
 
 
@@ -246,6 +280,34 @@ def test_output_loads_without_errors_and_holds_the_kept_records(built: tuple[Pat
     created = out.parent / "created-with-open"
     created.touch()
     assert {p.stat().st_mode for p in out.iterdir()} == {created.stat().st_mode}  # not mkstemp's 0o600
+
+
+def test_a_stream_keeps_in_order_what_the_model_knows_and_the_manifest_says_why_the_rest_went(
+        built: tuple[Path, dict[str, Any]], source: Path):
+    out, manifest = built
+    (record,) = json.loads((source / "sequential.json").read_text())
+    (kept,) = json.loads((out / "sequential.json").read_text())
+    (evidence,) = manifest["splits"]["sequential"]["kept_records"]
+    edits = {e["fact"].split(",")[0].lstrip("("): e for e in evidence["edits"]}
+    assert not edits["Germany"]["kept"] and "not produced" in edits["Germany"]["reason"]
+    assert not edits["Spain"]["kept"] and edits["Spain"]["reason"].startswith("target preferred on")
+    assert edits["France"]["kept"] and edits["Italy"]["kept"]
+    assert [e["subject"]["label"] for e in kept["edits"]] == ["France", "Italy"]
+    assert edits["Germany"]["neighbourhood"][0]["reason"] == "its edit is not kept"
+    france = [n["subject"] for n in edits["France"]["neighbourhood"] if n["kept"]]
+    assert [n["label"] for n in kept["edits"][0]["neighbourhood"]] == france
+    assert [f["subject"]["label"] for f in kept["locality"]] == ["Hamlet"] and kept["held_out"] == record["held_out"]
+    assert list(kept) == list(record) and list(kept["edits"][0]) == list(record["edits"][0])  # every key in its place
+    assert (evidence["edits_kept"], evidence["locality_kept"]) == (2, 1)
+    assert manifest["criteria"]["parameters"]["stream_edits"] is None and "stream" in manifest["criteria"]["knowledge_check"]
+
+
+def test_stream_edits_keeps_the_first_edits_that_pass(tiny: LoadedModel, source: Path, tmp_path: Path):
+    out = tmp_path / "suite"
+    build_suite(tiny, str(source), out, ["sequential"], BuildSettings(batch_size=3, stream_edits=1), progress=False)
+    (kept,) = json.loads((out / "sequential.json").read_text())
+    assert [e["subject"]["label"] for e in kept["edits"]] == ["France"]
+    assert json.loads((out / MANIFEST).read_text())["criteria"]["parameters"]["stream_edits"] == 1
 
 
 def test_rerun_decides_nothing_and_changes_nothing(built, tiny, source, monkeypatch):

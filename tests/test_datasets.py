@@ -39,6 +39,16 @@ def test_builtin_suites_have_at_least_12_valid_cases_per_split_of_the_paper():
     assert len(suite.fingerprint) == 64
 
 
+def test_builtin_suites_have_every_split_and_a_100_edit_stream_for_the_main_test_tier():
+    suite = load_suite(None, SPLITS)
+    assert list(suite.splits) == list(SPLITS)
+    (stream,) = suite.splits["sequential"]
+    assert isinstance(stream, StreamCase) and len(stream.edits) == 100
+    assert 20 <= len(stream.locality) <= 50 and sum(map(len, stream.neighbourhood)) > 0
+    assert len(" ".join(stream.held_out).split()) >= 200  # a few hundred tokens of plain text
+    assert len({edit.relation.id for edit in stream.edits}) > 1
+
+
 def test_builtin_relations_have_ten_paraphrases():
     suite = load_suite(None, SPLITS)
     for entries in suite.splits.values():

@@ -12,7 +12,7 @@ SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 @pytest.mark.slow
 def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Pytester, tmp_path: Path, user_cache):
-    for suite in SUITES.glob("test_*.py"):
+    for suite in SUITES.glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     report = tmp_path / "report"
     result = pytester.runpytest_subprocess(
@@ -37,7 +37,7 @@ def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Py
 def test_rome_on_smollm2_edits_and_says_where_its_statistics_came_from(
     pytester: pytest.Pytester, tmp_path: Path, user_cache
 ):
-    for suite in SUITES.glob("test_*.py"):
+    for suite in SUITES.glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     hparams = tmp_path / "rome.yaml"  # the packaged defaults, with a corpus small enough for a test
     hparams.write_text(

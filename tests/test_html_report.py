@@ -45,9 +45,10 @@ MODEL = "smollm2-135m"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
-#: item -> how many the page promises for :func:`runs` (five splits, two methods)
-ITEMS = {"table1": 1, "table2": 1, "cell-comparison": 5, "conflict-scatter": 5, "relation-heatmap": 5,
-         "paired-differences": 5, "provenance": 1}
+#: item -> how many the page promises for :func:`runs` (six splits, two methods; a per-split item
+#: for each split, the conflict scatter for the five scores of ConflictEdit)
+ITEMS = {"table1": 1, "table2": 1, "table3": 1, "cell-comparison": 6, "conflict-scatter": 5, "relation-heatmap": 6,
+         "paired-differences": 6, "provenance": 1}
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +343,7 @@ def test_kedit_report_html_merges_runs_and_adds_a_case(tmp_path: Path, suite: Su
     captured = capsys.readouterr()
     assert "Table 1" in captured.out and f"visual report written to {out}" in captured.err
     parsed = Page(out.read_text(encoding="utf-8"))
-    assert parsed.items.count("paired-differences") == 5 and "easy-0005" in "".join(parsed.item_text["figure5"])
+    assert parsed.items.count("paired-differences") == 6 and "easy-0005" in "".join(parsed.item_text["figure5"])
     assert str(tmp_path / "ft") in "".join(parsed.item_text["provenance"])
     assert main(["report", *folders, "--html", str(out), "--case", "coverage-0001"]) == 2
     assert "Figure 5 shows RoundEdit cases" in capsys.readouterr().err
@@ -351,9 +352,10 @@ def test_kedit_report_html_merges_runs_and_adds_a_case(tmp_path: Path, suite: Su
 
 
 @pytest.mark.slow
-def test_92_cases_by_4_methods_make_a_page_under_2_mb(suite: Suite):
+def test_92_cases_and_a_stream_by_4_methods_make_a_page_under_2_mb(suite: Suite):
     page = html_report.html_report(runs(suite, ("ft", "rome", "memit", "mle")))
-    assert sum(len(entries) for entries in suite.splits.values()) == 92
+    assert [sum(len(entries) for split, entries in suite.splits.items() if split != "sequential"),
+            len(suite.splits["sequential"])] == [92, 1]
     assert len(page.encode("utf-8")) < 2_000_000
 
 
@@ -367,7 +369,7 @@ def test_the_plugin_and_the_tables_import_no_matplotlib():
 @pytest.mark.slow
 def test_kedit_html_writes_the_page_at_the_end_of_a_run(pytester: pytest.Pytester, tiny_model_dir: Path,
                                                         tiny_ft_hparams: Path, tmp_path: Path):
-    for suite_file in (Path(__file__).resolve().parents[1] / "suites").glob("test_*.py"):
+    for suite_file in (Path(__file__).resolve().parents[1] / "suites").glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite_file.stem: suite_file.read_text()})
     out = tmp_path / "page.html"
     result = pytester.runpytest_subprocess(

@@ -82,7 +82,7 @@ def test_editor_without_checkpoint_says_how_to_train() -> None:
 
 @pytest.mark.slow
 def test_first_use_is_a_usage_error_in_one_line(pytester: pytest.Pytester, tiny_model_dir: Path, tmp_path: Path) -> None:
-    for suite in SUITES.glob("test_*.py"):
+    for suite in SUITES.glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     result = pytester.runpytest_subprocess(
         "-p", "no:randomly", f"--kedit-model={tiny_model_dir}", "--kedit-method=mend", "--kedit-limit=1", "--kedit-split=coverage"

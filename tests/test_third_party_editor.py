@@ -47,7 +47,7 @@ def entry_points_of_doc() -> str:
 def project(pytester: pytest.Pytester, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """The built-in suites on the tiny model, with ``site`` (where distributions are installed)
     on the subprocesses' ``sys.path``; no ``kedit_hparams``."""
-    for suite in SUITES.glob("test_*.py"):
+    for suite in SUITES.glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     pytester.makeini(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_limit = 1\n")
     monkeypatch.setenv("PYTHONPATH", str(pytester.path / "site"))

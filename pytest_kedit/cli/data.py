@@ -56,7 +56,8 @@ def add_build_suite(subparsers: Any) -> None:
         "build-suite",
         help="re-filter a dataset for one model, as the paper filtered its data per model",
         description="Keep the cases of SOURCE whose facts MODEL knows (composite: the tied fact; easy/hard: "
-                    "the round-edited object, produced and preferred to the target), copy coverage and reverse, "
+                    "the round-edited object, produced and preferred to the target; a stream: the edits, neighbours "
+                    "and locality facts it knows), copy coverage and reverse, "
                     "split easy/hard again by how close the target is to the true objects on MODEL (unless "
                     "--keep-splits), and write the suite and manifest.json to OUT (see kedit docs data-build). "
                     "Resumable: run the same command again after an interruption.",
@@ -78,6 +79,8 @@ def add_build_suite(subparsers: Any) -> None:
                              "tokens (default: 10)")
     parser.add_argument("--limit", type=int_at_least(1), default=argparse.SUPPRESS, metavar="N",
                         help="only the first N records of each split (a trial run; resumable without it)")
+    parser.add_argument("--stream-edits", type=int_at_least(1), default=argparse.SUPPRESS, metavar="N",
+                        help="keep at most the first N edits of each stream that pass the check (default: all)")
     parser.add_argument("--keep-splits", action="store_true",
                         help="keep each kept easy/hard case in its source split instead of splitting them again "
                              "by closeness: for hand-chosen cases, such as the built-in suites'")
@@ -92,7 +95,7 @@ def _build_suite(args: argparse.Namespace) -> int:
 
     splits = None if args.splits is None else tuple(s.strip() for s in args.splits.split(",") if s.strip())
     check_request(args.source, args.out, splits, args.keep_splits)
-    names = ("batch_size", "max_new_tokens", "top_k", "limit")
+    names = ("batch_size", "max_new_tokens", "top_k", "limit", "stream_edits")
     options = {name: getattr(args, name) for name in names if hasattr(args, name)}
     settings = BuildSettings(**options, keep_splits=args.keep_splits)
     try:
@@ -102,8 +105,9 @@ def _build_suite(args: argparse.Namespace) -> int:
         print(f"kedit: interrupted; decisions so far are kept in {args.out}: run the same command to resume",
               file=sys.stderr)
         return 130
+    width = max(map(len, manifest["splits"]), default=0)
     for split, counts in manifest["splits"].items():
-        print(f"{split:9s} kept {counts['kept']:5d}, dropped {counts['dropped']:5d} of {counts['source_records']:5d}")
+        print(f"{split:{width}s} kept {counts['kept']:5d}, dropped {counts['dropped']:5d} of {counts['source_records']:5d}")
     if "round_resplit" in manifest:
         resplit = manifest["round_resplit"]
         print(f"re-split at closeness {resplit['threshold']}: easy {resplit['easy']['cases']}, "

@@ -6,7 +6,10 @@ step 2). Built for another model, a suite keeps what the plans need that model t
 * coverage, reverse: every valid record is copied (the plan needs no knowledge of the model);
 * composite: kept when the tied fact passes the knowledge check (:mod:`pytest_kedit.suite_build.knowledge_check`);
 * easy, hard: kept when o1 passes the knowledge check (produced after the edit prompt or a
-  paraphrase, and preferred to the target). The kept cases of both source splits are
+  paraphrase, and preferred to the target).
+* sequential: each stream keeps the edits, neighbourhood facts and locality facts that pass the
+  knowledge check, in order (with ``stream_edits``, at most the first that many edits); a stream
+  left without an edit or a locality fact is dropped. The kept cases of both source splits are
   pooled and split again by closeness, the log-ratio of the target's probability to the true
   objects' under this model: ``ln p(o*) - mean over o in Obj of ln p(o)``, with p(s, r, o) the
   benchmark's probe averaged over the edit prompt and its paraphrases. EASY holds the pooled
@@ -15,8 +18,9 @@ step 2). Built for another model, a suite keeps what the plans need that model t
   distribution for (s, r) is where that association shows. With ``keep_splits`` (hand-chosen
   cases, such as the built-in suites') the kept cases stay in their source split instead.
 
-A record that does not parse is dropped with its error. The output folder holds the five split
-files (kept records verbatim, in source order, in the JSON layout of their source file), the
+A record that does not parse is dropped with its error. The output folder holds the split files
+(kept records verbatim, a stream with only what it keeps, in source order, in the JSON layout of
+their source file), the
 source's paraphrase files, and ``manifest.json`` (:mod:`pytest_kedit.suite_build.manifest`). Each
 decision is appended to its split's decision log (``checkpoint-<split>.jsonl``) as it is made; a
 rerun skips decided records, and a log written with another model, source or parameters is an error.
@@ -33,14 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_kedit.benchmark.cases import Case, RoundCase
-from pytest_kedit.benchmark.registry import SPLIT_NAMES, SPLITS, check_splits
+from pytest_kedit.benchmark.registry import SEQUENTIAL, SPLIT_NAMES, SPLITS, check_splits
 from pytest_kedit.dataset.sources import SPLIT_FILES, Entry, resolve_source
 from pytest_kedit.errors import ConfigError, DataError, KeditError
 from pytest_kedit.model.loading import LoadedModel
 from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
 from pytest_kedit.storage.progress import progress_bar
 from pytest_kedit.suite_build.decision_log import DecisionLog
-from pytest_kedit.suite_build.knowledge_check import MAX_NEW_TOKENS, PRODUCED_TOP_K, KnowledgeCheck, KnowledgeVerdict
+from pytest_kedit.suite_build.knowledge_check import MAX_NEW_TOKENS, PRODUCED_TOP_K, KnowledgeCheck, KnowledgeVerdict, kept_stream
 from pytest_kedit.suite_build.manifest import (
     GENERATOR,
     MANIFEST,
@@ -60,14 +64,16 @@ BUILD_FORMAT = "kedit-build-suite/2"
 DECISION_LOG = "checkpoint-{}.jsonl"
 @dataclass(frozen=True)
 class BuildSettings:
-    """The parameters of a build; ``limit`` takes the first records of each source split, and
-    ``keep_splits`` keeps each kept RoundEdit case in its source split instead of re-splitting."""
+    """The parameters of a build; ``limit`` takes the first records of each source split,
+    ``keep_splits`` keeps each kept RoundEdit case in its source split instead of re-splitting,
+    and ``stream_edits`` keeps at most that many edits of each stream (the first that pass)."""
 
     max_new_tokens: int = MAX_NEW_TOKENS
     top_k: int = PRODUCED_TOP_K
     batch_size: int = 32
     limit: int | None = None
     keep_splits: bool = False
+    stream_edits: int | None = None
 
 
 def build_suite(
@@ -100,7 +106,8 @@ def build_suite(
         "model": model_info(loaded),
         "source": source_info(source, folder, sources),
         "limit": settings.limit,
-        "criteria": criteria_info(splits, settings.max_new_tokens, settings.top_k, settings.keep_splits),
+        "criteria": criteria_info(splits, settings.max_new_tokens, settings.top_k, settings.keep_splits,
+                                  settings.stream_edits),
         **report,
     }
     atomic_write_text(out / MANIFEST, JSON_LAYOUTS["indented"](manifest))
@@ -258,6 +265,8 @@ def _assemble(
         kept = [d["index"] for d in made if d["kept"]]
         if split in ROUND_SPLITS and not settings.keep_splits:
             pool += [(split, d["index"], d["closeness"]) for d in made if d["kept"]]
+        elif SPLITS[split].benchmark is SEQUENTIAL:
+            files[split] = [kept_stream(source.records[i], decisions[split][i]["evidence"], settings.stream_edits) for i in kept]
         else:
             files[split] = [source.records[i] for i in kept]
     if ROUND_SPLITS[0] in sources and not settings.keep_splits:

@@ -11,6 +11,14 @@
   the benchmark's probe averaged over those prompts. Without the preference, the round edit's
   return o* -> o1 would restore an order the model never had, and Succ would measure nothing.
 * Coverage and reverse cases: no check (the plan needs no knowledge of the model).
+* Streams, element by element: an edit (s, r, o -> o*) is kept when the model *produces* o (its
+  first token among the ``top_k`` most probable after the edit prompt or a paraphrase) and
+  *prefers* it to o*, both on the edit prompt alone and averaged over the paraphrases (as
+  efficacy and generalisation probe it: on the original model they are then 0); a neighbourhood
+  fact (s', r, o) of a kept edit when o is produced after some prompt filled with s' and preferred
+  to o* averaged over all the prompts (as specificity probes it: 1 on the original model); a
+  locality fact when its object is produced. The stream keeps what passes, in order; it is kept
+  when an edit and a locality fact are left.
 
 A case whose checked object label occurs inside its subject label is rejected without running
 the model: echoing the subject would pass. Continuations are generated in batches and each
@@ -21,15 +29,15 @@ of cases in one pass for the ranks, then probes only the cases that passed.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from pytest_kedit.benchmark.cases import Case, ConflictCase, Query, RoundCase, mean_per_query
-from pytest_kedit.benchmark.registry import ROUND_EDIT, SPLITS
+from pytest_kedit.benchmark.cases import Case, ConflictCase, Edit, Fact, Query, RoundCase, StreamCase, mean_per_query
+from pytest_kedit.benchmark.registry import ROUND_EDIT, SEQUENTIAL, SPLITS
 from pytest_kedit.model.probe import Encoder, model_device, next_token_ranks, probe
 from pytest_kedit.model.tracing import pad
 
@@ -59,6 +67,14 @@ def criteria(max_new_tokens: int = MAX_NEW_TOKENS, top_k: int = PRODUCED_TOP_K) 
             "probabilities of ' ' + o under teacher forcing) averaged over the edit prompt and its paraphrases"
         ),
         "trivial": "a case whose checked object label occurs inside its subject label is rejected",
+        "stream": (
+            f"sequential: an edit (s, r, o -> o*) is kept when o is produced (its first token among the top_k={top_k} "
+            "most probable next tokens after the edit prompt or a paraphrase) and p(s, r, o) > p(s, r, o*) both on "
+            "the edit prompt alone and averaged over the paraphrases; a neighbourhood fact (s', r, o) of a kept edit "
+            "when o is produced after one of r's prompts filled with s' and p(s', r, o) > p(s', r, o*) averaged over "
+            "them all; a locality fact when its object is produced; an object inside its subject label is never "
+            "kept; the stream is kept when an edit and a locality fact are"
+        ),
     }
 
 
@@ -153,6 +169,8 @@ class KnowledgeCheck:
         if SPLITS[split].benchmark is ROUND_EDIT:
             round_cases = [c for c in cases if isinstance(c, RoundCase)]
             return check_round_objects(round_cases, self.model, self.encoder, self.top_k)
+        if SPLITS[split].benchmark is SEQUENTIAL:
+            return check_streams([c for c in cases if isinstance(c, StreamCase)], self.model, self.encoder, self.top_k)
         return [KnowledgeVerdict(True) for _ in cases]
 
 
@@ -263,3 +281,100 @@ def _round_verdict(
         reason = f"target preferred: p({o1!r}) = {p_o1:.3g} <= p({case.edit.new.label!r}) = {p_target:.3g}"
         return KnowledgeVerdict(False, reason, evidence)
     return KnowledgeVerdict(True, evidence=evidence)
+
+
+def check_streams(cases: Sequence[StreamCase], model: torch.nn.Module, encoder: Encoder,
+                  top_k: int = PRODUCED_TOP_K) -> list[KnowledgeVerdict]:
+    """Streams, element by element (see the module docstring). The ranks of every fact's object
+    after every prompt come from one batched pass, the preferences from one probe call. A verdict's
+    evidence lists every edit (with its neighbourhood) and locality fact: ``kept``, the reason when
+    not, the object's best rank and the probabilities compared; :func:`kept_stream` reads it."""
+    facts = [fact for case in cases for fact in _stream_facts(case)]
+    pairs = [(prompt.format(fact.subject.label), fact.object.label) for fact in facts for prompt in fact.relation.prompts]
+    flat = iter(next_token_ranks(model, encoder, pairs))
+    ranks = iter([min(int(next(flat)) for _ in fact.relation.prompts) for fact in facts])
+    queries = [query for case in cases for query in _stream_queries(case)]
+    p = iter(mean_per_query(queries, probe(model, encoder, [pair for q in queries for pair in q.pairs()])))
+    return [_stream_verdict(case, ranks, p, top_k) for case in cases]
+
+
+def _stream_facts(case: StreamCase) -> list[Fact]:
+    """Every fact of a stream whose object must be produced, in the order :func:`_stream_verdict`
+    reads their ranks: each edit's old fact then its neighbours', then the locality facts."""
+    olds = [Fact(edit.subject, edit.relation, edit.old) for edit in case.edits]
+    return [*(fact for old, facts in zip(olds, case.neighbourhood) for fact in (old, *facts)), *case.locality]
+
+
+def _stream_queries(case: StreamCase) -> list[Query]:
+    """Per edit: p(o) and p(o*) on the edit prompt alone, then over the paraphrases alone, then
+    each neighbour's p(o) and p(o*) over all the prompts."""
+    queries = []
+    for edit, facts in zip(case.edits, case.neighbourhood):
+        subject = edit.subject.label
+        for relation in (edit.relation.edit_prompt_only(), edit.relation.paraphrases_only()):
+            queries += [Query(relation, subject, edit.old.label), Query(relation, subject, edit.new.label)]
+        for fact in facts:
+            queries += [Query(edit.relation, fact.subject.label, edit.old.label), Query(edit.relation, fact.subject.label, edit.new.label)]
+    return queries
+
+
+def _stream_verdict(case: StreamCase, ranks: Iterator[int], p: Iterator[float], top_k: int) -> KnowledgeVerdict:
+    """The verdict of one stream: ``ranks`` yields the best rank of each fact of
+    :func:`_stream_facts`, ``p`` the probabilities of :func:`_stream_queries`, both in their order."""
+    edits: list[dict[str, Any]] = []
+    for i, (edit, facts) in enumerate(zip(case.edits, case.neighbourhood)):
+        rank = next(ranks)
+        on_prompt, on_paraphrases = (next(p), next(p)), (next(p), next(p))
+        reason = _unknown(Fact(edit.subject, edit.relation, edit.old), rank, top_k) or _preferred(edit, on_prompt, on_paraphrases)
+        neighbours = []
+        for j, fact in enumerate(facts):
+            fact_rank, p_true, p_new = next(ranks), next(p), next(p)
+            why = ("its edit is not kept" if reason else _unknown(fact, fact_rank, top_k)
+                   or (None if p_true > p_new else f"p({fact.object.label!r}) = {p_true:.3g} <= p({edit.new.label!r}) = {p_new:.3g}"))
+            neighbours.append({"index": j, "subject": fact.subject.label, "rank": fact_rank, "p_true": p_true,
+                               "p_new": p_new, "kept": why is None, **({"reason": why} if why else {})})
+        edits.append({"index": i, "fact": f"({edit.subject.label}, {edit.relation.id}, {edit.old.label} -> {edit.new.label})",
+                      "rank": rank, "p_prompt": list(on_prompt), "p_paraphrases": list(on_paraphrases),
+                      "kept": reason is None, **({"reason": reason} if reason else {}), "neighbourhood": neighbours})
+    locality: list[dict[str, Any]] = []
+    for j, fact in enumerate(case.locality):
+        rank = next(ranks)
+        why = _unknown(fact, rank, top_k)
+        locality.append({"index": j, "fact": f"({fact.subject.label}, {fact.relation.id}, {fact.object.label})",
+                         "rank": rank, "kept": why is None, **({"reason": why} if why else {})})
+    counts = {"edits_kept": sum(e["kept"] for e in edits), "locality_kept": sum(f["kept"] for f in locality),
+              "neighbours_kept": sum(n["kept"] for e in edits for n in e["neighbourhood"])}
+    evidence = {**counts, "edits": edits, "locality": locality}
+    if not counts["edits_kept"] or not counts["locality_kept"]:
+        return KnowledgeVerdict(False, "no edit or no locality fact of the stream is known", evidence)
+    return KnowledgeVerdict(True, evidence=evidence)
+
+
+def _unknown(fact: Fact, rank: int, top_k: int) -> str | None:
+    """Why the model does not know ``fact`` (its object inside its subject, or not produced), or None."""
+    if inside_subject(fact.object.label, fact.subject.label):
+        return f"object {fact.object.label!r} occurs in the subject {fact.subject.label!r}"
+    if rank >= top_k:
+        return f"{fact.object.label!r} not produced: its first token ranks {rank} at best, top_k={top_k}"
+    return None
+
+
+def _preferred(edit: Edit, on_prompt: tuple[float, float], on_paraphrases: tuple[float, float]) -> str | None:
+    """Why the model does not prefer the edit's old object to the new one on its edit prompt and over its paraphrases, or None."""
+    for where, (p_old, p_new) in (("the edit prompt", on_prompt), ("the paraphrases", on_paraphrases)):
+        if not p_old > p_new:
+            return f"target preferred on {where}: p({edit.old.label!r}) = {p_old:.3g} <= p({edit.new.label!r}) = {p_new:.3g}"
+    return None
+
+
+def kept_stream(record: dict[str, Any], evidence: dict[str, Any], edits: int | None = None) -> dict[str, Any]:
+    """The sequential record ``record`` with only what ``evidence`` (of :func:`check_streams`) kept:
+    its kept edits, at most the first ``edits`` of them, each with its kept neighbours, and its
+    kept locality facts; every key in its place."""
+    kept = [e for e in evidence["edits"] if e["kept"]][:edits]
+    out = dict(record)
+    out["edits"] = [{**record["edits"][e["index"]],
+                     "neighbourhood": [record["edits"][e["index"]]["neighbourhood"][n["index"]] for n in e["neighbourhood"] if n["kept"]]}
+                    for e in kept]
+    out["locality"] = [record["locality"][f["index"]] for f in evidence["locality"] if f["kept"]]
+    return out

@@ -38,6 +38,12 @@ SPLIT_CHECKS = {
     ),
 }
 SPLIT_CHECKS["hard"] = SPLIT_CHECKS["easy"]
+SPLIT_CHECKS["sequential"] = (
+    "each stream keeps, in order, its edits whose old object is produced and preferred to the new one (on the edit "
+    "prompt and over the paraphrases), their neighbourhood facts whose true object is produced and preferred to the "
+    "edit's new one, and its locality facts whose object is produced; a stream without an edit or a locality fact "
+    "left is dropped"
+)
 CLOSENESS = (
     "closeness = ln p(o*) - (1/|Obj|) * sum over o in Obj of ln p(o), where o* = edit.new_object, "
     "Obj = true_objects, and p(o) is the benchmark's probe p(s, r, o): the geometric mean of the token "
@@ -55,15 +61,19 @@ KEPT_SPLITS = (
 )
 
 
-def criteria_info(splits: Sequence[str], max_new_tokens: int, top_k: int, keep_splits: bool) -> dict[str, Any]:
-    """The manifest's ``criteria``: the checks in words, their parameters, and the EASY/HARD rule."""
+def criteria_info(splits: Sequence[str], max_new_tokens: int, top_k: int, keep_splits: bool,
+                  stream_edits: int | None = None) -> dict[str, Any]:
+    """The manifest's ``criteria``: the checks in words, their parameters (``stream_edits`` when a
+    stream is built), and the EASY/HARD rule."""
     round_splits: dict[str, str] = {}
     if set(ROUND_SPLITS) & set(splits):
         round_splits = {"closeness": CLOSENESS, "resplit": KEPT_SPLITS if keep_splits else RESPLIT}
     return {
-        "knowledge_check": criteria(max_new_tokens, top_k),
+        "knowledge_check": {name: text for name, text in criteria(max_new_tokens, top_k).items()
+                            if name != "stream" or "sequential" in splits},
         "splits": {split: SPLIT_CHECKS[split] for split in splits},
-        "parameters": {"max_new_tokens": max_new_tokens, "top_k": top_k},
+        "parameters": {"max_new_tokens": max_new_tokens, "top_k": top_k,
+                       **({"stream_edits": stream_edits} if "sequential" in splits else {})},
         **round_splits,
     }
 
