@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_kedit import metrics
-    from pytest_kedit.benchmark.cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, Relation, RoundCase
+    from pytest_kedit.benchmark.cases import (
+        ConflictCase,
+        Edit,
+        EditRequest,
+        Entity,
+        Fact,
+        Query,
+        Relation,
+        RoundCase,
+        StreamCase,
+    )
     from pytest_kedit.benchmark.registry import METRICS, SPLITS, Metric, Split
     from pytest_kedit.dataset.sources import Suite, load_suite
     from pytest_kedit.editors.base import Editor, WeightDelta, snapshot
@@ -28,8 +38,8 @@ __version__ = "0.1.0"
 # is in it), and a run without kedit tests must not pay for numpy, scipy, torch or transformers.
 _LAZY = {
     "metrics": "pytest_kedit.metrics",
-    **dict.fromkeys(("ConflictCase", "Edit", "EditRequest", "Entity", "Fact", "Query", "Relation", "RoundCase"),
-                    "pytest_kedit.benchmark.cases"),
+    **dict.fromkeys(("ConflictCase", "Edit", "EditRequest", "Entity", "Fact", "Query", "Relation", "RoundCase",
+                     "StreamCase"), "pytest_kedit.benchmark.cases"),
     **dict.fromkeys(("METRICS", "SPLITS", "Metric", "Split"), "pytest_kedit.benchmark.registry"),
     **dict.fromkeys(("Suite", "load_suite"), "pytest_kedit.dataset.sources"),
     **dict.fromkeys(("Editor", "WeightDelta", "snapshot"), "pytest_kedit.editors.base"),
@@ -77,6 +87,7 @@ __all__ = [
     "RoundCase",
     "SPLITS",
     "Split",
+    "StreamCase",
     "Suite",
     "WeightDelta",
     "assert_thresholds",
