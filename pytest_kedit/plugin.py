@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_kedit.errors import KeditError
-from pytest_kedit.run.case_tests import CASE_FIXTURES, OPTIONS_ERROR_ID, count_cases, has_kedit_tests
+from pytest_kedit.run.case_tests import CASE_FIXTURES, OPTIONS_ERROR_ID, STREAM_FIXTURE, count_cases, has_kedit_tests
 from pytest_kedit.run.options import MARKER, MARKER_HELP, add_options, header_line, options_given, options_set
 
 if TYPE_CHECKING:
@@ -159,9 +159,12 @@ def _asks_for_a_case(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Before any case runs (and under --collect-only), once -m and -k have deselected: when the
     session holds kedit tests, stop on options that could not be read, else check every option
-    and the data once, and take SIGTERM as Ctrl-C (also in pytest-xdist workers)."""
+    and the data once, and take SIGTERM as Ctrl-C (also in pytest-xdist workers). Streams run
+    first: each is one long test, so pytest-xdist starts them while the other cases fill the
+    other workers, instead of after them."""
     if not any(_asks_for_a_case(item) for item in items):
         return
+    items.sort(key=lambda item: STREAM_FIXTURE not in getattr(item, "fixturenames", ()))
     workerinput = getattr(config, "workerinput", None)
     if OPTIONS_ERROR in config.stash and workerinput is None:
         _usage_error(config.stash[OPTIONS_ERROR])

@@ -75,6 +75,23 @@ def test_an_absolute_gate_is_the_mean_of_its_splits_cases_by_hand():
                                                           ("failed", 75.0, 4)]
 
 
+def test_a_gate_on_a_ratio_or_a_count_is_on_table_3s_scale_by_hand():
+    """Two streams with PPL ratios 1.2 and 1.6 (Table 3: 1.40) and collapse points 100 and 40
+    (70.00); their ES of 0.9 and 0.7 is a share (80.00). A relative gate's difference is on the
+    same scale: 1.7 and 2.1 against 1.2 and 1.6 is +0.50, in every resample."""
+    records = [record("sequential", 0, ppl=1.2, collapse_at=100.0, es=0.9),
+               record("sequential", 1, ppl=1.6, collapse_at=40.0, es=0.7)]
+    specs = ["sequential.ppl<=1.5", "sequential.ppl<=1.3", "sequential.collapse_at>=70", "sequential.collapse_at>=100",
+             "sequential.es>=80", "sequential.es>=0.9"]
+    results = check_gates([parse_gate(spec) for spec in specs], records, None, "significant")
+    assert [(r.status, round(r.value, 9)) for r in results] == [
+        ("held", 1.4), ("failed", 1.4), ("held", 70.0), ("failed", 70.0), ("held", 80.0), ("held", 80.0)]
+    later = [record("sequential", 0, ppl=1.7), record("sequential", 1, ppl=2.1)]
+    (worse,) = check_gates([parse_gate("sequential.ppl<=baseline+0.1")], later, by_case(records), "point")
+    assert worse.interval is not None
+    assert (worse.status, round(worse.value, 9), *(round(end, 9) for end in worse.interval)) == ("failed", 0.5, 0.5, 0.5)
+
+
 def test_a_gate_over_no_cases_fails():
     gates = [parse_gate("hard.succ>=50"), parse_gate("hard.succ>=baseline")]
     results = check_gates(gates, [record("easy", 0, succ=1.0)], {}, "significant")

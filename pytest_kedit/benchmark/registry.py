@@ -39,8 +39,8 @@ class Metric:
     #: what a robust editor achieves, e.g. ``">=1"``; None: no default threshold
     default_threshold: str | None
     description: str
-    #: a share or rate, which Table 3 shows ×100; False: a ratio or a count, shown as it is (the
-    #: other tables, gates and comparisons take every metric ×100)
+    #: a share or rate, which Table 3 and gates take ×100; False: a ratio or a count, taken as it is
+    #: (comparisons take every metric ×100)
     percent: bool = True
 
     def worse_by(self, baseline: float, current: float) -> float:

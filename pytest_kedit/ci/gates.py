@@ -1,13 +1,14 @@
 """Aggregate gates on the tables: ``reverse.cs_imp>=50``, ``easy.ir<=baseline+2``.
 
 A gate names one split and one of its metrics, ``>=`` or ``<=``, and a bound on the tables'
-×100 scale (:func:`~pytest_kedit.benchmark.metrics.mean_percent`):
+scale (:func:`table_scale`): shares and rates ×100 (:func:`~pytest_kedit.benchmark.metrics.mean_percent`),
+ratios and counts as they are (``sequential.ppl<=1.5``, ``sequential.collapse_at>=100``):
 
 - **absolute** (``reverse.cs_imp>=50``): the run's mean over the split's cases that have the
   metric (errors left out) must be on the right side of the bound;
 - **relative** (``easy.ir<=baseline+2``, ``reverse.cs_imp>=baseline-5``, ``composite.cm>=baseline``):
   the run is compared with the baseline over the cases both have (neither an error), as the
-  difference run − baseline of their means ×100 against the margin, with the paired bootstrap
+  difference run − baseline of their means (on the tables' scale) against the margin, with the paired bootstrap
   interval of :func:`~pytest_kedit.ci.comparison.paired_bootstrap_interval` (cases in ``case_id``
   order, its default 95 %, 1000 resamples, seed 0). In ``significant`` mode a gate fails only
   when the whole interval lies beyond the margin on the bad side (``>=``: its high end below
@@ -28,7 +29,7 @@ from typing import Literal
 from tabulate import tabulate
 
 from pytest_kedit.benchmark.metrics import BOOTSTRAP_CONFIDENCE, mean_percent
-from pytest_kedit.benchmark.registry import check_split_metric
+from pytest_kedit.benchmark.registry import METRICS, check_split_metric
 from pytest_kedit.benchmark.thresholds import COMPARISONS, parse_number
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.results.record import CaseKey, CaseRecord, by_case, paired
@@ -47,7 +48,7 @@ class Gate:
     split: str
     metric: str
     op: str
-    #: the bound (absolute gate) or the margin added to the baseline (relative gate), ×100
+    #: the bound (absolute gate) or the margin added to the baseline (relative gate), on the tables' scale
     value: float
     relative: bool
 
@@ -62,9 +63,9 @@ class GateResult:
     status: Status
     #: cases the value is over (relative: the cases shared with the baseline)
     n: int
-    #: absolute: the run's mean ×100; relative: the difference run − baseline of the means ×100
+    #: absolute: the run's mean; relative: the difference run − baseline of the means (the tables' scale)
     value: float = math.nan
-    #: relative: the baseline's and the run's means ×100 over the shared cases
+    #: relative: the baseline's and the run's means over the shared cases
     baseline_mean: float = math.nan
     run_mean: float = math.nan
     #: relative: the paired bootstrap interval of the difference
@@ -109,6 +110,12 @@ def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool, option: str
     return gates
 
 
+def table_scale(metric: str) -> float:
+    """What the tables multiply ``metric``'s values by: 100 for a share or a rate, 1 for a ratio
+    or a count (``Metric.percent``)."""
+    return 100.0 if METRICS[metric].percent else 1.0
+
+
 def check_gates(gates: Sequence[Gate], records: Iterable[CaseRecord],
                 baseline: Mapping[CaseKey, CaseRecord] | None, mode: GateMode) -> list[GateResult]:
     """Each gate checked over the run's ``records`` (and, for a relative gate, the ``baseline``'s
@@ -124,7 +131,7 @@ def _check_absolute(gate: Gate, run: Mapping[CaseKey, CaseRecord]) -> GateResult
               if key[0] == gate.split and gate.metric in run[key].metrics]
     if not values:
         return GateResult(gate, "failed", 0, note="no cases")
-    mean = mean_percent(values)
+    mean = mean_percent(values) * table_scale(gate.metric) / 100
     held = bool(COMPARISONS[gate.op](mean, gate.value))
     return GateResult(gate, "held" if held else "failed", len(values), mean)
 
@@ -142,9 +149,11 @@ def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Map
         return GateResult(gate, "failed", 0, note="no cases shared with the baseline")
     before = [was.metrics[gate.metric] for was, _ in pairs]
     after = [now.metrics[gate.metric] for _, now in pairs]
-    base_mean, run_mean = mean_percent(before), mean_percent(after)
+    scale = table_scale(gate.metric) / 100
+    base_mean, run_mean = mean_percent(before) * scale, mean_percent(after) * scale
     difference = run_mean - base_mean
-    interval = paired_bootstrap_interval(before, after)
+    low, high = paired_bootstrap_interval(before, after)
+    interval = (low * scale, high * scale)
     # The end of the interval nearest the allowed side: the whole interval is beyond the margin
     # exactly when that end is.
     nearest = interval[1] if gate.op == ">=" else interval[0]
@@ -181,7 +190,8 @@ def gates_markdown(results: Sequence[GateResult], mode: GateMode) -> str:
     verdict = f"{failed} of {len(results)} gates failed" if failed else f"all {len(results)} gates held"
     how = (f"the whole paired bootstrap {100 * BOOTSTRAP_CONFIDENCE:g}% interval beyond the margin"
            if mode == "significant" else "the difference itself beyond the margin")
-    note = ("Values are means ×100 over the cases with the metric (errors left out); a relative gate's value is "
+    note = ("Values are means over the cases with the metric (errors left out), on the tables' scale (shares ×100, "
+            "ratios and counts as they are); a relative gate's value is "
             "run − baseline over the cases both have (run mean vs baseline mean), and it fails on " + how + ".")
     return f"Gates: {verdict}\n\n{table}\n\n{note}"
 

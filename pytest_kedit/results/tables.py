@@ -131,7 +131,7 @@ def table3(rows: Sequence[TableRow], protocols: Sequence[str] | None = None) -> 
     return "\n\n".join([
         f"{SEQUENTIAL.title} (mean over streams of the last checkpoint{protocol_title})",
         _markdown(["Method", *(label for _, _, label in columns)], _grouped_body(rows, columns, marks, cell)),
-        f"Shares ×100; {', '.join(plain)} as they are (gates take them ×100 too).",
+        f"Shares ×100; {', '.join(plain)} as they are (and so in gates).",
         _cases_line(rows, splits_of(SEQUENTIAL)),
     ])
 

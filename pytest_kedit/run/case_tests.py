@@ -15,9 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+#: The argument a suite's test asks for a stream case by (one long test: the plugin runs streams first).
+STREAM_FIXTURE = "stream_case"
 #: The argument a suite's test asks for a case by -> the benchmark (``Benchmark.name``) whose
 #: splits' cases it is parametrized with.
-CASE_FIXTURES = {"conflict_case": "ConflictEdit", "round_case": "RoundEdit", "stream_case": "Sequential"}
+CASE_FIXTURES = {"conflict_case": "ConflictEdit", "round_case": "RoundEdit", STREAM_FIXTURE: "Sequential"}
 #: The parameter id of the one test a case argument gets when the run cannot start.
 OPTIONS_ERROR_ID = "kedit-options-error"
 
