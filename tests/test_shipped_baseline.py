@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_kedit.benchmark.registry import PAPER_BENCHMARKS, splits_of
+from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.ci.baseline import read_baseline
 from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.editors import editor_class
@@ -25,18 +25,13 @@ def test_the_main_job_has_its_baseline():
     assert "ft.json" in [path.name for path in SHIPPED]
 
 
-#: The splits the shipped baselines hold: the paper's (a stream of the built-in sequential suite is
-#: a new case to them, judged by its thresholds, until they are made again with it).
-BASELINE_SPLITS = tuple(split for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark))
-
-
 @pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
-def test_a_shipped_baseline_covers_every_built_in_case_of_the_paper_with_the_files_as_they_are(path: Path):
+def test_a_shipped_baseline_covers_every_built_in_case_with_the_files_as_they_are(path: Path):
     baseline = read_baseline(path)
-    suite = load_suite(None, BASELINE_SPLITS, None, None, 0)
+    suite = load_suite(None, tuple(SPLITS), None, None, 0)
     assert (baseline.provenance["model"], baseline.provenance["method"]) == ("smollm2-135m", path.stem)
     assert baseline.provenance["data_files"] == suite.files
-    assert set(baseline.cases) == {(entry.split, entry.case_id) for _, entry in suite.entries(BASELINE_SPLITS)}
+    assert set(baseline.cases) == {(entry.split, entry.case_id) for _, entry in suite.entries(tuple(SPLITS))}
     assert all(record.outcome != "error" for record in baseline.cases.values())
 
 
