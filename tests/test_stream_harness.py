@@ -152,3 +152,35 @@ def test_memit_and_its_kin_write_a_checkpoints_edits_at_once_and_the_others_one_
     loaded = tiny_loaded("gpt2")
     assert Harness(loaded, tiny_memit(loaded)).stream.schedule(100).batch == 10
     assert Harness(loaded, tiny_rome(loaded)).stream.schedule(100).batch == 1
+
+
+class _ThreadCounting(_Unchanged):
+    """Changes nothing; keeps torch's thread count at each call."""
+
+    def __init__(self, hparams, loaded):
+        super().__init__(hparams, loaded)
+        self.threads: list[int] = []
+
+    def apply(self, model, tokenizer, requests) -> WeightDelta:
+        self.threads.append(torch.get_num_threads())
+        return super().apply(model, tokenizer, requests)
+
+
+def test_a_streams_edits_run_on_one_thread_and_a_cases_on_every_thread():
+    """A stream's edits build on each other, so they run on one thread in every thread layout; the
+    edits of a paper case keep the threads the run has, and the run keeps them after a stream."""
+    from pytest_kedit.dataset.sources import load_suite
+
+    loaded = tiny_loaded("llama")
+    editor = _ThreadCounting({}, loaded)
+    harness = Harness(loaded, editor)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        harness.run(tiny_stream(loaded))
+        assert editor.threads == [1] * len(EDITS) and torch.get_num_threads() == 2
+        editor.threads.clear()
+        harness.run(load_suite(None, ("coverage",), limit=1).splits["coverage"][0])
+        assert editor.threads and set(editor.threads) == {2}
+    finally:
+        torch.set_num_threads(before)

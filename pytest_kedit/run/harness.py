@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from pytest_kedit.benchmark import metrics
 from pytest_kedit.benchmark.cases import Case, Query, mean_per_query
 from pytest_kedit.benchmark.plans import PERPLEXITY, EditBatch, Stage, norm_name
 from pytest_kedit.benchmark.protocol import PAPER, Protocol
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import SEQUENTIAL, SPLITS
 from pytest_kedit.benchmark.streams import DEFAULT_STREAM, StreamSettings
 from pytest_kedit.dataset.input_length import context_length
 from pytest_kedit.editors.base import Editor, WeightDelta
@@ -31,6 +32,7 @@ from pytest_kedit.errors import KeditError
 from pytest_kedit.model.original_probes import OriginalProbes
 from pytest_kedit.model.perplexity import perplexity
 from pytest_kedit.model.probe import Encoder, probe
+from pytest_kedit.model.threads import one_thread
 from pytest_kedit.model.timing import PhaseTimer
 from pytest_kedit.model.update_norms import relative_update_norms
 from pytest_kedit.results.record import PHASES
@@ -80,11 +82,14 @@ class Harness:
         #: the windows a held-out text is scored in (:mod:`pytest_kedit.model.perplexity`)
         self.perplexity_window = min(PERPLEXITY_WINDOW, context_length(loaded.model.config, loaded.tokenizer) or PERPLEXITY_WINDOW)
         self._timer = PhaseTimer(PHASES)
+        #: whether the running case's edits build on each other (a stream)
+        self._compounding = False
 
     def run(self, case: Case) -> CaseResult:
         """Reach and probe every state of the case's plan, restore the model, score."""
         split = SPLITS[case.split]
         self._timer = PhaseTimer(PHASES)
+        self._compounding = split.benchmark is SEQUENTIAL
         torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
         probabilities = self._carry_out(split.plan(case, self.editor.multi_label, self.protocol, self.stream))
         scores = split.score(case, probabilities, self.protocol, self.stream)
@@ -142,7 +147,8 @@ class Harness:
         return value
 
     def _edit(self, requests: EditBatch) -> WeightDelta:
-        with self._timer("edit"):
+        """Apply ``requests``; a stream's edits on one CPU thread (:mod:`pytest_kedit.model.threads`)."""
+        with self._timer("edit"), (one_thread() if self._compounding else nullcontext()):
             if self.editor.batched:
                 return self.editor.apply(self.model, self.loaded.tokenizer, list(requests))
             delta = WeightDelta()
