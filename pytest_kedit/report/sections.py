@@ -4,7 +4,7 @@ promised item (``<figure class="kedit-item" data-item=...>``) with its caption.
 
 Table 1 and Table 2 with their intervals, one row per model × method; per split, the runs' means
 side by side; Figure 5 for chosen RoundEdit cases; ConflictEdit's p(k_n) against p(k_o) case by
-case; every metric per relation; each run against the first (paired differences, flipped
+case; the curves of sequential editing; every metric per relation; each run against the first (paired differences, flipped
 cases); the provenance of every run. Every number comes from
 :mod:`pytest_kedit.report.figure_data`; the figures are drawn by :mod:`pytest_kedit.report.figures`,
 imported by the functions that draw, as it needs matplotlib.
@@ -19,6 +19,8 @@ from typing import Any
 
 from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SPLITS, Benchmark, table_columns
 from pytest_kedit.report.figure_data import (
+    BATCH_METRIC,
+    COLLAPSE_LEVELS,
     CaseChoice,
     PairedComparison,
     ReportRun,
@@ -28,6 +30,7 @@ from pytest_kedit.report.figure_data import (
     relation_heatmaps,
     round_edit_labels,
     splits_run,
+    stream_curves,
 )
 from pytest_kedit.results.tables import DASH, INTERVAL_METHOD, SCALING_LABELS
 
@@ -171,6 +174,33 @@ def conflict_section(rows: Sequence[ReportRun]) -> str:
         figures_html.append(_figure("conflict-scatter",
                                     figures.conflict_scatter(f"conflict-{panel.split}-{panel.metric}", panel, index),
                                     f"<b>{escape(name)}</b> ({panel.split}): p_θ'(k_n) against p_θ'(k_o)."))
+    return "".join(parts) + f'<div class="row">{"".join(figures_html)}</div>'
+
+
+def streams_section(rows: Sequence[ReportRun]) -> str | None:
+    """A figure per stream metric against the number of edits (:func:`stream_curves`); None when
+    no run has a stream with a curve."""
+    from pytest_kedit.report import figures
+
+    panels = stream_curves(rows)
+    if not panels:
+        return None
+    levels = " or ".join(f"{METRICS[metric].label} {'≥' if METRICS[metric].better == 'lower' else '<'} {level:g}"
+                          for metric, level in COLLAPSE_LEVELS.items())
+    parts = ['<p class="note">Each stream\'s metrics at every checkpoint, from its record\'s curve; a run\'s line is the '
+             "mean over its streams. The <b>final</b> scheme scores every edit so far on the checkpoint's model, the "
+             "<b>immediate</b> scheme each edit right after its batch: their figures are apart and never share an axis. "
+             f"Dashed vertical lines: where a stream collapsed (the first checkpoint with {escape(levels)}), in its "
+             "run's colour; the legend gives each run's collapse points. Shares ×100 as in Table 3, ratios as they "
+             "are.</p>"]
+    figures_html = []
+    for panel in panels:
+        metric = METRICS[panel.metric]
+        when = "after every batch" if panel.metric == BATCH_METRIC else "at every checkpoint"
+        level = "" if panel.collapse_level is None else f" Dotted: the collapse level, {panel.collapse_level:g}."
+        figures_html.append(_figure("stream-curve", figures.stream_curve(f"curve-{panel.metric}", panel),
+                                    f"<b>{escape(metric.label)}</b> {metric.arrow} {when}: {escape(metric.description)}."
+                                    + level))
     return "".join(parts) + f'<div class="row">{"".join(figures_html)}</div>'
 
 
