@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SPLITS, Benchmark, table_columns
+from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SEQUENTIAL, SPLITS, Benchmark, table_columns
 from pytest_kedit.report.figure_data import (
     BATCH_METRIC,
     COLLAPSE_LEVELS,
@@ -52,15 +52,24 @@ def tables_section(rows: Sequence[ReportRun]) -> str:
         if benchmark.table == 2:
             notes.append(_scaling_line(rows))
         notes.append(escape(INTERVAL_METHOD))
+        plain = [METRICS[metric].label for _, metric, _ in table_columns(benchmark) if _as_it_is(benchmark, metric)]
+        scale = f"shares ×100, {', '.join(plain)} as they are, as in table3.md" if plain else "×100"
         parts.append(_figure(f"table{benchmark.table}", _benchmark_table(benchmark, rows),
-                             f"<b>{escape(benchmark.title)}</b> (mean over cases ×100; under each mean its "
+                             f"<b>{escape(benchmark.title)}</b> (mean over cases {escape(scale)}; under each mean its "
                              f"95% interval). " + " ".join(notes)))
     return "".join(parts) or '<p class="note">No cases.</p>'
 
 
+def _as_it_is(benchmark: Benchmark, metric: str) -> bool:
+    """Whether the benchmark's table shows the metric as it is rather than ×100: Table 3's ratios
+    and counts (``Metric.percent`` false), as :func:`~pytest_kedit.results.tables.table3` does."""
+    return benchmark is SEQUENTIAL and not METRICS[metric].percent
+
+
 def _benchmark_table(benchmark: Benchmark, rows: Sequence[ReportRun]) -> str:
     """The benchmark's table laid out as in the Markdown report: a row per model, then a row per
-    method of that model; a cell is the mean (2 decimals) over its interval (1 decimal)."""
+    method of that model; a cell is the mean (2 decimals) over its interval (1 decimal, 2 for a
+    metric shown as it is: :func:`_as_it_is`)."""
     columns = table_columns(benchmark)
     header = "".join(f"<th>{escape(label)} {METRICS[metric].arrow}</th>"
                      for _, metric, label in columns)
@@ -75,8 +84,12 @@ def _benchmark_table(benchmark: Benchmark, rows: Sequence[ReportRun]) -> str:
                     cells.append(f'<td class="num">{DASH}</td>')
                     continue
                 low, high = run.bounds[split][metric]
+                if _as_it_is(benchmark, metric):
+                    mean, low, high, digits = mean / 100, low / 100, high / 100, 2
+                else:
+                    digits = 1
                 cells.append(f'<td class="num" data-split="{split}" data-metric="{metric}">'
-                             f'<span class="mean">{mean:.2f}</span><span class="ci">[{low:.1f}, {high:.1f}]</span></td>')
+                             f'<span class="mean">{mean:.2f}</span><span class="ci">[{low:.{digits}f}, {high:.{digits}f}]</span></td>')
             body.append(f"<tr><th>{escape(run.method)}</th>{''.join(cells)}</tr>")
     return f"<table><thead><tr><th>Method</th>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
