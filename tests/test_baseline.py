@@ -180,6 +180,25 @@ def test_a_baseline_reads_back_without_timings_or_verdicts(tmp_path: Path):
     assert sum(line.startswith(' {"arity": ') for line in path.read_text().splitlines()) == 2  # a case a line
 
 
+def test_a_stream_keeps_its_curve_in_the_baseline_and_is_judged_on_its_final_metrics(tmp_path: Path):
+    curve = {"schedule": {"edits": 20, "batch": 1, "every": 10, "scheme": "both"},
+             "checkpoints": [{"edits": 10, "es": 1.0, "loc": 0.8, "ppl": 1.1}, {"edits": 20, "es": 0.9, "loc": 0.6, "ppl": 1.2}],
+             "batches": [{"edits": n, "norm": n / 10, "norms": {"w": n / 10}} for n in range(1, 21)]}
+    before = {"es": 0.9, "loc": 0.6, "ppl": 1.2, "norm": 2.0, "collapse_at": 20.0}
+    record = CaseRecord("sequential-0000", "sequential", "stream", None, "m", "rome", metrics=before, curve=curve,
+                        timings={"edit": 1.5})
+    path = tmp_path / "b.json"
+    path.write_text(baseline_text(PROVENANCE, [record]))
+    kept = read_baseline(path).cases["sequential", "sequential-0000"]
+    assert (kept.curve, kept.timings, kept.metrics) == (curve, {}, before)
+    thresholds = THRESHOLDS.for_split("sequential")  # es>=0.9, ppl<=1.5 by default
+    assert judge("sequential", {**before, "norm": 2.0 + 1e-6}, kept.metrics, thresholds, 1e-4).verdict == "passed"
+    worse = judge("sequential", {**before, "ppl": 1.6, "collapse_at": 10.0}, kept.metrics, thresholds, 1e-4)
+    assert worse.regressed == ("ppl", "collapse_at") and worse.regressions == (
+        "PPL ratio regressed: 1.6 now, 1.2 in the baseline (threshold PPL ratio <= 1.5 met in the baseline, missed now)",
+        "Collapse at regressed: 10 now, 20 in the baseline (worse by 10, tolerance 0.0001)")
+
+
 @pytest.mark.parametrize(("text", "words"), [
     ("{", "not valid JSON"),
     ("[]", "must be a JSON object"),

@@ -22,7 +22,7 @@ from pytest_kedit.ci.comparison import (
     mcnemar_exact,
     paired_bootstrap_interval,
 )
-from pytest_kedit.ci.comparison_report import comparison_markdown
+from pytest_kedit.ci.comparison_report import comparison_json, comparison_markdown
 from pytest_kedit.cli.main import BROKEN_PIPE, main
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.record import CaseRecord
@@ -223,6 +223,38 @@ def test_worst_cases_rank_by_the_largest_change_for_the_worse_limited_to_top() -
     assert [(c.case_id, c.metric, c.worse_by) for c in worst] == [("reverse-0001", "cs_exp", 100.0),
                                                                   ("reverse-0002", "cm", 100.0)]
     assert compare_runs(run_a, run_b, top=0, resamples=RESAMPLES).splits[0].worst_cases == ()
+
+
+def stream(method: str, checkpoints: list[dict[str, float]], collapse_at: float) -> CaseRecord:
+    """A stream's record: its curve's ``checkpoints``, its metrics the last one's and ``collapse_at``,
+    and as many probabilities as a 100-edit stream has."""
+    last = {key: value for key, value in checkpoints[-1].items() if key != "edits"}
+    probabilities = {f"theta_{n}": {f"edit:{i}:new": 0.5 for i in range(n)} for n in range(1, 101)}
+    return CaseRecord("sequential-0000", "sequential", "stream", None, MODEL, method,
+                      metrics={**last, "collapse_at": collapse_at}, probabilities=probabilities,
+                      curve={"schedule": {"edits": 20, "batch": 1, "every": 10, "scheme": "final"},
+                             "checkpoints": checkpoints, "batches": []})
+
+
+def test_a_stream_that_got_worse_shows_its_curve_not_its_thousands_of_probabilities() -> None:
+    a = stream("rome", [{"edits": 10, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 20, "es": 0.9, "loc": 0.9, "ppl": 1.1}], 20)
+    b = stream("memit", [{"edits": 10, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 20, "es": 0.5, "loc": 0.9, "ppl": 1.1}], 20)
+    [worst] = compare_runs([a], [b], resamples=RESAMPLES).splits[0].worst_cases
+    assert (worst.metric, worst.worse_by) == ("es", pytest.approx(40.0))
+    assert worst.curves == {"es": ((10, 1.0, 1.0), (20, 0.9, 0.5))} and worst.probabilities_a == worst.probabilities_b == {}
+    text = comparison_markdown(compare_runs([a], [b], resamples=RESAMPLES))
+    assert "Their curves, A → B:\n\n- `sequential-0000`: ES (final) at 10 edits 1 → 1, at 20 edits 0.9 → 0.5\n" in text
+    assert "edit:0:new" not in text and len(text) < 5000
+    # the collapse point is not on the curve: the PPL ratio and locality that decide it are, at either run's checkpoints
+    collapsed = stream("memit", [{"edits": 5, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 10, "es": 1.0, "loc": 0.4, "ppl": 2.5},
+                                 {"edits": 20, "es": 0.9, "loc": 0.3, "ppl": 3.0}], 10)
+    [worst] = compare_runs([a], [collapsed], resamples=RESAMPLES).splits[0].worst_cases
+    assert worst.metric == "collapse_at" and worst.curves == {
+        "ppl": ((5, None, 1.0), (10, 1.0, 2.5), (20, 1.1, 3.0)), "loc": ((5, None, 1.0), (10, 1.0, 0.4), (20, 0.9, 0.3))}
+    text = comparison_markdown(compare_runs([a], [collapsed], resamples=RESAMPLES))
+    assert "PPL ratio at 5 edits – → 1, at 10 edits 1 → 2.5, at 20 edits 1.1 → 3; Locality at 5 edits – → 1," in text
+    assert json.loads(json.dumps(comparison_json(compare_runs([a], [collapsed], resamples=RESAMPLES)))) \
+        ["splits"]["sequential"]["worst_cases"][0]["curves"]["ppl"][0] == [5, None, 1.0]
 
 
 def test_a_run_with_two_records_of_one_case_is_refused() -> None:

@@ -22,16 +22,18 @@ from pytest_kedit.dataset.sources import Suite, load_suite
 from pytest_kedit.errors import KeditError
 from pytest_kedit.report import html as html_report
 from pytest_kedit.report.figure_data import (
+    CURVE_METRICS,
     conflict_panels,
     distortion_cases,
     distortion_panel,
     flipped_cases,
     report_runs,
     round_edit_labels,
+    stream_curves,
 )
 from pytest_kedit.results.aggregation import aggregate, intervals
 from pytest_kedit.results.record import CaseRecord
-from pytest_kedit.results.run_files import write_report
+from pytest_kedit.results.run_files import load_runs, write_report
 
 pytest.importorskip("matplotlib", reason="the visual report needs the html extra: pip install 'pytest-kedit[html]'")
 
@@ -47,8 +49,8 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 #: item -> how many the page promises for :func:`runs` (six splits, two methods; a per-split item
 #: for each split, the conflict scatter for the five scores of ConflictEdit)
-ITEMS = {"table1": 1, "table2": 1, "table3": 1, "cell-comparison": 6, "conflict-scatter": 5, "relation-heatmap": 6,
-         "paired-differences": 6, "provenance": 1}
+ITEMS = {"table1": 1, "table2": 1, "table3": 1, "cell-comparison": 6, "stream-curve": 9, "conflict-scatter": 5,
+         "relation-heatmap": 6, "paired-differences": 6, "provenance": 1}
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +269,59 @@ def test_the_flipped_cases_are_the_pairs_mcnemar_counts(suite: Suite):
                 assert sum(f.value_a < f.value_b for f in mine) == metric.flips.fail_to_pass
 
 
+def stream_record(method: str, every: int, locality: list[float], case_id: str = "sequential-0000") -> CaseRecord:
+    """A 100-edit stream checkpointed every ``every`` edits: at checkpoint k (from 1) ES = 1 - k/100,
+    the PPL ratio 1 + k/10, locality ``locality[k - 1]``, the update norm n/100 after edit n; its
+    collapse point the first checkpoint with locality under 1/2 (the PPL ratio stays under 2)."""
+    checkpoints = [{"edits": n, "es": 1 - k / 100, "ppl": 1 + k / 10, "loc": locality[k - 1], "norm": n / 100}
+                   for k, n in enumerate(range(every, 101, every), start=1)]
+    collapse = next((point["edits"] for point in checkpoints if point["loc"] < 0.5), 100)
+    last = {key: value for key, value in checkpoints[-1].items() if key != "edits"}
+    return CaseRecord(case_id, "sequential", "stream", None, MODEL, method, metrics={**last, "collapse_at": float(collapse)},
+                      curve={"schedule": {"edits": 100, "batch": 1, "every": every, "scheme": "final"},
+                             "checkpoints": checkpoints,
+                             "batches": [{"edits": n, "norm": n / 100, "norms": {"w": n / 100}} for n in range(1, 101)]})
+
+
+def test_the_curves_are_one_figure_per_metric_one_line_per_run_with_the_collapse_points(tmp_path: Path, suite: Suite):
+    ft = [stream_record("ft", 10, [1.0, 0.9, 0.8, 0.4, 0.3, 0.6, 0.2, 0.2, 0.1, 0.1]),
+          stream_record("ft", 20, [1.0, 1.0, 1.0, 1.0, 0.9], "sequential-0001")]
+    rome = [stream_record("rome", 10, [1.0] * 10)]
+    folders = [tmp_path / "ft", tmp_path / "rome"]
+    for folder, records in zip(folders, (ft, rome)):
+        write_report(folder, synthetic_summary(suite, records[0].method), records)
+    runs_read = load_runs(folders)
+    panels = stream_curves(report_runs(runs_read.by_key))
+    assert [panel.metric for panel in panels] == ["es", "loc", "ppl", "norm"]  # the metrics the streams have, in order
+    assert set(CURVE_METRICS) >= {"es", "gs", "es_imm", "gs_imm", "retention", "spec", "loc", "ppl", "norm"}
+    for panel in panels:
+        assert [(line.run, line.position) for line in panel.lines] == [("ft", 0), ("rome", 1)]
+        ft_line, rome_line = panel.lines
+        assert (ft_line.collapses, ft_line.streams, rome_line.collapses) == ((40,), 2, ())
+        assert ft_line.legend == "ft (2 streams): 1 collapsed, at 40 edits"
+        assert rome_line.legend == "rome: no collapse in 100 edits"
+    es, loc, ppl, norm = panels
+    # ft's line: the mean of its two streams where both have a checkpoint (every 20 edits), ES ×100 as in Table 3
+    assert es.lines[0].edits == (20, 40, 60, 80, 100)
+    assert es.lines[0].values == pytest.approx([100 * ((1 - 2 * j / 100) + (1 - j / 100)) / 2 for j in range(1, 6)])
+    assert loc.lines[0].values == pytest.approx([100 * (0.9 + 1.0) / 2, 100 * (0.4 + 1.0) / 2, 100 * (0.6 + 1.0) / 2,
+                                                 100 * (0.2 + 1.0) / 2, 100 * (0.1 + 0.9) / 2])
+    assert ppl.lines[1].edits == tuple(range(10, 101, 10)) and ppl.lines[1].values == pytest.approx([1 + k / 10 for k in range(1, 11)])
+    assert (loc.collapse_level, ppl.collapse_level, es.collapse_level) == (50, 2, None)
+    assert norm.lines[1].edits == tuple(range(1, 101)) and norm.lines[1].values[-1] == 1.0  # after every batch, as it is
+    out = tmp_path / "page.html"
+    assert main(["report", *map(str, folders), "--html", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    parsed = Page(page)
+    assert parsed.items.count("stream-curve") == 4 and '<section id="streams">' in page
+    curves = "".join(parsed.item_text["stream-curve"])  # the captions and the SVGs' text: a legend entry per figure and run
+    assert curves.count("ft (2 streams): 1 collapsed, at 40 edits") == 4 and curves.count("rome: no collapse in 100 edits") == 4
+    assert "ES (final)" in curves and "ES (immediate)" not in curves  # a scheme the streams did not score is not drawn
+    paper_only = html_report.html_report({key: (summary, [r for r in records if r.split != "sequential"])
+                                          for key, (summary, records) in runs(suite, ("ft",)).items()})
+    assert 'id="streams"' not in paper_only
+
+
 # -- The page ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -293,7 +348,11 @@ def test_the_tables_and_charts_print_the_runs_aggregate(suite: Suite, page: str)
         result, bounds = aggregate(records), intervals(records)
         for split, values in bounds.items():
             for metric, (low, high) in values.items():
-                assert parsed.cells[method, split, metric] == [f"{result[split][metric]:.2f}", f"[{low:.1f}, {high:.1f}]"]
+                if split == "sequential" and not METRICS[metric].percent:  # Table 3 shows ratios as table3.md does
+                    assert parsed.cells[method, split, metric] == [f"{result[split][metric] / 100:.2f}",
+                                                                   f"[{low / 100:.2f}, {high / 100:.2f}]"]
+                else:
+                    assert parsed.cells[method, split, metric] == [f"{result[split][metric]:.2f}", f"[{low:.1f}, {high:.1f}]"]
         charts = "".join(parsed.item_text["cell-comparison"])
         assert all(f"{result[split][metric]:.2f}" in charts for split in bounds for metric in bounds[split])
         scatter = "".join(parsed.item_text["conflict-scatter"])

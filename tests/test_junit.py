@@ -26,6 +26,21 @@ def test_a_record_becomes_its_case_split_relation_and_one_property_per_metric() 
                                        ("kedit_error", "easy.json: not valid JSON")]
 
 
+def test_a_stream_becomes_its_final_metrics_not_its_curve() -> None:
+    metrics = {"collapse_at": 20.0, "es": 0.88, "gs": 0.84, "es_imm": 0.97, "gs_imm": 0.98, "retention": 0.9072164948453608,
+               "spec": 0.8, "loc": 0.17777777777777778, "ppl": 1.9832056608802857, "norm": 2.2819573909107933}
+    checkpoints = [{"edits": n, **{key: n / 100 for key in metrics if key != "collapse_at"}} for n in range(10, 101, 10)]
+    batches = [{"edits": n, "norm": n / 50, "norms": {"layers.4.weight": n / 50}} for n in range(1, 101)]
+    record = CaseRecord(case_id="sequential-0000", split="sequential", relation="stream", arity=None, model="m",
+                        method="rome", metrics=metrics, curve={"schedule": {"edits": 100, "batch": 1, "every": 10,
+                                                                             "scheme": "both"},
+                                                                "checkpoints": checkpoints, "batches": batches})
+    properties = junit_properties(record)
+    assert properties[:3] == [("kedit_case", "sequential-0000"), ("kedit_split", "sequential"), ("kedit_relation", "stream")]
+    assert properties[3:] == [(METRICS[key].label, repr(metrics[key])) for key in SPLITS["sequential"].metrics]
+    assert len(properties) == 3 + len(metrics)  # one per final metric, none per checkpoint or batch
+
+
 def _cases(xml_file: Path) -> dict[str, dict[str, str]]:
     """The kedit testcases of a JUnit file: case id -> {property: value}."""
     cases = {}

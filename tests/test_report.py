@@ -24,6 +24,7 @@ from pytest_kedit.results.run_files import (
     load_run,
     load_runs,
     merge_relations,
+    merge_table3,
     merge_tables,
     run_report,
     write_report,
@@ -143,6 +144,50 @@ def test_table3_shows_shares_times_100_and_ratios_norms_and_collapse_points_as_t
                                   "Sequential PPL ratio", "Sequential Update norm", "Sequential Collapse at",
                                   "Sequential Retention"]) == ["75.00", "50.00", "75.00", "1.30", "0.02", "75.00", "–"]
     assert "PPL ratio, Update norm, Collapse at as they are" in text and "sequential 2" in text
+
+
+STREAMS = [record("sequential-0000", es=0.5, gs=0.25, loc=1.0, ppl=1.2, norm=0.01, collapse_at=100.0),
+           record("sequential-0001", es=1.0, gs=0.75, loc=0.5, ppl=1.4, norm=0.03, collapse_at=50.0)]
+
+
+def test_table3_md_is_written_with_streams_and_removed_without(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    run = write_report(folder, summary(), REVERSE + STREAMS)
+    assert (folder / "table3.md").read_text() == run.table3 + "\n"
+    assert "Sequential PPL ratio" in run.table3
+    write_report(folder, summary(), REVERSE)  # another run into the same folder, without streams
+    assert not (folder / "table3.md").exists() and (folder / "table1.md").exists()
+    errors_only = [record("sequential-0000", "error")]  # a stream that could not run is still Table 3's
+    assert "sequential 1 (1 error)" in write_report(folder, summary(), errors_only).table3
+    assert (folder / "table3.md").exists()
+    with CaseLog(folder, resume=True) as log:  # a resumed run starts without the tables it will rewrite
+        log.append(STREAMS[0])
+        assert not (folder / "table3.md").exists()
+
+
+def test_an_interrupted_run_marks_table3_md_partial(tmp_path: Path) -> None:
+    stopped = dataclasses.replace(summary(), complete=False, cases_done=1, cases_expected=2)
+    write_report(tmp_path / "run", stopped, STREAMS[:1])
+    assert (tmp_path / "run" / "table3.md").read_text().endswith("\n\npartial: 1 of 2 cases (the run did not finish)\n")
+
+
+def test_kedit_report_prints_table3_one_row_per_run_when_a_run_has_streams(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    streams = write_run(tmp_path / "a", REVERSE + STREAMS)
+    other = write_run(tmp_path / "b", with_method(STREAMS[:1], "rome"), method="rome")
+    paper = write_run(tmp_path / "c", with_method(REVERSE, "memit"), method="memit")
+    assert main(["report", str(streams), str(other), str(paper), "--out", str(tmp_path / "merged")]) == 0
+    out = capsys.readouterr().out
+    table1_md, table2_md = merge_runs([streams, other, paper])
+    table3_md = merge_table3(load_runs([streams, other, paper]))
+    assert table3_md is not None and out == f"{table1_md}\n\n{table2_md}\n\n{table3_md}\n"
+    assert by_column(table3_md, "ft", ["Sequential ES (final)", "Sequential PPL ratio"]) == ["75.00", "1.30"]
+    assert by_column(table3_md, "rome", ["Sequential ES (final)", "Sequential PPL ratio"]) == ["50.00", "1.20"]
+    assert set(cells(table3_md, "memit")[1:]) == {"–"}  # a row per run, as in Tables 1 and 2
+    assert (tmp_path / "merged" / "table3.md").read_text() == table3_md + "\n"
+    assert main(["report", str(paper), "--out", str(tmp_path / "merged")]) == 0
+    assert "Table 3" not in capsys.readouterr().out and not (tmp_path / "merged" / "table3.md").exists()
+    assert merge_table3(load_runs([paper])) is None
 
 
 def test_tables_do_not_depend_on_record_order() -> None:

@@ -12,6 +12,7 @@ import pytest
 from test_stream_harness import CAPITAL, HELD_OUT, LANGUAGE
 
 from pytest_kedit.benchmark.streams import StreamSettings
+from pytest_kedit.cli.main import main
 from pytest_kedit.dataset.sources import builtin_folder
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.run.options import read_options
@@ -117,3 +118,28 @@ def test_a_stream_runs_on_the_tiny_model_and_its_record_keeps_the_curve(
     summary = json.loads((report / "summary.json").read_text())
     assert summary["sequential"] == {"edits": 3, "every": 2}
     assert json.loads((report / "run.json").read_text())["provenance"]["sequential"] == {"edits": 3, "every": 2}
+
+
+def test_a_resumed_or_sharded_stream_run_writes_the_table3_md_of_an_uninterrupted_one(
+        kedit_project: Callable[..., pytest.Pytester], tmp_path: Path):
+    data = data_with_streams(tmp_path / "data")
+    project = kedit_project(streams=True, kedit_data=data, kedit_limit=2, kedit_split="sequential")
+    options = ("-p", "no:randomly", "--kedit-sequential=3", "--kedit-sequential-every=2", "--kedit-threshold=es=off",
+               "--kedit-threshold=ppl=off")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    project.runpytest_inprocess(*options, f"--kedit-report={whole}").assert_outcomes(passed=2, skipped=2)
+    expected = (whole / "table3.md").read_text()
+    assert "| Method" in expected and "sequential 2" in expected and "partial" not in expected
+    # a run killed after its first stream: its cases.jsonl holds one line, run.json, no summary or tables
+    resumed.mkdir()
+    (resumed / "run.json").write_text((whole / "run.json").read_text())
+    (resumed / "cases.jsonl").write_text((whole / "cases.jsonl").read_text().splitlines()[0] + "\n")
+    result = project.runpytest_inprocess(*options, f"--kedit-report={resumed}", "--kedit-resume")
+    result.assert_outcomes(passed=2, skipped=2)
+    assert f"resumed {resumed}: 1 cases reported from their records, 1 run" in result.stdout.str()
+    assert (resumed / "table3.md").read_text() == expected
+    shards = [tmp_path / f"shard{k}" for k in (1, 2)]
+    for k, shard in enumerate(shards, start=1):
+        project.runpytest_inprocess(*options, f"--kedit-report={shard}", f"--kedit-shard={k}/2").assert_outcomes(passed=1, skipped=2)
+    assert main(["report", *map(str, shards), "--out", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "table3.md").read_text() == expected

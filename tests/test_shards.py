@@ -87,7 +87,9 @@ def _record(case_id: str, relation: str, **metrics: float) -> CaseRecord:
 
 RECORDS = [_record(f"reverse-{i:04d}", f"P{i % 3}", cs_exp=float(i % 2), cs_imp=float(i % 3 == 0), cm=i / 10)
            for i in range(10)] + [_record(f"easy-{i:04d}", "P1", succ=1.0, d=i / 100, ir=0.5, fr=float(i == 2))
-                                  for i in range(5)]
+                                  for i in range(5)] + [
+    _record(f"sequential-{i:04d}", "stream", es=i / 4, loc=1 - i / 8, ppl=1 + i / 3, norm=i / 50, collapse_at=100.0 - i)
+    for i in range(4)]
 
 
 def _summary(shard: Shard | None = None, **changes: Any) -> RunSummary:
@@ -99,7 +101,8 @@ def _write_shards(tmp_path: Path, count: int = 3, **changes: Any) -> list[Path]:
     folders = []
     for index in range(1, count + 1):
         shard = Shard(index, count)
-        mine = [r for split in ("reverse", "easy") for r in _in_shard([r for r in RECORDS if r.split == split], shard)]
+        mine = [r for split in ("reverse", "easy", "sequential")
+                for r in _in_shard([r for r in RECORDS if r.split == split], shard)]
         folder = tmp_path / f"shard-{index}"
         write_report(folder, _summary(shard, cases_expected=len(mine), cases_done=len(mine), **changes), mine)
         folders.append(folder)
@@ -114,8 +117,8 @@ def test_kedit_report_merges_shards_into_the_unsharded_tables(tmp_path: Path, ca
     whole = write_report(tmp_path / "whole", _summary(), RECORDS)
     folders = _write_shards(tmp_path)
     assert main(["report", *map(str, folders), "--out", str(tmp_path / "merged")]) == 0
-    assert capsys.readouterr().out == f"{whole.table1}\n\n{whole.table2}\n"
-    for name in ("table1.md", "table2.md"):
+    assert capsys.readouterr().out == f"{whole.table1}\n\n{whole.table2}\n\n{whole.table3}\n"
+    for name in ("table1.md", "table2.md", "table3.md"):
         assert (tmp_path / "merged" / name).read_text() == (tmp_path / "whole" / name).read_text()
     merged = json.loads((tmp_path / "merged" / "summary.json").read_text())
     assert merged["shards"] == ["1/3", "2/3", "3/3"] and merged["shards_missing"] == [] and merged["complete"]
@@ -123,7 +126,7 @@ def test_kedit_report_merges_shards_into_the_unsharded_tables(tmp_path: Path, ca
     assert merged["cases_done"] == len(RECORDS) and merged["timings"]["model_load"] == 3.0
     # the merged folder is a report folder: kedit report reads it back to the same tables
     assert main(["report", str(tmp_path / "merged")]) == 0
-    assert capsys.readouterr().out == f"{whole.table1}\n\n{whole.table2}\n"
+    assert capsys.readouterr().out == f"{whole.table1}\n\n{whole.table2}\n\n{whole.table3}\n"
 
 
 def test_a_missing_shard_prints_the_tables_of_the_others_marked_partial(tmp_path: Path,
@@ -132,6 +135,8 @@ def test_a_missing_shard_prints_the_tables_of_the_others_marked_partial(tmp_path
     assert main(["report", str(first), str(third), "--out", str(tmp_path / "merged")]) == 0
     out = capsys.readouterr().out
     assert "Note: m / ft: partial: shard 2/3 missing (merged 1/3, 3/3)." in out
+    assert (tmp_path / "merged" / "table3.md").read_text().endswith("Note: m / ft: partial: shard 2/3 missing "
+                                                                     "(merged 1/3, 3/3).\n")
     assert json.loads((tmp_path / "merged" / "summary.json").read_text())["complete"] is False
 
 

@@ -29,6 +29,11 @@ from pytest_kedit.results.summary import RunSummary
 
 #: state -> fact -> p, as in :attr:`CaseRecord.probabilities <pytest_kedit.results.record.CaseRecord>`.
 Probabilities = dict[str, dict[str, float]]
+#: One metric of a stream at every checkpoint of either run: (edits, its value in A, in B), None
+#: where that run has no such checkpoint.
+CurveChange = tuple[tuple[int, float | None, float | None], ...]
+#: The checkpoint metrics that decide a stream metric the checkpoints do not have themselves.
+_DECIDED_BY = {"collapse_at": ("ppl", "loc")}
 
 
 def paired_bootstrap_interval(
@@ -156,8 +161,12 @@ class CaseChange(NamedTuple):
     #: how much worse, ×100 like the tables: ``value_a - value_b`` for a higher-is-better
     #: metric, ``value_b - value_a`` for a lower-is-better one; always > 0
     worse_by: float
+    #: both records' probabilities; empty for a stream, whose thousands of probabilities its curves sum up
     probabilities_a: Probabilities
     probabilities_b: Probabilities
+    #: a stream's (a record with a curve): metric -> :data:`CurveChange`, of ``metric`` or, for the
+    #: collapse point, of the PPL ratio and locality that decide it; empty for other cases
+    curves: dict[str, CurveChange]
 
 
 class SplitComparison(NamedTuple):
@@ -282,8 +291,22 @@ def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None
         value_a, value_b = a.metrics[metric], b.metrics[metric]
         worse_by = 100 * METRICS[metric].worse_by(value_a, value_b)
         if worse_by > 0 and (worst is None or worse_by > worst.worse_by):
-            worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities, b.probabilities)
+            if a.curve is None and b.curve is None:
+                worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities,
+                                   b.probabilities, {})
+            else:
+                curves = {name: curve_change(a, b, name) for name in _DECIDED_BY.get(metric, (metric,))}
+                worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, {}, {}, curves)
     return worst
+
+
+def curve_change(a: CaseRecord, b: CaseRecord, metric: str) -> CurveChange:
+    """``metric`` at every checkpoint of the curve of stream ``a`` or ``b`` (the union of their
+    numbers of edits, increasing), with its value in each (None where a record has no such
+    checkpoint, no curve, or no such metric there)."""
+    values = [{point["edits"]: point.get(metric) for point in (record.curve or {}).get("checkpoints", [])}
+              for record in (a, b)]
+    return tuple((int(edits), values[0].get(edits), values[1].get(edits)) for edits in sorted(values[0].keys() | values[1].keys()))
 
 
 def comparability_warnings(summary_a: RunSummary, summary_b: RunSummary) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_kedit.benchmark.registry import METRICS, SPLITS, STATES
-from pytest_kedit.ci.comparison import MetricComparison, Probabilities, RunComparison, SplitComparison
+from pytest_kedit.ci.comparison import CaseChange, CurveChange, MetricComparison, Probabilities, RunComparison, SplitComparison
 from pytest_kedit.results.tables import DASH
 
 
@@ -28,7 +28,8 @@ def method_note(comparison: RunComparison) -> str:
 def comparison_markdown(comparison: RunComparison) -> str:
     """The comparison as Markdown: a line of case counts, then per split a ``###`` heading, a
     pipe table with one row per metric, and the cases that got worse most with their
-    probabilities (A → B); last, which metrics regressed and :func:`method_note`."""
+    probabilities (A → B), a stream with its curves instead; last, which metrics regressed and
+    :func:`method_note`."""
     shared = ", ".join(f"{split.split} {split.shared}" for split in comparison.splits) or DASH
     errors = sum(split.errors for split in comparison.splits)
     parts = [f"Shared cases: {shared}; only in A: {comparison.only_a}; only in B: {comparison.only_b}; "
@@ -60,10 +61,22 @@ def _split_markdown(split: SplitComparison, confidence: float) -> list[str]:
                  f"{case.value_b:.3g}", f"{case.worse_by:.2f}"] for case in split.worst_cases]
         parts += ["Cases that got worse most (worse by: the change ×100 in the metric's worse direction):",
                   _pipe_table(["case", "relation", "metric", "A", "B", "worse by"], rows, text_columns=3),
-                  "Their probabilities, A → B:\n\n" + "\n".join(
-                      f"- `{case.case_id}`: {_probability_changes(case.probabilities_a, case.probabilities_b)}"
-                      for case in split.worst_cases)]
+                  f"Their {'curves' if any(case.curves for case in split.worst_cases) else 'probabilities'}, A → B:\n\n"
+                  + "\n".join(f"- `{case.case_id}`: {_case_changes(case)}" for case in split.worst_cases)]
     return parts
+
+
+def _case_changes(case: CaseChange) -> str:
+    """What changed in a case that got worse: a stream's curves, another case's probabilities."""
+    return _curve_changes(case.curves) if case.curves else _probability_changes(case.probabilities_a, case.probabilities_b)
+
+
+def _curve_changes(curves: dict[str, CurveChange]) -> str:
+    """``ES (final) at 10 edits 1 → 1, at 20 edits 0.95 → 0.9; PPL ratio at ...``: each metric's
+    value at every checkpoint, "–" where a run has none."""
+    return "; ".join(f"{METRICS[metric].label} " + ", ".join(f"at {edits} edits {_short(a)} → {_short(b)}"
+                                                             for edits, a, b in curve)
+                     for metric, curve in curves.items())
 
 
 def _probability_changes(before: Probabilities, after: Probabilities) -> str:
@@ -75,12 +88,13 @@ def _probability_changes(before: Probabilities, after: Probabilities) -> str:
     for state in states:
         facts_a, facts_b = before.get(state, {}), after.get(state, {})
         for fact in dict.fromkeys([*facts_a, *facts_b]):
-            items.append(f"{STATES.get(state, state)} {fact} {_probability(facts_a.get(fact))} → "
-                         f"{_probability(facts_b.get(fact))}")
+            items.append(f"{STATES.get(state, state)} {fact} {_short(facts_a.get(fact))} → "
+                         f"{_short(facts_b.get(fact))}")
     return "; ".join(items) or DASH
 
 
-def _probability(value: float | None) -> str:
+def _short(value: float | None) -> str:
+    """A probability or a metric's value in three significant digits, "–" when there is none."""
     return DASH if value is None else f"{value:.3g}"
 
 

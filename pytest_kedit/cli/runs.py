@@ -20,9 +20,10 @@ from pytest_kedit.results.summary import RunSummary
 def add_report(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="print Table 1 and Table 2 merged from report directories",
-        description="Print Table 1 and Table 2, each with its 95% bootstrap intervals, with one row per "
-                    "model × method found in the report directories. The shards of a run (--kedit-shard) "
+        help="print Table 1 and Table 2 (and Table 3 for streams) merged from report directories",
+        description="Print Table 1 and Table 2, each with its 95% bootstrap intervals, and Table 3 when a run "
+                    "has streams (the sequential split), with one row per model × method found in the report "
+                    "directories. The shards of a run (--kedit-shard) "
                     "are merged into that run; other runs of the same model × method are combined split by "
                     "split, a later directory winning for a split both ran.",
     )
@@ -30,7 +31,7 @@ def add_report(subparsers: Any) -> None:
     parser.add_argument("--by-relation", action="store_true",
                         help="also print every metric per relation (and per arity for RoundEdit), per model × method")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="also write what is printed into DIR: table1.md, table2.md (and relations.md); for a "
+                        help="also write what is printed into DIR: table1.md, table2.md (table3.md, relations.md); for a "
                              "single model × method also cases.jsonl and summary.json, so DIR is a report folder")
     parser.add_argument("--html", type=Path, metavar="FILE",
                         help="also write the visual report to FILE: one self-contained HTML page with the tables, "
@@ -49,12 +50,13 @@ def _report(args: argparse.Namespace) -> int:
         size = html_report.write_html_report(args.html, runs.by_key, runs.sources, args.case)
         print(f"visual report written to {args.html} ({size / 1e6:.2f} MB)", file=sys.stderr)
     table1_md, table2_md = run_files.merge_tables(runs)
+    table3_md = run_files.merge_table3(runs)
     relations_md = run_files.merge_relations(runs) if args.by_relation else None
     if args.out is not None:
-        run_files.write_tables(args.out, table1_md, table2_md, relations_md)
+        run_files.write_tables(args.out, table1_md, table2_md, relations_md, table3_md)
         if len(runs.by_key) == 1:  # one run (shards merged): a report folder kedit compare and report read
             run_files.write_run_data(args.out, run_files.run_report(*next(iter(runs.by_key.values()))))
-    print("\n\n".join(text for text in (table1_md, table2_md, relations_md) if text is not None))
+    print("\n\n".join(text for text in (table1_md, table2_md, table3_md, relations_md) if text is not None))
     return 0
 
 

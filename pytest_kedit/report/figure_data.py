@@ -8,12 +8,23 @@ them; paired differences from :func:`pytest_kedit.ci.comparison.compare_runs`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pytest_kedit.benchmark.cases import RoundCase
-from pytest_kedit.benchmark.registry import CONFLICT_EDIT, METRICS, ROUND_EDIT, SPLITS, Benchmark, split_order, splits_of
+from pytest_kedit.benchmark.metrics import COLLAPSE_LOCALITY, COLLAPSE_PERPLEXITY
+from pytest_kedit.benchmark.registry import (
+    CONFLICT_EDIT,
+    METRICS,
+    ROUND_EDIT,
+    SEQUENTIAL,
+    SPLITS,
+    Benchmark,
+    split_order,
+    splits_of,
+)
 from pytest_kedit.ci.comparison import RunComparison, comparability_warnings, compare_runs
 from pytest_kedit.dataset import upstream
 from pytest_kedit.dataset.sources import load_suite
@@ -255,6 +266,102 @@ def conflict_panels(runs: Sequence[ReportRun]) -> list[ConflictPanel]:
             if series:
                 panels.append(ConflictPanel(split, metric, tuple(series)))
     return panels
+
+
+# -- Sequential editing: the curves -------------------------------------------------------------
+
+#: The stream metrics drawn against the number of edits, one figure each, in the split's order:
+#: every metric of the curve (the collapse point is not one: it is marked on every figure).
+CURVE_METRICS = tuple(metric for split in splits_of(SEQUENTIAL) for metric in SPLITS[split].metrics if metric != "collapse_at")
+#: The metric read after every batch (the curve's ``batches``) rather than at the checkpoints.
+BATCH_METRIC = "norm"
+#: The levels that make a collapse (:func:`~pytest_kedit.benchmark.metrics.collapse_point`), on the scale of Table 3.
+COLLAPSE_LEVELS = {"ppl": COLLAPSE_PERPLEXITY, "loc": 100 * COLLAPSE_LOCALITY}
+
+
+class CurveLine(NamedTuple):
+    """One run's line in a :class:`CurvePanel`: the mean over its streams of the metric at each
+    number of edits, and where its streams collapsed."""
+
+    run: str
+    #: the run's position in the report (its colour)
+    position: int
+    edits: tuple[int, ...]
+    #: on the scale of Table 3: ×100 for a share, as it is otherwise (``Metric.percent``)
+    values: tuple[float, ...]
+    #: the run's streams that have the metric (errors left out)
+    streams: int
+    #: the collapse points of the run's streams that collapsed (``collapse_at`` < their N), increasing
+    collapses: tuple[int, ...]
+    #: the longest N of the run's streams
+    length: int
+
+    @property
+    def legend(self) -> str:
+        """The line's legend entry: ``rome: collapsed at 20 edits``, ``memit (3 streams): no
+        collapse in 100 edits``, ``ft (3 streams): 2 collapsed, at 20, 40 edits``."""
+        streams = f" ({self.streams} streams)" if self.streams > 1 else ""
+        if not self.collapses:
+            return f"{self.run}{streams}: no collapse in {self.length} edits"
+        count = f"{len(self.collapses)} collapsed, " if self.streams > 1 else "collapsed "
+        return f"{self.run}{streams}: {count}at {', '.join(map(str, self.collapses))} edits"
+
+
+class CurvePanel(NamedTuple):
+    """One stream metric against the number of edits: a line per run that has it."""
+
+    metric: str
+    lines: tuple[CurveLine, ...]
+    #: where the metric says a stream collapsed (the PPL ratio's and locality's level, on the
+    #: panel's scale), None for the other metrics
+    collapse_level: float | None
+
+
+def stream_curves(runs: Sequence[ReportRun]) -> list[CurvePanel]:
+    """A panel per metric of :data:`CURVE_METRICS` that some run's streams have (in that order),
+    a :func:`curve_line` per run that has it."""
+    streams = [run_streams(run) for run in runs]
+    panels = []
+    for metric in CURVE_METRICS:
+        lines = tuple(line for index, (run, curves) in enumerate(zip(runs, streams))
+                      if (line := curve_line(run.label, index, curves, metric)) is not None)
+        if lines:
+            panels.append(CurvePanel(metric, lines, COLLAPSE_LEVELS.get(metric)))
+    return panels
+
+
+#: A stream of a run: its record's metrics (the last checkpoint's, and ``collapse_at``) and its ``curve``.
+Stream = tuple[dict[str, float], dict[str, Any]]
+
+
+def run_streams(run: ReportRun) -> list[Stream]:
+    """The run's stream records that have a curve, errors left out, in ``case_id`` order."""
+    return [(record.metrics, record.curve) for record in run.records
+            if record.split in splits_of(SEQUENTIAL) and record.outcome != "error" and record.curve is not None]
+
+
+def curve_line(run: str, position: int, streams: Sequence[Stream], metric: str) -> CurveLine | None:
+    """The line of run ``run`` (the ``position``-th of the report) for ``metric``, None when none of
+    its ``streams`` has it. Each stream gives the metric at every checkpoint, the update norm
+    (:data:`BATCH_METRIC`) after every batch; the line holds, at each number of edits every one of
+    them has, the mean of their values (``math.fsum``), ×100 for a share as Table 3 shows it."""
+    points = "batches" if metric == BATCH_METRIC else "checkpoints"
+    series = [values for _, curve in streams
+              if (values := {int(point["edits"]): point[metric] for point in curve[points] if metric in point})]
+    if not series:
+        return None
+    edits = sorted(set.intersection(*(set(values) for values in series)))
+    scale = 100 if METRICS[metric].percent else 1
+    return CurveLine(run, position, tuple(edits), tuple(scale * math.fsum(values[n] for values in series) / len(series)
+                                                     for n in edits),
+                     len(series), collapse_points(streams), max(int(curve["schedule"]["edits"]) for _, curve in streams))
+
+
+def collapse_points(streams: Iterable[Stream]) -> tuple[int, ...]:
+    """The collapse points of the streams that collapsed, increasing: ``collapse_at`` below the
+    stream's N (the schedule's ``edits``); a stream that never collapsed has ``collapse_at`` = N."""
+    return tuple(sorted(int(metrics["collapse_at"]) for metrics, curve in streams
+                        if metrics.get("collapse_at", math.inf) < curve["schedule"]["edits"]))
 
 
 # -- Per relation -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from pytest_kedit.report.canvas import (
 from pytest_kedit.report.figure_data import (
     DISTORTION_STATES,
     ConflictPanel,
+    CurvePanel,
     DistortionPanel,
     ObjectBars,
     PairedComparison,
@@ -240,6 +241,51 @@ def conflict_scatter(figure_id: str, panel: ConflictPanel, run_index: Mapping[st
 
 def _new_fact(metric: str) -> str:
     return {"cs": "k_n", "cs_exp": "k_n explicit", "cs_imp": "k_n implied"}[metric]
+
+
+# -- Sequential editing: the curves -------------------------------------------------------------
+
+#: A curve with at most this many points marks each of them.
+_MARKED_POINTS = 30
+#: A ratio whose positive values span more than this factor is drawn on a log scale (a perplexity
+#: that exploded would flatten every other line).
+_LOG_SPAN = 100
+
+
+def stream_curve(figure_id: str, panel: CurvePanel) -> str:
+    """One stream metric against the number of edits made: a line per run in its colour (each
+    point marked when there are few), a dashed vertical line in the same colour at each collapse
+    point of the run's streams, a dotted horizontal line at the metric's collapse level (PPL
+    ratio, locality), the legend (:attr:`CurveLine.legend`) on the right. A share is drawn ×100
+    on its whole scale, a ratio as it is, on a log scale when its positive values span more than
+    :data:`_LOG_SPAN` times."""
+    metric = METRICS[panel.metric]
+    legend = [line.legend for line in panel.lines]
+    with drawing(figure_id):
+        figure, (ax,) = panel_row(1, 3.0, 1.7, gap=0,
+                                margins=Margins(0.8, 0.45, 0.3, 0.55 + max(text_width(text) for text in legend)))
+        for line, text in zip(panel.lines, legend):
+            colour = run_colour(line.position)
+            marker = RUN_MARKERS[line.position % len(RUN_MARKERS)] if len(line.edits) <= _MARKED_POINTS else None
+            ax.plot(line.edits, line.values, color=colour, linewidth=1.3, marker=marker, markersize=3, label=text)
+            for edits in line.collapses:
+                ax.axvline(edits, color=colour, linestyle="--", linewidth=0.9)
+        if panel.collapse_level is not None:
+            ax.axhline(panel.collapse_level, color="black", linestyle=":", linewidth=0.8)
+        ax.set_xlim(0, max(line.length for line in panel.lines))
+        positive = [value for line in panel.lines for value in line.values if value > 0]
+        if metric.percent:
+            ax.set_ylim(-3, 103)
+        elif positive and max(positive) > _LOG_SPAN * min(positive):
+            ax.set_yscale("log")
+            # plain labels ("1e+05"): the default ones are mathtext, typeset and measured at length
+            ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=True))
+            ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("edits made")
+        ax.set_ylabel("share ×100" if metric.percent else "ratio")
+        ax.set_title(f"{metric.label} {metric.arrow}", y=TITLE_Y)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+        return inline_svg(figure)
 
 
 # -- Per relation -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ one or several runs (``kedit report RUN... --html OUT.html``, ``--kedit-html=PAT
 The page has no script and loads nothing: its style is inline and every figure an inline SVG
 (:mod:`pytest_kedit.report.figures`), so it opens from disk in any browser. This module lays out
 the page (style, header, navigation) around its sections (:mod:`pytest_kedit.report.sections`), the
-paired comparison only with several runs. ``kedit docs report`` tells how to read each figure. Every
+paired comparison only with several runs, the curves of sequential editing only with streams. ``kedit docs report`` tells how to read each figure. Every
 number is computed by :mod:`pytest_kedit.report.figure_data` from the records, as the Markdown
 tables compute them.
 
@@ -35,6 +35,7 @@ MISSING_EXTRA = "the HTML report needs matplotlib: pip install 'pytest-kedit[htm
 SECTIONS = (
     ("tables", "Table 1 and Table 2"),
     ("cells", "Per-cell comparison"),
+    ("streams", "Sequential editing: the curves"),
     ("figure5", "Figure 5: the true objects of a RoundEdit case"),
     ("conflict", "ConflictEdit at a glance"),
     ("relations", "Per relation"),
@@ -98,6 +99,7 @@ def html_report(runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRe
     bodies = [
         ("tables", sections.tables_section(rows)),
         ("cells", sections.cells_section(rows)),
+        ("streams", sections.streams_section(rows)),
         ("figure5", sections.figure5_section(rows, choices)),
         ("conflict", sections.conflict_section(rows)),
         ("relations", sections.relations_section(rows)),

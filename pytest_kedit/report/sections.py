@@ -4,7 +4,7 @@ promised item (``<figure class="kedit-item" data-item=...>``) with its caption.
 
 Table 1 and Table 2 with their intervals, one row per model × method; per split, the runs' means
 side by side; Figure 5 for chosen RoundEdit cases; ConflictEdit's p(k_n) against p(k_o) case by
-case; every metric per relation; each run against the first (paired differences, flipped
+case; the curves of sequential editing; every metric per relation; each run against the first (paired differences, flipped
 cases); the provenance of every run. Every number comes from
 :mod:`pytest_kedit.report.figure_data`; the figures are drawn by :mod:`pytest_kedit.report.figures`,
 imported by the functions that draw, as it needs matplotlib.
@@ -17,8 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SPLITS, Benchmark, table_columns
+from pytest_kedit.benchmark.registry import BENCHMARKS, METRICS, SEQUENTIAL, SPLITS, Benchmark, table_columns
 from pytest_kedit.report.figure_data import (
+    BATCH_METRIC,
+    COLLAPSE_LEVELS,
     CaseChoice,
     PairedComparison,
     ReportRun,
@@ -28,6 +30,7 @@ from pytest_kedit.report.figure_data import (
     relation_heatmaps,
     round_edit_labels,
     splits_run,
+    stream_curves,
 )
 from pytest_kedit.results.tables import DASH, INTERVAL_METHOD, SCALING_LABELS
 
@@ -49,15 +52,24 @@ def tables_section(rows: Sequence[ReportRun]) -> str:
         if benchmark.table == 2:
             notes.append(_scaling_line(rows))
         notes.append(escape(INTERVAL_METHOD))
+        plain = [METRICS[metric].label for _, metric, _ in table_columns(benchmark) if _as_it_is(benchmark, metric)]
+        scale = f"shares ×100, {', '.join(plain)} as they are, as in table3.md" if plain else "×100"
         parts.append(_figure(f"table{benchmark.table}", _benchmark_table(benchmark, rows),
-                             f"<b>{escape(benchmark.title)}</b> (mean over cases ×100; under each mean its "
+                             f"<b>{escape(benchmark.title)}</b> (mean over cases {escape(scale)}; under each mean its "
                              f"95% interval). " + " ".join(notes)))
     return "".join(parts) or '<p class="note">No cases.</p>'
 
 
+def _as_it_is(benchmark: Benchmark, metric: str) -> bool:
+    """Whether the benchmark's table shows the metric as it is rather than ×100: Table 3's ratios
+    and counts (``Metric.percent`` false), as :func:`~pytest_kedit.results.tables.table3` does."""
+    return benchmark is SEQUENTIAL and not METRICS[metric].percent
+
+
 def _benchmark_table(benchmark: Benchmark, rows: Sequence[ReportRun]) -> str:
     """The benchmark's table laid out as in the Markdown report: a row per model, then a row per
-    method of that model; a cell is the mean (2 decimals) over its interval (1 decimal)."""
+    method of that model; a cell is the mean (2 decimals) over its interval (1 decimal, 2 for a
+    metric shown as it is: :func:`_as_it_is`)."""
     columns = table_columns(benchmark)
     header = "".join(f"<th>{escape(label)} {METRICS[metric].arrow}</th>"
                      for _, metric, label in columns)
@@ -72,8 +84,12 @@ def _benchmark_table(benchmark: Benchmark, rows: Sequence[ReportRun]) -> str:
                     cells.append(f'<td class="num">{DASH}</td>')
                     continue
                 low, high = run.bounds[split][metric]
+                if _as_it_is(benchmark, metric):
+                    mean, low, high, digits = mean / 100, low / 100, high / 100, 2
+                else:
+                    digits = 1
                 cells.append(f'<td class="num" data-split="{split}" data-metric="{metric}">'
-                             f'<span class="mean">{mean:.2f}</span><span class="ci">[{low:.1f}, {high:.1f}]</span></td>')
+                             f'<span class="mean">{mean:.2f}</span><span class="ci">[{low:.{digits}f}, {high:.{digits}f}]</span></td>')
             body.append(f"<tr><th>{escape(run.method)}</th>{''.join(cells)}</tr>")
     return f"<table><thead><tr><th>Method</th>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -171,6 +187,33 @@ def conflict_section(rows: Sequence[ReportRun]) -> str:
         figures_html.append(_figure("conflict-scatter",
                                     figures.conflict_scatter(f"conflict-{panel.split}-{panel.metric}", panel, index),
                                     f"<b>{escape(name)}</b> ({panel.split}): p_θ'(k_n) against p_θ'(k_o)."))
+    return "".join(parts) + f'<div class="row">{"".join(figures_html)}</div>'
+
+
+def streams_section(rows: Sequence[ReportRun]) -> str | None:
+    """A figure per stream metric against the number of edits (:func:`stream_curves`); None when
+    no run has a stream with a curve."""
+    from pytest_kedit.report import figures
+
+    panels = stream_curves(rows)
+    if not panels:
+        return None
+    levels = " or ".join(f"{METRICS[metric].label} {'≥' if METRICS[metric].better == 'lower' else '<'} {level:g}"
+                          for metric, level in COLLAPSE_LEVELS.items())
+    parts = ['<p class="note">Each stream\'s metrics at every checkpoint, from its record\'s curve; a run\'s line is the '
+             "mean over its streams. The <b>final</b> scheme scores every edit so far on the checkpoint's model, the "
+             "<b>immediate</b> scheme each edit right after its batch: their figures are apart and never share an axis. "
+             f"Dashed vertical lines: where a stream collapsed (the first checkpoint with {escape(levels)}), in its "
+             "run's colour; the legend gives each run's collapse points. Shares ×100 as in Table 3, ratios as they "
+             "are.</p>"]
+    figures_html = []
+    for panel in panels:
+        metric = METRICS[panel.metric]
+        when = "after every batch" if panel.metric == BATCH_METRIC else "at every checkpoint"
+        level = "" if panel.collapse_level is None else f" Dotted: the collapse level, {panel.collapse_level:g}."
+        figures_html.append(_figure("stream-curve", figures.stream_curve(f"curve-{panel.metric}", panel),
+                                    f"<b>{escape(metric.label)}</b> {metric.arrow} {when}: {escape(metric.description)}."
+                                    + level))
     return "".join(parts) + f'<div class="row">{"".join(figures_html)}</div>'
 
 

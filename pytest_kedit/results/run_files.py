@@ -12,6 +12,7 @@ A report folder holds one run (one model × method):
   ``counts`` and ``intervals``;
 - ``table1.md`` / ``table2.md``: the paper's Table 1 and Table 2 for the run, each followed by
   its interval table;
+- ``table3.md``: Table 3 (sequential editing), only when the run has a stream case;
 - ``relations.md``: every metric per split by relation and, for RoundEdit, by arity.
 
 Every file but the case log is replaced atomically.
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, NamedTuple
 
-from pytest_kedit.benchmark.registry import SPLITS
+from pytest_kedit.benchmark.registry import SEQUENTIAL, SPLITS, splits_of
 from pytest_kedit.errors import KeditError
 from pytest_kedit.results.aggregation import Intervals, aggregate, interval_summary, intervals, run_counts, sorted_records
 from pytest_kedit.results.record import CaseRecord, RecordError, outcome_counts
@@ -43,6 +44,7 @@ SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
 TABLE1_FILE = "table1.md"
 TABLE2_FILE = "table2.md"
+TABLE3_FILE = "table3.md"
 RELATIONS_FILE = "relations.md"
 
 #: What a file of a report folder that should be there and is not says.
@@ -111,7 +113,8 @@ class CaseLog:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, RELATIONS_FILE, *(() if self.resume else (RUN_FILE,))):
+            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, TABLE3_FILE, RELATIONS_FILE,
+                         *(() if self.resume else (RUN_FILE,))):
                 (folder / name).unlink(missing_ok=True)
             if not self.resume:
                 return self.path.open("wb", buffering=0)
@@ -146,7 +149,7 @@ class RunReport(NamedTuple):
     table2: str
     #: the per-relation and per-arity breakdown
     relations: str
-    #: Table 3 (streams), shown in the terminal only
+    #: Table 3 (streams); written to the report folder only when the run has a stream case (:func:`has_streams`)
     table3: str
 
 
@@ -181,9 +184,15 @@ def write_report(directory: str | os.PathLike[str], summary: RunSummary,
     """Write the report of a finished run (:func:`run_report`) into ``directory`` and return it:
     the tables, ``summary.json``, and ``cases.jsonl`` rewritten sorted by ``case_id``."""
     run = run_report(summary, records)
-    write_tables(directory, run.table1, run.table2, run.relations)
+    write_tables(directory, run.table1, run.table2, run.relations, run.table3 if has_streams(run.records) else None)
     write_run_data(directory, run)
     return run
+
+
+def has_streams(records: Iterable[CaseRecord]) -> bool:
+    """Whether some record is of a split of Table 3 (a stream), errors included: what makes a run
+    report Table 3."""
+    return any(record.split in splits_of(SEQUENTIAL) for record in records)
 
 
 def write_run_data(directory: str | os.PathLike[str], run: RunReport) -> None:
@@ -195,14 +204,22 @@ def write_run_data(directory: str | os.PathLike[str], run: RunReport) -> None:
 
 
 def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str,
-                 relations_md: str | None = None) -> None:
+                 relations_md: str | None = None, table3_md: str | None = None) -> None:
     """Write ``table1.md``, ``table2.md`` and, when given, ``relations.md`` into ``directory``
-    (created if needed)."""
+    (created if needed); ``table3.md`` when ``table3_md`` is given, else an earlier one is removed
+    (a folder never shows the streams of another run)."""
     target = Path(directory)
     _write_text(target / TABLE1_FILE, table1_md + "\n")
     _write_text(target / TABLE2_FILE, table2_md + "\n")
     if relations_md is not None:
         _write_text(target / RELATIONS_FILE, relations_md + "\n")
+    if table3_md is not None:
+        _write_text(target / TABLE3_FILE, table3_md + "\n")
+    else:
+        try:
+            (target / TABLE3_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ReportError(target / TABLE3_FILE, f"cannot remove: {exc.strerror or exc}") from None
 
 
 def load_run(directory: str | os.PathLike[str]) -> tuple[RunSummary, list[CaseRecord]]:
@@ -322,6 +339,16 @@ def merge_tables(runs: Runs) -> tuple[str, str]:
     protocols = [summary.protocol for summary, _ in runs.by_key.values()]
     table1_md, table2_md = paper_tables(rows, scalings, bounds, protocols)
     return table1_md + runs.notes(), table2_md + runs.notes()
+
+
+def merge_table3(runs: Runs) -> str | None:
+    """Table 3, one row per model × method of ``runs`` as in :func:`merge_tables` (a run without
+    streams shows "–"), with the notes of :func:`merge_tables`; None when no run has a stream case
+    (:func:`has_streams`)."""
+    if not any(has_streams(records) for _, records in runs.by_key.values()):
+        return None
+    rows = [TableRow(model, method, aggregate(records)) for (model, method), (_, records) in runs.by_key.items()]
+    return table3(rows, [summary.protocol for summary, _ in runs.by_key.values()]) + runs.notes()
 
 
 def merge_relations(runs: Runs) -> str:
