@@ -81,6 +81,12 @@ class Split:
     #: (case, probabilities, --kedit-protocol choices, stream settings) -> the metrics and their evidence
     score: Callable[..., scoring.Scores]
 
+    @property
+    def title(self) -> str:
+        """The split in headings: its benchmark and its heading ("ConflictEdit Reverse"), once when
+        they are the same word ("Sequential")."""
+        return self.heading if self.heading == self.benchmark.name else f"{self.benchmark.name} {self.heading}"
+
     def column(self, metric: str) -> str:
         """The header of the metric's column in the split's table ("Reverse CS_imp")."""
         return METRICS[metric].label if metric in OWN_COLUMNS else f"{self.heading} {METRICS[metric].label}"

@@ -44,7 +44,7 @@ def comparison_markdown(comparison: RunComparison) -> str:
 
 def _split_markdown(split: SplitComparison, confidence: float) -> list[str]:
     definition = SPLITS[split.split]
-    heading = f"### {definition.benchmark.name} {definition.heading} ({split.split})"
+    heading = f"### {definition.title} ({split.split})"
     if not split.metrics:
         return [heading, f"No shared cases (only in A: {split.only_a}, only in B: {split.only_b}, "
                          f"an error in A or B: {split.errors})."]

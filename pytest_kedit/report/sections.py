@@ -131,7 +131,7 @@ def cells_section(rows: Sequence[ReportRun]) -> str:
     from pytest_kedit.report import figures
 
     parts = [_figure("cell-comparison", figures.cell_chart(f"cells-{split}", split, rows),
-                     f"<b>{escape(SPLITS[split].benchmark.name)} {escape(SPLITS[split].heading)}</b> ({split}): "
+                     f"<b>{escape(SPLITS[split].title)}</b> ({split}): "
                      "a bar per run and metric, its mean ×100 printed on it, the whisker its 95% bootstrap "
                      "interval; ↑ higher is better, ↓ lower is better.")
              for split in splits_run(rows)]
@@ -221,7 +221,7 @@ def relations_section(rows: Sequence[ReportRun]) -> str:
     from pytest_kedit.report import figures
 
     parts = [_figure("relation-heatmap", figures.relation_heatmap(f"relations-{heatmap.split}", heatmap),
-                     f"<b>{escape(SPLITS[heatmap.split].benchmark.name)} {escape(SPLITS[heatmap.split].heading)}</b> "
+                     f"<b>{escape(SPLITS[heatmap.split].title)}</b> "
                      f"({heatmap.split}) by relation: each cell the mean ×100 of the relation's cases; colour from the "
                      "worst (red) to the best (green) value of its column across the runs, in the metric's better "
                      "direction; grey: no case. The per-relation tables (relations.md, kedit report --by-relation) "
@@ -245,7 +245,7 @@ def comparison_section(rows: Sequence[ReportRun]) -> str:
     for split in splits_run(rows):
         if any(s.split == split and s.metrics for p in paired for s in p.comparison.splits):
             parts.append(_figure("paired-differences", figures.difference_chart(f"differences-{split}", split, paired),
-                                 f"<b>{escape(SPLITS[split].benchmark.name)} {escape(SPLITS[split].heading)}</b> "
+                                 f"<b>{escape(SPLITS[split].title)}</b> "
                                  f"({split}): each run minus {escape(rows[0].label)}, with its 95% paired interval."))
     for p in paired:
         regressed = [f"{SPLITS[split].heading} {METRICS[metric].label}" for split, metric in p.comparison.regressions]
