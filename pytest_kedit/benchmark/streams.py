@@ -39,7 +39,8 @@ def state_after(edits: int) -> str:
 @dataclass(frozen=True)
 class StreamSettings:
     """The run's choices for every stream (``None``: the default, resolved per stream by
-    :meth:`schedule`), and whether the run's editor takes a batch of requests in one call."""
+    :meth:`schedule`), whether the run's editor takes a batch of requests in one call, and how
+    many edits of the data's stream the run carries into its other cases."""
 
     #: N: at most this many edits of each stream (``--kedit-sequential``); default: all of them
     edits: int | None = None
@@ -56,8 +57,9 @@ class StreamSettings:
     carry: int = 0
 
     def given(self) -> dict[str, int | str] | None:
-        """The options that differ from their defaults (what a stream's results depend on besides
-        the data, the model and the method), None when none does: a run's provenance records it."""
+        """The options that differ from their defaults (what a stream's results, and with ``carry``
+        every case's, depend on besides the data, the model and the method), None when none does:
+        a run's provenance records it."""
         chosen: dict[str, int | str] = {
             name: value for name, value in (("edits", self.edits), ("batch", self.batch), ("every", self.every),
                                             ("scheme", self.scheme), ("carry", self.carry))
