@@ -18,12 +18,12 @@ matrices; their values sit beside the facts' under the names :data:`PERPLEXITY` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pytest_kedit.benchmark.cases import ConflictCase, Edit, EditRequest, Entity, Fact, Query, RoundCase, StreamCase
 from pytest_kedit.benchmark.protocol import PAPER, Protocol
-from pytest_kedit.benchmark.streams import DEFAULT_STREAM, THETA, StreamSettings, state_after
+from pytest_kedit.benchmark.streams import DEFAULT_STREAM, THETA, Schedule, StreamSettings, state_after
 
 #: A batch of edit requests applied in one editor call (one request unless Multi-Label Edit).
 EditBatch = tuple[EditRequest, ...]
@@ -148,9 +148,8 @@ def sequential(case: StreamCase, multi_label: bool = False, protocol: Protocol =
     (``locality:j``), p(s, r, o) over all the relation's prompts. The batches of later stages are
     the very objects of earlier ones, so the harness sees each stage continue the last by identity."""
     schedule = stream.schedule(len(case.edits))
-    requests = [edit.request() for edit in case.edits[: schedule.edits]]
+    batches = stream_batches(case.edits, schedule)
     ends = schedule.batch_ends()
-    batches = tuple(tuple(requests[start:end]) for start, end in zip((0, *ends), ends))
     checkpoints = set(schedule.checkpoints())
     locality = tuple((f"locality:{j}", _fact_query(fact)) for j, fact in enumerate(case.locality))
     stages = [Stage(THETA, (), locality, perplexity=case.held_out)]
@@ -167,6 +166,13 @@ def sequential(case: StreamCase, multi_label: bool = False, protocol: Protocol =
                             perplexity=case.held_out if checkpoint else (), norms=True))
         start = end
     return tuple(stages)
+
+
+def stream_batches(edits: Sequence[Edit], schedule: Schedule) -> tuple[EditBatch, ...]:
+    """The requests of the first ``schedule.edits`` of ``edits``, cut at the schedule's batch ends."""
+    requests = [edit.request() for edit in edits[: schedule.edits]]
+    ends = schedule.batch_ends()
+    return tuple(tuple(requests[start:end]) for start, end in zip((0, *ends), ends))
 
 
 def edit_probes(i: int, edit: Edit) -> tuple[tuple[str, Query], ...]:

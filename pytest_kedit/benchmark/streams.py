@@ -39,7 +39,8 @@ def state_after(edits: int) -> str:
 @dataclass(frozen=True)
 class StreamSettings:
     """The run's choices for every stream (``None``: the default, resolved per stream by
-    :meth:`schedule`), and whether the run's editor takes a batch of requests in one call."""
+    :meth:`schedule`), whether the run's editor takes a batch of requests in one call, and how
+    many edits of the data's stream the run carries into its other cases."""
 
     #: N: at most this many edits of each stream (``--kedit-sequential``); default: all of them
     edits: int | None = None
@@ -51,13 +52,17 @@ class StreamSettings:
     scheme: str = "both"
     #: the editor is made to write many edits in one update (``Editor.stream_batches``: MEMIT and its kin)
     batched: bool = False
+    #: k (``--kedit-carry``): the edits of the data's stream a run applies once, before its
+    #: ConflictEdit and RoundEdit cases, which then start from the edited model (:mod:`pytest_kedit.benchmark.carry`)
+    carry: int = 0
 
     def given(self) -> dict[str, int | str] | None:
-        """The options that differ from their defaults (what a stream's results depend on besides
-        the data, the model and the method), None when none does: a run's provenance records it."""
+        """The options that differ from their defaults (what a stream's results, and with ``carry``
+        every case's, depend on besides the data, the model and the method), None when none does:
+        a run's provenance records it."""
         chosen: dict[str, int | str] = {
             name: value for name, value in (("edits", self.edits), ("batch", self.batch), ("every", self.every),
-                                            ("scheme", self.scheme))
+                                            ("scheme", self.scheme), ("carry", self.carry))
             if value is not None and value != getattr(DEFAULT_STREAM, name)}
         return chosen or None
 

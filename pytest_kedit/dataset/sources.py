@@ -6,7 +6,9 @@ A folder holds one file per split (``coverage_edit.json``, ``reverse_edit.json``
 the paraphrase file of each benchmark (``conflict_prompts.json``, ``round_prompts.json``).
 Files and records are checked by :mod:`pytest_kedit.dataset.validation`, whose first error stands
 for them: a file's (a split file's, or its paraphrase file's) becomes the one error of its split,
-a record's becomes that case's error; everything else still runs.
+a record's becomes that case's error; everything else still runs. With ``--kedit-carry=k`` a
+suite also holds the edits the run carries (:mod:`pytest_kedit.benchmark.carry`), read from the
+folder's ``sequential.json`` and, for the subjects they must avoid, every ConflictEdit and RoundEdit file.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pytest_kedit.benchmark.cases import Case, case_id
-from pytest_kedit.benchmark.registry import SPLITS, check_split
+from pytest_kedit.benchmark.carry import carriable
+from pytest_kedit.benchmark.cases import Case, Edit, StreamCase, case_id
+from pytest_kedit.benchmark.registry import PAPER_BENCHMARKS, SPLITS, check_split, splits_of
 from pytest_kedit.dataset import upstream
 from pytest_kedit.dataset.sampling import stratified_sample, stratum
 from pytest_kedit.dataset.shards import Shard, deal
@@ -38,6 +41,10 @@ SPLIT_FILES = {name: split.data_file for name, split in SPLITS.items()}
 
 #: A parametrized case: the parsed case, or the error that replaced it.
 Entry = Case | DataError
+#: A paraphrase file's relations (relation id -> paraphrases), or its first error.
+Prompts = dict[str, tuple[str, ...]] | DataError
+#: Paraphrase file name -> what reading it gave.
+PromptCache = dict[str, Prompts]
 
 
 @dataclass
@@ -50,6 +57,8 @@ class Suite:
     #: file name -> sha256 of its bytes, for each file read (the splits' files and the prompts
     #: files of their benchmarks), so that runs of different splits can compare the files they share
     files: dict[str, str] = field(default_factory=dict)
+    #: the edits the run carries (``--kedit-carry``), in order; none without it
+    carried: tuple[Edit, ...] = ()
 
     def entries(self, splits: Sequence[str]) -> list[tuple[str, Entry]]:
         """(test id, entry) pairs for the given splits, in split then file order."""
@@ -86,7 +95,7 @@ def resolve_source(data: str | None, option: str = "--kedit-data") -> Path:
 
 def load_suite(
     data: str | None, splits: Sequence[str], limit: int | None = None, sample: int | None = None, seed: int = 0,
-    shard: Shard | None = None,
+    shard: Shard | None = None, carry: int = 0,
 ) -> Suite:
     """Read and validate the requested splits. Splits whose file is absent are left out, unless the
     user asked for them by name (then they are an error).
@@ -95,29 +104,69 @@ def load_suite(
     that many parsed cases per split (:func:`pytest_kedit.dataset.sampling.stratified_sample` with
     ``seed``), in file order, with their ids unchanged. Records that failed to parse are kept
     and do not count toward ``sample``. ``shard`` then keeps that shard of each split's entries
-    (:func:`pytest_kedit.dataset.shards.deal`, errors included)."""
+    (:func:`pytest_kedit.dataset.shards.deal`, errors included). ``carry`` > 0: the suite's
+    :attr:`~Suite.carried` edits (:func:`_carried`; its files enter the fingerprint)."""
     folder = resolve_source(data)
     for split in splits:
         check_split(split, "--kedit-split")
     digest = hashlib.sha256()
     suite = Suite(source=upstream.label(data) if data and upstream.is_upstream(data) else str(folder))
-    prompt_cache: dict[str, dict[str, tuple[str, ...]] | DataError] = {}
+    prompt_cache: PromptCache = {}
     for split in splits:
-        path = folder / SPLIT_FILES[split]
-        if not path.is_file():
+        if not (folder / SPLIT_FILES[split]).is_file():
             continue
-        prompts_name = SPLITS[split].benchmark.prompts_file
-        if prompts_name not in prompt_cache:
-            prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest, suite.files)
-        prompts = prompt_cache[prompts_name]
+        prompts = _split_prompts(folder, split, digest, suite.files, prompt_cache)
         if isinstance(prompts, DataError):
             suite.splits[split] = [prompts]
             continue
-        entries = _read_split(path, split, prompts, prompts_name, limit, digest, suite.files)
+        entries = _read_split(folder / SPLIT_FILES[split], split, prompts, limit, digest, suite.files)
         entries = entries if sample is None else _sampled(entries, sample, seed)
         suite.splits[split] = entries if shard is None else _sharded(split, entries, shard)
+    if carry:
+        suite.carried = _carried(folder, suite.source, carry, digest, suite.files, prompt_cache)
     suite.fingerprint = digest.hexdigest()
     return suite
+
+
+def _split_prompts(folder: Path, split: str, digest: Any, files: dict[str, str], prompt_cache: PromptCache) -> Prompts:
+    """The paraphrases of ``split``'s benchmark in ``folder``, or the first error of their file;
+    each file read once (``prompt_cache``: file name -> what it gave)."""
+    prompts_name = SPLITS[split].benchmark.prompts_file
+    if prompts_name not in prompt_cache:
+        prompt_cache[prompts_name] = _read_prompts(folder / prompts_name, digest, files)
+    return prompt_cache[prompts_name]
+
+
+def _entries(folder: Path, split: str, limit: int | None, digest: Any, files: dict[str, str],
+             prompt_cache: PromptCache) -> list[Entry]:
+    """The first ``limit`` entries of ``split``'s file in ``folder``, or the one error of its paraphrase file."""
+    prompts = _split_prompts(folder, split, digest, files, prompt_cache)
+    if isinstance(prompts, DataError):
+        return [prompts]
+    return _read_split(folder / SPLIT_FILES[split], split, prompts, limit, digest, files)
+
+
+def _carried(folder: Path, source: str, carry: int, digest: Any, files: dict[str, str],
+             prompt_cache: PromptCache) -> tuple[Edit, ...]:
+    """The first ``carry`` edits of the first stream of ``folder``'s ``sequential.json`` that no
+    ConflictEdit or RoundEdit case of the folder's files touches
+    (:func:`~pytest_kedit.benchmark.carry.carriable`); ConfigError, one line naming ``source`` or
+    the file, when the folder has no stream, its first stream does not parse, or it has fewer."""
+    stream_file = SPLIT_FILES["sequential"]
+    if not (folder / stream_file).is_file():
+        raise ConfigError(f"--kedit-carry={carry}: {source} has no {stream_file}, the stream whose first edits are carried")
+    stream = _entries(folder, "sequential", 1, digest, files, prompt_cache)[0]
+    if not isinstance(stream, StreamCase):
+        raise ConfigError(f"--kedit-carry={carry}: {stream}")
+    cases = [entry for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark)
+             if (folder / SPLIT_FILES[split]).is_file()
+             for entry in _entries(folder, split, None, digest, files, prompt_cache) if isinstance(entry, Case)]
+    edits = carriable(stream, cases)
+    if len(edits) < carry:
+        raise ConfigError(f"--kedit-carry={carry}: the first stream of {source}/{stream_file} has {len(edits)} edits "
+                          f"(of {len(stream.edits)}) whose subject no ConflictEdit or RoundEdit case edits or probes; "
+                          f"carry at most {len(edits)}")
+    return edits[:carry]
 
 
 def _sampled(entries: list[Entry], n: int, seed: int) -> list[Entry]:
@@ -134,13 +183,15 @@ def _sharded(split: str, entries: list[Entry], shard: Shard) -> list[Entry]:
 
 
 def _fingerprint(path: Path, raw: bytes, digest: Any, files: dict[str, str]) -> bytes:
-    """``raw``, the bytes read from ``path``, once added to the suite's fingerprint and its files'."""
-    digest.update(path.name.encode() + b"\0" + raw)
-    files[path.name] = hashlib.sha256(raw).hexdigest()
+    """``raw``, the bytes read from ``path``, once added to the suite's fingerprint and its files'
+    (a file read again, for the carried edits, is not added twice)."""
+    if path.name not in files:
+        digest.update(path.name.encode() + b"\0" + raw)
+        files[path.name] = hashlib.sha256(raw).hexdigest()
     return raw
 
 
-def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> dict[str, tuple[str, ...]] | DataError:
+def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> Prompts:
     """The relations of a paraphrase file, or its first error."""
     try:
         relations, findings = paraphrases(path, _fingerprint(path, paraphrase_file_bytes(path), digest, files))
@@ -151,10 +202,10 @@ def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> dict[str, t
 
 
 def _read_split(
-    path: Path, split: str, prompts: dict[str, tuple[str, ...]], prompts_name: str, limit: int | None, digest: Any,
-    files: dict[str, str],
+    path: Path, split: str, prompts: dict[str, tuple[str, ...]], limit: int | None, digest: Any, files: dict[str, str],
 ) -> list[Entry]:
     """The entries of a split file: its first ``limit`` records' cases or first errors, or its own error."""
+    prompts_name = SPLITS[split].benchmark.prompts_file
     try:
         records = split_records(path, _fingerprint(path, read_bytes(path), digest, files))
     except DataError as exc:

@@ -58,7 +58,7 @@ def provenance(*, model: str, model_fingerprint: str | None, method: str, data_f
     so that a provenance read back from a file equals the one it was made from. The protocol
     version is this package's :data:`MEASUREMENT_VERSION`; ``probe_version`` is the version of the
     probe that measured the cases (None when no case reached the model); ``sequential`` the
-    ``--kedit-sequential*`` options that differ from their defaults (None when none does)."""
+    ``--kedit-sequential*`` and ``--kedit-carry`` options that differ from their defaults (None when none does)."""
     fields = {
         "model": model,
         "model_fingerprint": model_fingerprint,

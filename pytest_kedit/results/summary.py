@@ -6,7 +6,8 @@ Its fields: what ran (``model``, ``method``, ``hparams_file`` and the resolved `
 ``device``, ``dtype``, ``model_source``, ``model_fingerprint``, ``editor_fingerprint``, ``probe_version``,
 ``statistics``: where second-moment statistics came from), on what (``data``, ``splits``,
 ``limit``, ``sample``, ``shard``), how (``seed``, ``distortion_scaling``, ``protocol``,
-``thresholds``, ``sequential``: the stream options that differ from their defaults), with which ``versions``, how far it got (``complete``, ``cases_expected``,
+``thresholds``, ``sequential``: the stream options and ``--kedit-carry`` that differ from their
+defaults), with which ``versions``, how far it got (``complete``, ``cases_expected``,
 ``cases_done``, ``outcomes``, ``timings``), and what it found (``counts``, ``intervals``). A run
 merged from shards also has ``shards`` (the shards merged) and ``shards_missing``
 (:mod:`pytest_kedit.results.shard_merge`).
@@ -97,7 +98,7 @@ class RunSummary:
     shards: tuple[Shard, ...] | None = None
     #: a merge of shards: the shards that were not there
     shards_missing: tuple[Shard, ...] = ()
-    #: the ``--kedit-sequential*`` options that differ from their defaults; None: none does
+    #: the ``--kedit-sequential*`` and ``--kedit-carry`` options that differ from their defaults; None: none does
     sequential: dict[str, Any] | None = None
 
     def provenance(self) -> dict[str, Any]:

@@ -7,6 +7,11 @@ editor's state (``WeightDelta.restore``) after every state that the next one doe
 and scores the probabilities (:mod:`pytest_kedit.benchmark.scoring`). A stream's states each
 continue the last, so it is restored once, at its end. After :meth:`Harness.run` the model and
 the editor are as they were.
+
+:meth:`Harness.carry` (``--kedit-carry``) edits the model once, before any case, and is never
+undone: the carried model is then the θ every case starts from and is restored to. Its
+probabilities are probed live in every case, never read from (or written to) the cache of the
+original model's (:mod:`pytest_kedit.model.original_probes`), which holds the loaded weights' alone.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_kedit.benchmark import metrics
-from pytest_kedit.benchmark.cases import Case, Query, mean_per_query
+from pytest_kedit.benchmark.carry import carry_batches
+from pytest_kedit.benchmark.cases import Case, Edit, Query, mean_per_query
 from pytest_kedit.benchmark.plans import PERPLEXITY, EditBatch, Stage, norm_name
 from pytest_kedit.benchmark.protocol import PAPER, Protocol
 from pytest_kedit.benchmark.registry import SEQUENTIAL, SPLITS
@@ -81,9 +87,20 @@ class Harness:
         self.original_probes = OriginalProbes(loaded.fingerprint, loaded.dtype, loaded.device, protocol.keep_trailing_space)
         #: the windows a held-out text is scored in (:mod:`pytest_kedit.model.perplexity`)
         self.perplexity_window = min(PERPLEXITY_WINDOW, context_length(loaded.model.config, loaded.tokenizer) or PERPLEXITY_WINDOW)
+        #: how many edits the model carries (:meth:`carry`): θ is then not the loaded model
+        self.carried = 0
         self._timer = PhaseTimer(PHASES)
         #: whether the running case's edits build on each other (a stream)
         self._compounding = False
+
+    def carry(self, edits: Sequence[Edit]) -> None:
+        """Apply ``edits`` to the model for good, in the batches of a stream of them
+        (:func:`~pytest_kedit.benchmark.carry.carry_batches`), seeded by the run's seed alone so that
+        every process carries the same model; before the cases that are to start from them."""
+        torch.manual_seed(self.seed)
+        for batch in carry_batches(edits, self.stream):
+            self._edit(batch)
+        self.carried += len(edits)
 
     def run(self, case: Case) -> CaseResult:
         """Reach and probe every state of the case's plan, restore the model, score."""
@@ -108,10 +125,11 @@ class Harness:
                     edited = edited or _Edited(WeightDelta(), _parameter_versions(self.model))
                     edited.delta = edited.delta.then(self._edit(batch))
                 applied = stage.edits
-                p = self._measure([query for _, query in stage.probes], original=not stage.edits)
+                original = not stage.edits and not self.carried
+                p = self._measure([query for _, query in stage.probes], original)
                 values = dict(zip((name for name, _ in stage.probes), p))
                 if stage.perplexity:
-                    values[PERPLEXITY] = self._perplexity(stage.perplexity, original=not stage.edits)
+                    values[PERPLEXITY] = self._perplexity(stage.perplexity, original)
                 if stage.norms:
                     changed = relative_update_norms(self.model, edited.delta.originals if edited else {})
                     values.update((norm_name(name), norm) for name, norm in changed.items())
@@ -124,7 +142,7 @@ class Harness:
     # -- model states ------------------------------------------------------------------------
 
     def _measure(self, queries: Sequence[Query], original: bool = False) -> list[float]:
-        """p of each query on the current model; ``original``: the model is θ, look in the cache first."""
+        """p of each query on the current model; ``original``: the model is the loaded one, look in the cache first."""
         if not queries:
             return []
         pairs = [pair for q in queries for pair in q.pairs()]
@@ -137,7 +155,7 @@ class Harness:
         return mean_per_query(queries, probs)
 
     def _perplexity(self, texts: Sequence[str], original: bool = False) -> float:
-        """The perplexity of ``texts`` on the current model; ``original``: the model is θ, look in the cache first."""
+        """The perplexity of ``texts`` on the current model; ``original``: the model is the loaded one, look in the cache first."""
         with self._timer("probe"):
             value = self.original_probes.perplexity(texts, self.perplexity_window) if original else None
             if value is None:

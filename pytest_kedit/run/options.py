@@ -70,7 +70,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("data", "DATA", "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
            "upstream:GPT-J (the published files, downloaded once); default: the built-in suites"),
     Option("split", "SPLITS", "comma-separated splits to run (kedit metrics lists them), each of which must be in "
-           "the data; default: every split the data has"),
+           "the data; default: every split the data has (with --kedit-carry, but sequential)"),
     Option("limit", "N", "run only the first N cases of each split; default: all"),
     Option("sample", "N", "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
            "(from the first --kedit-limit cases when both are given); default: all"),
@@ -95,6 +95,10 @@ OPTIONS: tuple[Option, ...] = (
            "default: a tenth of the stream, rounded up"),
     Option("sequential-scheme", "NAME", "score a stream's edits right after their batch (immediate: es_imm, gs_imm), on "
            "the model after the stream (final: es, gs), or both (and retention)", "both"),
+    Option("carry", "K", "measure the ConflictEdit and RoundEdit cases on a model that carries K edits: once per "
+           "process the editor applies the first K edits of the data's stream (sequential.json) whose subject no "
+           "case edits or probes, in a stream's batches; every case starts from that model, its θ probed live, "
+           "and is restored to it; not with the sequential split", "0"),
     Option("by-relation", None, "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every "
            "metric; default: only written to relations.md in --kedit-report", kind="bool"),
     Option("resume", None, "continue the partial run in --kedit-report: cases it recorded under the same model, "
@@ -200,7 +204,7 @@ class KeditOptions:
     #: the resolved --kedit-protocol (its ``distortion`` is :attr:`distortion`)
     protocol: Protocol
     thresholds: Thresholds
-    #: how each stream of the sequential split runs (--kedit-sequential*)
+    #: how each stream of the sequential split runs (--kedit-sequential*), and the edits carried (--kedit-carry)
     stream: StreamSettings
     by_relation: bool
     #: continue the run recorded in :attr:`report` (:mod:`pytest_kedit.run.resume`)
@@ -227,16 +231,20 @@ def read_options(config: pytest.Config) -> KeditOptions:
     # Imported here, not at the top: the parsers import the benchmark's registry (numpy, scipy),
     # which a pytest run without kedit cases must not pay for.
     from pytest_kedit.benchmark.protocol import resolve_protocol
-    from pytest_kedit.benchmark.registry import SPLITS, check_splits
+    from pytest_kedit.benchmark.registry import check_splits
     from pytest_kedit.benchmark.thresholds import parse_thresholds
     from pytest_kedit.dataset.shards import parse_shard
 
     def value(name: str) -> str | None:
         return _raw(config, name)
 
+    stream = _stream(value)
     named_splits = value("split")
-    splits = tuple(s.strip() for s in (named_splits or ",".join(SPLITS)).split(",") if s.strip())
+    splits = tuple(s.strip() for s in (named_splits or ",".join(_default_splits(stream.carry))).split(",") if s.strip())
     check_splits(splits, "--kedit-split")
+    if stream.carry and "sequential" in splits:
+        raise ConfigError(f"--kedit-carry={stream.carry}: carried edits are for the ConflictEdit and RoundEdit cases; "
+                          "a stream of the sequential split starts from the original model: leave it out of --kedit-split")
     protocol = resolve_protocol(value("protocol") or "paper", value("distortion"))
     specs = [*config.getini("kedit_threshold"), *config.getoption("kedit_threshold")]
     return KeditOptions(
@@ -257,7 +265,7 @@ def read_options(config: pytest.Config) -> KeditOptions:
         distortion=protocol.distortion,
         protocol=protocol,
         thresholds=parse_thresholds(specs),
-        stream=_stream(value),
+        stream=stream,
         by_relation=_flag(config, "by-relation"),
         resume=_resume(config, value("report")),
         **_baseline_options(config, value),
@@ -290,9 +298,17 @@ def _baseline_options(config: pytest.Config, value: Callable[[str], str | None])
             "gate_mode": cast("GateMode", mode)}
 
 
+def _default_splits(carry: int) -> tuple[str, ...]:
+    """The splits of a run that names none: every split, or carrying edits those of ConflictEdit and RoundEdit."""
+    from pytest_kedit.benchmark.registry import PAPER_BENCHMARKS, SPLITS, splits_of
+
+    return tuple(SPLITS) if not carry else tuple(split for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark))
+
+
 def _stream(value: Callable[[str], str | None]) -> StreamSettings:
-    """The :class:`~pytest_kedit.benchmark.streams.StreamSettings` of ``--kedit-sequential*``:
-    whole numbers of at least 1, a scheme of :data:`~pytest_kedit.benchmark.streams.SCHEMES`."""
+    """The :class:`~pytest_kedit.benchmark.streams.StreamSettings` of ``--kedit-sequential*`` and
+    ``--kedit-carry``: whole numbers of at least 1 (``--kedit-carry``: 0), a scheme of
+    :data:`~pytest_kedit.benchmark.streams.SCHEMES`."""
     from pytest_kedit.benchmark.streams import SCHEMES, StreamSettings
 
     scheme = value("sequential-scheme") or "both"
@@ -300,7 +316,8 @@ def _stream(value: Callable[[str], str | None]) -> StreamSettings:
         raise ConfigError(f"--kedit-sequential-scheme: {scheme!r}; choose from {', '.join(SCHEMES)}")
     return StreamSettings(edits=_integer("sequential", value("sequential"), minimum=1),
                           batch=_integer("sequential-batch", value("sequential-batch"), minimum=1),
-                          every=_integer("sequential-every", value("sequential-every"), minimum=1), scheme=scheme)
+                          every=_integer("sequential-every", value("sequential-every"), minimum=1), scheme=scheme,
+                          carry=_integer("carry", value("carry"), minimum=0) or 0)
 
 
 def _resume(config: pytest.Config, report: str | None) -> bool:

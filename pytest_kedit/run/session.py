@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from pytest_kedit.run.harness import Harness
 
 class Worker:
-    """Loads the model and editor once per process and runs cases on them."""
+    """Loads the model and editor once per process (and applies the edits ``--kedit-carry`` carries)
+    and runs cases on them."""
 
     def __init__(self, options: KeditOptions, worker_index: int | None = None, worker_count: int | None = None):
         self.options = options
@@ -67,7 +68,7 @@ class Worker:
         if self._suite is None:
             options = self.options
             self._suite = load_suite(options.data, options.splits, options.limit, options.sample, options.seed,
-                                     options.shard)
+                                     options.shard, options.stream.carry)
         return self._suite
 
     @property
@@ -88,7 +89,10 @@ class Worker:
             loaded = load_model(self.options.model, self.options.device, self.options.dtype, self.worker_index)
             protocol = self.options.protocol
             editor = create_editor(self.options.method, loaded, self.options.hparams, protocol.hparams_defaults())
-            self._harness = Harness(loaded, editor, protocol, self.options.seed, self.options.stream)
+            harness = Harness(loaded, editor, protocol, self.options.seed, self.options.stream)
+            if self.suite.carried:
+                harness.carry(self.suite.carried)
+            self._harness = harness
         return self._harness
 
     def run(self, entry: Entry) -> CaseRecord:

@@ -22,8 +22,10 @@ Line = tuple[str, bool]
 
 
 def heading(run: RunReport, options: KeditOptions) -> str:
-    """The title of the summary's section: ``kedit: MODEL × METHOD (protocol: NAME)``."""
-    return f"kedit: {run.summary.model} × {run.summary.method} (protocol: {options.protocol.name})"
+    """The title of the summary's section: ``kedit: MODEL × METHOD (protocol: NAME)``, and
+    ``, carrying K edits`` in the parentheses with ``--kedit-carry=K``."""
+    carrying = f", carrying {options.stream.carry} edits" if options.stream.carry else ""
+    return f"kedit: {run.summary.model} × {run.summary.method} (protocol: {options.protocol.name}{carrying})"
 
 
 def run_lines(collector: Collector, run: RunReport, verdict: SessionVerdict | None) -> list[Line]:
