@@ -404,6 +404,18 @@ def test_merge_same_model_and_method_later_wins_split_by_split(tmp_path: Path) -
     assert note in table1_md and note in table2_md
 
 
+def test_runs_with_other_stream_options_or_carried_edits_are_rows_of_their_own(tmp_path: Path) -> None:
+    plain = write_run(tmp_path / "plain", REVERSE)
+    carried = tmp_path / "carried"
+    write_report(carried, dataclasses.replace(summary(), sequential={"carry": 50}),
+                 [record("reverse-0000", cs_exp=0, cs_imp=0, cm=0.0)])
+    table1_md, _ = merge_runs([plain, carried])
+    assert [cell for cell in first_cells(table1_md) if cell.startswith("ft")] == ["ft", "ft (carry 50)", "ft", "ft (carry 50)"]
+    assert by_column(table1_md, "ft (carry 50)", ["Reverse CS_exp"]) == ["0.00"]
+    assert by_column(table1_md, "ft", ["Reverse CS_exp"]) == ["100.00"]  # the plain run's, not replaced
+    assert "several runs" not in table1_md
+
+
 def test_merge_flags_mixed_distortion_scaling(tmp_path: Path) -> None:
     paper = write_run(tmp_path / "p", EASY, method="ft", scaling="paper")
     upstream = write_run(tmp_path / "u", with_method(EASY, "rome"), method="rome", scaling="upstream")

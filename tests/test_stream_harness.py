@@ -167,8 +167,9 @@ class _ThreadCounting(_Unchanged):
 
 
 def test_a_streams_edits_run_on_one_thread_and_a_cases_on_every_thread():
-    """A stream's edits build on each other, so they run on one thread in every thread layout; the
-    edits of a paper case keep the threads the run has, and the run keeps them after a stream."""
+    """A stream's edits build on each other, and every case on the carried ones, so they run on one
+    thread in every thread layout; the edits of a paper case keep the threads the run has, and the
+    run keeps them after a stream."""
     from pytest_kedit.dataset.sources import load_suite
 
     loaded = tiny_loaded("llama")
@@ -179,6 +180,9 @@ def test_a_streams_edits_run_on_one_thread_and_a_cases_on_every_thread():
     try:
         harness.run(tiny_stream(loaded))
         assert editor.threads == [1] * len(EDITS) and torch.get_num_threads() == 2
+        editor.threads.clear()
+        harness.carry(tiny_stream(loaded).edits[:3])  # --kedit-carry: every case builds on them
+        assert editor.threads == [1] * 3 and torch.get_num_threads() == 2
         editor.threads.clear()
         harness.run(load_suite(None, ("coverage",), limit=1).splits["coverage"][0])
         assert editor.threads and set(editor.threads) == {2}

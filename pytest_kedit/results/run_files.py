@@ -298,9 +298,17 @@ class Runs(NamedTuple):
         return "".join(notes)
 
 
+def row_label(summary: RunSummary) -> str:
+    """A run's method as the tables name its row: the method, then the stream options it set
+    (the provenance's ``sequential`` field: ``rome (carry 50)``, ``memit (edits 20, scheme final)``),
+    so that runs that measured differently are rows of their own, never merged."""
+    given = summary.sequential or {}
+    return f"{summary.method} ({', '.join(f'{key} {value}' for key, value in given.items())})" if given else summary.method
+
+
 def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
-    """Read several report folders (:func:`load_run`). Runs of the same model × method are
-    combined: shards (``--kedit-shard``) into one run (:func:`~pytest_kedit.results.shard_merge.merge_shards`,
+    """Read several report folders (:func:`load_run`). Runs of the same model × method (and
+    stream options: :func:`row_label`) are combined: shards (``--kedit-shard``) into one run (:func:`~pytest_kedit.results.shard_merge.merge_shards`,
     which refuses shards of different runs or overlapping shards), other runs split by split: a
     split's cases come from the last folder that ran that split, so the ConflictEdit splits of
     one run and the RoundEdit splits of another make one row. Raises KeditError when
@@ -310,7 +318,7 @@ def load_runs(directories: Sequence[str | os.PathLike[str]]) -> Runs:
     groups: dict[RunKey, list[tuple[str, RunSummary, list[CaseRecord]]]] = {}
     for directory in directories:
         summary, records = load_run(directory)
-        groups.setdefault((summary.model, summary.method), []).append((str(directory), summary, records))
+        groups.setdefault((summary.model, row_label(summary)), []).append((str(directory), summary, records))
     runs = Runs({}, {})
     for key, group in groups.items():
         runs.sources[key] = [folder for folder, _, _ in group]

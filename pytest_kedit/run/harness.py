@@ -96,10 +96,12 @@ class Harness:
     def carry(self, edits: Sequence[Edit]) -> None:
         """Apply ``edits`` to the model for good, in the batches of a stream of them
         (:func:`~pytest_kedit.benchmark.carry.carry_batches`), seeded by the run's seed alone so that
-        every process carries the same model; before the cases that are to start from them."""
+        every process carries the same model; before the cases that are to start from them. On one
+        CPU thread, as a stream's edits (:mod:`pytest_kedit.model.threads`): every case builds on them."""
         torch.manual_seed(self.seed)
-        for batch in carry_batches(edits, self.stream):
-            self._edit(batch)
+        with one_thread():
+            for batch in carry_batches(edits, self.stream):
+                self._edit(batch)
         self.carried += len(edits)
 
     def run(self, case: Case) -> CaseResult:
