@@ -161,7 +161,7 @@ def run_report(summary: RunSummary, records: Iterable[CaseRecord]) -> RunReport:
     written = dataclasses.replace(summary, counts=run_counts(ordered, summary.thresholds),
                                   intervals=interval_summary(bounds))
     scaling = summary.distortion_scaling
-    row = TableRow(summary.model, summary.method, aggregate(ordered))
+    row = TableRow(summary.model, row_label(summary), aggregate(ordered))
     table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.protocol])
     table3_md = table3([row], [summary.protocol])
     if not summary.complete:
