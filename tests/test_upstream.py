@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from test_datasets import UPSTREAM, needs_upstream
 
-from pytest_kedit.benchmark.registry import SPLIT_NAMES as SPLITS
+from pytest_kedit.benchmark.registry import PAPER_BENCHMARKS, splits_of
 from pytest_kedit.dataset import upstream
 from pytest_kedit.dataset.check import check_data
 from pytest_kedit.dataset.sources import load_suite
 from pytest_kedit.errors import ConfigError, DataError
 from pytest_kedit.storage.cache import ENV_CACHE_DIR
 
+#: The splits of the published data: the paper's five (it has no stream)
+SPLITS = tuple(split for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark))
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 URL_PATH = f"/{upstream.REPOSITORY}/{upstream.COMMIT}/data/"
 
