@@ -90,8 +90,6 @@ class Harness:
         #: how many edits the model carries (:meth:`carry`): θ is then not the loaded model
         self.carried = 0
         self._timer = PhaseTimer(PHASES)
-        #: whether the running case's edits build on each other (a stream)
-        self._compounding = False
 
     def carry(self, edits: Sequence[Edit]) -> None:
         """Apply ``edits`` to the model for good, in the batches of a stream of them
@@ -99,22 +97,22 @@ class Harness:
         every process carries the same model; before the cases that are to start from them. On one
         CPU thread, as a stream's edits (:mod:`pytest_kedit.model.threads`): every case builds on them."""
         torch.manual_seed(self.seed)
-        with one_thread():
-            for batch in carry_batches(edits, self.stream):
-                self._edit(batch)
+        for batch in carry_batches(edits, self.stream):
+            self._edit(batch, builds_on=True)
         self.carried += len(edits)
 
     def run(self, case: Case) -> CaseResult:
         """Reach and probe every state of the case's plan, restore the model, score."""
         split = SPLITS[case.split]
         self._timer = PhaseTimer(PHASES)
-        self._compounding = split.benchmark is SEQUENTIAL
         torch.manual_seed(self.seed + zlib.crc32(case.case_id.encode()))
-        probabilities = self._carry_out(split.plan(case, self.editor.multi_label, self.protocol, self.stream))
+        plan = split.plan(case, self.editor.multi_label, self.protocol, self.stream)
+        probabilities = self._carry_out(plan, builds_on=split.benchmark is SEQUENTIAL)
         scores = split.score(case, probabilities, self.protocol, self.stream)
         return CaseResult(scores.values, probabilities, scores.evidence, dict(self._timer.seconds), scores.curve)
 
-    def _carry_out(self, plan: Sequence[Stage]) -> dict[str, dict[str, float]]:
+    def _carry_out(self, plan: Sequence[Stage], builds_on: bool) -> dict[str, dict[str, float]]:
+        """Reach and probe every state of ``plan``; ``builds_on``: its edits build on each other (a stream)."""
         probabilities: dict[str, dict[str, float]] = {}
         applied: tuple[EditBatch, ...] = ()
         edited: _Edited | None = None
@@ -125,7 +123,7 @@ class Harness:
                     self._restore(restoring)
                 for batch in stage.edits[len(applied) :]:
                     edited = edited or _Edited(WeightDelta(), _parameter_versions(self.model))
-                    edited.delta = edited.delta.then(self._edit(batch))
+                    edited.delta = edited.delta.then(self._edit(batch, builds_on))
                 applied = stage.edits
                 original = not stage.edits and not self.carried
                 p = self._measure([query for _, query in stage.probes], original)
@@ -166,9 +164,10 @@ class Harness:
                     self.original_probes.remember_perplexity(texts, self.perplexity_window, value)
         return value
 
-    def _edit(self, requests: EditBatch) -> WeightDelta:
-        """Apply ``requests``; a stream's edits on one CPU thread (:mod:`pytest_kedit.model.threads`)."""
-        with self._timer("edit"), (one_thread() if self._compounding else nullcontext()):
+    def _edit(self, requests: EditBatch, builds_on: bool) -> WeightDelta:
+        """Apply ``requests``; edits that later edits build on (``builds_on``: a stream's, the
+        carried ones) on one CPU thread (:mod:`pytest_kedit.model.threads`)."""
+        with self._timer("edit"), (one_thread() if builds_on else nullcontext()):
             if self.editor.batched:
                 return self.editor.apply(self.model, self.loaded.tokenizer, list(requests))
             delta = WeightDelta()
