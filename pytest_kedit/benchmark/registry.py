@@ -50,6 +50,12 @@ class Metric:
         return baseline - current if self.better == "higher" else current - baseline
 
     @property
+    def scale(self) -> float:
+        """What the tables and gates multiply this metric's values by: 100 for a share or a rate,
+        1 for a ratio or a count (:attr:`percent`)."""
+        return 100.0 if self.percent else 1.0
+
+    @property
     def arrow(self) -> str:
         """The direction in which this metric is better, as tables mark it: ``↑`` or ``↓``."""
         return "↑" if self.better == "higher" else "↓"

@@ -1,7 +1,7 @@
 """Aggregate gates on the tables: ``reverse.cs_imp>=50``, ``easy.ir<=baseline+2``.
 
 A gate names one split and one of its metrics, ``>=`` or ``<=``, and a bound on the tables'
-scale (:func:`table_scale`): shares and rates ×100 (:func:`~pytest_kedit.benchmark.metrics.mean_percent`),
+scale (``Metric.scale``): shares and rates ×100 (:func:`~pytest_kedit.benchmark.metrics.mean_percent`),
 ratios and counts as they are (``sequential.ppl<=1.5``, ``sequential.collapse_at>=100``):
 
 - **absolute** (``reverse.cs_imp>=50``): the run's mean over the split's cases that have the
@@ -110,12 +110,6 @@ def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool, option: str
     return gates
 
 
-def table_scale(metric: str) -> float:
-    """What the tables multiply ``metric``'s values by: 100 for a share or a rate, 1 for a ratio
-    or a count (``Metric.percent``)."""
-    return 100.0 if METRICS[metric].percent else 1.0
-
-
 def check_gates(gates: Sequence[Gate], records: Iterable[CaseRecord],
                 baseline: Mapping[CaseKey, CaseRecord] | None, mode: GateMode) -> list[GateResult]:
     """Each gate checked over the run's ``records`` (and, for a relative gate, the ``baseline``'s
@@ -131,7 +125,7 @@ def _check_absolute(gate: Gate, run: Mapping[CaseKey, CaseRecord]) -> GateResult
               if key[0] == gate.split and gate.metric in run[key].metrics]
     if not values:
         return GateResult(gate, "failed", 0, note="no cases")
-    mean = mean_percent(values) * table_scale(gate.metric) / 100
+    mean = mean_percent(values) * METRICS[gate.metric].scale / 100
     held = bool(COMPARISONS[gate.op](mean, gate.value))
     return GateResult(gate, "held" if held else "failed", len(values), mean)
 
@@ -149,7 +143,7 @@ def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Map
         return GateResult(gate, "failed", 0, note="no cases shared with the baseline")
     before = [was.metrics[gate.metric] for was, _ in pairs]
     after = [now.metrics[gate.metric] for _, now in pairs]
-    scale = table_scale(gate.metric) / 100
+    scale = METRICS[gate.metric].scale / 100
     base_mean, run_mean = mean_percent(before) * scale, mean_percent(after) * scale
     difference = run_mean - base_mean
     low, high = paired_bootstrap_interval(before, after)

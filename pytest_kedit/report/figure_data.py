@@ -351,7 +351,7 @@ def curve_line(run: str, position: int, streams: Sequence[Stream], metric: str) 
     if not series:
         return None
     edits = sorted(set.intersection(*(set(values) for values in series)))
-    scale = 100 if METRICS[metric].percent else 1
+    scale = METRICS[metric].scale
     return CurveLine(run, position, tuple(edits), tuple(scale * math.fsum(values[n] for values in series) / len(series)
                                                      for n in edits),
                      len(series), collapse_points(streams), max(int(curve["schedule"]["edits"]) for _, curve in streams))
