@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from test_rome import one_thread_and_private_cache, tiny_loaded  # noqa: F401
 from tiny_models import TINY
+from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
-from pytest_kedit.editors.sampled_text import KV_CACHE_BYTES, sample_windows, window_batches
+from pytest_kedit.editors.sampled_text import KV_CACHE_BYTES, WindowLayer, sample_windows, top_logits, window_batches
+from pytest_kedit.model.probe import cache_keywords, soft_capped
 
 TOP_K = 4
 
@@ -51,3 +56,44 @@ def test_batches_are_as_few_and_even_as_the_cache_bound_allows(family):
         sizes = window_batches(loaded, n, 16)
         assert sum(sizes) == n and max(sizes) - min(sizes) <= 1 and max(sizes) <= capacity
         assert len(sizes) == -(-n // capacity)
+
+
+def test_top_logits_searched_in_bfloat16_are_the_exact_top_k_of_the_head(family):
+    """Oracle: the head's full float32 logits, soft-capped, excluded tokens at -inf, and their top k."""
+    loaded = tiny_loaded(family)
+    model = loaded.model
+    head = model.get_output_embeddings()
+    hidden = torch.randn(6, model.config.get_text_config().hidden_size, generator=torch.Generator().manual_seed(0))
+    excluded = torch.tensor([0, 3])
+    logits = soft_capped(model, head(hidden).float())
+    logits[:, excluded] = float("-inf")
+    expected, expected_ids = logits.topk(TOP_K, dim=-1)
+    search = (head.weight.to(torch.bfloat16), None if head.bias is None else head.bias.to(torch.bfloat16))
+    top, ids = top_logits(model, search, hidden, excluded, TOP_K)
+    assert torch.equal(ids, expected_ids)
+    torch.testing.assert_close(top, expected)
+
+
+def test_top_logits_never_return_an_excluded_token_even_when_few_are_left():
+    loaded = tiny_loaded("llama")
+    head = loaded.model.get_output_embeddings()
+    vocabulary = head.weight.shape[0]
+    excluded = torch.arange(vocabulary - TOP_K)  # exactly k tokens allowed, fewer than the candidates
+    top, ids = top_logits(loaded.model, (head.weight, head.bias), torch.randn(3, head.weight.shape[1]), excluded, TOP_K)
+    assert sorted(ids[0].tolist()) == list(range(vocabulary - TOP_K, vocabulary))
+    assert torch.isfinite(top).all()
+
+
+def test_a_window_cache_continues_exactly_as_transformers_dynamic_cache(family):
+    """The same tokens fed one at a time through both caches give the same last hidden states, bit for bit."""
+    model = tiny_loaded(family).model
+    tokens = torch.randint(0, 60, (3, 9), generator=torch.Generator().manual_seed(1))
+    states = []
+    for cache in (DynamicCache(), Cache(layer_class_to_replicate=partial(WindowLayer, tokens.shape[1]))):
+        with torch.no_grad():
+            states.append(torch.stack([
+                model.base_model(input_ids=tokens[:, [i]], use_cache=True,
+                                 **cache_keywords(model, cache, torch.full((3, 1), i))).last_hidden_state[:, -1]
+                for i in range(tokens.shape[1])
+            ]))  # fmt: skip
+    assert torch.equal(states[0], states[1])

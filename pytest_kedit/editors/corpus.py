@@ -41,6 +41,8 @@ BATCH_TOKENS = 8192
 SAMPLING_TOP_K = 50
 #: How the sampled corpus is drawn (sampled_text.sample_windows): in its cache key and in the
 #: corpus's fingerprint, so that statistics of a corpus drawn another way are never read for it.
+#: It changes with the distribution of a draw (top-k, temperature, excluded tokens), the seeds or
+#: the batches; not with the arithmetic that finds the same top k (sampled_text.top_logits).
 SAMPLER_VERSION = 2
 SEED = 0
 SEED_WORDS = ("The", "In", "A", "It", "He", "She", "This", "On")

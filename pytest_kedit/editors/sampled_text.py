@@ -5,9 +5,10 @@ end at an end-of-sequence token) and the offline corpus of the second-moment sta
 Both sample top-k at temperature 1 in a random state of their own, seeded once before the first
 batch (the caller's random state is left as it was), so every process and every run of a model
 samples the same tokens. :func:`sample` runs transformers' ``generate``. :func:`sample_windows`
-runs its own loop over the key-value cache, many windows at a time, and draws each token among
-the k most probable only: the softmax and the draw over the whole vocabulary were most of a
-step's time on a large vocabulary (Gemma's 262k tokens).
+runs its own loop over the key-value cache, many windows at a time. Its LM head is the larger
+part of a step on a large vocabulary (Gemma's 262k tokens), so it looks for each token's
+candidates in bfloat16 where the hardware multiplies it fast (:func:`top_logits`), and computes
+exactly, in the model's precision, the logits it draws from.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import DynamicCache, GenerationConfig
+from transformers.cache_utils import Cache, DynamicLayer
 
-from pytest_kedit.model.probe import cache_keywords, vocab_logprobs
+from pytest_kedit.model.devices import fast_bfloat16
+from pytest_kedit.model.probe import cache_keywords, soft_capped
 from pytest_kedit.storage.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
 #: Bytes of key-value cache one batch of :func:`sample_windows` may fill. The batches change the
 #: windows drawn: a change of this bound is a change of corpus.SAMPLER_VERSION.
 KV_CACHE_BYTES = 1 << 30
+#: Candidates :func:`top_logits` computes exactly, per token drawn among the top k: a token of the
+#: exact top k is missed only if bfloat16's rounding moves it below this many times k.
+CANDIDATES_PER_TOKEN = 2
 
 
 @contextmanager
@@ -75,32 +82,79 @@ def window_batches(loaded: LoadedModel, n_windows: int, length: int) -> list[int
 
 
 @torch.no_grad()
-def sample_windows(
-    loaded: LoadedModel, batches: Sequence[Sequence[int]], length: int, top_k: int, seed: int, progress: str | None = None
-) -> torch.Tensor:
+def sample_windows(loaded: LoadedModel, batches: Sequence[Sequence[int]], length: int, top_k: int, seed: int, progress: str | None = None) -> torch.Tensor:
     """Windows of exactly ``length`` token ids, (windows, length) on the CPU: each first token of
     ``batches`` (those of one batch are sampled together) continued among the ``top_k`` most
     probable tokens, at temperature 1, never with an end-of-sequence token. A ``progress`` text
     shows a progress bar."""
     model, device = loaded.model, loaded.device
-    vocabulary = model.config.get_text_config().vocab_size
-    ends = torch.tensor([t for t in _end_tokens(loaded) if t < vocabulary], dtype=torch.long, device=device)
+    head = model.get_output_embeddings()
+    ends = torch.tensor([t for t in _end_tokens(loaded) if t < head.weight.shape[0]], dtype=torch.long, device=device)
+    search = torch.bfloat16 if fast_bfloat16(device) else head.weight.dtype
+    search_head = (head.weight.to(search), None if head.bias is None else head.bias.to(search))
     windows = []
     total = sum(len(firsts) for firsts in batches)
     with _own_random_state(loaded, seed), progress_bar(total, desc=progress, unit="sample", disable=progress is None) as bar:
         for firsts in batches:
             step = torch.tensor(firsts, dtype=torch.long, device=device)[:, None]  # (batch, 1)
-            tokens, cache = [step], DynamicCache()
+            tokens, cache = [step], Cache(layer_class_to_replicate=partial(WindowLayer, length))
             for position in range(length - 1):
                 positions = torch.full_like(step, position)
                 hidden = model.base_model(input_ids=step, use_cache=True, **cache_keywords(model, cache, positions)).last_hidden_state
-                logp = vocab_logprobs(model, hidden[:, -1]).index_fill_(1, ends, float("-inf"))  # (batch, vocab)
-                top, candidates = logp.topk(top_k, dim=-1)  # (batch, k)
+                top, candidates = top_logits(model, search_head, hidden[:, -1], ends, top_k)  # (batch, k)
                 step = candidates.gather(1, torch.multinomial(torch.softmax(top, dim=-1), 1))  # (batch, 1)
                 tokens.append(step)
             windows.append(torch.cat(tokens, dim=1).cpu())
             bar.update(len(firsts))
     return torch.cat(windows)
+
+
+def top_logits(
+    model: torch.nn.Module,
+    search_head: tuple[torch.Tensor, torch.Tensor | None],
+    hidden: torch.Tensor,
+    excluded: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest logits of the LM head at ``hidden`` (batch, width), tokens ``excluded``
+    left out, in float32 after the soft-capping, and their token ids: (batch, k) each, largest
+    first. The head's weight and bias as ``search_head`` (in a faster dtype, or the head's own)
+    rank the whole vocabulary; the :data:`CANDIDATES_PER_TOKEN` × k best are scored again by the
+    head itself, and the k best of those are returned."""
+    weight, bias = search_head
+    ranked = torch.nn.functional.linear(hidden.to(weight.dtype), weight, bias).index_fill_(1, excluded, float("-inf"))
+    candidates = ranked.topk(min(CANDIDATES_PER_TOKEN * k, ranked.shape[1]), dim=-1).indices  # (batch, c)
+    head = model.get_output_embeddings()
+    logits = torch.einsum("bw,bcw->bc", hidden, head.weight[candidates])  # (batch, c)
+    if head.bias is not None:
+        logits = logits + head.bias[candidates]
+    logits = soft_capped(model, logits.float()).masked_fill(ranked.gather(1, candidates) == float("-inf"), float("-inf"))
+    top, order = logits.topk(k, dim=-1)
+    return top, candidates.gather(1, order)
+
+
+class WindowLayer(DynamicLayer):
+    """One layer of a key-value cache for windows of ``length`` tokens: the keys and values
+    :class:`DynamicLayer` holds, written into buffers of the whole window's length and handed out
+    as views of their filled part, instead of concatenated anew at every step (a copy of the whole
+    cache per token)."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__()
+        self.length = length
+        self.filled = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.key_buffer = key_states.new_empty((*key_states.shape[:-2], self.length, key_states.shape[-1]))
+            self.value_buffer = value_states.new_empty((*value_states.shape[:-2], self.length, value_states.shape[-1]))
+        end = self.filled + key_states.shape[-2]
+        self.key_buffer[..., self.filled : end, :] = key_states
+        self.value_buffer[..., self.filled : end, :] = value_states
+        self.filled = end
+        self.keys, self.values = self.key_buffer[..., :end, :], self.value_buffer[..., :end, :]
+        return self.keys, self.values
 
 
 def _end_tokens(loaded: LoadedModel) -> set[int]:

@@ -62,3 +62,11 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"dtype {spec!r} asked for, but {device} does not support bfloat16; use float16")
     return dtype
+
+
+def fast_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA device that supports it,
+    or a CPU with AVX-512 BF16 or AMX (where oneDNN's bfloat16 kernels beat float32's)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
 from pytest_kedit.model.tracing import pad
 
@@ -127,14 +128,15 @@ def probe(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[tuple[str, s
     logprob_sums = np.zeros(len(encoded), dtype=np.float64)
     for chunk in length_batches([len(prefix) for prefix in prefixes]):
         owned = [(k, row) for row, i in enumerate(chunk) for k in pairs_after[prefixes[i]]]
-        logprob_sums[[k for k, _ in owned]] = _score_after_prefixes(model, encoder, [prefixes[i] for i in chunk],
-                                                                    [encoded[k].target for k, _ in owned],
-                                                                    [row for _, row in owned])
+        logprob_sums[[k for k, _ in owned]] = _score_after_prefixes(
+            model, encoder, [prefixes[i] for i in chunk], [encoded[k].target for k, _ in owned], [row for _, row in owned]
+        )
     return np.exp(logprob_sums / np.array([len(e.target) for e in encoded], dtype=np.float64))
 
 
-def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Sequence[tuple[int, ...]],
-                          targets: Sequence[tuple[int, ...]], rows: Sequence[int]) -> np.ndarray:
+def _score_after_prefixes(
+    model: torch.nn.Module, encoder: Encoder, prefixes: Sequence[tuple[int, ...]], targets: Sequence[tuple[int, ...]], rows: Sequence[int]
+) -> np.ndarray:
     """Σ_j log P(t_j | prefix, t_<j) for each target after the prefix in ``rows``. The prefixes are
     left-padded so that they all end in the last column and their cached keys and values continue
     with the targets' tokens (all but the last, which is only scored)."""
@@ -142,8 +144,7 @@ def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Se
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
     padded = pad(prefixes, encoder.pad_id, device, left=True)
     cache = DynamicCache(config=model.config)
-    hidden = _continue(model, cache, padded.input_ids, padded.attention_mask,
-                       (padded.attention_mask.cumsum(-1) - 1).clamp(min=0))
+    hidden = _continue(model, cache, padded.input_ids, padded.attention_mask, (padded.attention_mask.cumsum(-1) - 1).clamp(min=0))
     first = vocab_logprobs(model, hidden[:, -1])  # (prefixes, vocab)
     sums = first[as_long(rows), as_long([t[0] for t in targets])].double()
     longer = [k for k, t in enumerate(targets) if len(t) > 1]
@@ -151,9 +152,13 @@ def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Se
         longer_rows = as_long([rows[k] for k in longer])
         fed = pad([targets[k][:-1] for k in longer], encoder.pad_id, device)  # (pairs, fed tokens)
         cache.batch_select_indices(longer_rows)
-        hidden = _continue(model, cache, fed.input_ids,
-                           torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
-                           padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device))
+        hidden = _continue(
+            model,
+            cache,
+            fed.input_ids,
+            torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
+            padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device),
+        )
         # hidden: (pairs, fed tokens, hidden)
         owner, position, token = zip(*((i, j, t) for i, k in enumerate(longer) for j, t in enumerate(targets[k][1:])))
         later = vocab_logprobs(model, hidden[as_long(owner), as_long(position)]).gather(-1, as_long(token)[:, None])[:, 0]
@@ -161,14 +166,12 @@ def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Se
     return sums.cpu().numpy()
 
 
-def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              position_ids: torch.Tensor) -> torch.Tensor:
+def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
     """The last hidden states of ``input_ids`` after what ``cache`` holds, which then holds them too."""
-    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
-                            **cache_keywords(model, cache, position_ids)).last_hidden_state
+    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **cache_keywords(model, cache, position_ids)).last_hidden_state
 
 
-def cache_keywords(model: torch.nn.Module, cache: DynamicCache, position_ids: torch.Tensor) -> dict[str, Any]:
+def cache_keywords(model: torch.nn.Module, cache: Cache, position_ids: torch.Tensor) -> dict[str, Any]:
     """The keyword arguments that give ``model.base_model`` a key-value cache to continue and the
     positions of its input, named as its forward names them: the cache is ``cache`` in recent
     transformers and ``past_key_values`` before; a model without ``position_ids`` (ALiBi) reads
@@ -186,13 +189,16 @@ def _forward_parameters(module_class: type[torch.nn.Module]) -> frozenset[str]:
     return frozenset(inspect.signature(module_class.forward).parameters)
 
 
+def soft_capped(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` after the model's final soft-capping (``final_logit_softcapping``), if it has one:
+    a monotonic map, so it keeps every ranking of the logits."""
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
 def vocab_logprobs(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """log-softmax of the LM head's logits (after the final soft-capping, if the model has one)."""
-    logits = model.get_output_embeddings()(hidden).float()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return torch.log_softmax(logits, dim=-1)
+    return torch.log_softmax(soft_capped(model, model.get_output_embeddings()(hidden).float()), dim=-1)
 
 
 def length_batches(lengths: Sequence[int]) -> list[list[int]]:
@@ -203,11 +209,7 @@ def length_batches(lengths: Sequence[int]) -> list[list[int]]:
     batches: list[list[int]] = []
     for i in order:
         batch = batches[-1] if batches else None
-        if (
-            batch is None
-            or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS
-            or lengths[i] > max(MAX_LENGTH_RATIO * lengths[batch[0]], lengths[batch[0]] + 1)
-        ):
+        if batch is None or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS or lengths[i] > max(MAX_LENGTH_RATIO * lengths[batch[0]], lengths[batch[0]] + 1):
             batches.append([i])
         else:
             batch.append(i)
