@@ -281,6 +281,19 @@ def test_a_stream_that_got_worse_shows_its_curve_not_its_thousands_of_probabilit
     ][0] == [5, None, 1.0]
 
 
+def test_stream_metrics_are_compared_on_the_tables_scale() -> None:
+    """Shares ×100; the PPL ratio and the collapse point as they are, as Table 3 and the gates show them."""
+    a = stream("rome", [{"edits": 100, "es": 0.9, "loc": 0.9, "ppl": 1.1}], 100)
+    b = stream("memit", [{"edits": 100, "es": 0.5, "loc": 0.4, "ppl": 3.0}], 20)
+    split = compare_runs([a], [b], resamples=RESAMPLES).splits[0]
+    by_metric = {m.metric: m for m in split.metrics}
+    assert (by_metric["collapse_at"].mean_a, by_metric["collapse_at"].mean_b, by_metric["collapse_at"].difference) == (100.0, 20.0, -80.0)
+    assert by_metric["ppl"].mean_b == pytest.approx(3.0) and by_metric["ppl"].interval == pytest.approx((1.9, 1.9))
+    assert (by_metric["es"].mean_a, by_metric["es"].mean_b) == pytest.approx((90.0, 50.0))
+    [worst] = split.worst_cases
+    assert (worst.metric, worst.worse_by) == ("collapse_at", 80.0)
+
+
 def test_a_run_with_two_records_of_one_case_is_refused() -> None:
     twice = [case("reverse-0000", cs_exp=1, cs_imp=1, cm=0), case("reverse-0000", cs_exp=0, cs_imp=1, cm=0)]
     with pytest.raises(KeditError, match="two records of case reverse-0000"):
@@ -289,6 +302,17 @@ def test_a_run_with_two_records_of_one_case_is_refused() -> None:
 
 def summary(method: str, fingerprint: str | None = "abc", scaling: str = "paper") -> RunSummary:
     return run_summary(model=MODEL, method=method, data=RunData("builtin", fingerprint, {}), distortion_scaling=scaling)
+
+
+def test_data_files_differ_only_when_a_file_both_runs_read_changed() -> None:
+    """A carried run also reads the stream's files: no warning for those; a changed file both read is named."""
+    plain = {"easy.json": "e1", "hard.json": "h1"}
+    carried = run_summary(model=MODEL, method="ft", data=RunData("builtin", "other", {**plain, "sequential.json": "s1"}))
+    with_plain = run_summary(model=MODEL, method="ft", data=RunData("builtin", "abc", plain))
+    assert comparability_warnings(with_plain, carried) == []
+    changed = run_summary(model=MODEL, method="ft", data=RunData("builtin", "abc", {**plain, "hard.json": "h2"}))
+    [warning] = comparability_warnings(carried, changed)
+    assert "different versions of hard.json" in warning and "easy.json" not in warning
 
 
 def test_comparability_warnings_name_different_data_and_d_scalings_only() -> None:

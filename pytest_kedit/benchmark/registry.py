@@ -39,8 +39,8 @@ class Metric:
     #: what a robust editor achieves, e.g. ``">=1"``; None: no default threshold
     default_threshold: str | None
     description: str
-    #: a share or rate, which Table 3 and gates take ×100; False: a ratio or a count, taken as it is
-    #: (comparisons take every metric ×100)
+    #: a share or rate, which tables, gates and comparisons take ×100; False: a ratio or a count,
+    #: taken as it is
     percent: bool = True
 
     def worse_by(self, baseline: float, current: float) -> float:
@@ -54,6 +54,11 @@ class Metric:
         """What the tables and gates multiply this metric's values by: 100 for a share or a rate,
         1 for a ratio or a count (:attr:`percent`)."""
         return 100.0 if self.percent else 1.0
+
+    def on_scale(self, percent: float) -> float:
+        """A number ×100 of this metric (``mean_percent`` of its values, an end of a paired
+        interval) on the tables' scale: as it is for a share or a rate, ÷100 for a ratio or a count."""
+        return percent if self.percent else percent / 100
 
     @property
     def arrow(self) -> str:

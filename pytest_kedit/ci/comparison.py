@@ -3,9 +3,9 @@
 Two runs of the same data (two methods, two model versions, a change and its baseline) are
 compared case by case. A case counts when both runs have it (same ``split`` and ``case_id``)
 and neither record is an error. For each split and each of its metrics (registry order) the
-result gives the number of shared cases with the metric, both means ×100 (the tables' number,
-:func:`~pytest_kedit.benchmark.metrics.mean_percent`), their difference B − A and its paired bootstrap
-interval (:func:`paired_bootstrap_interval`); for a 0/1 metric also McNemar's exact p and the
+result gives the number of shared cases with the metric, both means on the tables' scale
+(``Metric.scale``: ×100 for a share or a rate, as is for a ratio or a count), their difference
+B − A and its paired bootstrap interval (:func:`paired_bootstrap_interval`, rescaled); for a 0/1 metric also McNemar's exact p and the
 flip counts (:func:`mcnemar_exact`). A metric *regressed* when its interval lies entirely on
 its worse side (the registry's ``better`` says which side that is). Pure: numpy and scipy, no
 model; :mod:`~pytest_kedit.ci.comparison_report` renders the result.
@@ -139,7 +139,7 @@ class MetricComparison(NamedTuple):
 
     metric: str
     n: int
-    #: the tables' numbers: mean ×100 in run A and in run B
+    #: the tables' numbers (the mean on the metric's scale) in run A and in run B
     mean_a: float
     mean_b: float
     #: ``mean_b - mean_a``
@@ -163,7 +163,7 @@ class CaseChange(NamedTuple):
     metric: str
     value_a: float
     value_b: float
-    #: how much worse, ×100 like the tables: ``value_a - value_b`` for a higher-is-better
+    #: how much worse, on the tables' scale: ``value_a - value_b`` for a higher-is-better
     #: metric, ``value_b - value_a`` for a lower-is-better one; always > 0
     worse_by: float
     #: both records' probabilities; empty for a stream, whose thousands of probabilities its curves sum up
@@ -229,8 +229,9 @@ def compare_runs(
     Cases are matched by (split, case_id); a case whose record is an error in either run is
     left out (counted in ``errors``). For every split either run has (registry order) and every
     metric of the split in the registry that some shared case has in both runs (registry order),
-    a :class:`MetricComparison` over those cases in ``case_id`` order: the means ×100, their
-    difference, its :func:`paired_bootstrap_interval` (``confidence``, ``resamples``, ``seed``),
+    a :class:`MetricComparison` over those cases in ``case_id`` order: the means on the metric's
+    scale, their difference, its :func:`paired_bootstrap_interval` (``confidence``, ``resamples``,
+    ``seed``) on that scale,
     ``regressed`` when the interval lies entirely on the metric's worse side (``high < 0`` for a
     higher-is-better metric, ``low > 0`` for a lower-is-better one), and for a binary metric
     :func:`mcnemar_exact`.
@@ -277,8 +278,9 @@ def _compare_split(
 
 
 def _compare_metric(metric: str, a: Sequence[float], b: Sequence[float], confidence: float, resamples: int, seed: int) -> MetricComparison:
-    mean_a, mean_b = mean_percent(a), mean_percent(b)
-    low, high = paired_bootstrap_interval(a, b, confidence, resamples, seed)
+    on_scale = METRICS[metric].on_scale
+    mean_a, mean_b = on_scale(mean_percent(a)), on_scale(mean_percent(b))
+    low, high = (on_scale(end) for end in paired_bootstrap_interval(a, b, confidence, resamples, seed))
     worse: Direction = "lower" if METRICS[metric].better == "higher" else "higher"
     regressed = all(METRICS[metric].worse_by(0.0, end) > 0 for end in (low, high))
     mcnemar_p, flips = mcnemar_exact(a, b) if METRICS[metric].binary else (None, None)
@@ -292,7 +294,7 @@ def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None
         if metric not in a.metrics or metric not in b.metrics:
             continue
         value_a, value_b = a.metrics[metric], b.metrics[metric]
-        worse_by = 100 * METRICS[metric].worse_by(value_a, value_b)
+        worse_by = METRICS[metric].scale * METRICS[metric].worse_by(value_a, value_b)
         if worse_by > 0 and (worst is None or worse_by > worst.worse_by):
             if a.curve is None and b.curve is None:
                 worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities, b.probabilities, {})
@@ -312,14 +314,23 @@ def curve_change(a: CaseRecord, b: CaseRecord, metric: str) -> CurveChange:
 
 def comparability_warnings(summary_a: RunSummary, summary_b: RunSummary) -> list[str]:
     """One line per reason the runs' numbers may not be comparable, from their summaries:
-    different data fingerprints (when both runs record one) and different D scalings. A different
-    model or method is what a comparison is for and is not named."""
+    different data and different D scalings. Data differ when a data file both runs read has
+    another sha256 in each (a file only one run read, such as the stream's beside the paper's
+    splits, feeds cases the other run does not have); for summaries without their files' digests,
+    when both record a data fingerprint and they differ. A different model or method is what a
+    comparison is for and is not named."""
     warnings = []
-    fingerprint_a, fingerprint_b = summary_a.data.fingerprint, summary_b.data.fingerprint
-    if fingerprint_a and fingerprint_b and fingerprint_a != fingerprint_b:
-        warnings.append(
-            f"the runs used different data (fingerprint {fingerprint_a[:12]} in A, {fingerprint_b[:12]} in B): a case id may name a different case in each"
-        )
+    files_a, files_b = summary_a.data.files, summary_b.data.files
+    if files_a and files_b:
+        changed = sorted(name for name in files_a.keys() & files_b.keys() if files_a[name] != files_b[name])
+        if changed:
+            warnings.append(f"the runs read different versions of {', '.join(changed)}: a case id may name a different case in each")
+    else:
+        fingerprint_a, fingerprint_b = summary_a.data.fingerprint, summary_b.data.fingerprint
+        if fingerprint_a and fingerprint_b and fingerprint_a != fingerprint_b:
+            warnings.append(
+                f"the runs used different data (fingerprint {fingerprint_a[:12]} in A, {fingerprint_b[:12]} in B): a case id may name a different case in each"
+            )
     scaling_a, scaling_b = summary_a.distortion_scaling, summary_b.distortion_scaling
     if scaling_a != scaling_b:
         warnings.append(f"the runs scale D differently ({scaling_a} in A, {scaling_b} in B): D is not comparable")

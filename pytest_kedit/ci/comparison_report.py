@@ -19,7 +19,7 @@ def method_note(comparison: RunComparison) -> str:
     were computed, and what "regressed" means."""
     percent = f"{100 * comparison.confidence:g}%"
     return (
-        f"B − A: difference of the means ×100 over the shared cases (in both runs, an error in neither). "
+        f"B − A: difference of the means over the shared cases (in both runs, an error in neither), on the tables' scale: ×100 for a share or a rate, as is for a ratio or a count. "
         f"{percent} interval: paired percentile bootstrap (scipy.stats.bootstrap), the shared cases resampled "
         f"with replacement, the same cases for A and B, {comparison.resamples} resamples, seed {comparison.seed}. "
         "McNemar p (0/1 metrics): exact two-sided binomial test of pass→fail against fail→pass flips. "
@@ -79,7 +79,7 @@ def _split_markdown(split: SplitComparison, confidence: float) -> list[str]:
             for case in split.worst_cases
         ]
         parts += [
-            "Cases that got worse most (worse by: the change ×100 in the metric's worse direction):",
+            "Cases that got worse most (worse by: the change on the tables' scale in the metric's worse direction):",
             _pipe_table(["case", "relation", "metric", "A", "B", "worse by"], rows, text_columns=3),
             f"Their {'curves' if any(case.curves for case in split.worst_cases) else 'probabilities'}, A → B:\n\n"
             + "\n".join(f"- `{case.case_id}`: {_case_changes(case)}" for case in split.worst_cases),

@@ -121,7 +121,7 @@ def _check_absolute(gate: Gate, run: Mapping[CaseKey, CaseRecord]) -> GateResult
     values = [run[key].metrics[gate.metric] for key in sorted(run) if key[0] == gate.split and gate.metric in run[key].metrics]
     if not values:
         return GateResult(gate, "failed", 0, note="no cases")
-    mean = mean_percent(values) * METRICS[gate.metric].scale / 100
+    mean = METRICS[gate.metric].on_scale(mean_percent(values))
     held = bool(COMPARISONS[gate.op](mean, gate.value))
     return GateResult(gate, "held" if held else "failed", len(values), mean)
 
@@ -141,11 +141,11 @@ def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Map
         return GateResult(gate, "failed", 0, note="no cases shared with the baseline")
     before = [was.metrics[gate.metric] for was, _ in pairs]
     after = [now.metrics[gate.metric] for _, now in pairs]
-    scale = METRICS[gate.metric].scale / 100
-    base_mean, run_mean = mean_percent(before) * scale, mean_percent(after) * scale
+    on_scale = METRICS[gate.metric].on_scale
+    base_mean, run_mean = on_scale(mean_percent(before)), on_scale(mean_percent(after))
     difference = run_mean - base_mean
     low, high = paired_bootstrap_interval(before, after)
-    interval = (low * scale, high * scale)
+    interval = (on_scale(low), on_scale(high))
     # The end of the interval nearest the allowed side: the whole interval is beyond the margin
     # exactly when that end is.
     nearest = interval[1] if gate.op == ">=" else interval[0]

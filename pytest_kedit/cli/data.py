@@ -1,5 +1,6 @@
-"""``kedit check-data`` and ``kedit build-suite``: every problem of a dataset, and a source's cases
-re-filtered for one model."""
+"""``kedit check-data``, ``kedit compose-stream`` and ``kedit build-suite``: every problem of a
+dataset, a long stream composed from a dataset's edits, and a source's cases re-filtered for one
+model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from pytest_kedit.cli.arguments import int_at_least
 from pytest_kedit.dataset import check as data_check
 from pytest_kedit.dataset import input_length
+from pytest_kedit.dataset.sources import resolve_source
+from pytest_kedit.suite_build.stream_composition import LOCALITY, compose_from_folder
 
 
 def add_check_data(subparsers: Any) -> None:
@@ -115,6 +118,34 @@ def add_build_suite(subparsers: Any) -> None:
         "by closeness: for hand-chosen cases, such as the built-in suites'",
     )
     parser.set_defaults(handler=_build_suite)
+
+
+def add_compose_stream(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "compose-stream",
+        help="compose a long stream of edits from a dataset's ConflictEdit and RoundEdit files",
+        description="Write OUT/sequential.json and OUT/sequential_prompts.json: one stream of the first edit of "
+        "every valid record of SOURCE (one per subject and relation, shuffled with --seed), each with up to two "
+        "neighbourhood facts (other subjects with its relation and true object), --locality facts no edit "
+        "changes, and the built-in stream's held-out text. Then keep what a model knows with kedit build-suite "
+        "--from OUT --splits sequential (see kedit docs data).",
+    )
+    parser.add_argument(
+        "--from", dest="source", required=True, metavar="SOURCE", help="a folder in the upstream layout, upstream:GPT2-XL / upstream:GPT-J, or builtin"
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write the stream to")
+    parser.add_argument("--seed", type=int, default=0, metavar="SEED", help="the order of the edits and the choice of locality facts (default: 0)")
+    parser.add_argument("--edits", type=int_at_least(1), default=None, metavar="N", help="at most N edits (default: every one)")
+    parser.add_argument("--locality", type=int_at_least(1), default=LOCALITY, metavar="N", help=f"locality facts (default: {LOCALITY})")
+    parser.set_defaults(handler=_compose_stream)
+
+
+def _compose_stream(args: argparse.Namespace) -> int:
+    folder = resolve_source(None if args.source == "builtin" else args.source, option="--from")
+    record = compose_from_folder(folder, args.out, args.seed, args.edits, args.locality)
+    neighbours = sum(len(edit["neighbourhood"]) for edit in record["edits"])
+    print(f"wrote {args.out}: 1 stream of {len(record['edits'])} edits, {neighbours} neighbourhood facts, {len(record['locality'])} locality facts")
+    return 0
 
 
 def _build_suite(args: argparse.Namespace) -> int:

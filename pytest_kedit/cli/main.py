@@ -17,7 +17,7 @@ from importlib.metadata import version
 from typing import Any, NoReturn
 
 from pytest_kedit.cli.baseline_gate import add_baseline, add_gate
-from pytest_kedit.cli.data import add_build_suite, add_check_data
+from pytest_kedit.cli.data import add_build_suite, add_check_data, add_compose_stream
 from pytest_kedit.cli.docs import add_docs
 from pytest_kedit.cli.init_project import add_init
 from pytest_kedit.cli.mend import add_train_mend
@@ -41,6 +41,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     add_report,
     add_metrics,
     add_check_data,
+    add_compose_stream,
     add_build_suite,
     add_compare,
     add_baseline,

@@ -88,7 +88,7 @@ def add_compare(subparsers: Any) -> None:
         "compare",
         help="compare runs case by case against a first run: differences, paired intervals, McNemar, regressions",
         description="Compare each RUN_B with RUN_A over the cases both ran (same split and case id, an error in "
-        "neither): per split and metric the means ×100, B − A with its 95% paired bootstrap interval, "
+        "neither): per split and metric the means on the tables' scale (×100 for shares and rates), B − A with its 95% paired bootstrap interval, "
         "McNemar's exact p and the flips for 0/1 metrics, whether the metric regressed (its interval "
         "entirely on the worse side), and the cases that got worse most. See kedit docs ci. Exit status: "
         "0, or 1 with --fail-on-regression when a metric regressed; 2 usage error.",

@@ -372,7 +372,7 @@ def _column_scores(heatmap: RelationHeatmap) -> list[list[list[float | None]]]:
 
 def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparison]) -> str:
     """One panel per metric of ``split`` that some comparison has: per run compared with the
-    baseline, the difference B − A of the means ×100 over the shared cases as a point and its
+    baseline, the difference B − A of the means (on the tables' scale) over the shared cases as a point and its
     paired bootstrap interval as a whisker, red when the interval lies on the metric's worse
     side (regressed), green when on its better side, grey when it holds 0. A panel per metric
     keeps each on its own scale, as in :func:`cell_chart`."""

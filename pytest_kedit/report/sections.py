@@ -273,7 +273,7 @@ def comparison_section(rows: Sequence[ReportRun]) -> str:
     paired = paired_comparisons(rows)
     parts = [
         f'<p class="note">Each other run (B) against the first, <b>{escape(rows[0].label)}</b> (A), over the cases '
-        "both ran without an error. B − A is the difference of the means ×100; its 95% interval a paired "
+        "both ran without an error. B − A is the difference of the means on the tables' scale (×100 for shares and rates); its 95% interval a paired "
         "bootstrap over the shared cases; McNemar's exact test for 0/1 metrics. Whisker red: the interval lies "
         "on the metric's worse side (regressed); green: on its better side; grey: it holds 0.</p>"
     ]

@@ -125,7 +125,7 @@ def table3(rows: Sequence[TableRow], protocols: Sequence[str] | None = None) -> 
     plain = [METRICS[metric].label for _, metric, _ in columns if not METRICS[metric].percent]
 
     def cell(metric: str, value: float) -> str:
-        return _number(value if METRICS[metric].percent else value / 100)
+        return _number(METRICS[metric].on_scale(value))
 
     return "\n\n".join(
         [
