@@ -264,6 +264,7 @@ def test_a_stream_that_got_worse_shows_its_curve_not_its_thousands_of_probabilit
     assert "Their curves, A → B:\n\n- `sequential-0000`: ES (final) at 10 edits 1 → 1, at 20 edits 0.9 → 0.5\n" in text
     assert "edit:0:new" not in text and len(text) < 5000
     # the collapse point is not on the curve: the PPL ratio and locality that decide it are, at either run's checkpoints
+    a = stream("rome", [{"edits": 10, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 20, "es": 0.9, "loc": 0.9, "ppl": 1.1}], 100)
     collapsed = stream(
         "memit",
         [{"edits": 5, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 10, "es": 1.0, "loc": 0.4, "ppl": 2.5}, {"edits": 20, "es": 0.9, "loc": 0.3, "ppl": 3.0}],

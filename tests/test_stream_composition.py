@@ -103,8 +103,10 @@ def test_kedit_compose_stream_writes_a_stream_the_plugin_reads(tmp_path: Path, c
 
 
 def test_a_folder_without_edits_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "empty").mkdir()
-    assert main(["compose-stream", "--from", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    (tmp_path / "streams").mkdir()
+    for name in ("sequential.json", "sequential_prompts.json"):
+        (tmp_path / "streams" / name).write_bytes((builtin_folder() / name).read_bytes())
+    assert main(["compose-stream", "--from", str(tmp_path / "streams"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "has none of the ConflictEdit and RoundEdit files" in err and "\n" not in err
 
