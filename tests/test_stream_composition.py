@@ -33,7 +33,8 @@ def relation(rid: str) -> dict[str, Any]:
 @st.composite
 def conflict_record(draw: st.DrawFn) -> dict[str, Any]:
     def fact() -> dict[str, Any]:
-        return {"relation": relation(draw(st.sampled_from(RELATIONS))), "subject": entity(draw(st.sampled_from(SUBJECTS))), "object": entity(draw(st.sampled_from(OBJECTS)))}
+        rid, subject, obj = draw(st.sampled_from(RELATIONS)), draw(st.sampled_from(SUBJECTS)), draw(st.sampled_from(OBJECTS))
+        return {"relation": relation(rid), "subject": entity(subject), "object": entity(obj)}
 
     triples = [fact() for _ in range(draw(st.integers(1, 3)))]
     edits = [{**fact(), "new_object": entity(draw(st.sampled_from(OBJECTS)))} for _ in range(2)]

@@ -19,7 +19,8 @@ def method_note(comparison: RunComparison) -> str:
     were computed, and what "regressed" means."""
     percent = f"{100 * comparison.confidence:g}%"
     return (
-        f"B − A: difference of the means over the shared cases (in both runs, an error in neither), on the tables' scale: ×100 for a share or a rate, as is for a ratio or a count. "
+        "B − A: difference of the means over the shared cases (in both runs, an error in neither), "
+        "on the tables' scale: ×100 for a share or a rate, as is for a ratio or a count. "
         f"{percent} interval: paired percentile bootstrap (scipy.stats.bootstrap), the shared cases resampled "
         f"with replacement, the same cases for A and B, {comparison.resamples} resamples, seed {comparison.seed}. "
         "McNemar p (0/1 metrics): exact two-sided binomial test of pass→fail against fail→pass flips. "

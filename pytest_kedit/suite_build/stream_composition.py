@@ -59,7 +59,7 @@ def compose_stream(
     objects: dict[Key, set[str]] = {}
     first_fact: dict[Key, Mapping[str, Any]] = {}
     candidates: dict[Key, Mapping[str, Any]] = {}
-    for split, split_records_ in records.items():
+    for split_records_ in records.values():
         for record in split_records_:
             if "edits" in record:
                 for fact in [*record["triples"], *record["edits"]]:
@@ -105,7 +105,8 @@ def compose_from_folder(folder: Path, out: Path, seed: int = 0, edits: int | Non
     ``out`` as ``sequential.json`` and ``sequential_prompts.json``; the record written."""
     splits = [split for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark) if (folder / SPLIT_FILES[split]).is_file()]
     if not splits:
-        raise KeditError(f"--from: {folder} has none of the ConflictEdit and RoundEdit files ({', '.join(SPLIT_FILES[s] for s in splits_of(PAPER_BENCHMARKS[0]))}, ...)")
+        files = ", ".join(SPLIT_FILES[split] for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark))
+        raise KeditError(f"--from: {folder} has none of the ConflictEdit and RoundEdit files ({files})")
     suite = load_suite(str(folder), splits)
     records = {}
     for split in splits:
