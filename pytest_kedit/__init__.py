@@ -38,7 +38,8 @@ __version__ = "0.1.0"
 # is in it), and a run without kedit tests must not pay for numpy, scipy, torch or transformers.
 _LAZY = {
     "metrics": "pytest_kedit.metrics",
-    **dict.fromkeys(("ConflictCase", "Edit", "EditRequest", "Entity", "Fact", "Query", "Relation", "RoundCase", "StreamCase"), "pytest_kedit.benchmark.cases"),
+    **dict.fromkeys(("ConflictCase", "Edit", "EditRequest", "Entity", "Fact", "Query", "Relation", "RoundCase",
+                     "StreamCase"), "pytest_kedit.benchmark.cases"),
     **dict.fromkeys(("METRICS", "SPLITS", "Metric", "Split"), "pytest_kedit.benchmark.registry"),
     **dict.fromkeys(("Suite", "load_suite"), "pytest_kedit.dataset.sources"),
     **dict.fromkeys(("Editor", "WeightDelta", "snapshot"), "pytest_kedit.editors.base"),

@@ -219,7 +219,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Mark the report of a case's call that was an error (the mark travels to an xdist controller)."""
     report = yield
     if call.when == "call" and report.failed and item.stash.get(CASE_ERROR, False):
@@ -364,7 +365,8 @@ class KeditReporter:
                 self.config.pluginmanager.getplugin("terminalreporter").write_line(line, yellow=True)
         bad_data = report.when == "setup" and report.failed  # the kedit_run fixture found the case cannot run
         if record is not None and (report.when == "call" or bad_data):
-            self.collector.add_report(record, provenance, report.nodeid, report.outcome, hasattr(report, "wasxfail"), bad_data)
+            self.collector.add_report(record, provenance, report.nodeid, report.outcome, hasattr(report, "wasxfail"),
+                                      bad_data)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collector.expected = count_cases(item.nodeid for item in session.items)
@@ -395,7 +397,8 @@ class KeditReporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                                config: pytest.Config) -> None:
         """The run's section (:mod:`pytest_kedit.run.terminal`): its tables, notes, the baseline
         and the gates; without a case, the baseline's lines and the gates alone."""
         from pytest_kedit.run.terminal import heading, run_lines, terminated_line, verdict_lines
@@ -409,9 +412,8 @@ class KeditReporter:
         _write(terminalreporter, run_lines(self.collector, run, self.verdict))
         if config.stash[TERMINATION].received:
             _write(terminalreporter, [terminated_line(self.collector, run)])
-        if (
-            self.collector.report_error is not None and self.session is not None and self.session.exitstatus == pytest.ExitCode.OK
-        ):  # the report is lost: the session fails
+        if self.collector.report_error is not None and self.session is not None \
+                and self.session.exitstatus == pytest.ExitCode.OK:  # the report is lost: the session fails
             self.session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

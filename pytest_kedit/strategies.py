@@ -49,9 +49,13 @@ def probability_vectors(min_size: int = 2, max_size: int = 10) -> st.SearchStrat
     return st.lists(probabilities(allow_zero=True), min_size=min_size, max_size=max_size).filter(any)
 
 
-def paired_probability_vectors(min_size: int = 2, max_size: int = 10) -> st.SearchStrategy[tuple[list[float], list[float]]]:
+def paired_probability_vectors(
+    min_size: int = 2, max_size: int = 10
+) -> st.SearchStrategy[tuple[list[float], list[float]]]:
     """Pairs of ``probability_vectors`` of the same length: the same objects probed before and after."""
-    return st.integers(min_size, max_size).flatmap(lambda n: st.tuples(probability_vectors(n, n), probability_vectors(n, n)))
+    return st.integers(min_size, max_size).flatmap(
+        lambda n: st.tuples(probability_vectors(n, n), probability_vectors(n, n))
+    )
 
 
 _text = st.text(st.characters(codec="utf-8", exclude_characters="{}"), max_size=12)
@@ -175,6 +179,7 @@ def stream_cases(draw: st.DrawFn, max_edits: int = 8) -> StreamCase:
         relation = draw(st.sampled_from(relations))
         edits.append(Edit(subject, relation, old, new))
         neighbourhood.append(tuple(Fact(draw(_entity(next(labels))), relation, old) for _ in range(count)))
-    locality = tuple(Fact(draw(_entity(next(labels))), draw(st.sampled_from(relations)), draw(_entity(next(labels)))) for _ in range(n_locality))
+    locality = tuple(Fact(draw(_entity(next(labels))), draw(st.sampled_from(relations)), draw(_entity(next(labels))))
+                     for _ in range(n_locality))
     held_out = tuple(draw(st.lists(_labels, min_size=1, max_size=2)))
     return StreamCase(case_id(split, index), split, index, tuple(edits), tuple(neighbourhood), locality, held_out)

@@ -82,7 +82,8 @@ def regressed_metrics(split: str, now: dict[str, float], before: dict[str, float
 
 
 @given(two_runs(), tolerances)
-def test_a_case_regresses_exactly_when_a_metric_got_worse(runs: tuple[str, dict[str, float], dict[str, float]], tolerance: float):
+def test_a_case_regresses_exactly_when_a_metric_got_worse(runs: tuple[str, dict[str, float], dict[str, float]],
+                                                          tolerance: float):
     split, now, before = runs
     judgement = judge(split, now, before, THRESHOLDS.for_split(split), tolerance)
     expected = expected_regressions(split, now, before, tolerance)
@@ -97,7 +98,8 @@ def test_a_case_regresses_exactly_when_a_metric_got_worse(runs: tuple[str, dict[
 
 
 @given(two_runs(), tolerances, tolerances)
-def test_a_larger_tolerance_never_adds_a_regression(runs: tuple[str, dict[str, float], dict[str, float]], small: float, large: float):
+def test_a_larger_tolerance_never_adds_a_regression(runs: tuple[str, dict[str, float], dict[str, float]],
+                                                    small: float, large: float):
     split, now, before = runs
     small, large = sorted((small, large))
     assert regressed_metrics(split, now, before, large) <= regressed_metrics(split, now, before, small)
@@ -123,19 +125,19 @@ def test_a_case_against_itself_never_regresses(case: tuple[str, dict[str, float]
 
 def test_the_verdicts_and_their_messages():
     thresholds = THRESHOLDS.for_split("reverse")
-    known = judge("reverse", {"cs_exp": 1.0, "cs_imp": 0.0, "cm": 0.2}, {"cs_exp": 1.0, "cs_imp": 0.0, "cm": 0.2}, thresholds, 0.0)
+    known = judge("reverse", {"cs_exp": 1.0, "cs_imp": 0.0, "cm": 0.2}, {"cs_exp": 1.0, "cs_imp": 0.0, "cm": 0.2},
+                  thresholds, 0.0)
     assert (known.verdict, known.reason) == ("known", "known failure: CS_imp = 0 in the baseline too")
     improved = judge("reverse", {"cs_exp": 1.0, "cs_imp": 1.0}, {"cs_exp": 1.0, "cs_imp": 0.0}, thresholds, 0.0)
     assert (improved.verdict, improved.improved) == ("improved", ("cs_imp",))
     crossed = judge("reverse", {"cs_exp": 0.0}, {"cs_exp": 1.0}, thresholds, 5.0)
-    assert crossed.regressions == ("CS_exp regressed: 0 now, 1 in the baseline (threshold CS_exp >= 1 met in the baseline, missed now)",)
+    assert crossed.regressions == ("CS_exp regressed: 0 now, 1 in the baseline (threshold CS_exp >= 1 met in the "
+                                   "baseline, missed now)",)
     moved = judge("reverse", {"cm": 0.25}, {"cm": 0.5}, thresholds, 0.1)
     assert moved.regressions == ("CM regressed: 0.25 now, 0.5 in the baseline (worse by 0.25, tolerance 0.1)",)
     assert judge("reverse", {"cm": 0.45}, {"cm": 0.5}, thresholds, 0.1).verdict == "passed"
-    assert (
-        verdict_line("b.json", ["regressed", "known", "known", None, "passed", "new"], errors=1)
-        == "baseline b.json: 1 regressed, 2 known failures, 1 passed, 1 new, 1 error"
-    )
+    assert verdict_line("b.json", ["regressed", "known", "known", None, "passed", "new"], errors=1) == \
+        "baseline b.json: 1 regressed, 2 known failures, 1 passed, 1 new, 1 error"
     assert verdict_line("b.json", [], errors=0) == "baseline b.json: no cases"
 
 
@@ -147,38 +149,21 @@ def test_a_safe_name_is_one_path_component_below_its_folder(text: str):
 
 
 def test_the_default_path_names_model_and_method(tmp_path: Path):
-    assert (
-        default_path(tmp_path, "HuggingFaceTB/SmolLM2-135M", "memit-mle") == tmp_path / ".kedit" / "baselines" / "HuggingFaceTB_SmolLM2-135M" / "memit-mle.json"
-    )
+    assert default_path(tmp_path, "HuggingFaceTB/SmolLM2-135M", "memit-mle") == \
+        tmp_path / ".kedit" / "baselines" / "HuggingFaceTB_SmolLM2-135M" / "memit-mle.json"
     assert default_path(tmp_path, "../models/tiny", "ft").parent.parent == tmp_path / ".kedit" / "baselines"
 
 
 # --- the file ---------------------------------------------------------------------------------
 
-PROVENANCE: dict[str, Any] = {name: None for name in PROVENANCE_FIELDS} | {
-    "model": "m",
-    "method": "ft",
-    "hparams": {"lr": 0.1},
-    "thresholds": ["cs>=1.0"],
-    DATA_FILES: {},
-}
+PROVENANCE: dict[str, Any] = {name: None for name in PROVENANCE_FIELDS} | {"model": "m", "method": "ft", "hparams": {"lr": 0.1},
+                                                                          "thresholds": ["cs>=1.0"], DATA_FILES: {}}
 
 
 def case(split: str, index: int, **metrics: float) -> CaseRecord:
-    record = CaseRecord(
-        f"{split}-{index:04d}",
-        split,
-        "P1",
-        None,
-        "m",
-        "ft",
-        metrics=dict(metrics),
-        timings={"edit": 1.5},
-        verdict="known",
-        outcome="xfailed",
-        failures=["CS_imp = 0: ..."],
-        failed_metrics=["cs_imp"],
-    )
+    record = CaseRecord(f"{split}-{index:04d}", split, "P1", None, "m", "ft", metrics=dict(metrics),
+                        timings={"edit": 1.5}, verdict="known", outcome="xfailed", failures=["CS_imp = 0: ..."],
+                        failed_metrics=["cs_imp"])
     return record
 
 
@@ -196,13 +181,12 @@ def test_a_baseline_reads_back_without_timings_or_verdicts(tmp_path: Path):
 
 
 def test_a_stream_keeps_its_curve_in_the_baseline_and_is_judged_on_its_final_metrics(tmp_path: Path):
-    curve = {
-        "schedule": {"edits": 20, "batch": 1, "every": 10, "scheme": "both"},
-        "checkpoints": [{"edits": 10, "es": 1.0, "loc": 0.8, "ppl": 1.1}, {"edits": 20, "es": 0.9, "loc": 0.6, "ppl": 1.2}],
-        "batches": [{"edits": n, "norm": n / 10, "norms": {"w": n / 10}} for n in range(1, 21)],
-    }
+    curve = {"schedule": {"edits": 20, "batch": 1, "every": 10, "scheme": "both"},
+             "checkpoints": [{"edits": 10, "es": 1.0, "loc": 0.8, "ppl": 1.1}, {"edits": 20, "es": 0.9, "loc": 0.6, "ppl": 1.2}],
+             "batches": [{"edits": n, "norm": n / 10, "norms": {"w": n / 10}} for n in range(1, 21)]}
     before = {"es": 0.9, "loc": 0.6, "ppl": 1.2, "norm": 2.0, "collapse_at": 20.0}
-    record = CaseRecord("sequential-0000", "sequential", "stream", None, "m", "rome", metrics=before, curve=curve, timings={"edit": 1.5})
+    record = CaseRecord("sequential-0000", "sequential", "stream", None, "m", "rome", metrics=before, curve=curve,
+                        timings={"edit": 1.5})
     path = tmp_path / "b.json"
     path.write_text(baseline_text(PROVENANCE, [record]))
     kept = read_baseline(path).cases["sequential", "sequential-0000"]
@@ -212,25 +196,19 @@ def test_a_stream_keeps_its_curve_in_the_baseline_and_is_judged_on_its_final_met
     worse = judge("sequential", {**before, "ppl": 1.6, "collapse_at": 10.0}, kept.metrics, thresholds, 1e-4)
     assert worse.regressed == ("ppl", "collapse_at") and worse.regressions == (
         "PPL ratio regressed: 1.6 now, 1.2 in the baseline (threshold PPL ratio <= 1.5 met in the baseline, missed now)",
-        "Collapse at regressed: 10 now, 20 in the baseline (worse by 10, tolerance 0.0001)",
-    )
+        "Collapse at regressed: 10 now, 20 in the baseline (worse by 10, tolerance 0.0001)")
 
 
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("{", "not valid JSON"),
-        ("[]", "must be a JSON object"),
-        ('{"format": 2}', "field 'format' must be 1, got 2"),
-        ('{"format": 1, "provenance": {}}', "field 'provenance.model' is missing"),
-        (
-            f'{{"format": 1, "provenance": {json.dumps({k: v for k, v in PROVENANCE.items() if k != DATA_FILES})}}}',
-            f"field 'provenance.{DATA_FILES}' is missing",
-        ),
-        ('{"format": 1, "provenance": PROV}', "field 'cases' must be a list"),
-        ('{"format": 1, "provenance": PROV, "cases": [{"case_id": "x", "split": "nowhere"}]}', "case 0: field 'split'"),
-    ],
-)
+@pytest.mark.parametrize(("text", "words"), [
+    ("{", "not valid JSON"),
+    ("[]", "must be a JSON object"),
+    ('{"format": 2}', "field 'format' must be 1, got 2"),
+    ('{"format": 1, "provenance": {}}', "field 'provenance.model' is missing"),
+    (f'{{"format": 1, "provenance": {json.dumps({k: v for k, v in PROVENANCE.items() if k != DATA_FILES})}}}',
+     f"field 'provenance.{DATA_FILES}' is missing"),
+    ('{"format": 1, "provenance": PROV}', "field 'cases' must be a list"),
+    ('{"format": 1, "provenance": PROV, "cases": [{"case_id": "x", "split": "nowhere"}]}', "case 0: field 'split'"),
+])
 def test_a_bad_baseline_is_one_line_naming_the_file(tmp_path: Path, text: str, words: str):
     path = tmp_path / "b.json"
     path.write_text(text.replace("PROV", json.dumps(PROVENANCE)))
@@ -266,11 +244,8 @@ def test_a_missing_baseline_says_how_to_create_it(tmp_path: Path):
 
 def test_a_case_listed_twice_is_an_error(tmp_path: Path):
     path = tmp_path / "b.json"
-    path.write_text(
-        baseline_text(PROVENANCE, [case("reverse", 1)])
-        .replace("]\n}", "]\n}")
-        .replace(" ]\n}", ",\n " + CaseRecord("reverse-0001", "reverse", None, None, "m", "ft").to_json() + "\n ]\n}")
-    )
+    path.write_text(baseline_text(PROVENANCE, [case("reverse", 1)]).replace("]\n}", "]\n}").replace(
+        ' ]\n}', ',\n ' + CaseRecord("reverse-0001", "reverse", None, None, "m", "ft").to_json() + '\n ]\n}'))
     with pytest.raises(BaselineError, match="case 1: reverse-0001 is listed twice"):
         read_baseline(path)
 
@@ -288,50 +263,31 @@ def test_updating_merges_same_provenance_replaces_other_and_keeps_it_from_a_part
     before = path.read_text()
     written, line = update_baseline(path, other, [case("reverse", 0)], False, 1, 3)
     assert not written and path.read_text() == before
-    assert line.endswith(
-        "not updated: this run is partial (1 of 3 cases) and the baseline differs (hparams.lr: 0.1 recorded, 0.2 now); run every case to replace it"
-    )
+    assert line.endswith("not updated: this run is partial (1 of 3 cases) and the baseline differs (hparams.lr: 0.1 "
+                         "recorded, 0.2 now); run every case to replace it")
     written, line = update_baseline(path, other, [case("reverse", 0)], True, 1, 1)
     assert written and line.endswith("replaced (hparams.lr: 0.1 recorded, 0.2 now): 1 cases; 2 dropped")
     assert list(read_baseline(path).cases) == [("reverse", "reverse-0000")]
 
 
 def test_the_changes_of_an_update_count_cases_by_how_their_metrics_moved():
-    before = {
-        r.key: r
-        for r in (
-            case("reverse", 0, cs_imp=0.0),
-            case("reverse", 1, cs_imp=1.0, cm=0.5),
-            case("reverse", 2, cs_imp=1.0, cm=0.5),
-            case("easy", 0, succ=1.0, d=0.1),
-            case("easy", 1, succ=0.5),
-        )
-    }
-    after = {
-        r.key: r
-        for r in (
-            case("reverse", 0, cs_imp=1.0),  # better
-            case("reverse", 1, cs_imp=1.0, cm=0.25),  # CM down: worse
-            case("reverse", 2, cs_imp=1.0, cm=0.5),  # the same
-            case("easy", 0, succ=1.0, d=0.05),
-            case("hard", 0, succ=1.0),
-        )
-    }  # D down: better; added
+    before = {r.key: r for r in (case("reverse", 0, cs_imp=0.0), case("reverse", 1, cs_imp=1.0, cm=0.5),
+                                 case("reverse", 2, cs_imp=1.0, cm=0.5), case("easy", 0, succ=1.0, d=0.1),
+                                 case("easy", 1, succ=0.5))}
+    after = {r.key: r for r in (case("reverse", 0, cs_imp=1.0),  # better
+                                case("reverse", 1, cs_imp=1.0, cm=0.25),  # CM down: worse
+                                case("reverse", 2, cs_imp=1.0, cm=0.5),  # the same
+                                case("easy", 0, succ=1.0, d=0.05), case("hard", 0, succ=1.0))}  # D down: better; added
     changes = baseline_changes(before, after)
     assert changes == BaselineChanges(changed=3, improved=2, regressed=1, added=1, dropped=1)
     assert str(changes) == "3 changed (2 improved, 1 regressed), 1 added, 1 dropped"
     assert str(baseline_changes(after, after)) == "no case changed"
 
 
-@given(
-    st.lists(st.tuples(splits, st.integers(0, 3)), unique=True).flatmap(
-        lambda keys: st.tuples(*(st.tuples(st.just(k), st.booleans(), st.booleans()) for k in keys))
-    ),
-    st.data(),
-)
+@given(st.lists(st.tuples(splits, st.integers(0, 3)), unique=True).flatmap(
+    lambda keys: st.tuples(*(st.tuples(st.just(k), st.booleans(), st.booleans()) for k in keys))), st.data())
 def test_the_changes_of_an_update_read_backwards_swap_added_and_dropped_and_keep_the_changed(
-    cases: tuple[tuple[tuple[str, int], bool, bool], ...], data: st.DataObject
-):
+        cases: tuple[tuple[tuple[str, int], bool, bool], ...], data: st.DataObject):
     before, after = {}, {}
     for (split, index), in_before, in_after in cases:
         for side, present in ((before, in_before), (after, in_after)):
@@ -359,13 +315,13 @@ def test_the_difference_skips_ignored_fields_and_before_loading_the_loaded_ones(
 
 
 def test_an_xfailed_record_reads_back():
-    record = CaseRecord("reverse-0000", "reverse", "P1", None, "m", "ft", outcome="xfailed", verdict="known", regressions=["x"])
+    record = CaseRecord("reverse-0000", "reverse", "P1", None, "m", "ft", outcome="xfailed", verdict="known",
+                        regressions=["x"])
     assert CaseRecord.from_json(record.to_json()) == record
     assert BASELINE_FORMAT == 1
 
 
 # --- end to end, on a tiny model --------------------------------------------------------------
-
 
 @pytest.fixture
 def project(kedit_project: Callable[..., pytest.Pytester]) -> pytest.Pytester:
@@ -387,11 +343,8 @@ def test_a_missing_baseline_is_a_usage_error_saying_how_to_create_it(project: py
     result = run(project, "--kedit-baseline")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     line = one_line(result, "does not exist")
-    assert re.search(
-        r"kedit: baseline \S+/\.kedit/baselines/\S+/ft\.json does not exist; "
-        r"create it with --kedit-baseline-update",
-        line,
-    )
+    assert re.search(r"kedit: baseline \S+/\.kedit/baselines/\S+/ft\.json does not exist; "
+                     r"create it with --kedit-baseline-update", line)
     assert "Traceback" not in result.stderr.str()
     result = run(project, "--kedit-gate=easy.ir<=baseline+2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -427,14 +380,8 @@ def test_update_then_gate_then_a_changed_or_worse_run(project: pytest.Pytester, 
 
     worse_yaml = tmp_path / "ft-worse.yaml"
     worse_yaml.write_text("layers: [1]\nnum_steps: 1\nlr: 1.0e-4\n")
-    worse = run(
-        project,
-        "--kedit-baseline",
-        f"--kedit-hparams={worse_yaml}",
-        "--kedit-baseline-ignore=hparams",
-        "--kedit-gate=easy.succ>=baseline-10",
-        "--kedit-report=report",
-    )
+    worse = run(project, "--kedit-baseline", f"--kedit-hparams={worse_yaml}", "--kedit-baseline-ignore=hparams",
+                "--kedit-gate=easy.succ>=baseline-10", "--kedit-report=report")
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     out = worse.stdout.str()
     assert re.search(r"Succ regressed: 0\.5 now, 1 in the baseline \(threshold Succ >= 1 met in the baseline", out)
@@ -461,21 +408,15 @@ def test_a_baseline_written_by_one_version_gates_a_run_of_the_next(project: pyte
     assert f"was made by pytest-kedit 0.0.1, this run by {now}; the cases measure the same" in line
 
 
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        (["--kedit-baseline-tolerance=-0.1"], "--kedit-baseline-tolerance: must be a finite number >= 0, got '-0.1'"),
-        (["--kedit-tolerance=nan"], "--kedit-baseline-tolerance: must be a finite number >= 0, got 'nan'"),
-        (["--kedit-baseline-tolerance=a bit"], "--kedit-baseline-tolerance: 'a bit' is not a number"),
-        (["--kedit-baseline-ignore=hparams,weights"], "--kedit-baseline-ignore: unknown field 'weights'; choose from model,"),
-        (["--kedit-gate=reverse.cs_imp>=fifty"], "--kedit-gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
-        (
-            ["--kedit-baseline", "."],
-            "--kedit-baseline: . is a folder, not a baseline file; for the default file write "
-            "--kedit-baseline=default or put --kedit-baseline after the test paths",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("args", "words"), [
+    (["--kedit-baseline-tolerance=-0.1"], "--kedit-baseline-tolerance: must be a finite number >= 0, got '-0.1'"),
+    (["--kedit-tolerance=nan"], "--kedit-baseline-tolerance: must be a finite number >= 0, got 'nan'"),
+    (["--kedit-baseline-tolerance=a bit"], "--kedit-baseline-tolerance: 'a bit' is not a number"),
+    (["--kedit-baseline-ignore=hparams,weights"], "--kedit-baseline-ignore: unknown field 'weights'; choose from model,"),
+    (["--kedit-gate=reverse.cs_imp>=fifty"], "--kedit-gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
+    (["--kedit-baseline", "."], "--kedit-baseline: . is a folder, not a baseline file; for the default file write "
+                                "--kedit-baseline=default or put --kedit-baseline after the test paths"),
+])
 def test_bad_baseline_options_are_one_line_usage_errors(pytester: pytest.Pytester, args: list[str], words: str):
     result = pytester.runpytest_inprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -149,12 +149,8 @@ def stream_record(words: Words) -> dict[str, Any]:
 
     return {
         "type": "sequential",
-        "edits": [
-            stream_edit("France", "kept", ["Switzerland", "Canada"]),
-            stream_edit("Germany", "not produced", ["Marie"]),
-            stream_edit("Italy", "kept", []),
-            stream_edit("Spain", "preferred", []),
-        ],
+        "edits": [stream_edit("France", "kept", ["Switzerland", "Canada"]), stream_edit("Germany", "not produced", ["Marie"]),
+                  stream_edit("Italy", "kept", []), stream_edit("Spain", "preferred", [])],
         "locality": [triple(CAPITAL, "Hamlet", extremes("Hamlet")[0]), triple(CAPITAL, "Alice", extremes("Alice")[3])],
         "held_out": ["the capital of France is Paris ."],
     }
@@ -165,22 +161,13 @@ def write_source(folder: Path, loaded: LoadedModel) -> Path:
     invalid record (coverage), whose words the tiny tokenizer knows."""
     words = Words(loaded)
     coverage = [
-        {
-            "triples": [triple(CAPITAL, s, "Paris")],
-            "prerequisites": [],
-            "type": "coverage",
-            "edits": [edit(CAPITAL, s, "Paris", "Rome"), edit(CAPITAL, s, "Rome", "Berlin")],
-        }
+        {"triples": [triple(CAPITAL, s, "Paris")], "prerequisites": [], "type": "coverage",
+         "edits": [edit(CAPITAL, s, "Paris", "Rome"), edit(CAPITAL, s, "Rome", "Berlin")]}
         for s in SUBJECTS[:4]
     ] + [{"triples": [], "type": "coverage"}]
     reverse = [
-        {
-            "rule": "P36>P1376",
-            "triples": [triple(CAPITAL, s, "Paris"), triple(CAPITAL_OF, "Paris", s)],
-            "prerequisites": [],
-            "type": "reverse",
-            "edits": [edit(CAPITAL, s, "Paris", "Madrid"), edit(CAPITAL_OF, "Madrid", s, "Spain")],
-        }
+        {"rule": "P36>P1376", "triples": [triple(CAPITAL, s, "Paris"), triple(CAPITAL_OF, "Paris", s)], "prerequisites": [],
+         "type": "reverse", "edits": [edit(CAPITAL, s, "Paris", "Madrid"), edit(CAPITAL_OF, "Madrid", s, "Spain")]}
         for s in SUBJECTS[:3]
     ]
     composite = [composite_record(words, s, known=i % 3 != 2) for i, s in enumerate(SUBJECTS[:8])]
@@ -188,7 +175,8 @@ def write_source(folder: Path, loaded: LoadedModel) -> Path:
     easy = [round_record(words, s, outcomes[i % 5], far=i % 2 == 0) for i, s in enumerate(SUBJECTS)]
     hard = [round_record(words, s, outcomes[(i + 2) % 5], far=True) for i, s in enumerate(SUBJECTS[:7])]
     folder.mkdir()
-    files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard, "sequential": [stream_record(words)]}
+    files = {"coverage": coverage, "reverse": reverse, "composite": composite, "easy": easy, "hard": hard,
+             "sequential": [stream_record(words)]}
     for split, records in files.items():
         (folder / SPLIT_FILES[split]).write_text(json.dumps(records))
     (folder / CONFLICT_EDIT.prompts_file).write_text(json.dumps(CONFLICT_PARAPHRASES))
@@ -294,7 +282,8 @@ def test_output_loads_without_errors_and_holds_the_kept_records(built: tuple[Pat
     assert {p.stat().st_mode for p in out.iterdir()} == {created.stat().st_mode}  # not mkstemp's 0o600
 
 
-def test_a_stream_keeps_in_order_what_the_model_knows_and_the_manifest_says_why_the_rest_went(built: tuple[Path, dict[str, Any]], source: Path):
+def test_a_stream_keeps_in_order_what_the_model_knows_and_the_manifest_says_why_the_rest_went(
+        built: tuple[Path, dict[str, Any]], source: Path):
     out, manifest = built
     (record,) = json.loads((source / "sequential.json").read_text())
     (kept,) = json.loads((out / "sequential.json").read_text())
@@ -348,11 +337,8 @@ def test_resume_after_a_limit_or_a_torn_decision_log_gives_identical_files(built
 
 def test_another_model_in_an_existing_folder_is_an_error(built, source):
     out, _ = built
-    with pytest.raises(
-        KeditError,
-        match=r"checkpoint-coverage\.jsonl was written with model 'tiny-llama-0', "
-        r"this run has 'tiny-llama-1'",
-    ) as info:
+    with pytest.raises(KeditError, match=r"checkpoint-coverage\.jsonl was written with model 'tiny-llama-0', "
+                                         r"this run has 'tiny-llama-1'") as info:
         build_suite(tiny_loaded("llama", seed=1), str(source), out, progress=False)
     assert "\n" not in str(info.value)
 
@@ -360,7 +346,8 @@ def test_another_model_in_an_existing_folder_is_an_error(built, source):
 def test_resuming_with_another_top_k_is_an_error(built, tiny, source):
     out, _ = built
     with pytest.raises(KeditError, match=r"checkpoint-easy\.jsonl was written with top_k 10, this run has 3"):
-        build_suite(tiny, str(source), out, splits=("easy", "hard"), settings=BuildSettings(batch_size=3, top_k=3), progress=False)
+        build_suite(tiny, str(source), out, splits=("easy", "hard"), settings=BuildSettings(batch_size=3, top_k=3),
+                    progress=False)
 
 
 def test_only_folders_of_earlier_builds_are_written_to(tiny, source):
@@ -458,7 +445,8 @@ def test_keep_splits_builds_easy_or_hard_alone(kept_splits, tiny, source, tmp_pa
     alone = tmp_path / "hard"
     alone.mkdir()
     shutil.copy(out / DECISION_LOG.format("hard"), alone)
-    build_suite(tiny, str(source), alone, splits=("hard",), settings=BuildSettings(batch_size=3, keep_splits=True), progress=False)
+    build_suite(tiny, str(source), alone, splits=("hard",), settings=BuildSettings(batch_size=3, keep_splits=True),
+                progress=False)
     assert (alone / SPLIT_FILES["hard"]).read_bytes() == (out / SPLIT_FILES["hard"]).read_bytes()
     assert not (alone / SPLIT_FILES["easy"]).exists()
 

@@ -64,14 +64,11 @@ def test_a_plans_subjects_are_those_of_the_facts_the_paper_edits_and_probes(case
 @FEW
 @given(stream_cases(), st.lists(conflict_cases() | round_cases(), max_size=3), st.data())
 def test_the_carried_edits_keep_the_streams_order_and_leave_out_exactly_the_cases_subjects(
-    stream: StreamCase, others: list[ConflictCase | RoundCase], data: st.DataObject
-):
+        stream: StreamCase, others: list[ConflictCase | RoundCase], data: st.DataObject):
     # RoundEdit cases on some of the stream's subjects, written in other letter cases
     taken = data.draw(st.lists(st.sampled_from(stream.edits), max_size=len(stream.edits)))
-    sharing = [
-        dataclasses.replace(case, edit=dataclasses.replace(case.edit, subject=Entity(edit.subject.label.swapcase())))
-        for case, edit in zip(data.draw(st.lists(round_cases(), min_size=len(taken), max_size=len(taken))), taken)
-    ]
+    sharing = [dataclasses.replace(case, edit=dataclasses.replace(case.edit, subject=Entity(edit.subject.label.swapcase())))
+               for case, edit in zip(data.draw(st.lists(round_cases(), min_size=len(taken), max_size=len(taken))), taken)]
     cases = [*others, *sharing]
     kept = carriable(stream, cases)
     subjects = {subject.casefold() for case in cases for subject in paper_subjects(case)}
@@ -79,15 +76,12 @@ def test_the_carried_edits_keep_the_streams_order_and_leave_out_exactly_the_case
     assert all(edit.subject.label.casefold() in subjects for edit in stream.edits if edit not in kept)
 
 
-@pytest.mark.parametrize(
-    "settings, batched, sizes",
-    [
-        (StreamSettings(), False, [1] * 7),
-        (StreamSettings(), True, [1] * 7),  # a tenth of 7 edits, rounded up
-        (StreamSettings(edits=2, batch=3), False, [3, 3, 1]),  # --kedit-sequential does not cut the carried edits
-        (StreamSettings(every=4), True, [4, 3]),
-    ],
-)
+@pytest.mark.parametrize("settings, batched, sizes", [
+    (StreamSettings(), False, [1] * 7),
+    (StreamSettings(), True, [1] * 7),  # a tenth of 7 edits, rounded up
+    (StreamSettings(edits=2, batch=3), False, [3, 3, 1]),  # --kedit-sequential does not cut the carried edits
+    (StreamSettings(every=4), True, [4, 3]),
+])
 def test_the_carried_edits_are_applied_in_the_batches_of_a_stream_of_them(settings, batched, sizes):
     edits = tuple(Edit(Entity(f"s{i}"), CAPITAL, Entity("Paris"), Entity("Rome")) for i in range(7))
     batches = carry_batches(edits, dataclasses.replace(settings, batched=batched))
@@ -108,7 +102,8 @@ def test_the_built_in_stream_carries_up_to_65_edits_none_on_a_subject_of_the_bui
     assert positions == sorted(positions) and positions[:3] == [0, 1, 2]  # the stream's order, from its start
     with pytest.raises(ConfigError) as caught:
         load_suite(None, ["easy"], carry=66)
-    assert str(caught.value).endswith("has 65 edits (of 100) whose subject no ConflictEdit or RoundEdit case edits or probes; carry at most 65")
+    assert str(caught.value).endswith("has 65 edits (of 100) whose subject no ConflictEdit or RoundEdit case edits or "
+                                      "probes; carry at most 65")
 
 
 def _subjects(value: Any) -> list[str]:
@@ -121,15 +116,9 @@ def _subjects(value: Any) -> list[str]:
 def test_carried_edits_enter_the_suites_files_and_fingerprint_and_k_0_reads_as_before():
     plain, carrying = load_suite(None, ["easy"], limit=1), load_suite(None, ["easy"], limit=1, carry=3)
     assert plain.carried == () and plain.fingerprint == load_suite(None, ["easy"], limit=1, carry=0).fingerprint
-    assert set(carrying.files) == set(plain.files) | {
-        "sequential.json",
-        "sequential_prompts.json",
-        "coverage_edit.json",
-        "reverse_edit.json",
-        "composite_edit.json",
-        "conflict_prompts.json",
-        "hard.json",
-    }
+    assert set(carrying.files) == set(plain.files) | {"sequential.json", "sequential_prompts.json", "coverage_edit.json",
+                                                      "reverse_edit.json", "composite_edit.json", "conflict_prompts.json",
+                                                      "hard.json"}
     assert all(carrying.files[name] == digest for name, digest in plain.files.items())
     assert carrying.fingerprint != plain.fingerprint
 
@@ -137,17 +126,15 @@ def test_carried_edits_enter_the_suites_files_and_fingerprint_and_k_0_reads_as_b
 # -- the option ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args, ini, carry, splits",
-    [
-        ((), "", 0, tuple(SPLITS)),
-        (("--kedit-carry=0",), "", 0, tuple(SPLITS)),
-        (("--kedit-carry=5",), "", 5, tuple(PAPER_SPLITS)),  # the streams are left out
-        ((), "kedit_carry = 2\n", 2, tuple(PAPER_SPLITS)),
-        (("--kedit-carry=3", "--kedit-split=easy"), "kedit_carry = 2\n", 3, ("easy",)),
-    ],
-)
-def test_the_option_and_ini_key_set_the_carried_edits_and_leave_the_streams_out(pytester: pytest.Pytester, args, ini, carry, splits):
+@pytest.mark.parametrize("args, ini, carry, splits", [
+    ((), "", 0, tuple(SPLITS)),
+    (("--kedit-carry=0",), "", 0, tuple(SPLITS)),
+    (("--kedit-carry=5",), "", 5, tuple(PAPER_SPLITS)),  # the streams are left out
+    ((), "kedit_carry = 2\n", 2, tuple(PAPER_SPLITS)),
+    (("--kedit-carry=3", "--kedit-split=easy"), "kedit_carry = 2\n", 3, ("easy",)),
+])
+def test_the_option_and_ini_key_set_the_carried_edits_and_leave_the_streams_out(
+        pytester: pytest.Pytester, args, ini, carry, splits):
     if ini:
         pytester.makeini("[pytest]\n" + ini)
     options = read_options(pytester.parseconfig(*args))
@@ -155,19 +142,14 @@ def test_the_option_and_ini_key_set_the_carried_edits_and_leave_the_streams_out(
     assert options.stream.given() == ({"carry": carry} if carry else None)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (("--kedit-carry=-1",), "--kedit-carry: must be at least 0, got -1"),
-        (("--kedit-carry=2.5",), "--kedit-carry: '2.5' is not a whole number"),
-        (("--kedit-carry=ten",), "--kedit-carry: 'ten' is not a whole number"),
-        (
-            ("--kedit-carry=2", "--kedit-split=easy,sequential"),
-            "--kedit-carry=2: carried edits are for the ConflictEdit and RoundEdit cases; a stream of the sequential split "
-            "starts from the original model: leave it out of --kedit-split",
-        ),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (("--kedit-carry=-1",), "--kedit-carry: must be at least 0, got -1"),
+    (("--kedit-carry=2.5",), "--kedit-carry: '2.5' is not a whole number"),
+    (("--kedit-carry=ten",), "--kedit-carry: 'ten' is not a whole number"),
+    (("--kedit-carry=2", "--kedit-split=easy,sequential"),
+     "--kedit-carry=2: carried edits are for the ConflictEdit and RoundEdit cases; a stream of the sequential split "
+     "starts from the original model: leave it out of --kedit-split"),
+])
 def test_a_bad_carry_is_one_line_naming_it(pytester: pytest.Pytester, args, message):
     with pytest.raises(ConfigError) as caught:
         read_options(pytester.parseconfig(*args))
@@ -212,33 +194,18 @@ def test_theta_is_probed_live_on_the_carried_model_and_every_case_is_restored_to
 def data_with_a_stream(folder: Path) -> Path:
     """The built-in suites of the paper and a stream of four edits on subjects none of their cases has."""
     shutil.copytree(builtin_folder(), folder, ignore=shutil.ignore_patterns("*.py", "*.md", "__pycache__", "sequential*"))
-    stream = {
-        "type": "sequential",
-        "edits": [
-            {
-                "relation": {"id": relation.id, "prompt": relation.prompt, "query": None, "label": None},
-                "subject": {"id": None, "label": subject},
-                "object": {"id": None, "label": old},
-                "new_object": {"id": None, "label": new},
-            }
-            for subject, relation, old, new in (
-                ("Alice", CAPITAL, "Paris", "Rome"),
-                ("Bob", LANGUAGE, "French", "German"),
-                ("Carol", CAPITAL, "Rome", "Berlin"),
-                ("Dave", LANGUAGE, "English", "Italian"),
-            )
-        ],
-        "locality": [
-            {
-                "relation": {"id": LANGUAGE.id, "prompt": LANGUAGE.prompt, "query": None, "label": None},
-                "subject": {"id": None, "label": "Eve"},
-                "object": {"id": None, "label": "German"},
-            }
-        ],
-        "held_out": list(HELD_OUT),
-    }
+    stream = {"type": "sequential", "edits": [
+        {"relation": {"id": relation.id, "prompt": relation.prompt, "query": None, "label": None},
+         "subject": {"id": None, "label": subject}, "object": {"id": None, "label": old},
+         "new_object": {"id": None, "label": new}}
+        for subject, relation, old, new in (("Alice", CAPITAL, "Paris", "Rome"), ("Bob", LANGUAGE, "French", "German"),
+                                            ("Carol", CAPITAL, "Rome", "Berlin"), ("Dave", LANGUAGE, "English", "Italian"))],
+        "locality": [{"relation": {"id": LANGUAGE.id, "prompt": LANGUAGE.prompt, "query": None, "label": None},
+                      "subject": {"id": None, "label": "Eve"}, "object": {"id": None, "label": "German"}}],
+        "held_out": list(HELD_OUT)}
     (folder / "sequential.json").write_text(json.dumps([stream]))
-    (folder / "sequential_prompts.json").write_text(json.dumps({relation.id: list(relation.paraphrases) for relation in (CAPITAL, LANGUAGE)}))
+    (folder / "sequential_prompts.json").write_text(json.dumps(
+        {relation.id: list(relation.paraphrases) for relation in (CAPITAL, LANGUAGE)}))
     return folder
 
 
@@ -252,13 +219,13 @@ def records(report: Path) -> list[dict[str, Any]]:
     return [{key: value for key, value in json.loads(line).items() if key != "timings"} for line in lines]
 
 
-def test_carrying_0_edits_is_the_run_without_the_option_and_carrying_some_is_in_the_provenance(carry_project: pytest.Pytester, tmp_path: Path):
+def test_carrying_0_edits_is_the_run_without_the_option_and_carrying_some_is_in_the_provenance(
+        carry_project: pytest.Pytester, tmp_path: Path):
     runs = {}
     for name, args in (("without", ()), ("zero", ("--kedit-carry=0",)), ("two", ("--kedit-carry=2",))):
         report = tmp_path / name
-        result = carry_project.runpytest_inprocess(
-            "-p", "no:randomly", f"--kedit-report={report}", "--kedit-threshold=succ=off", "--kedit-threshold=fr=off", *args
-        )
+        result = carry_project.runpytest_inprocess("-p", "no:randomly", f"--kedit-report={report}",
+                                                   "--kedit-threshold=succ=off", "--kedit-threshold=fr=off", *args)
         result.assert_outcomes(passed=1, skipped=1)
         assert ("(protocol: paper, carrying 2 edits)" in result.stdout.str()) == (name == "two")
         runs[name] = report
@@ -271,33 +238,28 @@ def test_carrying_0_edits_is_the_run_without_the_option_and_carrying_some_is_in_
     assert json.loads((runs["two"] / "summary.json").read_text())["sequential"] == {"carry": 2}
 
 
-def test_a_baseline_or_a_report_folder_made_without_carry_refuses_a_run_with_it(carry_project: pytest.Pytester, tmp_path: Path):
+def test_a_baseline_or_a_report_folder_made_without_carry_refuses_a_run_with_it(carry_project: pytest.Pytester,
+                                                                                 tmp_path: Path):
     baseline, report = tmp_path / "baseline.json", tmp_path / "report"
-    carry_project.runpytest_inprocess("-p", "no:randomly", f"--kedit-baseline={baseline}", "--kedit-baseline-update", f"--kedit-report={report}")
+    carry_project.runpytest_inprocess("-p", "no:randomly", f"--kedit-baseline={baseline}", "--kedit-baseline-update",
+                                      f"--kedit-report={report}")
     gated = carry_project.runpytest_inprocess("-p", "no:randomly", f"--kedit-baseline={baseline}", "--kedit-carry=2")
     assert gated.ret == pytest.ExitCode.USAGE_ERROR
-    resumed = carry_project.runpytest_inprocess("-p", "no:randomly", f"--kedit-report={report}", "--kedit-resume", "--kedit-carry=2")
+    resumed = carry_project.runpytest_inprocess("-p", "no:randomly", f"--kedit-report={report}", "--kedit-resume",
+                                                "--kedit-carry=2")
     assert resumed.ret == pytest.ExitCode.USAGE_ERROR
     for result in (gated, resumed):
         (line,) = result.stderr.str().strip().splitlines()
         assert "sequential: None recorded, {'carry': 2} now" in line
 
 
-@pytest.mark.parametrize(
-    "carry, data, message",
-    [
-        (
-            5,
-            "stream",
-            "--kedit-carry=5: the first stream of {data}/sequential.json has 4 edits (of 4) whose subject no "
-            "ConflictEdit or RoundEdit case edits or probes; carry at most 4",
-        ),
-        (1, "no stream", "--kedit-carry=1: {data} has no sequential.json, the stream whose first edits are carried"),
-    ],
-)
+@pytest.mark.parametrize("carry, data, message", [
+    (5, "stream", "--kedit-carry=5: the first stream of {data}/sequential.json has 4 edits (of 4) whose subject no "
+                  "ConflictEdit or RoundEdit case edits or probes; carry at most 4"),
+    (1, "no stream", "--kedit-carry=1: {data} has no sequential.json, the stream whose first edits are carried"),
+])
 def test_data_without_a_stream_or_with_too_few_edits_stops_the_run_before_the_model_loads(
-    kedit_project: Callable[..., pytest.Pytester], tiny_model_dir: Path, tmp_path: Path, carry, data, message
-):
+        kedit_project: Callable[..., pytest.Pytester], tiny_model_dir: Path, tmp_path: Path, carry, data, message):
     folder = data_with_a_stream(tmp_path / "data")
     if data == "no stream":
         (folder / "sequential.json").unlink()

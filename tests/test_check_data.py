@@ -61,15 +61,8 @@ def bad_folder(tmp_path: Path) -> Path:
     def round_prompts(prompts: dict[str, Any]) -> None:
         prompts["P47"][0] = "{} borders {name}"
 
-    changes = {
-        "coverage_edit": coverage,
-        "reverse_edit": reverse,
-        "composite_edit": composite,
-        "easy": easy,
-        "hard": hard,
-        "conflict_prompts": conflict_prompts,
-        "round_prompts": round_prompts,
-    }
+    changes = {"coverage_edit": coverage, "reverse_edit": reverse, "composite_edit": composite, "easy": easy,
+               "hard": hard, "conflict_prompts": conflict_prompts, "round_prompts": round_prompts}
     for name, change in changes.items():
         edit_json(folder / f"{name}.json", change)
     return folder
@@ -119,7 +112,8 @@ def first_errors(findings: Iterable[Finding]) -> set[tuple[str, int | None, str 
 def loader_errors(folder: Path) -> set[tuple[str, int | None, str | None, str]]:
     """(file, record, field, message) of every error the loader puts in place of a split or a case."""
     suite = load_suite(str(folder), SPLIT_NAMES)
-    return {(e.path, e.record, e.field, e.message) for entries in suite.splits.values() for e in entries if isinstance(e, DataError)}
+    return {(e.path, e.record, e.field, e.message) for entries in suite.splits.values() for e in entries
+            if isinstance(e, DataError)}
 
 
 def test_the_loader_refuses_a_file_or_record_for_the_first_error_check_data_finds_there(bad_folder: Path):
@@ -130,12 +124,8 @@ def test_the_loader_refuses_a_file_or_record_for_the_first_error_check_data_find
     errors = loader_errors(bad_folder)
     assert errors == first_errors(check_data(str(bad_folder)))
     assert {(Path(file).name, record) for file, record, _, _ in errors} == {
-        ("coverage_edit.json", 1),
-        ("coverage_edit.json", 3),
-        ("reverse_edit.json", 2),
-        ("composite_edit.json", 0),
-        ("hard.json", 1),
-    }  # the warnings (a numeric label, a duplicate) leave their cases to run
+        ("coverage_edit.json", 1), ("coverage_edit.json", 3), ("reverse_edit.json", 2), ("composite_edit.json", 0),
+        ("hard.json", 1)}  # the warnings (a numeric label, a duplicate) leave their cases to run
 
 
 def test_a_prompt_with_two_slots_is_a_placeholder_finding(tmp_path: Path):
@@ -192,11 +182,8 @@ def test_cli_exits_0_on_clean_data(capsys):
 
 @pytest.mark.parametrize(
     "name, message",
-    [
-        ("nowhere", "nowhere: no such file or folder"),
-        ("notes.txt", "notes.txt: not a dataset file; expected one named"),
-        ("empty", "empty: holds none of coverage_edit.json"),
-    ],
+    [("nowhere", "nowhere: no such file or folder"), ("notes.txt", "notes.txt: not a dataset file; expected one named"),
+     ("empty", "empty: holds none of coverage_edit.json")],
 )
 def test_cli_usage_errors_exit_2_with_one_line(tmp_path: Path, capsys, name, message):
     (tmp_path / "notes.txt").write_text("")
@@ -267,7 +254,8 @@ def strict_folder(tmp_path: Path) -> Path:
         prompts["P47"][1] = prompts["P47"][0]
         prompts["P37"].pop()
 
-    changes = {"coverage_edit": coverage, "reverse_edit": reverse, "composite_edit": composite, "easy": easy, "round_prompts": round_prompts}
+    changes = {"coverage_edit": coverage, "reverse_edit": reverse, "composite_edit": composite, "easy": easy,
+               "round_prompts": round_prompts}
     for name, change in changes.items():
         edit_json(folder / f"{name}.json", change)
     return folder
@@ -296,7 +284,8 @@ def test_strict_finds_layout_semantics_paraphrase_and_size_problems(strict_folde
 def test_strict_messages_say_what_is_expected(strict_folder: Path):
     messages = {(Path(f.file).name, f.record, f.field): f.message for f in check_data(str(strict_folder), strict=True)}
     assert messages["coverage_edit.json", 1, None] == (
-        "keys ['type', 'triples', 'prerequisites', 'edits'], expected ['triples', 'prerequisites', 'type', 'edits'] (the upstream schema, in order)"
+        "keys ['type', 'triples', 'prerequisites', 'edits'], expected ['triples', 'prerequisites', 'type', 'edits'] "
+        "(the upstream schema, in order)"
     )
     assert messages["coverage_edit.json", 2, "edits[0].relation"] == (
         "relation P36 differs from its definition in coverage_edit.json record 0, triples[0].relation"
@@ -332,12 +321,8 @@ def test_a_type_that_contradicts_its_file_is_a_type_finding(tmp_path: Path):
 
     edit_json(folder / "easy.json", retype)
     findings = check_data(str(folder))
-    assert where(findings) == [
-        ("coverage_edit.json", 3, "type", "type"),
-        ("easy.json", 0, "type", "type"),
-        ("easy.json", 1, "type", "type"),
-        ("easy.json", 2, "type", "type"),
-    ]
+    assert where(findings) == [("coverage_edit.json", 3, "type", "type"), ("easy.json", 0, "type", "type"),
+                               ("easy.json", 1, "type", "type"), ("easy.json", 2, "type", "type")]
     messages = [f.message for f in findings]
     assert messages[0] == "'reverse' contradicts coverage_edit.json: its records have type 'coverage'"
     assert messages[1].startswith("'reverse' contradicts easy.json: this record's type is '1-")
@@ -350,8 +335,7 @@ def test_an_empty_true_object_list_is_reported_as_exactly_that(tmp_path: Path):
     edit_json(folder / "hard.json", lambda records: records[0].update(true_objects=[]))
     findings = [f for f in check_data(str(folder / "hard.json")) if f.kind == "schema"]
     assert [(f.record, f.field, f.message) for f in findings] == [
-        (0, "true_objects", "is empty: a RoundEdit case needs the edited object and at least one other")
-    ]
+        (0, "true_objects", "is empty: a RoundEdit case needs the edited object and at least one other")]
 
 
 def test_max_tokens_without_a_model_bounds_the_bytes_of_each_model_input(tmp_path: Path, capsys):
@@ -372,11 +356,8 @@ def test_with_a_model_the_limit_is_its_context_counted_with_its_tokenizer(tmp_pa
     edit_json(folder / "easy.json", lambda records: records[2]["true_objects"][other].update(label="Paris " * 70))
     assert main(["check-data", str(folder / "easy.json"), "--model", str(tiny_model_dir)]) == 1
     (line,) = [line for line in capsys.readouterr().out.splitlines() if "record 2" in line]
-    assert re.search(
-        rf"true_objects\[{other}\]\.label: the model input with it is 7\d tokens long; "
-        f"{re.escape(str(tiny_model_dir))}'s context is 64$",
-        line,
-    )
+    assert re.search(rf"true_objects\[{other}\]\.label: the model input with it is 7\d tokens long; "
+                     f"{re.escape(str(tiny_model_dir))}'s context is 64$", line)
     assert main(["check-data", str(folder / "easy.json"), "--model", str(tiny_model_dir), "--max-tokens", "1000"]) == 0
 
 

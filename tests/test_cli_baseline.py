@@ -20,36 +20,27 @@ from pytest_kedit.results.run_files import write_report
 from pytest_kedit.results.summary import RunData, RunSummary
 from pytest_kedit.run.options import OPTIONS
 
-FILES = {"reverse_edit.json": "a" * 64, "conflict_prompts.json": "b" * 64, "easy.json": "c" * 64, "round_prompts.json": "d" * 64}
+FILES = {"reverse_edit.json": "a" * 64, "conflict_prompts.json": "b" * 64, "easy.json": "c" * 64,
+         "round_prompts.json": "d" * 64}
 
 
 def record(case_id: str, relation: str = "P1", method: str = "ft", outcome: str = "passed", **metrics: float) -> CaseRecord:
-    return CaseRecord(
-        case_id=case_id,
-        split=case_id.split("-")[0],
-        relation=relation,
-        arity=None,
-        model="m",
-        method=method,
-        outcome=outcome,
-        metrics=metrics,
-        error="RuntimeError: boom" if outcome == "error" else None,
-    )
+    return CaseRecord(case_id=case_id, split=case_id.split("-")[0], relation=relation, arity=None, model="m",
+                      method=method, outcome=outcome, metrics=metrics,
+                      error="RuntimeError: boom" if outcome == "error" else None)
 
 
 def summary(files: dict[str, str] = FILES, **changes: Any) -> RunSummary:
-    return run_summary(**{"hparams": {"lr": 0.1}, "data": RunData("x", "all", files), "thresholds": ["cs_exp>=1", "cs_imp>=1", "succ>=1", "fr<=0"], **changes})
+    return run_summary(**{"hparams": {"lr": 0.1}, "data": RunData("x", "all", files),
+                          "thresholds": ["cs_exp>=1", "cs_imp>=1", "succ>=1", "fr<=0"], **changes})
 
 
 #: The baseline run: reverse cases pass or miss CS_imp; easy cases with a continuous IR.
 BASE = [record(f"reverse-{i:04d}", f"P{i % 3}", cs_exp=1.0, cs_imp=float(i % 2), cm=0.5) for i in range(8)] + [
-    record(f"easy-{i:04d}", "P1", succ=1.0, d=0.1, ir=0.2, fr=0.0) for i in range(6)
-]
+    record(f"easy-{i:04d}", "P1", succ=1.0, d=0.1, ir=0.2, fr=0.0) for i in range(6)]
 #: The candidate: reverse-0001 loses CS_exp, easy-0002's IR rises by 0.3, reverse-0002 gains CS_imp.
-WORSE = [
-    record(r.case_id, str(r.relation), **{**r.metrics, **changes})
-    for r, changes in zip(BASE, [{}, {"cs_exp": 0.0}, {"cs_imp": 1.0}, *[{}] * 7, {"ir": 0.5}, *[{}] * 3])
-]
+WORSE = [record(r.case_id, str(r.relation), **{**r.metrics, **changes}) for r, changes in zip(BASE, [
+    {}, {"cs_exp": 0.0}, {"cs_imp": 1.0}, *[{}] * 7, {"ir": 0.5}, *[{}] * 3])]
 
 
 def write(folder: Path, records: list[CaseRecord], **changes: Any) -> Path:
@@ -63,19 +54,14 @@ def shards(folder: Path, records: list[CaseRecord], count: int = 2) -> list[Path
     out = []
     for index in range(1, count + 1):
         shard = Shard(index, count)
-        mine = [
-            r
-            for split in ("reverse", "easy")
-            for group in [[r for r in records if r.split == split]]
-            for r in [group[p] for p in deal([(str(r.relation), r.case_id) for r in group], shard)]
-        ]
+        mine = [r for split in ("reverse", "easy") for group in [[r for r in records if r.split == split]]
+                for r in [group[p] for p in deal([(str(r.relation), r.case_id) for r in group], shard)]]
         out.append(write(folder / f"shard-{index}", mine, shard=shard))
     return out
 
 
 def test_a_baseline_from_a_run_goes_to_the_default_path_with_the_runs_provenance(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     run = write(tmp_path / "run", BASE)
     monkeypatch.chdir(tmp_path)
     assert main(["baseline", str(run)]) == 0
@@ -86,8 +72,7 @@ def test_a_baseline_from_a_run_goes_to_the_default_path_with_the_runs_provenance
 
 
 def test_gate_without_baseline_reads_the_default_file_of_the_runs_model_and_method(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     run = write(tmp_path / "run", BASE)
     monkeypatch.chdir(tmp_path)
     assert main(["gate", str(run)]) == 2
@@ -115,7 +100,8 @@ def test_a_partial_run_is_refused_unless_partial(tmp_path: Path, capsys: pytest.
     assert "(partial run:" in capsys.readouterr().out and out.exists()
 
 
-def test_runs_of_several_methods_or_made_differently_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_of_several_methods_or_made_differently_are_one_line_errors(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     ft = write(tmp_path / "ft", BASE[:8])
     rome = write(tmp_path / "rome", [record(r.case_id, method="rome", **r.metrics) for r in BASE[:8]], method="rome")
     assert main(["baseline", str(ft), str(rome)]) == 2
@@ -126,7 +112,8 @@ def test_runs_of_several_methods_or_made_differently_are_one_line_errors(tmp_pat
     assert "are not parts of one run: hparams.lr: 0.1 recorded, 0.2 now" in capsys.readouterr().err
 
 
-def test_a_baseline_of_other_splits_of_the_same_data_is_updated_not_replaced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_baseline_of_other_splits_of_the_same_data_is_updated_not_replaced(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     reverse_files = {name: FILES[name] for name in ("reverse_edit.json", "conflict_prompts.json")}
     easy_files = {name: FILES[name] for name in ("easy.json", "round_prompts.json")}
     out = tmp_path / "b.json"
@@ -136,7 +123,8 @@ def test_a_baseline_of_other_splits_of_the_same_data_is_updated_not_replaced(tmp
     assert read_baseline(out).provenance["data_files"] == FILES
     changed = {**easy_files, "easy.json": "e" * 64}
     assert main(["baseline", str(write(tmp_path / "e2", BASE[8:], files=changed)), "--baseline", str(out)]) == 0
-    assert "replaced (data_fingerprint: easy.json differs (sha256 cccccccccccc recorded, eeeeeeeeeeee now))" in capsys.readouterr().out
+    assert "replaced (data_fingerprint: easy.json differs (sha256 cccccccccccc recorded, eeeeeeeeeeee now))" in \
+        capsys.readouterr().out
 
 
 @pytest.fixture
@@ -149,7 +137,8 @@ def baseline(tmp_path: Path) -> Path:
 GATES = ["--gate=reverse.cs_exp>=baseline-5", "--gate=easy.ir<=baseline", "--gate=reverse.cs_imp>=50"]
 
 
-def test_the_same_run_passes_every_case_and_gate(tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_same_run_passes_every_case_and_gate(tmp_path: Path, baseline: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["gate", str(tmp_path / "base"), "--baseline", str(baseline), *GATES]) == 0
     out = capsys.readouterr().out
@@ -158,9 +147,9 @@ def test_the_same_run_passes_every_case_and_gate(tmp_path: Path, baseline: Path,
     assert "Regressed cases" not in out and "Gates: all 3 gates held" in out
 
 
-def test_a_worse_run_lists_its_regressed_cases_and_failed_gates(
-    tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_worse_run_lists_its_regressed_cases_and_failed_gates(tmp_path: Path, baseline: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     step_summary = tmp_path / "step_summary.md"
     monkeypatch.setenv(STEP_SUMMARY_VARIABLE, str(step_summary))
     capsys.readouterr()
@@ -177,7 +166,8 @@ def test_a_worse_run_lists_its_regressed_cases_and_failed_gates(
     assert "1 regressed" in capsys.readouterr().out
 
 
-def test_gating_shards_is_gating_the_unsharded_run(tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_gating_shards_is_gating_the_unsharded_run(tmp_path: Path, baseline: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["gate", str(write(tmp_path / "worse", WORSE)), "--baseline", str(baseline), *GATES]) == 1
     whole = capsys.readouterr().out
@@ -191,7 +181,8 @@ def test_an_error_case_fails_the_gate(tmp_path: Path, baseline: Path, capsys: py
     assert "4 known failures, 9 passed, 1 error" in capsys.readouterr().out
 
 
-def test_a_run_made_otherwise_is_refused_unless_the_field_is_ignored(tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_made_otherwise_is_refused_unless_the_field_is_ignored(tmp_path: Path, baseline: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     changed = write(tmp_path / "changed", BASE, hparams={"lr": 0.2})
     assert main(["gate", str(changed), "--baseline", str(baseline)]) == 2
     err = capsys.readouterr().err
@@ -200,17 +191,15 @@ def test_a_run_made_otherwise_is_refused_unless_the_field_is_ignored(tmp_path: P
     assert main(["gate", str(changed), "--baseline", str(baseline), "--baseline-ignore=hparams"]) == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        (["--gate=reverse.cs_imp>=fifty"], "--gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
-        (["--baseline-tolerance=-1"], "--baseline-tolerance: must be a finite number >= 0, got '-1'"),
-        (["--baseline-ignore=weights"], "--baseline-ignore: unknown field 'weights'"),
-        (["--gate-mode=maybe"], "argument --gate-mode: invalid choice: 'maybe'"),
-        (["--baseline=nowhere.json"], "baseline nowhere.json does not exist; create it with --kedit-baseline-update"),
-    ],
-)
-def test_usage_errors_are_one_line(tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: str) -> None:
+@pytest.mark.parametrize(("args", "words"), [
+    (["--gate=reverse.cs_imp>=fifty"], "--gate 'reverse.cs_imp>=fifty': 'fifty' is not a number"),
+    (["--baseline-tolerance=-1"], "--baseline-tolerance: must be a finite number >= 0, got '-1'"),
+    (["--baseline-ignore=weights"], "--baseline-ignore: unknown field 'weights'"),
+    (["--gate-mode=maybe"], "argument --gate-mode: invalid choice: 'maybe'"),
+    (["--baseline=nowhere.json"], "baseline nowhere.json does not exist; create it with --kedit-baseline-update"),
+])
+def test_usage_errors_are_one_line(tmp_path: Path, baseline: Path, capsys: pytest.CaptureFixture[str],
+                                   args: list[str], words: str) -> None:
     capsys.readouterr()
     assert main(["gate", str(tmp_path / "base"), "--baseline", str(baseline), *args]) == 2
     err = capsys.readouterr().err
@@ -219,11 +208,10 @@ def test_usage_errors_are_one_line(tmp_path: Path, baseline: Path, capsys: pytes
 
 # --- end to end, on a tiny model --------------------------------------------------------------
 
-
 @pytest.mark.slow
 def test_a_baseline_made_from_real_shards_gates_the_plugins_run_and_the_shards(
-    kedit_project: Callable[..., pytest.Pytester], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+        kedit_project: Callable[..., pytest.Pytester], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     pytester = kedit_project(kedit_limit=3)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider", "--kedit-split=reverse,easy")
     for index in (1, 2):
@@ -242,9 +230,11 @@ def test_a_baseline_made_from_real_shards_gates_the_plugins_run_and_the_shards(
 
 def test_the_options_are_the_plugins_without_kedit_and_the_old_spellings_still_parse() -> None:
     parser = build_parser()
-    new = ["--baseline", "b.json", "--gate=easy.fr<=baseline", "--gate-mode=point", "--baseline-tolerance=0.5", "--baseline-ignore=hparams"]
+    new = ["--baseline", "b.json", "--gate=easy.fr<=baseline", "--gate-mode=point", "--baseline-tolerance=0.5",
+           "--baseline-ignore=hparams"]
     gate = parser.parse_args(["gate", "run", *new])
-    old = parser.parse_args(["gate", "run", "--baseline", "b.json", "--gate=easy.fr<=baseline", "--gate-mode=point", "--tolerance=0.5", "--ignore=hparams"])
+    old = parser.parse_args(["gate", "run", "--baseline", "b.json", "--gate=easy.fr<=baseline", "--gate-mode=point",
+                             "--tolerance=0.5", "--ignore=hparams"])
     assert vars(gate) == vars(old) and (gate.tolerance, gate.ignore) == ("0.5", "hparams")
     plugin = {f"--kedit-{option.name}" for option in OPTIONS}
     assert {"--kedit-" + arg.split("=")[0].removeprefix("--") for arg in new if arg.startswith("--")} <= plugin

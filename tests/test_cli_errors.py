@@ -25,9 +25,8 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 
 def report_folder(folder: Path) -> Path:
-    record = CaseRecord(
-        case_id="coverage-0000", split="coverage", relation="P36", arity=None, model="m", method="ft", metrics={"single_succ": 1.0, "cs": 1.0, "cm": 0.5}
-    )
+    record = CaseRecord(case_id="coverage-0000", split="coverage", relation="P36", arity=None, model="m", method="ft",
+                        metrics={"single_succ": 1.0, "cs": 1.0, "cm": 0.5})
     write_report(folder, run_summary(), [record] * 200)
     return folder
 
@@ -40,21 +39,17 @@ def test_report_on_a_file_says_it_is_a_file(tmp_path: Path, capsys):
 def test_train_mend_names_its_own_options(tmp_path: Path, capsys):
     err = one_line_error(capsys, "train-mend", "--model", "m", "--from", "builtin", "--out", str(tmp_path))
     assert "--from: builtin is not a folder" in err
-    err = one_line_error(
-        capsys, "train-mend", "--model", "m", "--from", str(builtin_folder()), "--out", str(tmp_path), "--evaluated-data", str(tmp_path / "nope")
-    )
+    err = one_line_error(capsys, "train-mend", "--model", "m", "--from", str(builtin_folder()), "--out", str(tmp_path),
+                         "--evaluated-data", str(tmp_path / "nope"))
     assert f"--evaluated-data: {tmp_path / 'nope'} is not a folder" in err
     err = one_line_error(capsys, "train-mend", "--model", "m", "--from", "x", "--out", "y", "--max-minutes", "nan")
     assert "argument --max-minutes: expected a finite number greater than 0, got nan" in err
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (("--max-tokens", "0"), "argument --max-tokens: expected a whole number of at least 1, got 0"),
-        (("--max-tokens", "many"), "argument --max-tokens: invalid integer >= 1 value: 'many'"),
-    ],
-)
+@pytest.mark.parametrize("argv, message", [
+    (("--max-tokens", "0"), "argument --max-tokens: expected a whole number of at least 1, got 0"),
+    (("--max-tokens", "many"), "argument --max-tokens: invalid integer >= 1 value: 'many'"),
+])
 def test_check_data_length_options(capsys, argv: tuple[str, ...], message: str):
     assert message in one_line_error(capsys, "check-data", str(builtin_folder()), *argv)
 
@@ -69,13 +64,15 @@ def test_a_message_of_several_lines_is_printed_on_one(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("argv", [("report", "{run}", "--by-relation"), ("check-data", "{bad}"), ("metrics",)], ids=["report", "check-data", "metrics"])
+@pytest.mark.parametrize("argv", [("report", "{run}", "--by-relation"), ("check-data", "{bad}"), ("metrics",)],
+                         ids=["report", "check-data", "metrics"])
 def test_a_closed_pipe_ends_quietly(tmp_path: Path, argv: tuple[str, ...]):
     run = report_folder(tmp_path / "run")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "coverage_edit.json").write_text("[" + ",".join(["{}"] * 3000) + "]")  # many findings
-    command = [sys.executable, "-c", "from pytest_kedit.cli.main import main; raise SystemExit(main())", *(arg.format(run=run, bad=bad) for arg in argv)]
+    command = [sys.executable, "-c", "from pytest_kedit.cli.main import main; raise SystemExit(main())",
+               *(arg.format(run=run, bad=bad) for arg in argv)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # the reader is gone before anything is written, as with `| head -0`

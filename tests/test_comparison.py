@@ -48,7 +48,8 @@ def pairs(draw: st.DrawFn, values: st.SearchStrategy[float] = unit, min_size: in
     return [a for a, _ in both], [b for _, b in both]
 
 
-def direct_paired_bootstrap(a: list[float], b: list[float], confidence: float, resamples: int, seed: int) -> tuple[float, float]:
+def direct_paired_bootstrap(a: list[float], b: list[float], confidence: float, resamples: int,
+                            seed: int) -> tuple[float, float]:
     """The percentile bootstrap written out: resample i takes row i of the seed's index draws for
     both runs; the ends are numpy's linear percentiles of 100 × the resampled mean differences."""
     differences = np.asarray(b) - np.asarray(a)
@@ -60,7 +61,8 @@ def direct_paired_bootstrap(a: list[float], b: list[float], confidence: float, r
 
 @given(pairs(), confidences, seeds)
 @example(([0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]), 0.95, 0)
-def test_paired_interval_is_the_percentile_bootstrap_of_paired_differences(ab: tuple[list[float], list[float]], confidence: float, seed: int) -> None:
+def test_paired_interval_is_the_percentile_bootstrap_of_paired_differences(
+        ab: tuple[list[float], list[float]], confidence: float, seed: int) -> None:
     a, b = ab
     interval = paired_bootstrap_interval(a, b, confidence, RESAMPLES, seed)
     assert np.allclose(interval, direct_paired_bootstrap(a, b, confidence, RESAMPLES, seed), rtol=1e-12, atol=1e-9)
@@ -81,7 +83,8 @@ def test_paired_interval_of_equal_differences_has_zero_width(a: list[float], shi
 
 
 @given(pairs(), st.floats(-1, 1), seeds)
-def test_paired_interval_shifts_by_100c_when_c_is_added_to_b(ab: tuple[list[float], list[float]], shift: float, seed: int) -> None:
+def test_paired_interval_shifts_by_100c_when_c_is_added_to_b(ab: tuple[list[float], list[float]], shift: float,
+                                                              seed: int) -> None:
     a, b = ab
     low, high = paired_bootstrap_interval(a, b, resamples=RESAMPLES, seed=seed)
     shifted = paired_bootstrap_interval(a, [value + shift for value in b], resamples=RESAMPLES, seed=seed)
@@ -89,17 +92,19 @@ def test_paired_interval_shifts_by_100c_when_c_is_added_to_b(ab: tuple[list[floa
 
 
 @given(pairs(), confidences, seeds)
-def test_swapping_the_runs_negates_the_paired_interval(ab: tuple[list[float], list[float]], confidence: float, seed: int) -> None:
+def test_swapping_the_runs_negates_the_paired_interval(ab: tuple[list[float], list[float]], confidence: float,
+                                                        seed: int) -> None:
     a, b = ab
     low, high = paired_bootstrap_interval(a, b, confidence, RESAMPLES, seed)
     assert np.allclose(paired_bootstrap_interval(b, a, confidence, RESAMPLES, seed), (-high, -low), atol=1e-9)
 
 
 @given(st.lists(unit, min_size=2, max_size=40), st.lists(st.floats(0, 1), min_size=1, max_size=20), seeds)
-def test_paired_interval_contains_the_mean_difference_of_symmetric_differences(a: list[float], spread: list[float], seed: int) -> None:
+def test_paired_interval_contains_the_mean_difference_of_symmetric_differences(
+        a: list[float], spread: list[float], seed: int) -> None:
     """Differences ±s around their mean: the bootstrap distribution is symmetric about the mean."""
     half = [*spread, *(-s for s in spread)]
-    a = (a * len(half))[: len(half)]
+    a = (a * len(half))[:len(half)]
     b = [value + s for value, s in zip(a, half)]
     mean = 100 * float(np.mean(np.asarray(b) - np.asarray(a)))
     low, high = paired_bootstrap_interval(a, b, resamples=RESAMPLES, seed=seed)
@@ -147,25 +152,19 @@ def test_mcnemar_without_discordant_pairs_is_1_and_rejects_non_binary_values() -
 
 def case(case_id: str, outcome: str = "passed", method: str = "ft", **metrics: float) -> CaseRecord:
     """A case record whose split is the prefix of its id; its probabilities echo its metrics."""
-    return CaseRecord(
-        case_id=case_id,
-        split=case_id.split("-")[0],
-        relation="P1",
-        arity=None,
-        model=MODEL,
-        method=method,
-        outcome=outcome,
-        metrics={key: float(v) for key, v in metrics.items()},
-        probabilities={"theta_prime": {"k_o": 0.5, "k_n_imp": float(metrics.get("cs_imp", 0))}, "theta": {"k_o": 0.9}},
-        error="RuntimeError: boom" if outcome == "error" else None,
-    )
+    return CaseRecord(case_id=case_id, split=case_id.split("-")[0], relation="P1", arity=None, model=MODEL,
+                      method=method, outcome=outcome, metrics={key: float(v) for key, v in metrics.items()},
+                      probabilities={"theta_prime": {"k_o": 0.5, "k_n_imp": float(metrics.get("cs_imp", 0))},
+                                     "theta": {"k_o": 0.9}},
+                      error="RuntimeError: boom" if outcome == "error" else None)
 
 
 reverse_metrics = st.fixed_dictionaries({"cs_exp": bits, "cs_imp": bits, "cm": eighths})
 
 
 @given(st.lists(st.tuples(reverse_metrics, reverse_metrics), min_size=1, max_size=20))
-def test_compare_runs_swapped_negates_differences_and_swaps_flips(values: list[tuple[dict[str, float], dict[str, float]]]) -> None:
+def test_compare_runs_swapped_negates_differences_and_swaps_flips(
+        values: list[tuple[dict[str, float], dict[str, float]]]) -> None:
     run_a = [case(f"reverse-{i:04d}", "passed", "ft", **a) for i, (a, _) in enumerate(values)]
     run_b = [case(f"reverse-{i:04d}", "passed", "rome", **b) for i, (_, b) in enumerate(values)]
     forward, backward = compare_runs(run_a, run_b, resamples=RESAMPLES), compare_runs(run_b, run_a, resamples=RESAMPLES)
@@ -183,18 +182,10 @@ def test_compare_runs_swapped_negates_differences_and_swaps_flips(values: list[t
 
 
 def test_compare_runs_counts_shared_cases_and_leaves_errors_out() -> None:
-    run_a = [
-        case("reverse-0000", cs_exp=1, cs_imp=1, cm=0.5),
-        case("reverse-0001", cs_exp=1, cs_imp=1, cm=0.5),
-        case("reverse-0002", "error"),
-        case("easy-0000", succ=1, d=0.1, ir=0, fr=0),
-    ]
-    run_b = [
-        case("reverse-0000", cs_exp=1, cs_imp=0, cm=0.25),
-        case("reverse-0002", cs_exp=0, cs_imp=0, cm=0),
-        case("reverse-0003", cs_exp=1, cs_imp=1, cm=0.5),
-        case("composite-0000", cs_exp=1, cs_imp=1, cm=0, tfd=0),
-    ]
+    run_a = [case("reverse-0000", cs_exp=1, cs_imp=1, cm=0.5), case("reverse-0001", cs_exp=1, cs_imp=1, cm=0.5),
+             case("reverse-0002", "error"), case("easy-0000", succ=1, d=0.1, ir=0, fr=0)]
+    run_b = [case("reverse-0000", cs_exp=1, cs_imp=0, cm=0.25), case("reverse-0002", cs_exp=0, cs_imp=0, cm=0),
+             case("reverse-0003", cs_exp=1, cs_imp=1, cm=0.5), case("composite-0000", cs_exp=1, cs_imp=1, cm=0, tfd=0)]
     result = compare_runs(run_a, run_b, resamples=RESAMPLES)
     assert [s.split for s in result.splits] == ["reverse", "composite", "easy"]  # registry order
     reverse, composite, easy = result.splits
@@ -209,7 +200,8 @@ def test_compare_runs_counts_shared_cases_and_leaves_errors_out() -> None:
     assert reverse.metrics[2].mcnemar_p is None and reverse.metrics[2].flips is None  # CM is not 0/1
     assert result.regressions == (("reverse", "cs_imp"), ("reverse", "cm"))
     [worst] = reverse.worst_cases
-    assert (worst.case_id, worst.metric, worst.value_a, worst.value_b, worst.worse_by) == ("reverse-0000", "cs_imp", 1.0, 0.0, 100.0)
+    assert (worst.case_id, worst.metric, worst.value_a, worst.value_b, worst.worse_by) == ("reverse-0000", "cs_imp",
+                                                                                         1.0, 0.0, 100.0)
     assert worst.probabilities_a["theta_prime"]["k_n_imp"] == 1.0 and worst.probabilities_b["theta_prime"]["k_n_imp"] == 0.0
 
 
@@ -225,14 +217,11 @@ def test_a_lower_is_better_metric_regresses_when_it_rises() -> None:
 
 def test_worst_cases_rank_by_the_largest_change_for_the_worse_limited_to_top() -> None:
     run_a = [case(f"reverse-{i:04d}", cs_exp=1, cs_imp=1, cm=1.0) for i in range(4)]
-    run_b = [
-        case("reverse-0000", cs_exp=1, cs_imp=1, cm=0.75),
-        case("reverse-0001", cs_exp=0, cs_imp=1, cm=0.5),
-        case("reverse-0002", cs_exp=1, cs_imp=1, cm=0.0),
-        case("reverse-0003", cs_exp=1, cs_imp=1, cm=1.0),
-    ]
+    run_b = [case("reverse-0000", cs_exp=1, cs_imp=1, cm=0.75), case("reverse-0001", cs_exp=0, cs_imp=1, cm=0.5),
+             case("reverse-0002", cs_exp=1, cs_imp=1, cm=0.0), case("reverse-0003", cs_exp=1, cs_imp=1, cm=1.0)]
     worst = compare_runs(run_a, run_b, top=2, resamples=RESAMPLES).splits[0].worst_cases
-    assert [(c.case_id, c.metric, c.worse_by) for c in worst] == [("reverse-0001", "cs_exp", 100.0), ("reverse-0002", "cm", 100.0)]
+    assert [(c.case_id, c.metric, c.worse_by) for c in worst] == [("reverse-0001", "cs_exp", 100.0),
+                                                                  ("reverse-0002", "cm", 100.0)]
     assert compare_runs(run_a, run_b, top=0, resamples=RESAMPLES).splits[0].worst_cases == ()
 
 
@@ -241,17 +230,10 @@ def stream(method: str, checkpoints: list[dict[str, float]], collapse_at: float)
     and as many probabilities as a 100-edit stream has."""
     last = {key: value for key, value in checkpoints[-1].items() if key != "edits"}
     probabilities = {f"theta_{n}": {f"edit:{i}:new": 0.5 for i in range(n)} for n in range(1, 101)}
-    return CaseRecord(
-        "sequential-0000",
-        "sequential",
-        "stream",
-        None,
-        MODEL,
-        method,
-        metrics={**last, "collapse_at": collapse_at},
-        probabilities=probabilities,
-        curve={"schedule": {"edits": 20, "batch": 1, "every": 10, "scheme": "final"}, "checkpoints": checkpoints, "batches": []},
-    )
+    return CaseRecord("sequential-0000", "sequential", "stream", None, MODEL, method,
+                      metrics={**last, "collapse_at": collapse_at}, probabilities=probabilities,
+                      curve={"schedule": {"edits": 20, "batch": 1, "every": 10, "scheme": "final"},
+                             "checkpoints": checkpoints, "batches": []})
 
 
 def test_a_stream_that_got_worse_shows_its_curve_not_its_thousands_of_probabilities() -> None:
@@ -265,21 +247,15 @@ def test_a_stream_that_got_worse_shows_its_curve_not_its_thousands_of_probabilit
     assert "edit:0:new" not in text and len(text) < 5000
     # the collapse point is not on the curve: the PPL ratio and locality that decide it are, at either run's checkpoints
     a = stream("rome", [{"edits": 10, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 20, "es": 0.9, "loc": 0.9, "ppl": 1.1}], 100)
-    collapsed = stream(
-        "memit",
-        [{"edits": 5, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 10, "es": 1.0, "loc": 0.4, "ppl": 2.5}, {"edits": 20, "es": 0.9, "loc": 0.3, "ppl": 3.0}],
-        10,
-    )
+    collapsed = stream("memit", [{"edits": 5, "es": 1.0, "loc": 1.0, "ppl": 1.0}, {"edits": 10, "es": 1.0, "loc": 0.4, "ppl": 2.5},
+                                 {"edits": 20, "es": 0.9, "loc": 0.3, "ppl": 3.0}], 10)
     [worst] = compare_runs([a], [collapsed], resamples=RESAMPLES).splits[0].worst_cases
     assert worst.metric == "collapse_at" and worst.curves == {
-        "ppl": ((5, None, 1.0), (10, 1.0, 2.5), (20, 1.1, 3.0)),
-        "loc": ((5, None, 1.0), (10, 1.0, 0.4), (20, 0.9, 0.3)),
-    }
+        "ppl": ((5, None, 1.0), (10, 1.0, 2.5), (20, 1.1, 3.0)), "loc": ((5, None, 1.0), (10, 1.0, 0.4), (20, 0.9, 0.3))}
     text = comparison_markdown(compare_runs([a], [collapsed], resamples=RESAMPLES))
     assert "PPL ratio at 5 edits – → 1, at 10 edits 1 → 2.5, at 20 edits 1.1 → 3; Locality at 5 edits – → 1," in text
-    assert json.loads(json.dumps(comparison_json(compare_runs([a], [collapsed], resamples=RESAMPLES))))["splits"]["sequential"]["worst_cases"][0]["curves"][
-        "ppl"
-    ][0] == [5, None, 1.0]
+    assert json.loads(json.dumps(comparison_json(compare_runs([a], [collapsed], resamples=RESAMPLES)))) \
+        ["splits"]["sequential"]["worst_cases"][0]["curves"]["ppl"][0] == [5, None, 1.0]
 
 
 def test_stream_metrics_are_compared_on_the_tables_scale() -> None:
@@ -327,10 +303,9 @@ def test_comparability_warnings_name_different_data_and_d_scalings_only() -> Non
 
 #: Run A: every reverse case passes; run B ("rome") loses CS_imp on 20 of 30; run C equals A.
 REVERSE_A = [case(f"reverse-{i:04d}", cs_exp=1, cs_imp=1, cm=0.5) for i in range(30)] + [
-    case("reverse-0030", cs_exp=1, cs_imp=1, cm=0.5),
-    case("reverse-0031", cs_exp=1, cs_imp=1, cm=0.5),
-]
-REVERSE_B = [case(f"reverse-{i:04d}", method="rome", cs_exp=1, cs_imp=int(i >= 20), cm=0.5) for i in range(30)] + [case("reverse-0031", "error", method="rome")]
+    case("reverse-0030", cs_exp=1, cs_imp=1, cm=0.5), case("reverse-0031", cs_exp=1, cs_imp=1, cm=0.5)]
+REVERSE_B = [case(f"reverse-{i:04d}", method="rome", cs_exp=1, cs_imp=int(i >= 20), cm=0.5) for i in range(30)] + [
+    case("reverse-0031", "error", method="rome")]
 
 
 @pytest.fixture
@@ -349,22 +324,16 @@ def test_kedit_compare_markdown(runs: tuple[Path, Path, Path], capsys: pytest.Ca
     run_a, run_b, run_c = runs
     assert main(["compare", str(run_a), str(run_b), str(run_c), "--top", "3"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"# kedit compare\n\nA: `{run_a}` ({MODEL} / ft)\n\n## B: `{run_b}` ({MODEL} / rome)\n\n**Warning:** the runs used different data")
+    assert out.startswith(f"# kedit compare\n\nA: `{run_a}` ({MODEL} / ft)\n\n## B: `{run_b}` ({MODEL} / rome)\n\n"
+                          "**Warning:** the runs used different data")
     against_b, against_c = out.split(f"## B: `{run_c}`")
     assert "Shared cases: reverse 30; only in A: 1; only in B: 0; left out as an error in A or B: 1." in against_b
     assert "### ConflictEdit Reverse (reverse)" in against_b
     header = table_row(against_b, "metric")
     cs_imp = dict(zip(header, table_row(against_b, "CS_imp")))
     assert {key: cs_imp[key] for key in ("better", "n", "A", "B", "B − A", "pass→fail", "fail→pass", "regressed")} == {
-        "better": "↑",
-        "n": "30",
-        "A": "100.00",
-        "B": "33.33",
-        "B − A": "-66.67",
-        "pass→fail": "20",
-        "fail→pass": "0",
-        "regressed": "**yes**",
-    }
+        "better": "↑", "n": "30", "A": "100.00", "B": "33.33", "B − A": "-66.67", "pass→fail": "20", "fail→pass": "0",
+        "regressed": "**yes**"}
     assert cs_imp["McNemar p"] == f"{2 * 0.5**20:.3g}"  # all 20 flips one way
     assert dict(zip(header, table_row(against_b, "CM")))["McNemar p"] == "–"
     assert [table_row(against_b, f"`reverse-{i:04d}`")[2:] for i in range(3)] == [["CS_imp", "1", "0", "100.00"]] * 3
@@ -394,7 +363,8 @@ def test_kedit_compare_json(runs: tuple[Path, Path, Path], capsys: pytest.Captur
     assert against_c["statistics"]["resamples"] == 1000
 
 
-def test_kedit_compare_fail_on_regression_exit_status(runs: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_kedit_compare_fail_on_regression_exit_status(runs: tuple[Path, Path, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     run_a, run_b, run_c = runs
     assert main(["compare", str(run_a), str(run_b), "--fail-on-regression"]) == 1
     assert main(["compare", str(run_a), str(run_c), "--fail-on-regression", "--json"]) == 0
@@ -403,7 +373,8 @@ def test_kedit_compare_fail_on_regression_exit_status(runs: tuple[Path, Path, Pa
     assert capsys.readouterr().err == ""
 
 
-def test_kedit_compare_errors_are_one_line(runs: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_kedit_compare_errors_are_one_line(runs: tuple[Path, Path, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     run_a = runs[0]
     assert main(["compare", str(run_a), str(tmp_path / "nope")]) == 2
     assert main(["compare", str(run_a)]) == 2  # RUN_B is required

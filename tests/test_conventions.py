@@ -22,13 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What a run without kedit cases must not import.
 HEAVY = ("numpy", "scipy", "torch", "transformers", "pytest_kedit.benchmark", "pytest_kedit.run.session")
 
-UNRELATED = f"""
+UNRELATED = f'''
 import sys
 
 def test_nothing_heavy_is_imported():
     heavy = [name for name in sys.modules if name.startswith({HEAVY!r})]
     assert not heavy, heavy
-"""
+'''
 
 
 def python(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,13 +63,16 @@ def test_a_kedit_option_on_the_command_line_is_checked_at_once_and_shown_in_the_
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--kedit-limit=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "kedit: --kedit-limit: must be at least 1, got 0" in result.stderr.str()
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--kedit-method=rome", "--kedit-baseline-update", "--kedit-device=cpu")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--kedit-method=rome", "--kedit-baseline-update",
+                                          "--kedit-device=cpu")
     result.assert_outcomes(passed=1)
-    assert "kedit: smollm2-135m × rome, protocol paper, device cpu, baseline default (updated by this run)" in result.stdout.str()
+    assert "kedit: smollm2-135m × rome, protocol paper, device cpu, baseline default (updated by this run)" in \
+        result.stdout.str()
 
 
 @pytest.mark.slow
-def test_the_cases_are_marked_kedit_and_a_bad_ini_value_stops_only_a_run_that_has_them(kedit_project: Callable[..., pytest.Pytester]):
+def test_the_cases_are_marked_kedit_and_a_bad_ini_value_stops_only_a_run_that_has_them(
+        kedit_project: Callable[..., pytest.Pytester]):
     project = kedit_project(kedit_limit="two")
     project.makepyfile(test_unrelated="def test_one():\n    pass\n")
     without = project.runpytest_subprocess("-p", "no:cacheprovider", "-m", "not kedit")
@@ -78,7 +81,8 @@ def test_the_cases_are_marked_kedit_and_a_bad_ini_value_stops_only_a_run_that_ha
     assert with_cases.ret == pytest.ExitCode.USAGE_ERROR
     assert with_cases.stderr.str().strip() == "ERROR: kedit: --kedit-limit: 'two' is not a whole number"
     kedit_project(kedit_limit=1)
-    cases = project.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q", "-m", "kedit", "--strict-markers")
+    cases = project.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only", "-q", "-m", "kedit",
+                                         "--strict-markers")
     assert cases.ret == pytest.ExitCode.OK, cases.stdout.str()
     collected = [line for line in cases.outlines if "::" in line]
     assert len(collected) == 5 and all("test_unrelated" not in line for line in collected)
@@ -101,18 +105,9 @@ def test_the_marker_is_registered(pytester: pytest.Pytester):
 
 def test_help_shows_metavars_and_no_default_that_is_none(pytester: pytest.Pytester):
     text = pytester.runpytest_inprocess("--help").stdout.str()
-    for shown in (
-        "--kedit-model=MODEL",
-        "--kedit-hparams=PATH",
-        "--kedit-limit=N",
-        "--kedit-shard=K/N",
-        "--kedit-threshold=SPEC",
-        "--kedit-gate=SPEC",
-        "--kedit-report=DIR",
-        "--kedit-html=PATH",
-        "--kedit-baseline-update, --kedit-update-baseline",
-        "--kedit-baseline-tolerance=T, --kedit-tolerance=T",
-    ):
+    for shown in ("--kedit-model=MODEL", "--kedit-hparams=PATH", "--kedit-limit=N", "--kedit-shard=K/N",
+                  "--kedit-threshold=SPEC", "--kedit-gate=SPEC", "--kedit-report=DIR", "--kedit-html=PATH",
+                  "--kedit-baseline-update, --kedit-update-baseline", "--kedit-baseline-tolerance=T, --kedit-tolerance=T"):
         assert shown in text
     assert "(default: None)" not in text and "=KEDIT_" not in text
     assert "kedit_threshold (args)" in text and "kedit_gate (args)" in text and "kedit_baseline_update (bool)" in text
@@ -125,17 +120,16 @@ def test_the_tolerance_the_help_shows_is_the_default():
 
 @pytest.mark.parametrize("spelling", ["new", "old"])
 def test_old_and_new_option_names_and_ini_keys_read_the_same(pytester: pytest.Pytester, spelling: str):
-    keys = {
-        "new": ("kedit_threshold", "kedit_gate", "kedit_baseline_tolerance", "kedit_baseline_update"),
-        "old": ("kedit_thresholds", "kedit_gates", "kedit_tolerance", "kedit_update_baseline"),
-    }[spelling]
+    keys = {"new": ("kedit_threshold", "kedit_gate", "kedit_baseline_tolerance", "kedit_baseline_update"),
+            "old": ("kedit_thresholds", "kedit_gates", "kedit_tolerance", "kedit_update_baseline")}[spelling]
     values = ("cs>=0.5", "reverse.cs_imp>=baseline-5", "0.25", "true")
     pytester.makeini("[pytest]\n" + "".join(f"{key} = {value}\n" for key, value in zip(keys, values)))
     options = read_options(pytester.parseconfig())
     assert options.thresholds.specs()[0] == "cs>=0.5"
     assert [str(gate) for gate in options.gates] == ["reverse.cs_imp>=baseline-5"]
     assert options.tolerance == 0.25 and options.update_baseline and options.baseline is not None
-    flags = {"new": ["--kedit-baseline-tolerance=0.5", "--kedit-baseline-update"], "old": ["--kedit-tolerance=0.5", "--kedit-update-baseline"]}[spelling]
+    flags = {"new": ["--kedit-baseline-tolerance=0.5", "--kedit-baseline-update"],
+             "old": ["--kedit-tolerance=0.5", "--kedit-update-baseline"]}[spelling]
     options = read_options(pytester.parseconfig(*flags))
     assert options.tolerance == 0.5 and options.update_baseline
 
@@ -145,21 +139,22 @@ def test_every_case_argument_gets_the_cases_of_one_benchmark():
 
 
 def test_case_tests_are_known_by_their_ids_alone():
-    ids = ["t.py::test_x[reverse-0042]", "t.py::test_x[easy-invalid]", "t.py::test_y[left-0001]", "t.py::test_z", "t.py::test_w[reverse-0001-extra]"]
+    ids = ["t.py::test_x[reverse-0042]", "t.py::test_x[easy-invalid]", "t.py::test_y[left-0001]", "t.py::test_z",
+           "t.py::test_w[reverse-0001-extra]"]
     assert count_cases(ids) == 2
     assert not has_kedit_tests(ids[2:]) and has_kedit_tests([*ids[2:], f"t.py::test_x[{OPTIONS_ERROR_ID}]"])
 
 
 def test_the_html_cell_shows_a_cases_metrics_and_nothing_for_other_tests():
-    properties = [("kedit_case", "reverse-0001"), ("kedit_split", "reverse"), ("CS_exp", "1.0"), ("CS_imp", "0.0"), ("CM", "0.018934567"), ("other", "x")]
+    properties = [("kedit_case", "reverse-0001"), ("kedit_split", "reverse"), ("CS_exp", "1.0"), ("CS_imp", "0.0"),
+                  ("CM", "0.018934567"), ("other", "x")]
     assert metrics_cell(properties) == '<td class="col-kedit">CS_exp 1, CS_imp 0, CM 0.01893</td>'
     assert metrics_cell([("CM", "0.5"), ("other", "<b>")]) == '<td class="col-kedit"></td>'
 
 
 def test_pytest_html_gets_a_column_of_each_cases_metrics(pytester: pytest.Pytester):
     pytest.importorskip("pytest_html")
-    pytester.makepyfile(
-        test_cases="""
+    pytester.makepyfile(test_cases='''
 def test_a_case(record_property):
     record_property("kedit_case", "reverse-0001")
     record_property("CS_imp", "0.0")
@@ -167,8 +162,7 @@ def test_a_case(record_property):
 
 def test_other():
     pass
-"""
-    )
+''')
     pytester.makeini("[pytest]\nkedit_limit = 1\n")  # kedit options: the session is meant as a benchmark run
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--html=page.html", "--self-contained-html")
     result.assert_outcomes(passed=2)

@@ -64,12 +64,8 @@ def test_a_run_of_some_splits_matches_a_baseline_of_all_and_a_changed_file_is_na
 
 
 def test_runs_that_read_no_file_in_common_agree_on_the_data() -> None:
-    assert (
-        run_difference(
-            {"data_fingerprint": "abc", "data_files": {"x.json": "1"}}, {"data_fingerprint": "def", "data_files": {"y.json": "2"}}, PROVENANCE_FIELDS
-        )
-        is None
-    )
+    assert run_difference({"data_fingerprint": "abc", "data_files": {"x.json": "1"}},
+                          {"data_fingerprint": "def", "data_files": {"y.json": "2"}}, PROVENANCE_FIELDS) is None
 
 
 def test_resuming_compares_the_files_both_runs_read(tmp_path: Path) -> None:
@@ -83,9 +79,9 @@ def test_resuming_compares_the_files_both_runs_read(tmp_path: Path) -> None:
 
 # --- end to end, on a tiny model --------------------------------------------------------------
 
-
 @pytest.mark.slow
-def test_a_baseline_of_all_splits_gates_a_run_of_one_and_a_changed_record_is_named(kedit_project: Callable[..., pytest.Pytester], tmp_path: Path) -> None:
+def test_a_baseline_of_all_splits_gates_a_run_of_one_and_a_changed_record_is_named(
+        kedit_project: Callable[..., pytest.Pytester], tmp_path: Path) -> None:
     data = data_copy(tmp_path)
     pytester = kedit_project(kedit_data=data, kedit_limit=2)
     args = ("-p", "no:randomly", "-p", "no:cacheprovider")

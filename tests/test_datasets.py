@@ -15,7 +15,9 @@ from pytest_kedit.dataset.sources import SPLIT_FILES, builtin_folder, load_suite
 from pytest_kedit.errors import ConfigError, DataError
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls"
-needs_upstream = pytest.mark.skipif(not UPSTREAM.is_dir(), reason=f"the upstream pitfalls datasets are not at {UPSTREAM} (they sit beside the project in CI)")
+needs_upstream = pytest.mark.skipif(
+    not UPSTREAM.is_dir(), reason=f"the upstream pitfalls datasets are not at {UPSTREAM} (they sit beside the project in CI)"
+)
 
 
 def copy_builtin(tmp_path: Path) -> Path:
@@ -60,7 +62,9 @@ def test_builtin_relations_have_ten_paraphrases():
 
 
 @needs_upstream
-@pytest.mark.parametrize("model, counts", [("GPT2-XL", (2500, 2500, 2000, 2500, 2500)), ("GPT-J", (2500, 2500, 2500, 2500, 2500))])
+@pytest.mark.parametrize(
+    "model, counts", [("GPT2-XL", (2500, 2500, 2000, 2500, 2500)), ("GPT-J", (2500, 2500, 2500, 2500, 2500))]
+)
 def test_full_upstream_folders_load_without_errors(model, counts):
     suite = load_suite(str(UPSTREAM / model), SPLITS)
     assert tuple(len(suite.splits[s]) for s in PAPER_SPLITS) == counts and set(suite.splits) == set(PAPER_SPLITS)
@@ -82,7 +86,7 @@ def test_bad_json_is_one_error_for_its_split_and_other_splits_still_load(tmp_pat
     folder = copy_builtin(tmp_path)
     (folder / SPLIT_FILES["reverse"]).write_text('[{"triples": ')
     suite = load_suite(str(folder), ["reverse", "coverage"])
-    ((ident, error),) = suite.entries(["reverse"])
+    (ident, error), = suite.entries(["reverse"])
     assert ident == "reverse-invalid" and isinstance(error, DataError)
     assert "reverse_edit.json" in str(error) and "not valid JSON" in str(error)
     assert all(isinstance(c, ConflictCase) for c in suite.splits["coverage"])

@@ -30,7 +30,7 @@ def test_metrics_md_lists_the_registry_as_kedit_metrics_prints_it():
 def docs_workflow() -> str:
     """The GitHub Actions workflow of docs/ci.md ("## A workflow"), as written there."""
     text = (DOCS / "ci.md").read_text(encoding="utf-8")
-    section = text[text.index("## A workflow") :]
+    section = text[text.index("## A workflow"):]
     (block,) = re.findall(r"^```yaml\n(.*?)^```", section, flags=re.M | re.S)[:1]
     return str(block)
 
@@ -41,7 +41,7 @@ def commands(job: dict[str, Any], program: str) -> list[list[str]]:
     found = []
     for step in job["steps"]:
         script = re.sub(r"\$\{\{ matrix\.shard \}\}", "1", step.get("run", "")).replace("\\\n", " ")
-        for line in script.split("\n") if "\n" in script.strip() else [script]:
+        for line in (script.split("\n") if "\n" in script.strip() else [script]):
             words = shlex.split(line.split("|")[0].split(">>")[0])
             if words[:1] == [program]:
                 found.append(words[1:])
@@ -52,7 +52,8 @@ def test_docs_ci_md_shows_the_workflow_kedit_init_writes():
     assert docs_workflow() == workflow_text()
 
 
-def test_the_users_workflow_shards_merges_gates_and_updates_the_baseline_with_the_options_that_exist(pytester: pytest.Pytester) -> None:
+def test_the_users_workflow_shards_merges_gates_and_updates_the_baseline_with_the_options_that_exist(
+        pytester: pytest.Pytester) -> None:
     parsed = yaml.safe_load(workflow_text())
     jobs = parsed["jobs"]
     assert set(jobs) == {"shard", "merge", "update-baseline"}
@@ -76,7 +77,8 @@ def test_the_users_workflow_shards_merges_gates_and_updates_the_baseline_with_th
     assert [step["uses"].split("@")[0] for step in model] == ["actions/cache/restore", "actions/cache/save"]
     assert "matrix.shard == 1" in model[1]["if"] and "cache-hit" in model[1]["if"]
     run_caches = [step for step in caches if step not in model]
-    assert all("github.run_id" in step["with"]["key"] and "!${{ env.KEDIT_CACHE_DIR }}/models" in step["with"]["path"] for step in run_caches)
+    assert all("github.run_id" in step["with"]["key"] and "!${{ env.KEDIT_CACHE_DIR }}/models" in step["with"]["path"]
+               for step in run_caches)
     assert "restore-keys" in run_caches[0]["with"] and "matrix.shard" in run_caches[0]["with"]["key"]
     # the merge job: kedit report of the shards, kedit gate of the merged run; the update job: kedit baseline
     report, gate = (build_parser().parse_args(args) for args in commands(jobs["merge"], "kedit"))
@@ -104,7 +106,8 @@ def test_both_workflows_use_one_major_of_each_action_with_pip_caching():
     users = yaml.safe_load(workflow_text())
     for workflow in (ours, users):
         assert all(len(versions) == 1 for versions in uses(workflow).values())
-        setups = [step for job in workflow["jobs"].values() for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python")]
+        setups = [step for job in workflow["jobs"].values() for step in job["steps"]
+                  if step.get("uses", "").startswith("actions/setup-python")]
         assert setups and all(step["with"]["cache"] == "pip" for step in setups)
     shared = set(uses(ours)) & set(uses(users))
     assert {"actions/checkout", "actions/setup-python", "actions/cache", "actions/upload-artifact"} <= shared

@@ -16,10 +16,7 @@ def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Py
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     report = tmp_path / "report"
     result = pytester.runpytest_subprocess(
-        "--kedit-model=smollm2-135m",
-        "--kedit-method=ft",
-        "--kedit-split=coverage,easy",
-        "--kedit-limit=1",
+        "--kedit-model=smollm2-135m", "--kedit-method=ft", "--kedit-split=coverage,easy", "--kedit-limit=1",
         f"--kedit-report={report}",
     )
     out = result.stdout.str()
@@ -37,7 +34,9 @@ def test_ft_on_smollm2_prints_both_tables_and_edits_for_real(pytester: pytest.Py
 
 
 @pytest.mark.slow
-def test_rome_on_smollm2_edits_and_says_where_its_statistics_came_from(pytester: pytest.Pytester, tmp_path: Path, user_cache):
+def test_rome_on_smollm2_edits_and_says_where_its_statistics_came_from(
+    pytester: pytest.Pytester, tmp_path: Path, user_cache
+):
     for suite in SUITES.glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     hparams = tmp_path / "rome.yaml"  # the packaged defaults, with a corpus small enough for a test
@@ -47,12 +46,8 @@ def test_rome_on_smollm2_edits_and_says_where_its_statistics_came_from(pytester:
     )
     report = tmp_path / "report"
     result = pytester.runpytest_subprocess(
-        "--kedit-model=smollm2-135m",
-        "--kedit-method=rome",
-        f"--kedit-hparams={hparams}",
-        "--kedit-split=coverage",
-        "--kedit-limit=1",
-        f"--kedit-report={report}",
+        "--kedit-model=smollm2-135m", "--kedit-method=rome", f"--kedit-hparams={hparams}",
+        "--kedit-split=coverage", "--kedit-limit=1", f"--kedit-report={report}",
     )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     (record,) = map(json.loads, (report / "cases.jsonl").read_text().splitlines())

@@ -86,7 +86,8 @@ def test_a_damaged_entry_is_rebuilt_once_with_one_line(tmp_path: Path, caplog: p
     assert read_entry(path, read_json, writer(calls)) == {"a": 1}
     assert len(calls) == 2
     (line,) = damage_lines(caplog)
-    why = {"truncated": "4 bytes, 8 when written", "same size": "content changed", "deleted digest and garbage": "JSONDecodeError: "}[damage]
+    why = {"truncated": "4 bytes, 8 when written", "same size": "content changed",
+           "deleted digest and garbage": "JSONDecodeError: "}[damage]
     assert line.startswith(DAMAGED.format(path) + f" ({why}") and line.endswith("; rebuilding it")
     assert read_entry(path, read_json, writer(calls)) == {"a": 1} and len(calls) == 2
 
@@ -103,11 +104,8 @@ def test_an_entry_without_a_digest_that_reads_gets_one(tmp_path: Path, caplog: p
 
 def test_an_entry_damaged_right_after_it_was_built_is_one_cache_error(tmp_path: Path):
     path = tmp_path / "entry.json"
-    with pytest.raises(
-        CacheError,
-        match=r"entry.json is damaged \(JSONDecodeError: .*\) right after it was built; "
-        r"delete it, check the disk holding",
-    ):
+    with pytest.raises(CacheError, match=r"entry.json is damaged \(JSONDecodeError: .*\) right after it was built; "
+                                         r"delete it, check the disk holding"):
         read_entry(path, read_json, writer([], "{not json"))
 
 
@@ -149,18 +147,16 @@ def test_an_entry_made_elsewhere_is_refused_and_a_remembered_one_dropped(tmp_pat
     assert str(refused.value) == f"cache entry {path} is damaged (4 bytes, 8 when written); train it again"
     assert path.is_file()  # left for the user to look at
     assert read_or_drop(path, read_json) is None and not path.exists() and not digest_path(path).exists()
-    assert damage_lines(caplog) == [DAMAGED.format(path) + " (4 bytes, 8 when written); removed it; it is made again when needed"]
+    assert damage_lines(caplog) == [DAMAGED.format(path) + " (4 bytes, 8 when written); "
+                                                            "removed it; it is made again when needed"]
 
 
 def test_an_entry_that_cannot_be_written_is_one_cache_error(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     path = blocker / "area" / "entry.json"
-    with pytest.raises(
-        CacheError,
-        match=rf"^cannot write the cache entry {path}: Not a directory; free space or "
-        r"make .* writable, or set KEDIT_CACHE_DIR to another folder$",
-    ):
+    with pytest.raises(CacheError, match=rf"^cannot write the cache entry {path}: Not a directory; free space or "
+                                         r"make .* writable, or set KEDIT_CACHE_DIR to another folder$"):
         read_entry(path, read_json, writer([]))
 
 
@@ -185,9 +181,8 @@ def test_a_truncated_second_moment_file_is_computed_again(caplog: pytest.LogCapt
 def test_a_truncated_template_cache_is_sampled_again(caplog: pytest.LogCaptureFixture):
     loaded = tiny_loaded("gpt2", seed=3)
     templates = context_templates(loaded, TINY_STATISTICS["context_template_length_params"])
-    (entry,) = [
-        p for p in (cache_dir() / "context_templates").glob("tiny-gpt2-*.json") if not p.name.endswith(".lock") if json.loads(p.read_text()) == templates
-    ]
+    (entry,) = [p for p in (cache_dir() / "context_templates").glob("tiny-gpt2-*.json") if not p.name.endswith(".lock")
+                if json.loads(p.read_text()) == templates]
     truncate(entry)
     assert context_templates(loaded, TINY_STATISTICS["context_template_length_params"]) == templates
     (line,) = damage_lines(caplog)
@@ -203,7 +198,8 @@ def test_a_damaged_theta_probability_entry_is_dropped_and_measured_again(caplog:
     truncate(entry)
     reopened = OriginalProbes("tiny-theta-test", torch.float32, torch.device("cpu"))
     assert reopened.lookup(pairs) is None  # so the harness probes the model again, and remembers it
-    assert damage_lines(caplog) == [DAMAGED.format(entry) + f" ({size // 2} bytes, {size} when written); removed it; it is made again when needed"]
+    assert damage_lines(caplog) == [DAMAGED.format(entry) + f" ({size // 2} bytes, {size} when written); "
+                                                             "removed it; it is made again when needed"]
     reopened.remember(pairs, torch.tensor([0.25]).numpy())
     assert OriginalProbes("tiny-theta-test", torch.float32, torch.device("cpu")).lookup(pairs).tolist() == [0.25]
 
@@ -241,9 +237,8 @@ def test_a_damaged_mend_network_is_refused_in_one_line_saying_how_to_train_it_ag
         load_trained(network, loaded)
     message = str(refused.value)
     assert message.startswith(f"cache entry {path} is damaged (") and "\n" not in message
-    assert message.endswith(
-        "a run cannot make it again: train it again with `kedit train-mend --model tiny-gpt2 --from DATA --out DIR` (see kedit docs editors, MEND)"
-    )
+    assert message.endswith("a run cannot make it again: train it again with `kedit train-mend --model tiny-gpt2 "
+                            "--from DATA --out DIR` (see kedit docs editors, MEND)")
     publish(path, network, {"steps": 0})
     manifest_path(path).write_text('{\n  "steps": 9\n}')  # as long as the manifest written
     with pytest.raises(CacheError, match=r"\.json is damaged \(content changed since it was written\)"):
@@ -259,8 +254,10 @@ def test_a_folder_without_summary_is_read_from_its_cases_and_run_json_and_labell
         log.append(record("coverage-0001", "failed"), PROVENANCE, cases_expected=10)
     summary, records = load_run(tmp_path)
     assert [r.case_id for r in records] == ["coverage-0000", "coverage-0001"]
-    assert (summary.model, summary.method, summary.complete, summary.cases_done, summary.cases_expected) == ("tiny", "ft", False, 2, 10)
-    assert summary.provenance() == {**PROVENANCE, "thresholds": ["cs>=1.0"], "sequential": None, "protocol_version": summary.provenance()["protocol_version"]}
+    assert (summary.model, summary.method, summary.complete, summary.cases_done, summary.cases_expected) == (
+        "tiny", "ft", False, 2, 10)
+    assert summary.provenance() == {**PROVENANCE, "thresholds": ["cs>=1.0"], "sequential": None,
+                                    "protocol_version": summary.provenance()["protocol_version"]}
     table1, table2 = merge_tables(load_runs([tmp_path]))
     note = "Note: tiny / ft: partial: 2 of 10 cases (the run did not finish)."
     assert table1.endswith(note) and table2.endswith(note)
@@ -277,15 +274,13 @@ def project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Path
     return make_project(tmp_path, tiny_model_dir, tiny_ft_hparams)
 
 
-ROME = (
-    "layers: [1]\nv_num_grad_steps: 8\nclamp_norm_factor: 1000.0\nv_weight_decay: 0.0\ncontext_template_length_params: [[5, 2], [8, 2]]\nmom2_n_samples: 16\n"
-)
+ROME = ("layers: [1]\nv_num_grad_steps: 8\nclamp_norm_factor: 1000.0\nv_weight_decay: 0.0\n"
+        "context_template_length_params: [[5, 2], [8, 2]]\nmom2_n_samples: 16\n")
 
 
 def run_suites(project: Path, cache: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*pytest_command_without_report(), *args], cwd=project, env=run_env(cache, **env), capture_output=True, text=True, check=False, timeout=900
-    )
+    return subprocess.run([*pytest_command_without_report(), *args], cwd=project, env=run_env(cache, **env),
+                          capture_output=True, text=True, check=False, timeout=900)
 
 
 def pytest_command_without_report() -> list[str]:
@@ -293,16 +288,13 @@ def pytest_command_without_report() -> list[str]:
 
 
 def kedit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from pytest_kedit.cli.main import main; sys.exit(main(sys.argv[1:]))", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return subprocess.run([sys.executable, "-c", "import sys; from pytest_kedit.cli.main import main; "
+                           "sys.exit(main(sys.argv[1:]))", *args], capture_output=True, text=True, check=False)
 
 
 @pytest.mark.slow
-def test_damaged_statistics_templates_and_probabilities_are_rebuilt_with_a_line_each_and_change_nothing(project: Path, tmp_path: Path):
+def test_damaged_statistics_templates_and_probabilities_are_rebuilt_with_a_line_each_and_change_nothing(
+        project: Path, tmp_path: Path):
     hparams = tmp_path / "rome.yaml"
     hparams.write_text(ROME)
     cache, first, second = tmp_path / "cache", tmp_path / "first", tmp_path / "second"
@@ -328,13 +320,13 @@ def test_an_error_inside_a_case_is_an_error_of_the_case_not_a_failure(project: P
     corpus.write_text("too few words")
     hparams = tmp_path / "rome.yaml"
     hparams.write_text(ROME + f"mom2_dataset: {corpus}\n")
-    result = run_suites(
-        project, tmp_path / "cache", f"--kedit-report={tmp_path / 'report'}", "--kedit-method=rome", f"--kedit-hparams={hparams}", "--kedit-split=coverage"
-    )
+    result = run_suites(project, tmp_path / "cache", f"--kedit-report={tmp_path / 'report'}", "--kedit-method=rome",
+                        f"--kedit-hparams={hparams}", "--kedit-split=coverage")
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     assert "2 errors in " in result.stdout.splitlines()[-1] and "failed" not in result.stdout.splitlines()[-1]
     assert "ERROR test_conflict_edit.py::test_conflict_edit[coverage-0000] - " in result.stdout
-    assert re.search(r"_ ERROR at call of test_conflict_edit\[coverage-0000\] _+\nsecond moment of .* too few to invert", result.stdout)
+    assert re.search(r"_ ERROR at call of test_conflict_edit\[coverage-0000\] _+\nsecond moment of .* too few to invert",
+                     result.stdout)
     records = [json.loads(line) for line in (tmp_path / "report" / "cases.jsonl").read_text().splitlines()]
     assert [r["outcome"] for r in records] == ["error", "error"] and "too few to invert" in records[0]["error"]
 
@@ -345,9 +337,8 @@ def terminate_after_two_cases(project: Path, report: Path, cache: Path, *args: s
     its own main thread after its second case."""
     serial = "-n" not in args
     env = run_env(cache, KEDIT_TEST_PACE="1", **(signal_after_two_cases("SIGTERM") if serial else {}))
-    process = subprocess.Popen(
-        pytest_command(report, *args), cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible
-    )
+    process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
     if not serial:
         wait_for_cases(process, report, 2)
         os.killpg(process.pid, signal.SIGTERM)
@@ -358,14 +349,16 @@ def terminate_after_two_cases(project: Path, report: Path, cache: Path, *args: s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
-def test_sigterm_stops_the_run_as_ctrl_c_does_and_the_folder_is_reported_and_resumed(project: Path, tmp_path: Path, workers: tuple[str, ...]):
+def test_sigterm_stops_the_run_as_ctrl_c_does_and_the_folder_is_reported_and_resumed(project: Path, tmp_path: Path,
+                                                                                      workers: tuple[str, ...]):
     report, cache = tmp_path / "report", tmp_path / "cache"
     output = terminate_after_two_cases(project, report, cache, *workers)
     summary = json.loads((report / "summary.json").read_text())
     done = summary["cases_done"]
     assert summary["complete"] is False and 2 <= done < summary["cases_expected"] == 10
     assert f"partial: {done} of 10 cases" in (report / "table1.md").read_text()
-    assert (f"kedit: stopped by SIGTERM, as by Ctrl-C: {done} finished cases kept in {report}, --kedit-resume continues the run") in output
+    assert (f"kedit: stopped by SIGTERM, as by Ctrl-C: {done} finished cases kept in {report}, "
+            "--kedit-resume continues the run") in output
     shown = kedit("report", str(report))
     assert shown.returncode == 0 and f"Note: {project_model(project)} / ft: partial: {done} of 10 cases" in shown.stdout
 
@@ -376,7 +369,8 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_and_the_folder_is_reported_and_res
     shown = kedit("report", str(killed))
     assert shown.returncode == 0 and f"partial: {done} of 10 cases (the run did not finish)" in shown.stdout
 
-    resumed = subprocess.run(pytest_command(report, "--kedit-resume", *workers), cwd=project, env=run_env(cache), capture_output=True, text=True, check=False)
+    resumed = subprocess.run(pytest_command(report, "--kedit-resume", *workers), cwd=project, env=run_env(cache),
+                             capture_output=True, text=True, check=False)
     assert f"resumed {report}: {done} cases reported from their records" in resumed.stdout
     summary = json.loads((report / "summary.json").read_text())
     assert (summary["complete"], summary["cases_done"]) == (True, 10)
@@ -384,24 +378,26 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_and_the_folder_is_reported_and_res
 
 def project_model(project: Path) -> str:
     """The kedit_model of the project's ini file."""
-    return next(line.split("=", 1)[1].strip() for line in (project / "pytest.ini").read_text().splitlines() if line.startswith("kedit_model"))
+    return next(line.split("=", 1)[1].strip() for line in (project / "pytest.ini").read_text().splitlines()
+                if line.startswith("kedit_model"))
 
 
 @pytest.mark.slow
 def test_a_second_run_on_a_folder_in_use_is_refused_in_one_line_naming_the_holder(project: Path, tmp_path: Path):
     report, cache = tmp_path / "report", tmp_path / "cache"
-    first = subprocess.Popen(
-        pytest_command(report), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="0.5"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    first = subprocess.Popen(pytest_command(report), cwd=project, env=run_env(cache, KEDIT_TEST_PACE="0.5"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     holder = tmp_path / "report.lock.holder"
     deadline = time.monotonic() + 120
     while not holder.is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = subprocess.run(pytest_command(report, "-k", "coverage"), cwd=project, env=run_env(cache), capture_output=True, text=True, check=False)
+    second = subprocess.run(pytest_command(report, "-k", "coverage"), cwd=project, env=run_env(cache),
+                            capture_output=True, text=True, check=False)
     output, _ = first.communicate(timeout=600)
     assert second.returncode == pytest.ExitCode.USAGE_ERROR
     (line,) = [line for line in (second.stdout + second.stderr).splitlines() if line.strip()]
-    assert line.startswith(f"ERROR: kedit: --kedit-report: {report} is being written by another run (pid {first.pid} on host {socket.gethostname()} since ")
+    assert line.startswith(f"ERROR: kedit: --kedit-report: {report} is being written by another run "
+                           f"(pid {first.pid} on host {socket.gethostname()} since ")
     assert line.endswith("); wait for it to finish, or report into another folder")
     assert first.returncode in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output[-3000:]
     summary = json.loads((report / "summary.json").read_text())
@@ -423,8 +419,7 @@ def unwritable_caches(tmp_path: Path) -> list[Path]:
 
 
 def test_a_cache_that_cannot_be_written_stops_the_run_in_one_line_before_any_model_loads(
-    kedit_project: Callable[..., pytest.Pytester], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+        kedit_project: Callable[..., pytest.Pytester], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     project = kedit_project(kedit_limit=1)
     for cache in unwritable_caches(tmp_path):
         monkeypatch.setenv("KEDIT_CACHE_DIR", str(cache))
@@ -443,22 +438,17 @@ def limit_file_size(size: int) -> Callable[[], None]:
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_while_the_report_is_written_costs_one_line_and_nothing_written(project: Path, tmp_path: Path):
+def test_a_disk_that_fills_while_the_report_is_written_costs_one_line_and_nothing_written(project: Path,
+                                                                                           tmp_path: Path):
     """A file size limit stands for a full disk: a write past it fails (EFBIG) as on a full disk (ENOSPC).
     It lets run.json and a case or two into the folder, not the whole case log."""
     report = tmp_path / "report"
-    result = subprocess.run(
-        pytest_command(report, "--capture=sys"),
-        cwd=project,
-        env=run_env(tmp_path / "cache"),
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=limit_file_size(2000),
-    )
+    result = subprocess.run(pytest_command(report, "--capture=sys"), cwd=project, env=run_env(tmp_path / "cache"),
+                            capture_output=True, text=True, check=False, preexec_fn=limit_file_size(2000))
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
     lines = [line for line in result.stdout.splitlines() if line.startswith("kedit: report")]
-    assert lines == [f"kedit: report {report} not written: {report / 'cases.jsonl'}: cannot write: File too large (the cases it already held are kept)"]
+    assert lines == [f"kedit: report {report} not written: {report / 'cases.jsonl'}: cannot write: File too large "
+                     "(the cases it already held are kept)"]
     assert "Traceback" not in result.stdout + result.stderr and "Table 1: Knowledge Conflict" in result.stdout
     written = (report / "cases.jsonl").read_text()
     assert written.endswith("\n") and 1 <= len(written.splitlines()) < 10

@@ -12,9 +12,8 @@ from pytest_kedit.benchmark import metrics
 RECORDS = 5000
 
 
-def published_round(
-    pre1: float, post1: float, pre2: float, post2: float, o1_before: float, others_pre: list[float], others_post: list[float]
-) -> dict[str, float]:
+def published_round(pre1: float, post1: float, pre2: float, post2: float, o1_before: float,
+                    others_pre: list[float], others_post: list[float]) -> dict[str, float]:
     """One RoundEdit record of the summarize step (``success``, ``D``, ``IR``, ``FR`` before averaging)."""
     fail_num = sum(1 for pre, post in zip(others_pre, others_post) if pre > post)
     ir = fail_num / len(others_pre)

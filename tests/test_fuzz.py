@@ -120,9 +120,8 @@ def test_check_data_names_file_and_record_and_never_shows_a_traceback(broken: tu
     with folder_of(files) as folder:
         status, out, err = cli("check-data", str(folder))
         assert status in (0, 1) and "Traceback" not in out + err
-        findings = [
-            line for line in out.splitlines() if not line.startswith(("summary:", "  ")) and " finding" not in line and not line.startswith("no findings")
-        ]
+        findings = [line for line in out.splitlines() if not line.startswith(("summary:", "  ")) and " finding" not in line
+                    and not line.startswith("no findings")]
         assert all(line.startswith(str(folder)) for line in findings), findings
         error = bad_record_error(folder, name, index)
         if error is not None:  # what the loader rejects, check-data reports at the same place
@@ -133,12 +132,14 @@ def test_check_data_names_file_and_record_and_never_shows_a_traceback(broken: tu
 
 @FAST
 @given(broken=broken_folders())
-def test_collection_keeps_every_good_case_and_names_the_bad_one(pytester: pytest.Pytester, broken: tuple[str, int | None, dict[str, bytes]]):
+def test_collection_keeps_every_good_case_and_names_the_bad_one(pytester: pytest.Pytester,
+                                                                 broken: tuple[str, int | None, dict[str, bytes]]):
     name, index, files = broken
     for suite in SUITES.glob("test_*.py"):
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     with folder_of(files) as folder:
-        result = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:randomly", f"--kedit-data={folder}", f"--kedit-limit={LIMIT}")
+        result = pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:randomly", f"--kedit-data={folder}",
+                                              f"--kedit-limit={LIMIT}")
         out = result.stdout.str() + result.stderr.str()
         assert "Traceback" not in out and "INTERNALERROR" not in out
         expected = load_suite(str(folder), list(SPLIT_FILES), limit=LIMIT).entries(list(SPLIT_FILES))
@@ -149,9 +150,8 @@ def test_collection_keeps_every_good_case_and_names_the_bad_one(pytester: pytest
         collected = {line.rsplit("[", 1)[1].rstrip("]") for line in result.stdout.lines if "::test_" in line} - {"NOTSET"}
         assert collected == {ident for ident, _ in expected}
         good = {ident for ident, entry in expected if not isinstance(entry, DataError)}
-        untouched = {
-            f"{split}-{i:04d}" for split, file in SPLIT_FILES.items() if file != name and file in files for i in range(min(LIMIT, len(json.loads(files[file]))))
-        }
+        untouched = {f"{split}-{i:04d}" for split, file in SPLIT_FILES.items() if file != name and file in files
+                     for i in range(min(LIMIT, len(json.loads(files[file]))))}
         assert untouched <= good  # every other file's cases still parse and are collected
 
 
@@ -159,21 +159,9 @@ def test_collection_keeps_every_good_case_and_names_the_bad_one(pytester: pytest
 
 
 def report_folder(folder: Path) -> None:
-    records = [
-        CaseRecord(
-            case_id=f"coverage-{i:04d}",
-            split="coverage",
-            relation="P36",
-            arity=None,
-            model="m",
-            method="ft",
-            outcome="passed",
-            metrics={"single_succ": 1.0, "cs": 1.0, "cm": 0.5},
-            probabilities={"theta": {"k_o": 0.5}},
-            timings={"edit": 0.1},
-        )
-        for i in range(3)
-    ]
+    records = [CaseRecord(case_id=f"coverage-{i:04d}", split="coverage", relation="P36", arity=None, model="m",
+                          method="ft", outcome="passed", metrics={"single_succ": 1.0, "cs": 1.0, "cm": 0.5},
+                          probabilities={"theta": {"k_o": 0.5}}, timings={"edit": 0.1}) for i in range(3)]
     write_report(folder, run_summary(), records)
 
 
@@ -216,24 +204,18 @@ def test_kedit_report_names_the_file_and_line_of_a_broken_record(data: st.DataOb
 @pytest.mark.slow
 @settings(max_examples=3, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(broken=broken_folders())
-def test_a_good_case_beside_a_fuzzed_one_still_runs(
-    pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path, broken: tuple[str, int | None, dict[str, bytes]]
-):
+def test_a_good_case_beside_a_fuzzed_one_still_runs(pytester: pytest.Pytester, tiny_model_dir: Path,
+                                                   tiny_ft_hparams: Path, broken: tuple[str, int | None, dict[str, bytes]]):
     name, _, files = broken
     split = next(split for split, file in SPLIT_FILES.items() if file == name)
     for suite in SUITES.glob("test_*.py"):
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     with folder_of(files) as folder:
         result = pytester.runpytest_subprocess(
-            "-p",
-            "no:randomly",
-            f"--kedit-data={folder}",
-            f"--kedit-split={split},coverage" if split != "coverage" else "--kedit-split=coverage,easy",
-            "--kedit-limit=1",
-            f"--kedit-model={tiny_model_dir}",
-            f"--kedit-hparams={tiny_ft_hparams}",
-            *(f"--kedit-threshold={m}=off" for m in ("cs", "cs_exp", "cs_imp", "succ", "fr", "tfd")),
-        )
+            "-p", "no:randomly", f"--kedit-data={folder}", f"--kedit-split={split},coverage" if split != "coverage"
+            else "--kedit-split=coverage,easy", "--kedit-limit=1", f"--kedit-model={tiny_model_dir}",
+            f"--kedit-hparams={tiny_ft_hparams}", *(f"--kedit-threshold={m}=off" for m in
+                                                     ("cs", "cs_exp", "cs_imp", "succ", "fr", "tfd")))
         out = result.stdout.str() + result.stderr.str()
         assert "Traceback" not in out and "INTERNALERROR" not in out
         outcomes = result.parseoutcomes()

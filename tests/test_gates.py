@@ -30,32 +30,26 @@ def test_a_gate_reads_back_from_its_text(split_metric: tuple[str, str], op: str,
     assert parse_gate(str(gate)) == gate
 
 
-@pytest.mark.parametrize(
-    ("spec", "gate"),
-    [
-        ("reverse.cs_imp>=50", Gate("reverse", "cs_imp", ">=", 50.0, False)),
-        (" easy.ir <= baseline + 2 ", Gate("easy", "ir", "<=", 2.0, True)),
-        ("reverse.cs_imp>=baseline-5", Gate("reverse", "cs_imp", ">=", -5.0, True)),
-        ("composite.cm>=baseline", Gate("composite", "cm", ">=", 0.0, True)),
-    ],
-)
+@pytest.mark.parametrize(("spec", "gate"), [
+    ("reverse.cs_imp>=50", Gate("reverse", "cs_imp", ">=", 50.0, False)),
+    (" easy.ir <= baseline + 2 ", Gate("easy", "ir", "<=", 2.0, True)),
+    ("reverse.cs_imp>=baseline-5", Gate("reverse", "cs_imp", ">=", -5.0, True)),
+    ("composite.cm>=baseline", Gate("composite", "cm", ">=", 0.0, True)),
+])
 def test_the_documented_forms_parse(spec: str, gate: Gate):
     assert parse_gate(spec) == gate
 
 
-@pytest.mark.parametrize(
-    ("spec", "words"),
-    [
-        ("cs_imp>=50", "expected SPLIT.METRIC"),
-        ("reverse.cs_imp>50", "expected SPLIT.METRIC"),
-        ("sideways.cs_imp>=50", "unknown split 'sideways'"),
-        ("easy.cs_imp>=50", "split easy has no metric 'cs_imp'"),
-        ("reverse.cs_imp>=inf", "not a finite number"),
-        ("reverse.cs_imp>=nan", "not a finite number"),
-        ("reverse.cs_imp>=fifty", "'fifty' is not a number"),
-        ("easy.ir<=baseline+x", "'+x' is not a number"),
-    ],
-)
+@pytest.mark.parametrize(("spec", "words"), [
+    ("cs_imp>=50", "expected SPLIT.METRIC"),
+    ("reverse.cs_imp>50", "expected SPLIT.METRIC"),
+    ("sideways.cs_imp>=50", "unknown split 'sideways'"),
+    ("easy.cs_imp>=50", "split easy has no metric 'cs_imp'"),
+    ("reverse.cs_imp>=inf", "not a finite number"),
+    ("reverse.cs_imp>=nan", "not a finite number"),
+    ("reverse.cs_imp>=fifty", "'fifty' is not a number"),
+    ("easy.ir<=baseline+x", "'+x' is not a number"),
+])
 def test_a_bad_gate_is_one_line_naming_it(spec: str, words: str):
     with pytest.raises(ConfigError) as caught:
         parse_gate(spec)
@@ -77,31 +71,21 @@ def test_an_absolute_gate_is_the_mean_of_its_splits_cases_by_hand():
     records += [record("reverse", 9, "error"), record("composite", 0, cs_imp=0.0)]
     specs = ["reverse.cs_imp>=75", "reverse.cs_imp>=75.5", "reverse.cs_imp<=75", "reverse.cs_imp<=74.5"]
     results = check_gates([parse_gate(spec) for spec in specs], records, None, "significant")
-    assert [(r.status, r.value, r.n) for r in results] == [("held", 75.0, 4), ("failed", 75.0, 4), ("held", 75.0, 4), ("failed", 75.0, 4)]
+    assert [(r.status, r.value, r.n) for r in results] == [("held", 75.0, 4), ("failed", 75.0, 4), ("held", 75.0, 4),
+                                                          ("failed", 75.0, 4)]
 
 
 def test_a_gate_on_a_ratio_or_a_count_is_on_table_3s_scale_by_hand():
     """Two streams with PPL ratios 1.2 and 1.6 (Table 3: 1.40) and collapse points 100 and 40
     (70.00); their ES of 0.9 and 0.7 is a share (80.00). A relative gate's difference is on the
     same scale: 1.7 and 2.1 against 1.2 and 1.6 is +0.50, in every resample."""
-    records = [record("sequential", 0, ppl=1.2, collapse_at=100.0, es=0.9), record("sequential", 1, ppl=1.6, collapse_at=40.0, es=0.7)]
-    specs = [
-        "sequential.ppl<=1.5",
-        "sequential.ppl<=1.3",
-        "sequential.collapse_at>=70",
-        "sequential.collapse_at>=100",
-        "sequential.es>=80",
-        "sequential.es>=0.9",
-    ]
+    records = [record("sequential", 0, ppl=1.2, collapse_at=100.0, es=0.9),
+               record("sequential", 1, ppl=1.6, collapse_at=40.0, es=0.7)]
+    specs = ["sequential.ppl<=1.5", "sequential.ppl<=1.3", "sequential.collapse_at>=70", "sequential.collapse_at>=100",
+             "sequential.es>=80", "sequential.es>=0.9"]
     results = check_gates([parse_gate(spec) for spec in specs], records, None, "significant")
     assert [(r.status, round(r.value, 9)) for r in results] == [
-        ("held", 1.4),
-        ("failed", 1.4),
-        ("held", 70.0),
-        ("failed", 70.0),
-        ("held", 80.0),
-        ("held", 80.0),
-    ]
+        ("held", 1.4), ("failed", 1.4), ("held", 70.0), ("failed", 70.0), ("held", 80.0), ("held", 80.0)]
     later = [record("sequential", 0, ppl=1.7), record("sequential", 1, ppl=2.1)]
     (worse,) = check_gates([parse_gate("sequential.ppl<=baseline+0.1")], later, by_case(records), "point")
     assert worse.interval is not None
@@ -141,7 +125,8 @@ modes = st.sampled_from(["significant", "point"])
 
 @settings(max_examples=30)
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=30), ops, st.floats(0, 30), modes)
-def test_a_relative_gate_holds_for_a_run_identical_to_its_baseline(values: list[float], op: str, slack: float, mode: GateMode):
+def test_a_relative_gate_holds_for_a_run_identical_to_its_baseline(values: list[float], op: str, slack: float,
+                                                                    mode: GateMode):
     margin = -slack if op == ">=" else slack  # the margin on the side the gate allows
     result = relative(op, margin, [(v, v) for v in values], mode)
     assert (result.status, result.n, result.value, result.interval) == ("held", len(values), 0.0, (0.0, 0.0))
@@ -150,9 +135,9 @@ def test_a_relative_gate_holds_for_a_run_identical_to_its_baseline(values: list[
 
 @settings(max_examples=30)
 @given(unit_pairs, ops, st.floats(-30, 30), modes, st.floats(0.01, 1), st.booleans())
-def test_moving_every_run_value_the_way_a_gate_allows_never_fails_it(
-    pairs: list[tuple[float, float]], op: str, margin: float, mode: GateMode, step: float, is_relative: bool
-):
+def test_moving_every_run_value_the_way_a_gate_allows_never_fails_it(pairs: list[tuple[float, float]], op: str,
+                                                                      margin: float, mode: GateMode, step: float,
+                                                                      is_relative: bool):
     shift = step if op == ">=" else -step
 
     def check(shifted: float, bound: float) -> GateResult:
@@ -168,7 +153,8 @@ def test_moving_every_run_value_the_way_a_gate_allows_never_fails_it(
 
 @settings(max_examples=30)
 @given(unit_pairs, ops, st.floats(-30, 30))
-def test_the_interval_holds_the_difference_and_significant_mode_fails_only_where_point_mode_does(pairs: list[tuple[float, float]], op: str, margin: float):
+def test_the_interval_holds_the_difference_and_significant_mode_fails_only_where_point_mode_does(
+        pairs: list[tuple[float, float]], op: str, margin: float):
     significant = relative(op, margin, pairs, "significant")
     point = relative(op, margin, pairs, "point")
     assert significant.interval is not None and significant.interval == point.interval
@@ -225,7 +211,8 @@ def test_significant_mode_fails_less_often_than_point_mode():
 def test_the_markdown_lists_every_gate_with_its_result_and_value():
     run = [record("reverse", 0, cs_imp=1.0), record("reverse", 1, cs_imp=0.0)]
     baseline = {(r.split, r.case_id): r for r in [record("reverse", 0, cs_imp=1.0), record("reverse", 1, cs_imp=1.0)]}
-    results = check_gates([parse_gate("reverse.cs_imp>=40"), parse_gate("reverse.cs_imp>=baseline-5"), parse_gate("hard.fr<=0")], run, baseline, "point")
+    results = check_gates([parse_gate("reverse.cs_imp>=40"), parse_gate("reverse.cs_imp>=baseline-5"),
+                           parse_gate("hard.fr<=0")], run, baseline, "point")
     text = gates_markdown(results, "point")
     assert text.startswith("Gates: 2 of 3 gates failed")
     assert "| `reverse.cs_imp>=40`" in text and "50.00" in text

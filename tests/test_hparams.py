@@ -62,16 +62,10 @@ def test_the_locate_and_edit_methods_share_the_key_value_keys_and_reject_the_oth
         load_hparams("memit", MEMITHyperParams, "tiny", "llama", str(path))
 
 
-@pytest.mark.parametrize(
-    "method, hparams_class",
-    [
-        ("rome", ROMEHyperParams),
-        ("r-rome", RROMEHyperParams),
-        ("memit", MEMITHyperParams),
-        ("alphaedit", AlphaEditHyperParams),
-        ("emmet", EMMETHyperParams),
-    ],
-)
+@pytest.mark.parametrize("method, hparams_class", [
+    ("rome", ROMEHyperParams), ("r-rome", RROMEHyperParams), ("memit", MEMITHyperParams),
+    ("alphaedit", AlphaEditHyperParams), ("emmet", EMMETHyperParams),
+])
 def test_every_packaged_file_is_valid(method: str, hparams_class: type) -> None:
     files = sorted(Path(str(resources.files("pytest_kedit.editors.hparams").joinpath(method))).glob("*.yaml"))
     assert files
@@ -100,7 +94,8 @@ class ThirdPartyHyperParams:
 
 def test_a_third_party_dataclass_with_dicts_tuples_and_a_nested_dataclass_reads_its_file(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
-    path.write_text("weights: {mlp: 2, attn: 1}\nlayers: [3, 4]\npair: [1, b]\nschedule: {warmup: 10}\nmode: exact\nnames: [x]\nscale: 2\n")
+    path.write_text("weights: {mlp: 2, attn: 1}\nlayers: [3, 4]\npair: [1, b]\nschedule: {warmup: 10}\n"
+                    "mode: exact\nnames: [x]\nscale: 2\n")
     hparams = load_hparams("mine", ThirdPartyHyperParams, "tiny", "llama", str(path))
     assert hparams == ThirdPartyHyperParams({"mlp": 2, "attn": 1}, (3, 4), (1, "b"), Schedule(10), "exact", ["x"], 2)
     assert isinstance(hparams.layers, tuple) and isinstance(hparams.schedule, Schedule)
@@ -108,23 +103,21 @@ def test_a_third_party_dataclass_with_dicts_tuples_and_a_nested_dataclass_reads_
     assert load_hparams("mine", ThirdPartyHyperParams, "tiny", "llama", str(path)).schedule is None
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("weights: {mlp: two}\nlayers: [1]\n", "hyper-parameter 'weights' must be dict[str, int], got {'mlp': 'two'}"),
-        ("weights: [1]\nlayers: [1]\n", "hyper-parameter 'weights' must be dict[str, int], got [1]"),
-        ("weights: {}\nlayers: [1, 2.5]\n", "hyper-parameter 'layers' must be tuple[int, ...], got [1, 2.5]"),
-        ("weights: {}\nlayers: 3\n", "hyper-parameter 'layers' must be tuple[int, ...], got 3"),
-        ("weights: {}\nlayers: []\npair: [1, b, c]\n", "hyper-parameter 'pair' must be tuple[int, str], got [1, 'b', 'c']"),
-        ("weights: {}\nlayers: []\nschedule: {warmup: soon}\n", "hyper-parameter 'schedule.warmup' must be int, got 'soon'"),
-        ("weights: {}\nlayers: []\nschedule: {warmpu: 1}\n", "unknown hyper-parameter 'schedule.warmpu'; did you mean 'schedule.warmup'?"),
-        ("weights: {}\nlayers: []\nschedule: {decay: 0.1}\n", "missing hyper-parameters ['schedule.warmup']"),
-        ("weights: {}\nlayers: []\nschedule: 3\n", "hyper-parameter 'schedule' must be Schedule | None, got 3"),
-        ("weights: {}\nlayers: []\nmode: slow\n", "hyper-parameter 'mode' must be 'fast' or 'exact', got 'slow'"),
-        ("weights: {}\nlayers: []\nscale: yes\n", "hyper-parameter 'scale' must be float | None, got True"),
-    ],
-)
-def test_a_value_of_the_wrong_type_is_one_line_naming_the_file_the_key_and_the_type(tmp_path: Path, text: str, message: str) -> None:
+@pytest.mark.parametrize(("text", "message"), [
+    ("weights: {mlp: two}\nlayers: [1]\n", "hyper-parameter 'weights' must be dict[str, int], got {'mlp': 'two'}"),
+    ("weights: [1]\nlayers: [1]\n", "hyper-parameter 'weights' must be dict[str, int], got [1]"),
+    ("weights: {}\nlayers: [1, 2.5]\n", "hyper-parameter 'layers' must be tuple[int, ...], got [1, 2.5]"),
+    ("weights: {}\nlayers: 3\n", "hyper-parameter 'layers' must be tuple[int, ...], got 3"),
+    ("weights: {}\nlayers: []\npair: [1, b, c]\n", "hyper-parameter 'pair' must be tuple[int, str], got [1, 'b', 'c']"),
+    ("weights: {}\nlayers: []\nschedule: {warmup: soon}\n", "hyper-parameter 'schedule.warmup' must be int, got 'soon'"),
+    ("weights: {}\nlayers: []\nschedule: {warmpu: 1}\n", "unknown hyper-parameter 'schedule.warmpu'; did you mean 'schedule.warmup'?"),
+    ("weights: {}\nlayers: []\nschedule: {decay: 0.1}\n", "missing hyper-parameters ['schedule.warmup']"),
+    ("weights: {}\nlayers: []\nschedule: 3\n", "hyper-parameter 'schedule' must be Schedule | None, got 3"),
+    ("weights: {}\nlayers: []\nmode: slow\n", "hyper-parameter 'mode' must be 'fast' or 'exact', got 'slow'"),
+    ("weights: {}\nlayers: []\nscale: yes\n", "hyper-parameter 'scale' must be float | None, got True"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_naming_the_file_the_key_and_the_type(tmp_path: Path, text: str,
+                                                                                     message: str) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:

@@ -45,29 +45,12 @@ from pytest_kedit.results.summary import RunData, RunSummary
 
 MODEL = "smollm2-135m"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
 #: item -> how many the page promises for :func:`runs` (six splits, two methods; a per-split item
 #: for each split, the conflict scatter for the five scores of ConflictEdit)
-ITEMS = {
-    "table1": 1,
-    "table2": 1,
-    "table3": 1,
-    "cell-comparison": 6,
-    "stream-curve": 9,
-    "conflict-scatter": 5,
-    "relation-heatmap": 6,
-    "paired-differences": 6,
-    "provenance": 1,
-}
+ITEMS = {"table1": 1, "table2": 1, "table3": 1, "cell-comparison": 6, "stream-curve": 9, "conflict-scatter": 5,
+         "relation-heatmap": 6, "paired-differences": 6, "provenance": 1}
 
 
 @pytest.fixture(scope="module")
@@ -86,29 +69,15 @@ def synthetic_record(case: Any, method: str, rng: random.Random) -> CaseRecord:
         p[stage.state] |= {PERPLEXITY: 10 + rng.random()} if stage.perplexity else {}
         p[stage.state] |= {norm_name("lm.weight"): rng.random() / 10} if stage.norms else {}
     scores = split.score(case, p)
-    return CaseRecord(
-        case.case_id,
-        case.split,
-        case.relation_group,
-        getattr(case, "arity", None),
-        MODEL,
-        method,
-        metrics=scores.values,
-        probabilities=p,
-        timings={"edit": 0.5, "probe": 0.2, "restore": 0.01},
-        curve=scores.curve,
-    )
+    return CaseRecord(case.case_id, case.split, case.relation_group, getattr(case, "arity", None), MODEL, method,
+                      metrics=scores.values, probabilities=p, timings={"edit": 0.5, "probe": 0.2, "restore": 0.01},
+                      curve=scores.curve)
 
 
 def synthetic_summary(suite: Suite, method: str) -> RunSummary:
-    return run_summary(
-        model=MODEL,
-        method=method,
-        data=RunData(suite.source, suite.fingerprint, suite.files),
-        hparams={"lr": 0.5},
-        model_fingerprint="f00d",
-        timings={"model_load": 1.0, "edit": 40.0, "probe": 10.0, "total": 60.0, "processes": 1},
-    )
+    return run_summary(model=MODEL, method=method, data=RunData(suite.source, suite.fingerprint, suite.files),
+                       hparams={"lr": 0.5}, model_fingerprint="f00d",
+                       timings={"model_load": 1.0, "edit": 40.0, "probe": 10.0, "total": 60.0, "processes": 1})
 
 
 Runs = dict[tuple[str, str], tuple[RunSummary, list[CaseRecord]]]
@@ -181,7 +150,6 @@ class Page(HTMLParser):
 
 # -- What the figures show -----------------------------------------------------------------------
 
-
 def round_record(method: str = "ft", d: float = 0.1, case_id: str = "easy-0000", **changes: Any) -> CaseRecord:
     """A RoundEdit case with o1 German, others French and Italian, o* Spanish."""
     probabilities = {
@@ -189,15 +157,15 @@ def round_record(method: str = "ft", d: float = 0.1, case_id: str = "easy-0000",
         "theta_m": {"o*": 0.6, "o1": 0.1},
         "theta_prime": {"o*": 0.3, "German": 0.4, "French": 0.25, "Italian": 0.01},
     }
-    record = CaseRecord(
-        case_id, case_id.split("-")[0], "P37", "1-3", MODEL, method, metrics={"succ": 1.0, "d": d, "ir": 0.5, "fr": 0.0}, probabilities=probabilities
-    )
+    record = CaseRecord(case_id, case_id.split("-")[0], "P37", "1-3", MODEL, method,
+                        metrics={"succ": 1.0, "d": d, "ir": 0.5, "fr": 0.0}, probabilities=probabilities)
     return dataclasses.replace(record, **changes)
 
 
 def test_figure5_orders_o1_then_the_others_by_p_theta_then_o_star():
     panel = distortion_panel("ft", round_record(), ("German", "Spanish"))
-    assert [(bars.label, bars.role) for bars in panel.objects] == [("German", "o1"), ("French", "other"), ("Italian", "other"), ("Spanish", "o*")]
+    assert [(bars.label, bars.role) for bars in panel.objects] == [
+        ("German", "o1"), ("French", "other"), ("Italian", "other"), ("Spanish", "o*")]
     assert panel.objects[0].p == {"theta": 0.5, "theta_m": 0.1, "theta_prime": 0.4}
     assert panel.objects[3].p == {"theta_m": 0.6, "theta_prime": 0.3}
     assert [bars.lost for bars in panel.objects[1:3]] == [False, True]
@@ -206,7 +174,8 @@ def test_figure5_orders_o1_then_the_others_by_p_theta_then_o_star():
 
 def test_figure5_without_the_labels_marks_no_object_as_o1():
     panel = distortion_panel("ft", round_record(), None)
-    assert [(bars.label, bars.role) for bars in panel.objects] == [("German", "object"), ("French", "object"), ("Italian", "object"), ("o*", "o*")]
+    assert [(bars.label, bars.role) for bars in panel.objects] == [
+        ("German", "object"), ("French", "object"), ("Italian", "object"), ("o*", "o*")]
     assert panel.p_mid_o1 == 0.1
 
 
@@ -221,26 +190,14 @@ def bars_of(svg: str, figure_id: str) -> dict[tuple[int, int, str], tuple[float,
 
 
 def test_figure5_draws_each_bar_in_its_place_with_its_height():
-    panels = [
-        distortion_panel("ft", round_record(), ("German", "Spanish")),
-        distortion_panel(
-            "rome",
-            round_record(
-                "rome",
-                probabilities={
-                    "theta": {"German": 0.5, "French": 0.2, "Italian": 0.05},
-                    "theta_m": {"o*": 0.9, "o1": 0.02},
-                    "theta_prime": {"o*": 0.05, "German": 0.7, "French": 0.1, "Italian": 0.1},
-                },
-            ),
-            ("German", "Spanish"),
-        ),
-    ]
+    panels = [distortion_panel("ft", round_record(), ("German", "Spanish")),
+              distortion_panel("rome", round_record("rome", probabilities={
+                  "theta": {"German": 0.5, "French": 0.2, "Italian": 0.05}, "theta_m": {"o*": 0.9, "o1": 0.02},
+                  "theta_prime": {"o*": 0.05, "German": 0.7, "French": 0.1, "Italian": 0.1}}), ("German", "Spanish"))]
     svg = figures.distortion_figure("fig", panels)
     bars = bars_of(svg, "fig")
-    expected = {
-        (number, position, state): p for number, panel in enumerate(panels) for position, objects in enumerate(panel.objects) for state, p in objects.p.items()
-    }
+    expected = {(number, position, state): p for number, panel in enumerate(panels)
+                for position, objects in enumerate(panel.objects) for state, p in objects.p.items()}
     assert set(bars) == set(expected)
     # left to right: panel, then object, then θ, θm, θ'
     order = sorted(expected, key=lambda key: (key[0], key[1], ("theta", "theta_m", "theta_prime").index(key[2])))
@@ -252,10 +209,8 @@ def test_figure5_draws_each_bar_in_its_place_with_its_height():
     scale = (bars[tallest][3] - bars[tallest][2]) / expected[tallest]
     assert all(abs(bottom - top - scale * expected[key]) < 0.03 for key, (_, _, top, bottom) in bars.items())
     assert "D = 10.00, IR = 50.00" in svg and "o1: German" in svg and "o*: Spanish" in svg
-    lost, kept = (
-        re.search(rf'<text style="[^"]*fill: {colour}[^"]*"[^>]*>{name}</text>', svg)
-        for colour, name in ((figure_canvas.LOST_COLOUR, "Italian"), (figure_canvas.KEPT_COLOUR, "French"))
-    )
+    lost, kept = (re.search(rf'<text style="[^"]*fill: {colour}[^"]*"[^>]*>{name}</text>', svg)
+                  for colour, name in ((figure_canvas.LOST_COLOUR, "Italian"), (figure_canvas.KEPT_COLOUR, "French")))
     assert lost and kept
     assert "<title>ft: o1: German, θ': p = 0.4</title>" in svg
 
@@ -294,7 +249,8 @@ def test_o1_and_o_star_come_from_the_runs_data_while_it_is_unchanged(suite: Suit
 def test_the_conflict_scatter_puts_a_case_above_the_diagonal_exactly_when_it_counts(suite: Suite):
     rows = report_runs(runs(suite))
     panels = conflict_panels(rows)
-    assert [(p.split, p.metric) for p in panels] == [(split, m) for split in splits_of(CONFLICT_EDIT) for m in SPLITS[split].metrics if m.startswith("cs")]
+    assert [(p.split, p.metric) for p in panels] == [
+        (split, m) for split in splits_of(CONFLICT_EDIT) for m in SPLITS[split].metrics if m.startswith("cs")]
     for panel in panels:
         for series, run in zip(panel.series, rows):
             assert series.mean == run.result[panel.split][panel.metric]
@@ -317,29 +273,19 @@ def stream_record(method: str, every: int, locality: list[float], case_id: str =
     """A 100-edit stream checkpointed every ``every`` edits: at checkpoint k (from 1) ES = 1 - k/100,
     the PPL ratio 1 + k/10, locality ``locality[k - 1]``, the update norm n/100 after edit n; its
     collapse point the first checkpoint with locality under 1/2 (the PPL ratio stays under 2)."""
-    checkpoints = [
-        {"edits": n, "es": 1 - k / 100, "ppl": 1 + k / 10, "loc": locality[k - 1], "norm": n / 100} for k, n in enumerate(range(every, 101, every), start=1)
-    ]
+    checkpoints = [{"edits": n, "es": 1 - k / 100, "ppl": 1 + k / 10, "loc": locality[k - 1], "norm": n / 100}
+                   for k, n in enumerate(range(every, 101, every), start=1)]
     collapse = next((point["edits"] for point in checkpoints if point["loc"] < 0.5), 100)
     last = {key: value for key, value in checkpoints[-1].items() if key != "edits"}
-    return CaseRecord(
-        case_id,
-        "sequential",
-        "stream",
-        None,
-        MODEL,
-        method,
-        metrics={**last, "collapse_at": float(collapse)},
-        curve={
-            "schedule": {"edits": 100, "batch": 1, "every": every, "scheme": "final"},
-            "checkpoints": checkpoints,
-            "batches": [{"edits": n, "norm": n / 100, "norms": {"w": n / 100}} for n in range(1, 101)],
-        },
-    )
+    return CaseRecord(case_id, "sequential", "stream", None, MODEL, method, metrics={**last, "collapse_at": float(collapse)},
+                      curve={"schedule": {"edits": 100, "batch": 1, "every": every, "scheme": "final"},
+                             "checkpoints": checkpoints,
+                             "batches": [{"edits": n, "norm": n / 100, "norms": {"w": n / 100}} for n in range(1, 101)]})
 
 
 def test_the_curves_are_one_figure_per_metric_one_line_per_run_with_the_collapse_points(tmp_path: Path, suite: Suite):
-    ft = [stream_record("ft", 10, [1.0, 0.9, 0.8, 0.4, 0.3, 0.6, 0.2, 0.2, 0.1, 0.1]), stream_record("ft", 20, [1.0, 1.0, 1.0, 1.0, 0.9], "sequential-0001")]
+    ft = [stream_record("ft", 10, [1.0, 0.9, 0.8, 0.4, 0.3, 0.6, 0.2, 0.2, 0.1, 0.1]),
+          stream_record("ft", 20, [1.0, 1.0, 1.0, 1.0, 0.9], "sequential-0001")]
     rome = [stream_record("rome", 10, [1.0] * 10)]
     folders = [tmp_path / "ft", tmp_path / "rome"]
     for folder, records in zip(folders, (ft, rome)):
@@ -358,9 +304,8 @@ def test_the_curves_are_one_figure_per_metric_one_line_per_run_with_the_collapse
     # ft's line: the mean of its two streams where both have a checkpoint (every 20 edits), ES ×100 as in Table 3
     assert es.lines[0].edits == (20, 40, 60, 80, 100)
     assert es.lines[0].values == pytest.approx([100 * ((1 - 2 * j / 100) + (1 - j / 100)) / 2 for j in range(1, 6)])
-    assert loc.lines[0].values == pytest.approx(
-        [100 * (0.9 + 1.0) / 2, 100 * (0.4 + 1.0) / 2, 100 * (0.6 + 1.0) / 2, 100 * (0.2 + 1.0) / 2, 100 * (0.1 + 0.9) / 2]
-    )
+    assert loc.lines[0].values == pytest.approx([100 * (0.9 + 1.0) / 2, 100 * (0.4 + 1.0) / 2, 100 * (0.6 + 1.0) / 2,
+                                                 100 * (0.2 + 1.0) / 2, 100 * (0.1 + 0.9) / 2])
     assert ppl.lines[1].edits == tuple(range(10, 101, 10)) and ppl.lines[1].values == pytest.approx([1 + k / 10 for k in range(1, 11)])
     assert (loc.collapse_level, ppl.collapse_level, es.collapse_level) == (50, 2, None)
     assert norm.lines[1].edits == tuple(range(1, 101)) and norm.lines[1].values[-1] == 1.0  # after every batch, as it is
@@ -372,14 +317,12 @@ def test_the_curves_are_one_figure_per_metric_one_line_per_run_with_the_collapse
     curves = "".join(parsed.item_text["stream-curve"])  # the captions and the SVGs' text: a legend entry per figure and run
     assert curves.count("ft (2 streams): 1 collapsed, at 40 edits") == 4 and curves.count("rome: no collapse in 100 edits") == 4
     assert "ES (final)" in curves and "ES (immediate)" not in curves  # a scheme the streams did not score is not drawn
-    paper_only = html_report.html_report(
-        {key: (summary, [r for r in records if r.split != "sequential"]) for key, (summary, records) in runs(suite, ("ft",)).items()}
-    )
+    paper_only = html_report.html_report({key: (summary, [r for r in records if r.split != "sequential"])
+                                          for key, (summary, records) in runs(suite, ("ft",)).items()})
     assert 'id="streams"' not in paper_only
 
 
 # -- The page ------------------------------------------------------------------------------------
-
 
 @pytest.fixture(scope="module")
 def page(suite: Suite) -> str:
@@ -392,10 +335,9 @@ def test_the_page_parses_and_holds_every_promised_item(suite: Suite, page: str):
     expected = {**ITEMS, "figure5": len(distortion_cases(rows, ["hard-0003"]))}
     assert {item: parsed.items.count(item) for item in expected} == expected
     assert "hard-0003" in "".join(parsed.item_text["figure5"]) and "asked for with --case" in page
-    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
-        'xmlns:xlink="http://www.w3.org/1999/xlink"', ""
-    )
-    assert "src=" not in page and 'href="http' not in page  # nothing to fetch
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") \
+        .replace('xmlns:xlink="http://www.w3.org/1999/xlink"', "")
+    assert "src=" not in page and "href=\"http" not in page  # nothing to fetch
     ids = re.findall(r' id="([^"]*)"', page)
     assert len(ids) == len(set(ids))
 
@@ -407,7 +349,8 @@ def test_the_tables_and_charts_print_the_runs_aggregate(suite: Suite, page: str)
         for split, values in bounds.items():
             for metric, (low, high) in values.items():
                 if split == "sequential" and not METRICS[metric].percent:  # Table 3 shows ratios as table3.md does
-                    assert parsed.cells[method, split, metric] == [f"{result[split][metric] / 100:.2f}", f"[{low / 100:.2f}, {high / 100:.2f}]"]
+                    assert parsed.cells[method, split, metric] == [f"{result[split][metric] / 100:.2f}",
+                                                                   f"[{low / 100:.2f}, {high / 100:.2f}]"]
                 else:
                     assert parsed.cells[method, split, metric] == [f"{result[split][metric]:.2f}", f"[{low:.1f}, {high:.1f}]"]
         charts = "".join(parsed.item_text["cell-comparison"])
@@ -430,7 +373,8 @@ def test_without_matplotlib_html_fails_in_one_line_naming_the_extra(monkeypatch,
     summary, records = runs(suite, ("ft",))[MODEL, "ft"]
     write_report(folder, summary, records)
     find_spec = html_report.importlib.util.find_spec
-    monkeypatch.setattr(html_report.importlib.util, "find_spec", lambda name, *args: None if name == "matplotlib" else find_spec(name, *args))
+    monkeypatch.setattr(html_report.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "matplotlib" else find_spec(name, *args))
     assert main(["report", str(folder), "--html", str(tmp_path / "out.html")]) == 2
     err = capsys.readouterr().err
     assert err == f"kedit: error: {html_report.MISSING_EXTRA}\n" and "pytest-kedit[html]" in err
@@ -440,7 +384,8 @@ def test_without_matplotlib_html_fails_in_one_line_naming_the_extra(monkeypatch,
 
 def test_without_matplotlib_kedit_html_is_a_usage_error_before_any_case(monkeypatch, pytester: pytest.Pytester):
     find_spec = html_report.importlib.util.find_spec
-    monkeypatch.setattr(html_report.importlib.util, "find_spec", lambda name, *args: None if name == "matplotlib" else find_spec(name, *args))
+    monkeypatch.setattr(html_report.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "matplotlib" else find_spec(name, *args))
     pytester.makepyfile("def test_nothing(): pass")
     result = pytester.runpytest_inprocess("--kedit-html=page.html")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -468,31 +413,28 @@ def test_kedit_report_html_merges_runs_and_adds_a_case(tmp_path: Path, suite: Su
 @pytest.mark.slow
 def test_92_cases_and_a_stream_by_4_methods_make_a_page_under_2_mb(suite: Suite):
     page = html_report.html_report(runs(suite, ("ft", "rome", "memit", "mle")))
-    assert [sum(len(entries) for split, entries in suite.splits.items() if split != "sequential"), len(suite.splits["sequential"])] == [92, 1]
+    assert [sum(len(entries) for split, entries in suite.splits.items() if split != "sequential"),
+            len(suite.splits["sequential"])] == [92, 1]
     assert len(page.encode("utf-8")) < 2_000_000
 
 
 @pytest.mark.slow
 def test_the_plugin_and_the_tables_import_no_matplotlib():
-    code = "import sys, pytest_kedit.plugin, pytest_kedit.cli.main, pytest_kedit.report.html, pytest_kedit.results.tables; print('matplotlib' in sys.modules)"
+    code = ("import sys, pytest_kedit.plugin, pytest_kedit.cli.main, pytest_kedit.report.html, pytest_kedit.results.tables; "
+            "print('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 @pytest.mark.slow
-def test_kedit_html_writes_the_page_at_the_end_of_a_run(pytester: pytest.Pytester, tiny_model_dir: Path, tiny_ft_hparams: Path, tmp_path: Path):
+def test_kedit_html_writes_the_page_at_the_end_of_a_run(pytester: pytest.Pytester, tiny_model_dir: Path,
+                                                        tiny_ft_hparams: Path, tmp_path: Path):
     for suite_file in (Path(__file__).resolve().parents[1] / "suites").glob("test_*_edit.py"):  # the paper's suites
         pytester.makepyfile(**{suite_file.stem: suite_file.read_text()})
     out = tmp_path / "page.html"
     result = pytester.runpytest_subprocess(
-        "-p",
-        "no:randomly",
-        f"--kedit-model={tiny_model_dir}",
-        f"--kedit-hparams={tiny_ft_hparams}",
-        "--kedit-split=reverse,easy",
-        "--kedit-limit=1",
-        f"--kedit-html={out}",
-        *(f"--kedit-threshold={m}=off" for m in METRICS if METRICS[m].default_threshold),
-    )
+        "-p", "no:randomly", f"--kedit-model={tiny_model_dir}", f"--kedit-hparams={tiny_ft_hparams}",
+        "--kedit-split=reverse,easy", "--kedit-limit=1", f"--kedit-html={out}", *(f"--kedit-threshold={m}=off" for m in METRICS
+                                                                                   if METRICS[m].default_threshold))
     result.assert_outcomes(passed=2)
     assert f"visual report written to {out}" in result.stdout.str()
     parsed = Page(out.read_text(encoding="utf-8"))
@@ -501,17 +443,11 @@ def test_kedit_html_writes_the_page_at_the_end_of_a_run(pytester: pytest.Pyteste
 
 # -- In a browser --------------------------------------------------------------------------------
 
-
 def chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Headless Chromium on ``page`` with a fresh profile, logging the page's console to stderr."""
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    return subprocess.run(
-        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
+    return subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr",
+                           "--v=0", *args, page.as_uri()], capture_output=True, text=True, timeout=180, check=True)
 
 
 def console_messages(stderr: str) -> list[str]:
@@ -519,7 +455,8 @@ def console_messages(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed: apt-get install -y chromium (.ci/run installs it in CI)")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed: apt-get install -y chromium "
+                                                  "(.ci/run installs it in CI)")
 def test_the_page_renders_in_chromium_without_console_errors(tmp_path: Path, page: str):
     from PIL import Image
 
@@ -539,3 +476,4 @@ def test_the_page_renders_in_chromium_without_console_errors(tmp_path: Path, pag
     colours = image.getcolors(maxcolors=1 << 20) or []
     white = next((count for count, colour in colours if colour == (255, 255, 255)), 0)
     assert len(colours) > 50 and white < 0.97 * image.width * image.height
+

@@ -28,11 +28,9 @@ def written(folder: Path) -> dict[str, str]:
 
 def test_the_repositorys_suites_and_baselines_are_what_kedit_init_writes():
     assert {str(path): text for path, text in suite_files().items()} == {
-        f"suites/{path.name}": path.read_text() for path in (ROOT / "suites").glob("test_*.py")
-    }
+        f"suites/{path.name}": path.read_text() for path in (ROOT / "suites").glob("test_*.py")}
     assert {str(path): text for path, text in baseline_files().items()} == {
-        str(path.relative_to(ROOT)): path.read_text() for path in (ROOT / ".kedit" / "baselines").rglob("*.json")
-    }
+        str(path.relative_to(ROOT)): path.read_text() for path in (ROOT / ".kedit" / "baselines").rglob("*.json")}
 
 
 def test_init_in_an_empty_folder_writes_everything_and_a_second_init_changes_nothing(tmp_path: Path, capsys):
@@ -66,21 +64,16 @@ def test_init_of_a_folder_that_does_not_exist_is_one_line(tmp_path: Path, capsys
     assert capsys.readouterr().err.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    ("name", "before", "header"),
-    [
-        ("pyproject.toml", '[project]\nname = "mine"\n', None),
-        (
-            "pyproject.toml",
-            '[project]\nname = "mine"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.ruff]\nline-length = 99\n',
-            "tool.pytest.ini_options",
-        ),
-        ("tox.ini", "[tox]\nenvlist = py\n\n[pytest]\ntestpaths = tests\n", "pytest"),
-        ("setup.cfg", "[metadata]\nname = mine\n\n[tool:pytest]\ntestpaths = tests\n", "tool:pytest"),
-        ("pytest.ini", "[pytest]\ntestpaths = tests\n", "pytest"),
-    ],
-)
-def test_the_ini_keys_go_into_the_file_pytest_reads_keeping_what_it_has(tmp_path: Path, name: str, before: str, header: str | None):
+@pytest.mark.parametrize(("name", "before", "header"), [
+    ("pyproject.toml", '[project]\nname = "mine"\n', None),
+    ("pyproject.toml", '[project]\nname = "mine"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n\n[tool.ruff]\nline-length = 99\n',
+     "tool.pytest.ini_options"),
+    ("tox.ini", "[tox]\nenvlist = py\n\n[pytest]\ntestpaths = tests\n", "pytest"),
+    ("setup.cfg", "[metadata]\nname = mine\n\n[tool:pytest]\ntestpaths = tests\n", "tool:pytest"),
+    ("pytest.ini", "[pytest]\ntestpaths = tests\n", "pytest"),
+])
+def test_the_ini_keys_go_into_the_file_pytest_reads_keeping_what_it_has(tmp_path: Path, name: str, before: str,
+                                                                         header: str | None):
     (tmp_path / name).write_text(before)
     assert main(["init", str(tmp_path), "--method", "mine", "--model", "gemma3-270m"]) == 0
     after = (tmp_path / name).read_text()
@@ -110,11 +103,11 @@ def test_pytest_reads_the_ini_keys_kedit_init_wrote(pytester: pytest.Pytester):
 
 @pytest.mark.slow
 def test_the_suites_collect_every_case_from_the_package_and_from_the_files_kedit_init_writes(pytester: pytest.Pytester):
-    from_package = pytester.runpytest_subprocess(
-        "--pyargs", "pytest_kedit.suites", "--collect-only", "-q", "-p", "no:cacheprovider", "--kedit-split=reverse,easy"
-    )
+    from_package = pytester.runpytest_subprocess("--pyargs", "pytest_kedit.suites", "--collect-only", "-q",
+                                                 "-p", "no:cacheprovider", "--kedit-split=reverse,easy")
     main(["init", str(pytester.path)])
-    from_files = pytester.runpytest_subprocess("suites", "--collect-only", "-q", "-p", "no:cacheprovider", "--kedit-split=reverse,easy")
+    from_files = pytester.runpytest_subprocess("suites", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                               "--kedit-split=reverse,easy")
     cases = [re.findall(r"::(test_\w+\[[a-z]+-\d+\])$", result.stdout.str(), flags=re.M) for result in (from_package, from_files)]
     assert cases[0] == cases[1] and len(cases[0]) > 20
     assert {case.split("[")[1].split("-")[0] for case in cases[0]} == {"reverse", "easy"}

@@ -30,7 +30,8 @@ def test_the_field_named_is_the_longest_text_of_the_longest_input():
     objects[other] = dataclasses.replace(objects[other], label="x" * 4000)
     found = overlong(dataclasses.replace(easy, true_objects=tuple(objects)), lambda p, t: len(p) + len(t), 500)
     assert found is not None and found.field == f"true_objects[{other}].label"
-    assert found.message("the model's context") == (f"the model input with it is {found.length} tokens long; the model's context is 500")
+    assert found.message("the model's context") == (f"the model input with it is {found.length} tokens long; "
+                                                     "the model's context is 500")
 
 
 def test_byte_limit_counts_utf8_bytes():
@@ -42,3 +43,4 @@ def test_context_length_prefers_the_configuration_and_ignores_a_tokenizer_withou
     assert context_length(SimpleNamespace(n_positions=1024), None) == 1024
     assert context_length(SimpleNamespace(), SimpleNamespace(model_max_length=2048)) == 2048
     assert context_length(SimpleNamespace(), SimpleNamespace(model_max_length=int(1e30))) is None
+

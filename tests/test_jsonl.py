@@ -14,11 +14,9 @@ from hypothesis import strategies as st
 from pytest_kedit.errors import KeditError
 from pytest_kedit.storage.jsonl import JsonLinesError, drop_torn_line, read_json_lines
 
-values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=6,
-)
+values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                      max_leaves=6)
 
 
 def written(items: list[object]) -> bytes:

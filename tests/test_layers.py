@@ -19,9 +19,8 @@ pytestmark = pytest.mark.skipif(lint_imports is None, reason="import-linter is n
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` on the package under ``root`` with the project's contracts."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run(
-        [str(lint_imports), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([str(lint_imports), "--config", str(root / "pyproject.toml"), "--no-cache"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -36,15 +35,12 @@ def test_the_package_keeps_its_layers(tmp_path: Path) -> None:
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "line", "broken"),
-    [
-        ("ci/gates.py", "import torch", "Judging runs needs no torch"),
-        ("benchmark/metrics.py", "import pytest_kedit.storage.cache", "What is measured is pure"),
-        ("results/record.py", "import pytest_kedit.run.session", "Layers along the data flow"),
-        ("model/tracing.py", "import pytest_kedit.benchmark.cases", "knows nothing of the benchmark"),
-    ],
-)
+@pytest.mark.parametrize(("module", "line", "broken"), [
+    ("ci/gates.py", "import torch", "Judging runs needs no torch"),
+    ("benchmark/metrics.py", "import pytest_kedit.storage.cache", "What is measured is pure"),
+    ("results/record.py", "import pytest_kedit.run.session", "Layers along the data flow"),
+    ("model/tracing.py", "import pytest_kedit.benchmark.cases", "knows nothing of the benchmark"),
+])
 def test_a_forbidden_import_breaks_the_contract(tmp_path: Path, module: str, line: str, broken: str) -> None:
     root = _copy(tmp_path)
     path = root / "pytest_kedit" / module

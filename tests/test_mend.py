@@ -56,7 +56,9 @@ def test_identity_network_gives_the_fine_tuning_gradient(family: str) -> None:
     loaded = tiny_loaded(family)
     network = build_network(loaded, dataclasses.replace(TINY, norm=False))
     model, encoder = loaded.model, Encoder(loaded.tokenizer)
-    batch = collate([encoder("the capital of France is", "Paris"), encoder("Marie was born in", "Rome")], encoder.pad_id, loaded.device)
+    batch = collate(
+        [encoder("the capital of France is", "Paris"), encoder("Marie was born in", "Rome")], encoder.pad_id, loaded.device
+    )
     factors, _ = token_factors(model, network.names, tuple(batch.input_ids.shape), lambda: -token_logprobs(model, batch).mean())
     params = dict(model.named_parameters())
     weights = [params[name].requires_grad_(True) for name in network.names]
@@ -120,13 +122,19 @@ def test_editor_fingerprint_names_its_network_and_a_baseline_of_another_is_refus
     publish(trained_path(loaded, network), network, {"steps": 0})
     retrained = MENDEditor(TINY, loaded)
     assert retrained.fingerprint != trained.fingerprint
-    recorded, current = (run_summary(method="mend", editor_fingerprint=e.fingerprint).provenance() for e in (trained, retrained))
-    assert provenance_difference(recorded, current) == (f"editor_fingerprint: {trained.fingerprint!r} recorded, {retrained.fingerprint!r} now")
+    recorded, current = (run_summary(method="mend", editor_fingerprint=e.fingerprint).provenance()
+                         for e in (trained, retrained))
+    assert provenance_difference(recorded, current) == (
+        f"editor_fingerprint: {trained.fingerprint!r} recorded, {retrained.fingerprint!r} now"
+    )
 
 
 def easyedit_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The network's tensors as an EasyEdit archive names them (older archives: ``gtn.``)."""
-    return {("gtn." + name.removeprefix("mend.")) if name.startswith("mend.") else name: t for name, t in network_tensors(network).items()}
+    return {
+        ("gtn." + name.removeprefix("mend.")) if name.startswith("mend.") else name: t
+        for name, t in network_tensors(network).items()
+    }
 
 
 def test_easyedit_archive_loads_as_tensors_only(tmp_path: Path) -> None:

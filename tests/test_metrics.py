@@ -196,7 +196,9 @@ def test_round_success_scores_each_edit_of_the_round_like_a_conflict_score(p_mid
 
 @given(*(probabilities(allow_zero=True) for _ in range(4)))
 def test_round_success_weighs_the_two_edits_equally(p_mid_new, p_mid_old, p_after_old, p_after_new):
-    assert round_success(p_mid_new, p_mid_old, p_after_old, p_after_new) == round_success(p_after_old, p_after_new, p_mid_new, p_mid_old)
+    assert round_success(p_mid_new, p_mid_old, p_after_old, p_after_new) == round_success(
+        p_after_old, p_after_new, p_mid_new, p_mid_old
+    )
 
 
 @given(*(probabilities(allow_zero=True) for _ in range(4)))
@@ -246,11 +248,9 @@ def test_ignore_rate_of_the_reversed_round_counts_the_other_untied_objects(pair)
     assert ignore_rate(before, after) + ignore_rate(after, before) == pytest.approx(1 - ties / len(before))
 
 
-@given(
-    paired_probability_vectors(min_size=1).flatmap(
-        lambda pair: st.tuples(st.just(pair), st.lists(st.floats(0, 1), min_size=len(pair[0]), max_size=len(pair[0])))
-    )
-)
+@given(paired_probability_vectors(min_size=1).flatmap(
+    lambda pair: st.tuples(st.just(pair), st.lists(st.floats(0, 1), min_size=len(pair[0]), max_size=len(pair[0])))
+))
 def test_ignore_rate_does_not_decrease_when_others_lose_more_probability(pair_and_factors):
     (before, after), factors = pair_and_factors
     lower = [a * f for a, f in zip(after, factors)]
@@ -417,7 +417,9 @@ def upstream_js_div(before: list[float], after: list[float]) -> float:
     return float((kl_div(log_mean, p) + kl_div(log_mean, q)) / 2)
 
 
-@given(strictly_positive_vectors(min_size=2).flatmap(lambda v: st.tuples(st.just(v), strictly_positive_vectors(len(v), len(v)))))
+@given(strictly_positive_vectors(min_size=2).flatmap(
+    lambda v: st.tuples(st.just(v), strictly_positive_vectors(len(v), len(v)))
+))
 @example(([0.4, 0.2, 0.2], [0.8, 0.1, 0.1]))
 def test_upstream_distortion_is_what_the_published_code_computed(pair):
     assert distortion(*pair, scaling="upstream") == pytest.approx(upstream_js_div(*pair), abs=1e-12)
@@ -475,7 +477,9 @@ def test_mean_percent_shifts_with_the_values(values, shift):
     assert shifted == pytest.approx(mean_percent(values) + 100 * shift, rel=1e-12, abs=1e-12)
 
 
-@given(st.lists(metric_values, min_size=1, max_size=200).flatmap(lambda v: st.tuples(st.just(v), st.permutations(v))))
+@given(
+    st.lists(metric_values, min_size=1, max_size=200).flatmap(lambda v: st.tuples(st.just(v), st.permutations(v)))
+)
 @example(([1.0, 1e-16, -1.0], [1.0, -1.0, 1e-16]))  # a plain left-to-right sum differs here
 def test_mean_percent_does_not_depend_on_the_order_of_the_values(values_and_permutation):
     values, permuted = values_and_permutation
@@ -577,7 +581,8 @@ def test_bootstrap_interval_of_constant_data_is_degenerate(value, n, seed):
     assert low == high == pytest.approx(mean_percent([value] * n), rel=1e-12, abs=1e-12)
 
 
-@given(st.tuples(st.integers(1, 40), st.integers(1, 40)).flatmap(lambda ones_zeros: st.permutations([1.0] * ones_zeros[0] + [0.0] * ones_zeros[1])), seeds)
+@given(st.tuples(st.integers(1, 40), st.integers(1, 40)).flatmap(lambda ones_zeros: st.permutations(
+    [1.0] * ones_zeros[0] + [0.0] * ones_zeros[1])), seeds)
 def test_bootstrap_interval_of_indicators_contains_the_mean(values, seed):
     # Each side of the mean holds at least half of the bootstrap distribution (the median of a
     # binomial equals its mean when that is an integer): missing it would take fewer than 25 of
@@ -617,9 +622,8 @@ def test_metrics_module_imports_only_numpy_scipy_and_the_standard_library():
 
 # --- sequential editing -----------------------------------------------------------------------
 
-indicator_pairs = st.integers(1, 30).flatmap(
-    lambda n: st.tuples(st.lists(st.booleans(), min_size=n, max_size=n), st.lists(st.booleans(), min_size=n, max_size=n))
-)
+indicator_pairs = st.integers(1, 30).flatmap(lambda n: st.tuples(st.lists(st.booleans(), min_size=n, max_size=n),
+                                                                  st.lists(st.booleans(), min_size=n, max_size=n)))
 perplexities = st.floats(1.0, 1e6)
 
 
@@ -636,7 +640,7 @@ def test_preference_share_counts_strict_wins_and_a_swap_gives_the_complement_wit
 def test_preference_share_does_not_decrease_when_a_preferred_probability_rises(pair, data):
     a, b = pair
     i = data.draw(st.integers(0, len(a) - 1))
-    raised = [*a[:i], data.draw(st.floats(a[i], 1.0)), *a[i + 1 :]]
+    raised = [*a[:i], data.draw(st.floats(a[i], 1.0)), *a[i + 1:]]
     assert preference_share(raised, b) >= preference_share(a, b)
 
 
@@ -665,7 +669,7 @@ def test_retention_is_the_share_of_the_taken_edits_still_taken(pair):
 def test_retention_does_not_decrease_when_one_more_edit_still_takes(pair, data):
     then, now = pair
     i = data.draw(st.integers(0, len(then) - 1))
-    assert retention(then, [*now[:i], True, *now[i + 1 :]]) >= retention(then, now)
+    assert retention(then, [*now[:i], True, *now[i + 1:]]) >= retention(then, now)
 
 
 @given(paired_probability_vectors(min_size=1))
@@ -679,7 +683,7 @@ def test_locality_counts_the_facts_that_kept_half_their_probability(pair):
 def test_locality_does_not_decrease_when_a_fact_gets_likelier(pair, data):
     before, after = pair
     i = data.draw(st.integers(0, len(after) - 1))
-    assert locality(before, [*after[:i], data.draw(st.floats(after[i], 1.0)), *after[i + 1 :]]) >= locality(before, after)
+    assert locality(before, [*after[:i], data.draw(st.floats(after[i], 1.0)), *after[i + 1:]]) >= locality(before, after)
 
 
 @given(perplexities, perplexities, perplexities)
@@ -702,9 +706,9 @@ def test_update_norm_is_the_largest_matrix_change_and_zero_without_one(norms):
     assert update_norm([0.0] * len(norms)) == 0.0
 
 
-checkpoint_curves = st.integers(1, 12).flatmap(
-    lambda n: st.tuples(st.lists(st.floats(0.5, 4.0), min_size=n, max_size=n), st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n), st.integers(1, 50))
-)
+checkpoint_curves = st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(0.5, 4.0), min_size=n, max_size=n), st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n),
+    st.integers(1, 50)))
 
 
 @given(checkpoint_curves)
@@ -725,25 +729,17 @@ def test_collapse_point_comes_no_later_when_perplexity_rises_or_locality_falls(c
     ratios, kept, spacing = curve
     edits = [spacing * (k + 1) for k in range(len(ratios))]
     i = data.draw(st.integers(0, len(ratios) - 1))
-    worse_ratios = [*ratios[:i], data.draw(st.floats(ratios[i], 8.0)), *ratios[i + 1 :]]
-    worse_kept = [*kept[:i], data.draw(st.floats(0.0, kept[i])), *kept[i + 1 :]]
+    worse_ratios = [*ratios[:i], data.draw(st.floats(ratios[i], 8.0)), *ratios[i + 1:]]
+    worse_kept = [*kept[:i], data.draw(st.floats(0.0, kept[i])), *kept[i + 1:]]
     before = collapse_point(edits, ratios, kept, edits[-1])
     assert collapse_point(edits, worse_ratios, kept, edits[-1]) <= before
     assert collapse_point(edits, ratios, worse_kept, edits[-1]) <= before
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: preference_share([], []),
-        lambda: preference_share([0.1], [0.1, 0.2]),
-        lambda: retention([True], []),
-        lambda: locality([], []),
-        lambda: locality([0.1], []),
-        lambda: collapse_point([1], [1.0, 1.0], [1.0], 1),
-    ],
-    ids=["share-empty", "share-lengths", "retention-lengths", "locality-empty", "locality-lengths", "collapse-lengths"],
-)
+@pytest.mark.parametrize("call", [
+    lambda: preference_share([], []), lambda: preference_share([0.1], [0.1, 0.2]), lambda: retention([True], []),
+    lambda: locality([], []), lambda: locality([0.1], []), lambda: collapse_point([1], [1.0, 1.0], [1.0], 1),
+], ids=["share-empty", "share-lengths", "retention-lengths", "locality-empty", "locality-lengths", "collapse-lengths"])
 def test_sequential_metrics_reject_empty_or_mismatched_inputs(call):
     with pytest.raises(ValueError):
         call()

@@ -272,7 +272,9 @@ def test_bad_name_lists_what_was_tried(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Hugging Face hub" in message
 
 
-def test_a_model_name_is_an_alias_before_a_folder_and_a_folder_before_a_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_name_is_an_alias_before_a_folder_and_a_folder_before_a_hub_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("smollm2-135m", "folder", "org"):
@@ -464,8 +466,13 @@ _CONVERT_SCRIPT = textwrap.dedent(
 def test_two_processes_converting_at_once_yield_one_good_cache(tmp_path: Path) -> None:
     target, log, started = tmp_path / "models" / "tiny-gpt2", tmp_path / "calls.log", tmp_path / "started"
     started.mkdir()
-    script = _CONVERT_SCRIPT.format(tests=str(Path(__file__).parent), log=str(log), target=str(target), started=str(started))
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    script = _CONVERT_SCRIPT.format(
+        tests=str(Path(__file__).parent), log=str(log), target=str(target), started=str(started)
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err

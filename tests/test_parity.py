@@ -45,9 +45,8 @@ def test_rome_update_equals_the_straightforward_one(family, update_key):
 def test_the_two_rome_keys_give_different_updates():
     """The plain prompt's key differs from the template mean, so the choice is measurable."""
     loaded = tiny_loaded("llama")
-    updates = [
-        ROMEEditor(ROMEHyperParams(layers=[1], update_key=key, **VALUE), loaded).rank_one_update(loaded.model, REQUEST) for key in ("prompt", "averaged")
-    ]
+    updates = [ROMEEditor(ROMEHyperParams(layers=[1], update_key=key, **VALUE), loaded).rank_one_update(loaded.model, REQUEST)
+               for key in ("prompt", "averaged")]
     assert relative(updates[0].matrix(), updates[1].matrix()) > 1e-3
 
 
@@ -69,7 +68,8 @@ def project_updates(editor: MEMITEditor) -> dict[str, torch.Tensor]:
 def test_memit_batch_update_equals_the_straightforward_one(family, key_averaging):
     loaded = tiny_loaded(family)
     # Layer 0's keys come from little more than the 63 token embeddings: its C is near singular (GPT-J: 10⁹).
-    hparams = MEMITHyperParams(layers=[1, 2], key_averaging=key_averaging, **{**VALUE, "clamp_norm_factor": 0.75}, mom2_update_weight=1.0)
+    hparams = MEMITHyperParams(layers=[1, 2], key_averaging=key_averaging, **{**VALUE, "clamp_norm_factor": 0.75},
+                               mom2_update_weight=1.0)
     ours = project_updates(MEMITEditor(hparams, loaded))
     original = {name: value.clone() for name, value in loaded.model.state_dict().items()}
     reference = ReferenceMEMIT(hparams, loaded).updates(loaded.model, BATCH)

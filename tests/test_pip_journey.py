@@ -36,7 +36,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = base / "venv" / "bin" / "python"
     site = Path(sh(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=base, env=env).stdout.strip())
     (site / "base-environment.pth").write_text("".join(f"{path}\n" for path in sys.path if path.endswith("site-packages")))
-    installed = sh(python, "-m", "pip", "install", "--no-index", "--no-deps", "--force-reinstall", "--quiet", wheel, cwd=base, env=env)
+    installed = sh(python, "-m", "pip", "install", "--no-index", "--no-deps", "--force-reinstall", "--quiet", wheel,
+                   cwd=base, env=env)
     assert installed.returncode == 0, installed.stderr
     return base / "venv"
 
@@ -48,7 +49,8 @@ def test_a_pip_user_runs_the_suites_then_inits_a_repository_and_gates_it(venv: P
     where = sh(python, "-c", "import pytest_kedit; print(pytest_kedit.__file__)", cwd=tmp_path, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout + where.stderr
 
-    suites = sh(python, "-m", "pytest", "--pyargs", "pytest_kedit.suites", "--kedit-split=reverse,easy", *FEW, cwd=tmp_path, env=env)
+    suites = sh(python, "-m", "pytest", "--pyargs", "pytest_kedit.suites", "--kedit-split=reverse,easy", *FEW,
+                cwd=tmp_path, env=env)
     assert suites.returncode in (0, 1), suites.stdout + suites.stderr  # a case may miss a threshold
     assert "Table 1" in suites.stdout and "Table 2" in suites.stdout, suites.stdout
     assert sum(int(count) for count in re.findall(r"(\d+) (?:passed|failed)", suites.stdout.splitlines()[-1])) == 2

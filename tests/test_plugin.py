@@ -32,22 +32,8 @@ def test_help_lists_every_option_in_the_kedit_group(pytester: pytest.Pytester):
     result = run(pytester, "--help")
     text = result.stdout.str()
     group = text[text.index("knowledge-editing pitfalls benchmark") :]
-    for option in (
-        "model",
-        "method",
-        "hparams",
-        "device",
-        "dtype",
-        "data",
-        "split",
-        "limit",
-        "sample",
-        "report",
-        "seed",
-        "threshold",
-        "distortion",
-        "by-relation",
-    ):
+    for option in ("model", "method", "hparams", "device", "dtype", "data", "split", "limit", "sample", "report", "seed",
+                   "threshold", "distortion", "by-relation"):
         assert f"--kedit-{option}" in group
     assert "kedit_model (string)" in text and "kedit_threshold (args)" in text and "kedit_by_relation (bool)" in text
 
@@ -71,16 +57,8 @@ def test_ini_keys_and_command_line_choose_splits_and_limit(project: pytest.Pytes
 @pytest.mark.slow
 def test_run_prints_both_tables_thresholds_and_timings_and_writes_the_report(project: pytest.Pytester, tmp_path: Path):
     report = tmp_path / "report"
-    result = run(
-        project,
-        f"--kedit-report={report}",
-        "--kedit-threshold=cs=off",
-        "--kedit-threshold=cs_exp=off",
-        "--kedit-threshold=cs_imp=off",
-        "--kedit-threshold=succ=off",
-        "--kedit-threshold=fr=off",
-        "--kedit-threshold=tfd=off",
-    )
+    result = run(project, f"--kedit-report={report}", "--kedit-threshold=cs=off", "--kedit-threshold=cs_exp=off",
+                 "--kedit-threshold=cs_imp=off", "--kedit-threshold=succ=off", "--kedit-threshold=fr=off", "--kedit-threshold=tfd=off")
     out = result.stdout.str()
     result.assert_outcomes(passed=10)
     assert "Table 1" in out and "Table 2" in out and "Single Succ" in out and "EASY Succ" in out
@@ -113,16 +91,8 @@ def test_a_sample_is_stratified_seeded_and_the_same_in_every_worker(project: pyt
 @pytest.mark.slow
 def test_by_relation_prints_the_breakdown_and_the_summary_names_the_sample(project: pytest.Pytester, tmp_path: Path):
     report = tmp_path / "report"
-    result = run(
-        project,
-        "--kedit-split=easy",
-        "--kedit-limit=6",
-        "--kedit-sample=2",
-        "--kedit-by-relation",
-        f"--kedit-report={report}",
-        "--kedit-threshold=succ=off",
-        "--kedit-threshold=fr=off",
-    )
+    result = run(project, "--kedit-split=easy", "--kedit-limit=6", "--kedit-sample=2", "--kedit-by-relation",
+                 f"--kedit-report={report}", "--kedit-threshold=succ=off", "--kedit-threshold=fr=off")
     out = result.stdout.str()
     result.assert_outcomes(passed=2, skipped=1)
     assert "stratified sample of 2 cases per split (by relation, seed 0)" in out
@@ -220,15 +190,8 @@ def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pyte
     records = json.loads((data / "easy.json").read_text())
     del records[1]["true_objects"]
     (data / "easy.json").write_text(json.dumps(records))
-    result = run(
-        project,
-        f"--kedit-data={data}",
-        "--kedit-split=reverse,coverage,easy",
-        "--kedit-threshold=cs=off",
-        "--kedit-threshold=succ=off",
-        "--kedit-threshold=fr=off",
-        f"--kedit-report={tmp_path / 'report'}",
-    )
+    result = run(project, f"--kedit-data={data}", "--kedit-split=reverse,coverage,easy", "--kedit-threshold=cs=off",
+                 "--kedit-threshold=succ=off", "--kedit-threshold=fr=off", f"--kedit-report={tmp_path / 'report'}")
     out = result.stdout.str()
     result.assert_outcomes(passed=3, errors=2)  # bad data: errors of the tests' setup, not threshold failures
     assert "ERROR at setup of test_conflict_edit[reverse-invalid]" in out and "reverse_edit.json: not valid JSON" in out
@@ -239,25 +202,22 @@ def test_a_bad_file_fails_its_split_only_and_a_bad_record_its_case(project: pyte
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "option, content, message",
-    [
-        ("--kedit-method=nope", None, "unknown editing method 'nope'"),
-        ("--kedit-hparams={file}", "layers: [1]\nnum_stepz: 3\n", "unknown hyper-parameter 'num_stepz'; did you mean 'num_steps'?"),
-        ("--kedit-hparams={file}", b"\xff\xfe\x00\xd8 broken", "not valid YAML"),
-        ("--kedit-hparams={file}", "layers: [1\n", "not valid YAML"),
-        ("--kedit-model={file}", "not a folder", "has no config.json"),
-        ("--kedit-model=/no/such/model/folder", None, "no folder /no/such/model/folder exists"),
-        ("--kedit-device=cuda:7", None, "--kedit-device: device 'cuda:7' asked for"),
-        ("--kedit-device=tpu", None, "unknown device 'tpu'"),
-        ("--kedit-dtype=half", None, "unknown dtype 'half'"),
-        ("--kedit-report={file}", "a file", "--kedit-report: "),
-        ("--kedit-html={file}/report.html", "a file", "--kedit-html: cannot create"),
-        ("--kedit-html={folder}", None, "--kedit-html: "),
-        ("--kedit-threshold=cs>=nan", None, "not a finite number"),
-        ("--kedit-split=composite", None, "--kedit-split: composite asked for"),
-    ],
-)
+@pytest.mark.parametrize("option, content, message", [
+    ("--kedit-method=nope", None, "unknown editing method 'nope'"),
+    ("--kedit-hparams={file}", "layers: [1]\nnum_stepz: 3\n", "unknown hyper-parameter 'num_stepz'; did you mean 'num_steps'?"),
+    ("--kedit-hparams={file}", b"\xff\xfe\x00\xd8 broken", "not valid YAML"),
+    ("--kedit-hparams={file}", "layers: [1\n", "not valid YAML"),
+    ("--kedit-model={file}", "not a folder", "has no config.json"),
+    ("--kedit-model=/no/such/model/folder", None, "no folder /no/such/model/folder exists"),
+    ("--kedit-device=cuda:7", None, "--kedit-device: device 'cuda:7' asked for"),
+    ("--kedit-device=tpu", None, "unknown device 'tpu'"),
+    ("--kedit-dtype=half", None, "unknown dtype 'half'"),
+    ("--kedit-report={file}", "a file", "--kedit-report: "),
+    ("--kedit-html={file}/report.html", "a file", "--kedit-html: cannot create"),
+    ("--kedit-html={folder}", None, "--kedit-html: "),
+    ("--kedit-threshold=cs>=nan", None, "not a finite number"),
+    ("--kedit-split=composite", None, "--kedit-split: composite asked for"),
+])
 def test_collect_only_checks_every_option_and_file_before_any_model_loads(
     project: pytest.Pytester, tmp_path: Path, option: str, content: str | bytes | None, message: str
 ):
@@ -284,8 +244,7 @@ def test_a_run_that_starts_no_case_leaves_the_previous_report_whole(project: pyt
     report = tmp_path / "report"
     threshold_off = [f"--kedit-threshold={m}=off" for m in ("cs", "cs_exp", "cs_imp", "succ", "fr", "tfd")]
     run(project, f"--kedit-report={report}", "--kedit-split=reverse", "--kedit-limit=1", *threshold_off).assert_outcomes(
-        passed=1, skipped=1
-    )  # the RoundEdit test has no case to run
+        passed=1, skipped=1)  # the RoundEdit test has no case to run
     before = {path.name: path.read_bytes() for path in report.iterdir()}
     assert json.loads(before["summary.json"])["complete"] is True
     run(project, f"--kedit-report={report}", "--collect-only")
@@ -305,12 +264,12 @@ def test_an_input_longer_than_the_context_is_an_error_of_its_case_only(project: 
     records[1]["edits"][0]["new_object"]["label"] = "Paris " * 100  # the tiny model's context is 64
     (data / "coverage_edit.json").write_text(json.dumps(records))
     report = tmp_path / "report"
-    result = run(project, f"--kedit-data={data}", "--kedit-split=coverage", "--kedit-threshold=cs=off", f"--kedit-report={report}", "-rE")
+    result = run(project, f"--kedit-data={data}", "--kedit-split=coverage", "--kedit-threshold=cs=off",
+                 f"--kedit-report={report}", "-rE")
     result.assert_outcomes(passed=1, errors=1, skipped=1)  # skipped: the RoundEdit test, without cases
     out = result.stdout.str()
-    assert (
-        f"{data / 'coverage_edit.json'}, record 1, field 'edits[0].new_object.label': the model input with it is 110 tokens long; the model's context is 64"
-    ) in out
+    assert (f"{data / 'coverage_edit.json'}, record 1, field 'edits[0].new_object.label': the model input with it is "
+            "110 tokens long; the model's context is 64") in out
     assert "1 case could not run: bad data" in out and "Traceback" not in out
     outcomes = {json.loads(line)["case_id"]: json.loads(line)["outcome"] for line in (report / "cases.jsonl").read_text().splitlines()}
     assert outcomes == {"coverage-0000": "passed", "coverage-0001": "error"}
@@ -322,3 +281,4 @@ def test_under_xdist_a_bad_option_is_checked_by_the_controller_in_one_line(proje
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "ERROR: kedit: unknown editing method 'nope'" in result.stderr.str()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+

@@ -137,12 +137,10 @@ def test_original_probabilities_are_remembered_exactly_across_processes(tmp_path
 #: (Bloom), learned positions with an offset (OPT), grouped-query attention (Qwen2).
 OTHER_CONFIGS = {
     "bloom": lambda vocab: transformers.BloomConfig(vocab_size=vocab, hidden_size=32, n_layer=2, n_head=4),
-    "opt": lambda vocab: transformers.OPTConfig(
-        vocab_size=vocab, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32
-    ),
-    "qwen2": lambda vocab: transformers.Qwen2Config(
-        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-    ),
+    "opt": lambda vocab: transformers.OPTConfig(vocab_size=vocab, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
+                                                num_attention_heads=4, word_embed_proj_dim=32),
+    "qwen2": lambda vocab: transformers.Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
 }
 
 

@@ -166,12 +166,8 @@ def test_a_run_under_upstream_records_its_protocol(pytester, tiny_model_dir: Pat
         pytester.makepyfile(**{suite.stem: suite.read_text()})
     report = tmp_path / "report"
     result = pytester.runpytest_subprocess(
-        f"--kedit-model={tiny_model_dir}",
-        f"--kedit-hparams={tiny_ft_hparams}",
-        "--kedit-limit=1",
-        "--kedit-protocol=upstream",
-        f"--kedit-report={report}",
-        "--kedit-threshold=cs=off",
+        f"--kedit-model={tiny_model_dir}", f"--kedit-hparams={tiny_ft_hparams}", "--kedit-limit=1",
+        "--kedit-protocol=upstream", f"--kedit-report={report}", "--kedit-threshold=cs=off",
     )
     summary = json.loads((report / "summary.json").read_text())
     assert (summary["protocol"], summary["distortion_scaling"]) == ("upstream", "upstream")

@@ -33,18 +33,8 @@ def test_the_papers_columns_come_in_the_papers_order():
     """Table 1 and Table 2 hold the paper's columns in its order (a metric added later gets a
     column of its own among them)."""
     paper = {
-        CONFLICT_EDIT: [
-            "Single Succ",
-            "Coverage CS",
-            "Coverage CM",
-            "Reverse CS_exp",
-            "Reverse CS_imp",
-            "Reverse CM",
-            "Composite CS_exp",
-            "Composite CS_imp",
-            "Composite CM",
-            "Composite TFD",
-        ],
+        CONFLICT_EDIT: ["Single Succ", "Coverage CS", "Coverage CM", "Reverse CS_exp", "Reverse CS_imp", "Reverse CM",
+                        "Composite CS_exp", "Composite CS_imp", "Composite CM", "Composite TFD"],
         ROUND_EDIT: ["EASY Succ", "EASY D", "EASY IR", "EASY FR", "HARD Succ", "HARD D", "HARD IR", "HARD FR"],
     }
     for benchmark, headers in paper.items():
@@ -71,30 +61,22 @@ def test_worse_by_is_antisymmetric_and_zero_when_nothing_moved(metric: str, a: f
     assert (moved_up < 0) == (METRICS[metric].better == "higher")
 
 
-@pytest.mark.parametrize(
-    "name_split, where",
-    [
-        (lambda split: load_suite(None, ["reverse", split]), "--kedit-split"),
-        (lambda split: parse_thresholds([f"{split}.cs>=1"]), "threshold 'medium.cs>=1'"),
-        (lambda split: parse_gate(f"{split}.cs>=1"), "--kedit-gate 'medium.cs>=1'"),
-        (lambda split: check_request("builtin", Path("out"), ["reverse", split]), "--splits"),
-    ],
-    ids=["data", "threshold", "gate", "build-suite"],
-)
+@pytest.mark.parametrize("name_split, where", [
+    (lambda split: load_suite(None, ["reverse", split]), "--kedit-split"),
+    (lambda split: parse_thresholds([f"{split}.cs>=1"]), "threshold 'medium.cs>=1'"),
+    (lambda split: parse_gate(f"{split}.cs>=1"), "--kedit-gate 'medium.cs>=1'"),
+    (lambda split: check_request("builtin", Path("out"), ["reverse", split]), "--splits"),
+], ids=["data", "threshold", "gate", "build-suite"])
 def test_every_place_that_names_splits_says_an_unknown_one_the_same_way(name_split: Callable[[str], object], where: str):
     with pytest.raises(ConfigError) as caught:
         name_split("medium")
     assert str(caught.value) == f"{where}: unknown split 'medium'; {KNOWN}"
 
 
-@pytest.mark.parametrize(
-    "name_metric, where",
-    [
-        (lambda metric: parse_thresholds([f"easy.{metric}>=1"]), "threshold 'easy.cs>=1'"),
-        (lambda metric: parse_gate(f"easy.{metric}>=1"), "--kedit-gate 'easy.cs>=1'"),
-    ],
-    ids=["threshold", "gate"],
-)
+@pytest.mark.parametrize("name_metric, where", [
+    (lambda metric: parse_thresholds([f"easy.{metric}>=1"]), "threshold 'easy.cs>=1'"),
+    (lambda metric: parse_gate(f"easy.{metric}>=1"), "--kedit-gate 'easy.cs>=1'"),
+], ids=["threshold", "gate"])
 def test_a_metric_the_split_does_not_have_is_said_the_same_way(name_metric: Callable[[str], object], where: str):
     with pytest.raises(ConfigError) as caught:
         name_metric("cs")

@@ -45,42 +45,22 @@ MODEL = "smollm2-135m"
 RUN_THRESHOLDS = parse_thresholds(["cs_exp>=1", "cs_imp>=1", "fr<=0"], defaults=False)
 
 
-def record(
-    case_id: str,
-    outcome: str = "passed",
-    relation: str | None = "P1",
-    failed: tuple[str, ...] = (),
-    method: str = "ft",
-    arity: str | None = None,
-    **metrics: float,
-) -> CaseRecord:
+def record(case_id: str, outcome: str = "passed", relation: str | None = "P1", failed: tuple[str, ...] = (),
+           method: str = "ft", arity: str | None = None, **metrics: float) -> CaseRecord:
     """A case record; ``failed`` are the metrics whose thresholds the case missed."""
     return CaseRecord(
-        case_id=case_id,
-        split=case_id.split("-")[0],
-        relation=relation,
-        arity=arity,
-        model=MODEL,
-        method=method,
-        outcome=outcome,
-        metrics={metric: float(value) for metric, value in metrics.items()},
+        case_id=case_id, split=case_id.split("-")[0], relation=relation, arity=arity, model=MODEL, method=method,
+        outcome=outcome, metrics={metric: float(value) for metric, value in metrics.items()},
         failures=[f"{METRICS[metric].label} = {metrics[metric]:g}: evidence" for metric in failed],
-        failed_metrics=list(failed),
-        error="RuntimeError: boom" if outcome == "error" else None,
-        timings={"edit": 0.1, "probe": 0.1, "restore": 0.0},
-        nodeid=f"suites/test_x.py::test_x[{case_id}]",
+        failed_metrics=list(failed), error="RuntimeError: boom" if outcome == "error" else None,
+        timings={"edit": 0.1, "probe": 0.1, "restore": 0.0}, nodeid=f"suites/test_x.py::test_x[{case_id}]",
     )
 
 
 def summary(method: str = "ft", scaling: str = "paper", model: str = MODEL) -> RunSummary:
-    return run_summary(
-        model=model,
-        method=method,
-        hparams={"lr": 0.1},
-        distortion_scaling=scaling,
-        thresholds=RUN_THRESHOLDS,
-        timings={"model_load": 2.0, "edit": 5.0, "probe": 2.0, "restore": 0.5, "total": 10.0},
-    )
+    return run_summary(model=model, method=method, hparams={"lr": 0.1}, distortion_scaling=scaling,
+                       thresholds=RUN_THRESHOLDS,
+                       timings={"model_load": 2.0, "edit": 5.0, "probe": 2.0, "restore": 0.5, "total": 10.0})
 
 
 REVERSE = [
@@ -119,7 +99,8 @@ def by_column(table: str, first: str, headers: list[str]) -> list[str]:
 
 def first_cells(table: str) -> list[str]:
     """The first cell of every Markdown row but the alignment rows, in order."""
-    return [line.strip("|").split("|")[0].strip() for line in table.splitlines() if line.startswith("|") and not line.startswith("|:")]
+    return [line.strip("|").split("|")[0].strip() for line in table.splitlines()
+            if line.startswith("|") and not line.startswith("|:")]
 
 
 def write_run(directory: Path, records: list[CaseRecord], **kwargs: Any) -> Path:
@@ -133,7 +114,7 @@ def merge_runs(directories: list[Path]) -> tuple[str, str]:
 
 def section(text: str, title: str) -> str:
     """The part of ``text`` from the line ``title`` on."""
-    return text[text.index("\n" + title + "\n") + 1 :]
+    return text[text.index("\n" + title + "\n") + 1:]
 
 
 def test_aggregate_means_times_100_and_counts() -> None:
@@ -154,33 +135,19 @@ def test_error_cases_only_count_as_errors() -> None:
 
 
 def test_table3_shows_shares_times_100_and_ratios_norms_and_collapse_points_as_they_are() -> None:
-    records = [
-        record("sequential-0000", es=0.5, gs=0.25, loc=1.0, ppl=1.2, norm=0.01, collapse_at=100.0),
-        record("sequential-0001", es=1.0, gs=0.75, loc=0.5, ppl=1.4, norm=0.03, collapse_at=50.0),
-        record("reverse-0000", cs_exp=1.0, cs_imp=0.0, cm=0.5),
-    ]
+    records = [record("sequential-0000", es=0.5, gs=0.25, loc=1.0, ppl=1.2, norm=0.01, collapse_at=100.0),
+               record("sequential-0001", es=1.0, gs=0.75, loc=0.5, ppl=1.4, norm=0.03, collapse_at=50.0),
+               record("reverse-0000", cs_exp=1.0, cs_imp=0.0, cm=0.5)]
     text = run_report(summary(), records).table3
     assert text.startswith("Table 3: Sequential editing (mean over streams of the last checkpoint; protocol: paper)")
-    assert by_column(
-        text,
-        "ft",
-        [
-            "Sequential ES (final)",
-            "Sequential GS (final)",
-            "Sequential Locality",
-            "Sequential PPL ratio",
-            "Sequential Update norm",
-            "Sequential Collapse at",
-            "Sequential Retention",
-        ],
-    ) == ["75.00", "50.00", "75.00", "1.30", "0.02", "75.00", "–"]
+    assert by_column(text, "ft", ["Sequential ES (final)", "Sequential GS (final)", "Sequential Locality",
+                                  "Sequential PPL ratio", "Sequential Update norm", "Sequential Collapse at",
+                                  "Sequential Retention"]) == ["75.00", "50.00", "75.00", "1.30", "0.02", "75.00", "–"]
     assert "PPL ratio, Update norm, Collapse at as they are" in text and "sequential 2" in text
 
 
-STREAMS = [
-    record("sequential-0000", es=0.5, gs=0.25, loc=1.0, ppl=1.2, norm=0.01, collapse_at=100.0),
-    record("sequential-0001", es=1.0, gs=0.75, loc=0.5, ppl=1.4, norm=0.03, collapse_at=50.0),
-]
+STREAMS = [record("sequential-0000", es=0.5, gs=0.25, loc=1.0, ppl=1.2, norm=0.01, collapse_at=100.0),
+           record("sequential-0001", es=1.0, gs=0.75, loc=0.5, ppl=1.4, norm=0.03, collapse_at=50.0)]
 
 
 def test_table3_md_is_written_with_streams_and_removed_without(tmp_path: Path) -> None:
@@ -204,7 +171,8 @@ def test_an_interrupted_run_marks_table3_md_partial(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "table3.md").read_text().endswith("\n\npartial: 1 of 2 cases (the run did not finish)\n")
 
 
-def test_kedit_report_prints_table3_one_row_per_run_when_a_run_has_streams(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_kedit_report_prints_table3_one_row_per_run_when_a_run_has_streams(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     streams = write_run(tmp_path / "a", REVERSE + STREAMS)
     other = write_run(tmp_path / "b", with_method(STREAMS[:1], "rome"), method="rome")
     paper = write_run(tmp_path / "c", with_method(REVERSE, "memit"), method="memit")
@@ -224,20 +192,14 @@ def test_kedit_report_prints_table3_one_row_per_run_when_a_run_has_streams(tmp_p
 
 def test_tables_do_not_depend_on_record_order() -> None:
     rng = random.Random(7)
-    records = [
-        record(
-            f"{split}-{i:04d}",
-            rng.choice(["passed", "failed", "error"]),
-            relation=f"P{i % 3}",
-            **{metric: rng.random() * 3 - 1 for metric in SPLITS[split].metrics},
-        )
-        for split in SPLITS
-        for i in range(12)
-    ]
+    records = [record(f"{split}-{i:04d}", rng.choice(["passed", "failed", "error"]), relation=f"P{i % 3}",
+                      **{metric: rng.random() * 3 - 1 for metric in SPLITS[split].metrics})
+               for split in SPLITS for i in range(12)]
 
     def everything() -> tuple[Any, ...]:
         run = run_report(summary(), records)
-        return (aggregate(records), run.summary, run.table1, run.table2, run.table3, run.relations, threshold_summary(records, RUN_THRESHOLDS))
+        return (aggregate(records), run.summary, run.table1, run.table2, run.table3, run.relations,
+                threshold_summary(records, RUN_THRESHOLDS))
 
     expected = everything()
     for _ in range(3):
@@ -255,12 +217,14 @@ def test_table1_layout_grouped_by_model_with_dash_for_missing_splits() -> None:
     values = dict(zip(columns, cells(table, "ft")[1:]))
     assert [values.pop(name) for name in ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]] == ["100.00", "50.00", "37.50"]
     assert set(values.values()) == {"–"}  # coverage and composite were not run
-    assert table.splitlines()[-1] == ("n cases per split (errors excluded from the means): coverage –, reverse 3 (1 error), composite –")
+    assert table.splitlines()[-1] == ("n cases per split (errors excluded from the means): "
+                                      "coverage –, reverse 3 (1 error), composite –")
 
 
 def test_table2_layout_and_scaling_line() -> None:
     table = table2([row(EASY)], "upstream")
-    assert cells(table, "Method")[1:] == ["EASY Succ", "EASY D", "EASY IR", "EASY FR", "HARD Succ", "HARD D", "HARD IR", "HARD FR"]
+    assert cells(table, "Method")[1:] == ["EASY Succ", "EASY D", "EASY IR", "EASY FR",
+                                          "HARD Succ", "HARD D", "HARD IR", "HARD FR"]
     assert cells(table, "ft")[1:] == ["75.00", "3.00", "75.00", "50.00", "–", "–", "–", "–"]
     assert "easy 2, hard –" in table
     assert table.splitlines()[-1].startswith("D scaling: upstream JS/|Obj|")
@@ -325,8 +289,7 @@ def test_table1_has_an_interval_table_with_the_same_columns_and_the_method() -> 
     assert cells(interval_table, "Method") == cells(point, "Method")
     bounds = intervals(records)["reverse"]
     assert by_column(interval_table, "ft", ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]) == [
-        f"[{bounds[m][0]:.1f}, {bounds[m][1]:.1f}]" for m in ("cs_exp", "cs_imp", "cm")
-    ]
+        f"[{bounds[m][0]:.1f}, {bounds[m][1]:.1f}]" for m in ("cs_exp", "cs_imp", "cm")]
     others = [label for split, _, label in table_columns(CONFLICT_EDIT) if split != "reverse"]
     assert set(by_column(interval_table, "ft", others)) == {"–"}
     low, high = bounds["cs_exp"]
@@ -345,12 +308,10 @@ def test_table2_interval_table_keeps_the_scaling_marks(tmp_path: Path) -> None:
 
 
 def test_relation_table_has_mean_and_interval_per_relation_and_arity() -> None:
-    records = [
-        record("reverse-0000", relation="P17", cs_exp=1, cs_imp=1, cm=0.5),
-        record("reverse-0001", relation="P17", cs_exp=0, cs_imp=1, cm=0.5),
-        record("reverse-0002", relation="P131", cs_exp=1, cs_imp=0, cm=0.1),
-        record("reverse-0003", "error", relation="P9"),
-    ]
+    records = [record("reverse-0000", relation="P17", cs_exp=1, cs_imp=1, cm=0.5),
+               record("reverse-0001", relation="P17", cs_exp=0, cs_imp=1, cm=0.5),
+               record("reverse-0002", relation="P131", cs_exp=1, cs_imp=0, cm=0.1),
+               record("reverse-0003", "error", relation="P9")]
     text = relation_table(records)
     p17 = cells(text, "P17")
     assert p17[1] == "2"
@@ -359,7 +320,8 @@ def test_relation_table_has_mean_and_interval_per_relation_and_arity() -> None:
     assert first_cells(text) == ["Relation", "P17", "P131"]  # natural order; errors (P9) left out
     assert "by arity" not in text  # arity is for RoundEdit
     assert text.splitlines()[-1] == INTERVAL_METHOD
-    easy = [record(f"easy-{i:04d}", relation="P1", arity=arity, succ=1, d=0.01 * i, ir=0, fr=0) for i, arity in enumerate(["1-2@P1", "1-10@P1", "1-2@P1"])]
+    easy = [record(f"easy-{i:04d}", relation="P1", arity=arity, succ=1, d=0.01 * i, ir=0, fr=0)
+            for i, arity in enumerate(["1-2@P1", "1-10@P1", "1-2@P1"])]
     text = relation_table(easy, scaling="upstream")
     arity = section(text, "easy by arity (1-N: N true objects)")
     assert cells(arity, "1-2")[1:3] == ["2", "100.00 [100.0, 100.0]"] and cells(arity, "1-10")[1] == "1"
@@ -397,7 +359,8 @@ def test_write_report_load_run_round_trip(tmp_path: Path) -> None:
     assert loaded_summary == written
     assert written.to_mapping()["thresholds"] == ["cs_exp>=1.0", "cs_imp>=1.0", "fr<=0.0"]
     assert written.counts is not None and written.intervals is not None
-    assert written.counts["splits"]["reverse"]["thresholds"] == {"cs_exp": {"checked": 2, "passed": 2}, "cs_imp": {"checked": 2, "passed": 1}}
+    assert written.counts["splits"]["reverse"]["thresholds"] == {"cs_exp": {"checked": 2, "passed": 2},
+                                                                "cs_imp": {"checked": 2, "passed": 1}}
     assert written.counts["splits"]["easy"]["thresholds"] == {"fr": {"checked": 2, "passed": 1}}
     assert written.counts["cases"] == 5
     assert loaded == sorted_records(records) == run.records
@@ -407,20 +370,24 @@ def test_write_report_load_run_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "table1.md").read_text() == run.table1 + "\n"
     assert (tmp_path / "out" / "table2.md").read_text() == run.table2 + "\n"
     assert (tmp_path / "out" / "relations.md").read_text() == relation_table(records, "paper") + "\n"
-    assert written.intervals["splits"] == {split: {metric: list(bounds) for metric, bounds in metrics.items()} for split, metrics in intervals(records).items()}
-    assert {key: written.intervals[key] for key in ("confidence", "resamples", "seed")} == {"confidence": 0.95, "resamples": 1000, "seed": 0}
+    assert written.intervals["splits"] == {split: {metric: list(bounds) for metric, bounds in metrics.items()}
+                                              for split, metrics in intervals(records).items()}
+    assert {key: written.intervals[key] for key in ("confidence", "resamples", "seed")} == {
+        "confidence": 0.95, "resamples": 1000, "seed": 0}
     assert not list((tmp_path / "out").glob(".*tmp*"))  # atomic writes leave no temporary files
 
 
 def test_merge_two_methods_one_model(tmp_path: Path) -> None:
     first = write_run(tmp_path / "a", REVERSE, method="ft")
-    second = write_run(tmp_path / "b", [record("reverse-0000", method="rome", cs_exp=0, cs_imp=0, cm=0.0)], method="rome")
+    second = write_run(tmp_path / "b", [record("reverse-0000", method="rome", cs_exp=0, cs_imp=0, cm=0.0)],
+                       method="rome")
     table1_md, table2_md = merge_runs([first, second])
     names = first_cells(table1_md)
-    assert names[names.index(f"*{MODEL}*") + 1 :][:2] == ["ft", "rome"]
+    assert names[names.index(f"*{MODEL}*") + 1:][:2] == ["ft", "rome"]
     assert names.count(f"*{MODEL}*") == 2  # once in the table, once in its interval table
     assert by_column(table1_md, "rome", ["Reverse CS_exp", "Reverse CS_imp", "Reverse CM"]) == ["0.00", "0.00", "0.00"]
-    assert f"{MODEL} / ft: coverage –, reverse 3 (1 error), composite –; {MODEL} / rome: coverage –, reverse 1, composite –\n" in table1_md
+    assert f"{MODEL} / ft: coverage –, reverse 3 (1 error), composite –; {MODEL} / rome: coverage –, reverse 1, " \
+           "composite –\n" in table1_md
     assert by_column(section(table1_md, "95% confidence intervals of Table 1"), "rome", ["Reverse CS_exp"]) == ["[0.0, 0.0]"]
     assert "rome" in table2_md and "Note:" not in table1_md
 
@@ -440,7 +407,8 @@ def test_merge_same_model_and_method_later_wins_split_by_split(tmp_path: Path) -
 def test_runs_with_other_stream_options_or_carried_edits_are_rows_of_their_own(tmp_path: Path) -> None:
     plain = write_run(tmp_path / "plain", REVERSE)
     carried = tmp_path / "carried"
-    write_report(carried, dataclasses.replace(summary(), sequential={"carry": 50}), [record("reverse-0000", cs_exp=0, cs_imp=0, cm=0.0)])
+    write_report(carried, dataclasses.replace(summary(), sequential={"carry": 50}),
+                 [record("reverse-0000", cs_exp=0, cs_imp=0, cm=0.0)])
     table1_md, _ = merge_runs([plain, carried])
     assert [cell for cell in first_cells(table1_md) if cell.startswith("ft")] == ["ft", "ft (carry 50)", "ft", "ft (carry 50)"]
     assert by_column(table1_md, "ft (carry 50)", ["Reverse CS_exp"]) == ["0.00"]
@@ -451,7 +419,8 @@ def test_runs_with_other_stream_options_or_carried_edits_are_rows_of_their_own(t
 def test_merge_flags_mixed_distortion_scaling(tmp_path: Path) -> None:
     paper = write_run(tmp_path / "p", EASY, method="ft", scaling="paper")
     upstream = write_run(tmp_path / "u", with_method(EASY, "rome"), method="rome", scaling="upstream")
-    coverage_only = write_run(tmp_path / "c", [record("coverage-0000", method="mend", single_succ=1, cs=1, cm=0.1)], method="mend", scaling="upstream")
+    coverage_only = write_run(tmp_path / "c", [record("coverage-0000", method="mend", single_succ=1, cs=1, cm=0.1)],
+                              method="mend", scaling="upstream")
     _, table2_md = merge_runs([paper, upstream, coverage_only])
     assert cells(table2_md, "ft (D: paper)")[2] == "3.00"
     assert cells(table2_md, "rome (D: upstream)")[2] == "3.00"
@@ -461,15 +430,12 @@ def test_merge_flags_mixed_distortion_scaling(tmp_path: Path) -> None:
     assert "MIXED" not in same and "\nD scaling: paper JS" in same
 
 
-@pytest.mark.parametrize(
-    "problem, message",
-    [
-        ("missing summary", "summary.json: missing"),
-        ("bad scaling", "summary.json: field 'distortion_scaling' must be one of paper, upstream, got 'log2'"),
-        ("bad split", "cases.jsonl, line 2: field 'split' must be one of"),
-        ("bad metric", "cases.jsonl, line 1: field 'metrics.cm' must be a number"),
-    ],
-)
+@pytest.mark.parametrize("problem, message", [
+    ("missing summary", "summary.json: missing"),
+    ("bad scaling", "summary.json: field 'distortion_scaling' must be one of paper, upstream, got 'log2'"),
+    ("bad split", "cases.jsonl, line 2: field 'split' must be one of"),
+    ("bad metric", "cases.jsonl, line 1: field 'metrics.cm' must be a number"),
+])
 def test_load_run_names_file_and_line(tmp_path: Path, problem: str, message: str) -> None:
     run = write_run(tmp_path / "run", REVERSE[:2])
     lines = [json.loads(r.to_json()) for r in REVERSE[:2]]
@@ -502,7 +468,8 @@ def test_kedit_report_prints_both_tables_and_writes_out(tmp_path: Path, capsys: 
 
 def test_kedit_report_by_relation_prints_each_run_breakdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = write_run(tmp_path / "a", REVERSE + EASY)
-    second = write_run(tmp_path / "b", [dataclasses.replace(r, relation="P2", method="rome") for r in REVERSE], method="rome")
+    second = write_run(tmp_path / "b", [dataclasses.replace(r, relation="P2", method="rome") for r in REVERSE],
+                       method="rome")
     assert main(["report", str(first), str(second), "--by-relation", "--out", str(tmp_path / "merged")]) == 0
     out = capsys.readouterr().out
     relations = merge_relations(load_runs([first, second]))

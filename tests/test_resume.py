@@ -19,37 +19,16 @@ from pytest_kedit.results.run_files import RUN_FILE, CaseLog, ReportError
 from pytest_kedit.run.resume import check_resume, merged, read_previous
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
-PROVENANCE = {
-    "model": "tiny",
-    "model_fingerprint": "local:x@1",
-    "method": "ft",
-    "data_fingerprint": "d",
-    "hparams": {"lr": 0.01, "layers": [1]},
-    "editor_fingerprint": None,
-    "seed": 0,
-    "distortion_scaling": "paper",
-    "protocol": "paper",
-    "protocol_version": 1,
-    "probe_version": 2,
-    "package_version": "0.1.0",
-    "thresholds": ["cs>=1"],
-    "data_files": {"coverage_edit.json": "d" * 64},
-}
+PROVENANCE = {"model": "tiny", "model_fingerprint": "local:x@1", "method": "ft", "data_fingerprint": "d",
+              "hparams": {"lr": 0.01, "layers": [1]}, "editor_fingerprint": None, "seed": 0, "distortion_scaling": "paper", "protocol": "paper",
+              "protocol_version": 1, "probe_version": 2, "package_version": "0.1.0", "thresholds": ["cs>=1"],
+              "data_files": {"coverage_edit.json": "d" * 64}}
 
 
 def record(case_id: str, outcome: str = "passed", **fields: Any) -> CaseRecord:
-    return CaseRecord(
-        case_id=case_id,
-        split=case_id.split("-")[0],
-        relation="P36",
-        arity=None,
-        model="tiny",
-        method="ft",
-        outcome=outcome,
-        metrics={"cs": 1.0} if outcome != "error" else {},
-        error="bad" if outcome == "error" else None,
-        **fields,
-    )
+    return CaseRecord(case_id=case_id, split=case_id.split("-")[0], relation="P36", arity=None, model="tiny",
+                      method="ft", outcome=outcome, metrics={"cs": 1.0} if outcome != "error" else {},
+                      error="bad" if outcome == "error" else None, **fields)
 
 
 def write_log(folder: Path, records: list[CaseRecord], provenance: dict[str, Any] | None = PROVENANCE) -> None:
@@ -111,16 +90,14 @@ def test_provenance_comes_from_run_json_else_the_folder_is_refused(tmp_path: Pat
         read_previous(tmp_path)
 
 
-@pytest.mark.parametrize(
-    "field, value, message",
-    [
-        ("hparams", {"lr": 0.5, "layers": [1]}, "hparams.lr: 0.01 recorded, 0.5 now"),
-        ("thresholds", ["cs>=0.5"], "thresholds: ['cs>=1'] recorded, ['cs>=0.5'] now"),
-        ("model_fingerprint", "local:x@2", "model_fingerprint: 'local:x@1' recorded, 'local:x@2' now"),
-        ("seed", 1, "seed: 0 recorded, 1 now"),
-    ],
-)
-def test_a_different_run_is_refused_in_one_line_naming_the_difference(tmp_path: Path, field: str, value: Any, message: str):
+@pytest.mark.parametrize("field, value, message", [
+    ("hparams", {"lr": 0.5, "layers": [1]}, "hparams.lr: 0.01 recorded, 0.5 now"),
+    ("thresholds", ["cs>=0.5"], "thresholds: ['cs>=1'] recorded, ['cs>=0.5'] now"),
+    ("model_fingerprint", "local:x@2", "model_fingerprint: 'local:x@1' recorded, 'local:x@2' now"),
+    ("seed", 1, "seed: 0 recorded, 1 now"),
+])
+def test_a_different_run_is_refused_in_one_line_naming_the_difference(tmp_path: Path, field: str, value: Any,
+                                                                       message: str):
     write_log(tmp_path, [record("coverage-0000")])
     with pytest.raises(ConfigError) as error:
         read_previous(tmp_path).check({**PROVENANCE, field: value})
@@ -188,7 +165,8 @@ def make_project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) ->
     for suite in SUITES.glob("test_*_edit.py"):  # the paper's suites
         (folder / suite.name).write_text(suite.read_text())
     (folder / "conftest.py").write_text(PACE)
-    (folder / "pytest.ini").write_text(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_hparams = {tiny_ft_hparams}\nkedit_limit = 2\n")
+    (folder / "pytest.ini").write_text(f"[pytest]\nkedit_model = {tiny_model_dir}\nkedit_hparams = {tiny_ft_hparams}\n"
+                                       "kedit_limit = 2\n")
     return folder
 
 
@@ -198,7 +176,8 @@ def project(tmp_path: Path, tiny_model_dir: Path, tiny_ft_hparams: Path) -> Path
 
 
 def pytest_command(report: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q", f"--kedit-report={report}", *args]
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q",
+            f"--kedit-report={report}", *args]
 
 
 def run_env(cache: Path, **extra: str) -> dict[str, str]:
@@ -239,7 +218,8 @@ def interrupt_after_two_cases(project: Path, report: Path, cache: Path, *args: s
     serial = "-n" not in args
     env = run_env(cache, KEDIT_TEST_PACE="1", **(signal_after_two_cases("SIGINT") if serial else {}))
     with output.open("wb") as sink:
-        process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=env, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_interruptible)
+        process = subprocess.Popen(pytest_command(report, *args), cwd=project, env=env,
+                                   stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_interruptible)
     if not serial:
         wait_for_cases(process, report, 2)
         os.killpg(process.pid, signal.SIGINT)
@@ -262,7 +242,8 @@ def case_set(report: Path) -> set[str]:
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(project: Path, tmp_path: Path, workers: tuple[str, ...]):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    subprocess.run(pytest_command(whole, *workers), cwd=project, env=run_env(tmp_path / "cache-whole"), capture_output=True, check=False)
+    subprocess.run(pytest_command(whole, *workers), cwd=project, env=run_env(tmp_path / "cache-whole"),
+                   capture_output=True, check=False)
     assert json.loads((whole / "summary.json").read_text())["complete"] is True
 
     interrupt_after_two_cases(project, resumed, tmp_path / "cache-resumed", *workers)
@@ -270,9 +251,8 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(project: Pat
     assert partial["complete"] is False and partial["cases_done"] < partial["cases_expected"] == 10
     assert f"partial: {partial['cases_done']} of 10 cases" in (resumed / "table1.md").read_text()
 
-    result = subprocess.run(
-        pytest_command(resumed, "--kedit-resume", *workers), cwd=project, env=run_env(tmp_path / "cache-resumed"), capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(pytest_command(resumed, "--kedit-resume", *workers), cwd=project,
+                            env=run_env(tmp_path / "cache-resumed"), capture_output=True, text=True, check=False)
     assert f"resumed {resumed}: {partial['cases_done']} cases reported from their records" in result.stdout
     assert case_set(resumed) == case_set(whole)
     for table in ("table1.md", "table2.md", "relations.md"):
@@ -283,32 +263,24 @@ def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(project: Pat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
-def test_resuming_with_other_hparams_is_refused_and_the_folder_is_left_as_it_was(project: Path, tmp_path: Path, workers: tuple[str, ...]):
+def test_resuming_with_other_hparams_is_refused_and_the_folder_is_left_as_it_was(project: Path, tmp_path: Path,
+                                                                                 workers: tuple[str, ...]):
     report, cache = tmp_path / "report", tmp_path / "cache"
-    subprocess.run(pytest_command(report, "--kedit-split=coverage"), cwd=project, env=run_env(cache), capture_output=True, check=False)
+    subprocess.run(pytest_command(report, "--kedit-split=coverage"), cwd=project, env=run_env(cache),
+                   capture_output=True, check=False)
     before = {path.name: path.read_bytes() for path in report.iterdir()}
     other = tmp_path / "other.yaml"
     other.write_text("layers: [1]\nnum_steps: 4\nlr: 1.0e-2\n")
-    result = subprocess.run(
-        pytest_command(report, "--kedit-split=coverage", "--kedit-resume", f"--kedit-hparams={other}", *workers),
-        cwd=project,
-        env=run_env(cache),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = subprocess.run(pytest_command(report, "--kedit-split=coverage", "--kedit-resume", f"--kedit-hparams={other}",
+                                           *workers), cwd=project, env=run_env(cache), capture_output=True, text=True,
+                            check=False)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "holds a different run (hparams.num_steps: 3 recorded, 4 now)" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert {path.name: path.read_bytes() for path in report.iterdir()} == before
     # and known from the options alone, before any model loads: another seed
-    result = subprocess.run(
-        pytest_command(report, "--kedit-split=coverage", "--kedit-resume", "--kedit-seed=1", "--collect-only"),
-        cwd=project,
-        env=run_env(cache),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = subprocess.run(pytest_command(report, "--kedit-split=coverage", "--kedit-resume", "--kedit-seed=1",
+                                           "--collect-only"), cwd=project, env=run_env(cache), capture_output=True,
+                            text=True, check=False)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "ERROR: kedit: --kedit-resume: " in result.stderr and "(seed: 0 recorded, 1 now)" in result.stderr

@@ -26,8 +26,6 @@ REQUEST = EditRequest(subject="France", prompt="the capital of {} is", target="B
 #: norm) and weight decay (divided by its square) would pin δ at almost nothing.
 TINY_VALUE = dict(v_num_grad_steps=8, clamp_norm_factor=1000.0, v_weight_decay=0.0)
 TINY_STATISTICS = dict(context_template_length_params=[[5, 2], [8, 2]], mom2_n_samples=16)
-
-
 @pytest.fixture(autouse=True)
 def one_thread_and_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     """Tiny matrices run fastest on one thread; templates and statistics are cached per session."""
@@ -137,7 +135,8 @@ def test_r_rome_writes_the_plain_prompts_optimised_output_at_the_averaged_key(fa
 def test_all_rome_variants_coincide_with_a_single_template(family):
     """With the plain prompt as the only template, k* = k₀: the three updates are one."""
     loaded = tiny_loaded(family)
-    matrices = [editor.rank_one_update(loaded.model, REQUEST).matrix() for editor in rome_variants(loaded, context_template_length_params=[]).values()]
+    matrices = [editor.rank_one_update(loaded.model, REQUEST).matrix()
+                for editor in rome_variants(loaded, context_template_length_params=[]).values()]
     assert matrices[0].norm() > 0
     assert all(torch.equal(matrix, matrices[0]) for matrix in matrices[1:])
 
@@ -152,7 +151,8 @@ def test_the_upstream_protocol_keeps_r_rome_r_rome(tmp_path: Path):
     paper = create_editor("r-rome", loaded, str(path))
     assert isinstance(upstream["r-rome"], RROMEEditor) and upstream["r-rome"].hparams == paper.hparams
     assert upstream["rome"].hparams.update_key == "prompt"
-    assert torch.equal(upstream["r-rome"].rank_one_update(loaded.model, REQUEST).matrix(), paper.rank_one_update(loaded.model, REQUEST).matrix())
+    assert torch.equal(upstream["r-rome"].rank_one_update(loaded.model, REQUEST).matrix(),
+                       paper.rank_one_update(loaded.model, REQUEST).matrix())
 
 
 def test_a_subject_missing_from_its_prompt_is_a_clear_error():
@@ -198,8 +198,7 @@ def test_published_defaults_are_packaged():
     assert load_hparams("r-rome", RROMEHyperParams, "EleutherAI/gpt-j-6B", "gptj").layers == [5]
     for model, family in (("smollm2-135m", "llama"), ("gemma3-270m", "gemma3_text")):
         assert load_hparams("r-rome", RROMEHyperParams, model, family) == RROMEHyperParams(
-            **{k: v for k, v in dataclasses.asdict(load_hparams("rome", ROMEHyperParams, model, family)).items() if k != "update_key"}
-        )
+            **{k: v for k, v in dataclasses.asdict(load_hparams("rome", ROMEHyperParams, model, family)).items() if k != "update_key"})
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ from pytest_kedit.dataset.sources import builtin_folder, load_suite
 from pytest_kedit.errors import DataError
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
-needs_upstream = pytest.mark.skipif(not UPSTREAM.is_dir(), reason=f"the upstream pitfalls datasets are not at {UPSTREAM} (they sit beside the project in CI)")
+needs_upstream = pytest.mark.skipif(
+    not UPSTREAM.is_dir(), reason=f"the upstream pitfalls datasets are not at {UPSTREAM} (they sit beside the project in CI)"
+)
 
 # Strata of very different sizes: "P1" is common, "P9" rare.
 keys_lists = st.lists(st.sampled_from(["P1", "P1", "P1", "P1", "P2", "P2", "P3", "P17", "P9"]), max_size=150)
@@ -78,10 +80,8 @@ def test_different_seeds_draw_different_samples():
 @pytest.mark.slow
 def test_a_sample_does_not_depend_on_the_hash_seed():
     code = "from pytest_kedit.dataset.sampling import stratified_sample as s; print(s([f'P{i % 7}' for i in range(300)], 40, 3))"
-    outputs = {
-        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(hash_seed)}, capture_output=True, text=True, check=True).stdout
-        for hash_seed in (1, 2)
-    }
+    outputs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+                              capture_output=True, text=True, check=True).stdout for hash_seed in (1, 2)}
     assert len(outputs) == 1
 
 

@@ -120,7 +120,8 @@ def test_round_trip_distortion_does_not_depend_on_the_order_of_the_other_objects
     case = data.draw(round_cases())
     plan = SPLITS[case.split].plan(case)
     p = probed(plan, data)
-    shuffled = type(case)(case.case_id, case.split, case.index, case.arity, case.edit, tuple(data.draw(st.permutations(case.true_objects))))
+    shuffled = type(case)(case.case_id, case.split, case.index, case.arity, case.edit,
+                          tuple(data.draw(st.permutations(case.true_objects))))
     first, second = SPLITS[case.split].score(case, p).values, SPLITS[case.split].score(shuffled, p).values
     assert second["ir"] == first["ir"] and second["fr"] == first["fr"]
     assert second["d"] == pytest.approx(first["d"], abs=1e-12)
@@ -136,3 +137,4 @@ def test_multi_label_undo_writes_every_true_object_in_one_batch(data: st.DataObj
     assert [r.target for r in undo_single] == [case.edit.old.label]
     assert [r.target for r in undo_multi] == [o.label for o in case.true_objects]
     assert single[:-1] == multi[:-1] and single[-1].probes == multi[-1].probes
+

@@ -26,8 +26,7 @@ from pytest_kedit.results.summary import RunData, RunSummary
 
 #: A split's entries as (relation, case id): a few relations, ids unique.
 split_keys = st.lists(st.sampled_from(["P17", "P19", "P27", "P131", ""]), max_size=60).map(
-    lambda relations: [(relation, f"reverse-{i:04d}") for i, relation in enumerate(relations)]
-)
+    lambda relations: [(relation, f"reverse-{i:04d}") for i, relation in enumerate(relations)])
 
 
 @given(split_keys, st.integers(min_value=1, max_value=7))
@@ -38,7 +37,8 @@ def test_the_shards_partition_a_split(keys: list[tuple[str, str]], count: int) -
 
 
 @given(split_keys, st.integers(min_value=1, max_value=7))
-def test_shard_sizes_differ_by_at_most_one_in_the_split_and_in_each_relation(keys: list[tuple[str, str]], count: int) -> None:
+def test_shard_sizes_differ_by_at_most_one_in_the_split_and_in_each_relation(keys: list[tuple[str, str]],
+                                                                             count: int) -> None:
     dealt = [deal(keys, Shard(index, count)) for index in range(1, count + 1)]
     sizes = [len(shard) for shard in dealt]
     assert max(sizes) - min(sizes) <= 1
@@ -48,11 +48,13 @@ def test_shard_sizes_differ_by_at_most_one_in_the_split_and_in_each_relation(key
 
 
 @given(split_keys, st.integers(min_value=1, max_value=5), st.randoms(use_true_random=False))
-def test_a_shard_depends_on_the_cases_not_on_their_order_in_the_file(keys: list[tuple[str, str]], count: int, rng: Any) -> None:
+def test_a_shard_depends_on_the_cases_not_on_their_order_in_the_file(keys: list[tuple[str, str]], count: int,
+                                                                     rng: Any) -> None:
     shuffled = list(keys)
     rng.shuffle(shuffled)
     for index in range(1, count + 1):
-        assert sorted(keys[p] for p in deal(keys, Shard(index, count))) == sorted(shuffled[p] for p in deal(shuffled, Shard(index, count)))
+        assert sorted(keys[p] for p in deal(keys, Shard(index, count))) == \
+            sorted(shuffled[p] for p in deal(shuffled, Shard(index, count)))
 
 
 @pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0", "-1/2", "2/3/4"])
@@ -79,43 +81,28 @@ def test_the_built_in_suites_deal_after_limit_and_sample() -> None:
 
 
 def _record(case_id: str, relation: str, **metrics: float) -> CaseRecord:
-    return CaseRecord(
-        case_id=case_id,
-        split=case_id.split("-")[0],
-        relation=relation,
-        arity=None,
-        model="m",
-        method="ft",
-        metrics=metrics,
-        nodeid=f"suites/test_x.py::t[{case_id}]",
-    )
+    return CaseRecord(case_id=case_id, split=case_id.split("-")[0], relation=relation, arity=None, model="m",
+                      method="ft", metrics=metrics, nodeid=f"suites/test_x.py::t[{case_id}]")
 
 
-RECORDS = (
-    [_record(f"reverse-{i:04d}", f"P{i % 3}", cs_exp=float(i % 2), cs_imp=float(i % 3 == 0), cm=i / 10) for i in range(10)]
-    + [_record(f"easy-{i:04d}", "P1", succ=1.0, d=i / 100, ir=0.5, fr=float(i == 2)) for i in range(5)]
-    + [_record(f"sequential-{i:04d}", "stream", es=i / 4, loc=1 - i / 8, ppl=1 + i / 3, norm=i / 50, collapse_at=100.0 - i) for i in range(4)]
-)
+RECORDS = [_record(f"reverse-{i:04d}", f"P{i % 3}", cs_exp=float(i % 2), cs_imp=float(i % 3 == 0), cm=i / 10)
+           for i in range(10)] + [_record(f"easy-{i:04d}", "P1", succ=1.0, d=i / 100, ir=0.5, fr=float(i == 2))
+                                  for i in range(5)] + [
+    _record(f"sequential-{i:04d}", "stream", es=i / 4, loc=1 - i / 8, ppl=1 + i / 3, norm=i / 50, collapse_at=100.0 - i)
+    for i in range(4)]
 
 
 def _summary(shard: Shard | None = None, **changes: Any) -> RunSummary:
-    return run_summary(
-        **{
-            "hparams": {"lr": 0.1},
-            "data": RunData("x", "abc", {}),
-            "thresholds": ["cs_imp>=1"],
-            "shard": shard,
-            "timings": {"model_load": 1.0, "total": 2.0},
-            **changes,
-        }
-    )
+    return run_summary(**{"hparams": {"lr": 0.1}, "data": RunData("x", "abc", {}), "thresholds": ["cs_imp>=1"],
+                          "shard": shard, "timings": {"model_load": 1.0, "total": 2.0}, **changes})
 
 
 def _write_shards(tmp_path: Path, count: int = 3, **changes: Any) -> list[Path]:
     folders = []
     for index in range(1, count + 1):
         shard = Shard(index, count)
-        mine = [r for split in ("reverse", "easy", "sequential") for r in _in_shard([r for r in RECORDS if r.split == split], shard)]
+        mine = [r for split in ("reverse", "easy", "sequential")
+                for r in _in_shard([r for r in RECORDS if r.split == split], shard)]
         folder = tmp_path / f"shard-{index}"
         write_report(folder, _summary(shard, cases_expected=len(mine), cases_done=len(mine), **changes), mine)
         folders.append(folder)
@@ -142,24 +129,24 @@ def test_kedit_report_merges_shards_into_the_unsharded_tables(tmp_path: Path, ca
     assert capsys.readouterr().out == f"{whole.table1}\n\n{whole.table2}\n\n{whole.table3}\n"
 
 
-def test_a_missing_shard_prints_the_tables_of_the_others_marked_partial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_shard_prints_the_tables_of_the_others_marked_partial(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     first, _, third = _write_shards(tmp_path)
     assert main(["report", str(first), str(third), "--out", str(tmp_path / "merged")]) == 0
     out = capsys.readouterr().out
     assert "Note: m / ft: partial: shard 2/3 missing (merged 1/3, 3/3)." in out
-    assert (tmp_path / "merged" / "table3.md").read_text().endswith("Note: m / ft: partial: shard 2/3 missing (merged 1/3, 3/3).\n")
+    assert (tmp_path / "merged" / "table3.md").read_text().endswith("Note: m / ft: partial: shard 2/3 missing "
+                                                                     "(merged 1/3, 3/3).\n")
     assert json.loads((tmp_path / "merged" / "summary.json").read_text())["complete"] is False
 
 
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"hparams": {"lr": 0.2}}, "are not shards of one run: hparams.lr: 0.1 recorded, 0.2 now"),
-        ({"seed": 1}, "are not shards of one run: seed: 0 recorded, 1 now"),
-        ({"model_fingerprint": "g"}, "are not shards of one run: model_fingerprint"),
-    ],
-)
-def test_shards_of_different_runs_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize("change, message", [
+    ({"hparams": {"lr": 0.2}}, "are not shards of one run: hparams.lr: 0.1 recorded, 0.2 now"),
+    ({"seed": 1}, "are not shards of one run: seed: 0 recorded, 1 now"),
+    ({"model_fingerprint": "g"}, "are not shards of one run: model_fingerprint"),
+])
+def test_shards_of_different_runs_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         change: dict[str, Any], message: str) -> None:
     folders = _write_shards(tmp_path)
     other = _write_shards(tmp_path / "other", **change)
     assert main(["report", str(folders[0]), str(folders[1]), str(other[2])]) == 2
@@ -181,7 +168,8 @@ def test_overlapping_shards_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     assert "overlapping shards" in capsys.readouterr().err
 
 
-def test_a_shard_with_an_unsharded_run_of_the_same_method_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_shard_with_an_unsharded_run_of_the_same_method_is_refused(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     write_report(tmp_path / "whole", _summary(), RECORDS)
     folders = _write_shards(tmp_path)
     assert main(["report", str(tmp_path / "whole"), str(folders[0])]) == 2
@@ -217,7 +205,8 @@ def test_a_bad_shard_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.slow
-def test_three_sharded_runs_merged_by_kedit_report_equal_the_unsharded_run(project: pytest.Pytester, tmp_path: Path) -> None:
+def test_three_sharded_runs_merged_by_kedit_report_equal_the_unsharded_run(project: pytest.Pytester,
+                                                                          tmp_path: Path) -> None:
     off = [f"--kedit-threshold={metric}=off" for metric in ("cs", "cs_exp", "cs_imp", "succ", "fr", "tfd")]
     collected = [_ids(project.runpytest_subprocess("--collect-only", "-q", f"--kedit-shard={k}/3")) for k in (1, 2, 3)]
     assert sorted(i for ids in collected for i in ids) == sorted(_ids(project.runpytest_subprocess("--collect-only", "-q")))

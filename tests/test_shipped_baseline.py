@@ -38,7 +38,8 @@ def test_a_shipped_baseline_covers_every_built_in_case_with_the_files_as_they_ar
 @pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
 def test_a_shipped_baseline_was_made_with_the_packaged_defaults(path: Path):
     editor = editor_class(path.stem)
-    packaged = load_hparams(editor.hparams_folder or editor.name, editor.hparams_class, "smollm2-135m", "llama", package=editor.hparams_package)
+    packaged = load_hparams(editor.hparams_folder or editor.name, editor.hparams_class, "smollm2-135m", "llama",
+                            package=editor.hparams_package)
     assert read_baseline(path).provenance["hparams"] == json.loads(json.dumps(dataclasses.asdict(packaged), default=str))
 
 

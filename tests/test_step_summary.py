@@ -23,9 +23,8 @@ def test_markdown_is_appended_after_what_earlier_steps_wrote(tmp_path: Path) -> 
     environ = {STEP_SUMMARY_VARIABLE: str(summary)}
     assert append_step_summary(run_markdown("kedit: m × ft", ["Table 1\n\n| a |\n|---|\n| 1 |"]), environ) == summary
     append_step_summary(run_markdown("kedit: m × rome", ["T1", "T2"], "Gates: all 1 gates held"), environ)
-    assert summary.read_text() == (
-        "# build\n\n## kedit: m × ft\n\nTable 1\n\n| a |\n|---|\n| 1 |\n\n## kedit: m × rome\n\nT1\n\nT2\n\nGates: all 1 gates held\n\n"
-    )
+    assert summary.read_text() == ("# build\n\n## kedit: m × ft\n\nTable 1\n\n| a |\n|---|\n| 1 |\n\n"
+                                   "## kedit: m × rome\n\nT1\n\nT2\n\nGates: all 1 gates held\n\n")
 
 
 def test_a_summary_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
@@ -34,15 +33,13 @@ def test_a_summary_file_that_cannot_be_written_is_one_line(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_a_run_appends_its_tables_and_gates_to_the_job_summary(
-    kedit_project: Callable[..., pytest.Pytester], tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_run_appends_its_tables_and_gates_to_the_job_summary(kedit_project: Callable[..., pytest.Pytester], tiny_model_dir: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester = kedit_project(kedit_split="reverse", kedit_limit=1)
     summary = tmp_path / "step_summary.md"
     monkeypatch.setenv(STEP_SUMMARY_VARIABLE, str(summary))
-    result = pytester.runpytest_subprocess(
-        "--kedit-threshold=cs_exp=off", "--kedit-threshold=cs_imp=off", "--kedit-shard=1/2", "--kedit-gate=reverse.cs_exp>=0"
-    )
+    result = pytester.runpytest_subprocess("--kedit-threshold=cs_exp=off", "--kedit-threshold=cs_imp=off",
+                                           "--kedit-shard=1/2", "--kedit-gate=reverse.cs_exp>=0")
     result.assert_outcomes(passed=1, skipped=1)
     text = summary.read_text()
     assert text.startswith(f"## kedit: {tiny_model_dir} × ft (shard 1/2)\n\nTable 1: Knowledge Conflict")

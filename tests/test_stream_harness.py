@@ -25,19 +25,11 @@ from pytest_kedit.run.harness import Harness
 
 CAPITAL = Relation("P36", "the capital of {} is", ("the capital city of {} is", "{} 's capital is", "the city of {} is"))
 LANGUAGE = Relation("P37", "the official language of {} is", ("the language of {} is", "in {} the language is"))
-HELD_OUT = (
-    "the capital of France is Paris . the official language of Italy is Italian .",
-    "Alice was born in Rome , Bob was born in Berlin and Carol was born in Madrid .",
-)
+HELD_OUT = ("the capital of France is Paris . the official language of Italy is Italian .",
+            "Alice was born in Rome , Bob was born in Berlin and Carol was born in Madrid .")
 #: (subject, relation, one object, another): the stream's edits, oriented on the model by :func:`tiny_stream`
-EDITS = (
-    ("France", CAPITAL, "Paris", "Rome"),
-    ("Italy", CAPITAL, "Rome", "Berlin"),
-    ("Germany", CAPITAL, "Berlin", "Madrid"),
-    ("France", LANGUAGE, "French", "German"),
-    ("Italy", LANGUAGE, "Italian", "English"),
-    ("Spain", CAPITAL, "Madrid", "Paris"),
-)
+EDITS = (("France", CAPITAL, "Paris", "Rome"), ("Italy", CAPITAL, "Rome", "Berlin"), ("Germany", CAPITAL, "Berlin", "Madrid"),
+         ("France", LANGUAGE, "French", "German"), ("Italy", LANGUAGE, "Italian", "English"), ("Spain", CAPITAL, "Madrid", "Paris"))
 
 
 def tiny_stream(loaded: LoadedModel) -> StreamCase:
@@ -51,15 +43,10 @@ def tiny_stream(loaded: LoadedModel) -> StreamCase:
         p_one, p_other = probe(loaded.model, encoder, [(relation.prompt.format(subject), o) for o in (one, other)])
         old, new = (one, other) if p_one > p_other else (other, one)
         edits.append(Edit(Entity(subject), relation, Entity(old), Entity(new)))
-    neighbourhood = tuple(
-        (tuple(Fact(Entity(s), LANGUAGE, edit.old) for s in ("Switzerland", "Canada")) if edit.relation is LANGUAGE and edit.subject.label == "France" else ())
-        for edit in edits
-    )
-    locality = (
-        Fact(Entity("Germany"), LANGUAGE, Entity("German")),
-        Fact(Entity("Switzerland"), CAPITAL, Entity("Berlin")),
-        Fact(Entity("Canada"), CAPITAL, Entity("Paris")),
-    )
+    neighbourhood = tuple((tuple(Fact(Entity(s), LANGUAGE, edit.old) for s in ("Switzerland", "Canada"))
+                           if edit.relation is LANGUAGE and edit.subject.label == "France" else ()) for edit in edits)
+    locality = (Fact(Entity("Germany"), LANGUAGE, Entity("German")), Fact(Entity("Switzerland"), CAPITAL, Entity("Berlin")),
+                Fact(Entity("Canada"), CAPITAL, Entity("Paris")))
     return StreamCase("sequential-0000", "sequential", 0, tuple(edits), neighbourhood, locality, HELD_OUT)
 
 
@@ -86,7 +73,8 @@ def test_perplexity_of_a_text_is_its_windows_perplexity_and_windows_cover_it(fam
     # first), one sequence at a time, weighted by its scored tokens
     pieces = [piece for text in HELD_OUT for piece in windows(loaded.tokenizer(text)["input_ids"], 6) if len(piece) > 1]
     with torch.no_grad():
-        losses = [float(loaded.model(input_ids=torch.tensor([piece]), labels=torch.tensor([piece])).loss) * (len(piece) - 1) for piece in pieces]
+        losses = [float(loaded.model(input_ids=torch.tensor([piece]), labels=torch.tensor([piece])).loss) * (len(piece) - 1)
+                  for piece in pieces]
     expected = math.exp(sum(losses) / sum(len(piece) - 1 for piece in pieces))
     assert perplexity(loaded.model, loaded.tokenizer, HELD_OUT, 6) == pytest.approx(expected, rel=1e-5)
 
@@ -152,7 +140,8 @@ def test_the_original_models_perplexity_is_remembered_like_its_probabilities(fam
     case = tiny_stream(loaded)
     first = Harness(loaded, _Unchanged({}, loaded)).run(case)
     remembered = Harness(loaded, _Unchanged({}, loaded)).original_probes
-    assert remembered.perplexity(HELD_OUT, Harness(loaded, _Unchanged({}, loaded)).perplexity_window) == first.probabilities[THETA][PERPLEXITY]
+    assert remembered.perplexity(HELD_OUT, Harness(loaded, _Unchanged({}, loaded)).perplexity_window) == \
+        first.probabilities[THETA][PERPLEXITY]
 
 
 def test_memit_and_its_kin_write_a_checkpoints_edits_at_once_and_the_others_one_edit_at_a_time():

@@ -21,14 +21,8 @@ from pytest_kedit.strategies import probabilities, stream_cases
 SEQUENTIAL = SPLITS["sequential"]
 Probabilities = dict[str, dict[str, float]]
 
-settings_of_a_stream = st.builds(
-    StreamSettings,
-    edits=st.none() | st.integers(1, 10),
-    batch=st.none() | st.integers(1, 4),
-    every=st.none() | st.integers(1, 5),
-    scheme=st.sampled_from(SCHEMES),
-    batched=st.booleans(),
-)
+settings_of_a_stream = st.builds(StreamSettings, edits=st.none() | st.integers(1, 10), batch=st.none() | st.integers(1, 4),
+                                 every=st.none() | st.integers(1, 5), scheme=st.sampled_from(SCHEMES), batched=st.booleans())
 
 
 # -- the record --------------------------------------------------------------------------------
@@ -46,23 +40,18 @@ def stream_record(case: StreamCase) -> dict[str, Any]:
     """The sequential.json record of ``case`` (the schema of pytest_kedit.benchmark.cases)."""
     return {
         "type": "sequential",
-        "edits": [
-            {
-                "relation": _relation(edit.relation),
-                "subject": _entity(edit.subject),
-                "object": _entity(edit.old),
-                "new_object": _entity(edit.new),
-                "neighbourhood": [_entity(fact.subject) for fact in facts],
-            }
-            for edit, facts in zip(case.edits, case.neighbourhood)
-        ],
-        "locality": [{"relation": _relation(f.relation), "subject": _entity(f.subject), "object": _entity(f.object)} for f in case.locality],
+        "edits": [{"relation": _relation(edit.relation), "subject": _entity(edit.subject), "object": _entity(edit.old),
+                   "new_object": _entity(edit.new), "neighbourhood": [_entity(fact.subject) for fact in facts]}
+                  for edit, facts in zip(case.edits, case.neighbourhood)],
+        "locality": [{"relation": _relation(f.relation), "subject": _entity(f.subject), "object": _entity(f.object)}
+                     for f in case.locality],
         "held_out": list(case.held_out),
     }
 
 
 def paraphrases_of(case: StreamCase) -> dict[str, list[str]]:
-    return {relation.id: list(relation.paraphrases) for relation in (*(e.relation for e in case.edits), *(f.relation for f in case.locality))}
+    return {relation.id: list(relation.paraphrases)
+            for relation in (*(e.relation for e in case.edits), *(f.relation for f in case.locality))}
 
 
 def parse(record: Any, paraphrases: dict[str, list[str]]) -> StreamCase:
@@ -107,10 +96,8 @@ def _break(record: dict[str, Any], how: str) -> str:
 
 
 @settings(max_examples=20)
-@given(
-    stream_cases(),
-    st.sampled_from(["twice", "same object", "neighbour edited", "locality edited", "no locality", "no text", "empty text", "no edits", "no label"]),
-)
+@given(stream_cases(), st.sampled_from(["twice", "same object", "neighbour edited", "locality edited", "no locality",
+                                        "no text", "empty text", "no edits", "no label"]))
 def test_a_bad_stream_record_is_a_data_error_naming_file_record_and_field(case: StreamCase, how: str):
     record = stream_record(case)
     field = _break(record, how)
@@ -148,13 +135,9 @@ def test_by_default_a_stream_has_ten_checkpoints_and_a_batched_editor_one_batch_
     assert explicit.checkpoints() == tuple(sorted({*range(2 * k, n, 2 * k), n}))
 
 
-@pytest.mark.parametrize(
-    "settings, message",
-    [
-        (StreamSettings(scheme="later"), "unknown scheme 'later'"),
-        (StreamSettings(batch=0), "batch must be at least 1"),
-    ],
-)
+@pytest.mark.parametrize("settings, message", [
+    (StreamSettings(scheme="later"), "unknown scheme 'later'"), (StreamSettings(batch=0), "batch must be at least 1"),
+])
 def test_a_schedule_refuses_what_no_option_gives(settings: StreamSettings, message: str):
     with pytest.raises(ValueError, match=message):
         settings.schedule(5)
@@ -165,7 +148,8 @@ def test_a_schedule_refuses_what_no_option_gives(settings: StreamSettings, messa
 
 @settings(max_examples=40)
 @given(stream_cases(), settings_of_a_stream)
-def test_a_streams_stages_extend_each_other_by_the_same_batches_so_the_harness_never_restores(case: StreamCase, stream: StreamSettings):
+def test_a_streams_stages_extend_each_other_by_the_same_batches_so_the_harness_never_restores(case: StreamCase,
+                                                                                                stream: StreamSettings):
     plan = SEQUENTIAL.plan(case, False, None, stream)
     schedule = stream.schedule(len(case.edits))
     assert [stage.state for stage in plan] == [THETA, *(state_after(end) for end in schedule.batch_ends())]
@@ -218,7 +202,8 @@ def unchanged(data: st.DataObject) -> Any:
 
 @settings(max_examples=40)
 @given(stream_cases(), settings_of_a_stream, st.data())
-def test_scoring_reads_only_what_the_plan_measures_and_gives_the_schemes_metrics(case: StreamCase, stream: StreamSettings, data: st.DataObject):
+def test_scoring_reads_only_what_the_plan_measures_and_gives_the_schemes_metrics(case: StreamCase, stream: StreamSettings,
+                                                                                  data: st.DataObject):
     plan = SEQUENTIAL.plan(case, False, None, stream)
     scores = SEQUENTIAL.score(case, measured(plan, drawn(data), lambda stage: data.draw(st.floats(0, 3))), None, stream)
     schedule = stream.schedule(len(case.edits))
@@ -237,23 +222,27 @@ def test_scoring_reads_only_what_the_plan_measures_and_gives_the_schemes_metrics
 
 @settings(max_examples=40)
 @given(stream_cases(), settings_of_a_stream, st.data())
-def test_the_curve_has_every_checkpoint_and_batch_and_ends_in_the_cases_metrics(case: StreamCase, stream: StreamSettings, data: st.DataObject):
+def test_the_curve_has_every_checkpoint_and_batch_and_ends_in_the_cases_metrics(case: StreamCase, stream: StreamSettings,
+                                                                                data: st.DataObject):
     plan = SEQUENTIAL.plan(case, False, None, stream)
     scores = SEQUENTIAL.score(case, measured(plan, drawn(data), lambda stage: data.draw(st.floats(0, 3))), None, stream)
     schedule = stream.schedule(len(case.edits))
     curve = scores.curve
-    assert curve is not None and curve["schedule"] == {"edits": schedule.edits, "batch": schedule.batch, "every": schedule.every, "scheme": schedule.scheme}
+    assert curve is not None and curve["schedule"] == {"edits": schedule.edits, "batch": schedule.batch,
+                                                       "every": schedule.every, "scheme": schedule.scheme}
     assert [point["edits"] for point in curve["checkpoints"]] == list(schedule.checkpoints())
     assert [point["edits"] for point in curve["batches"]] == list(schedule.batch_ends())
     last = curve["checkpoints"][-1]
-    assert {key: value for key, value in last.items() if key != "edits"} == {key: value for key, value in scores.values.items() if key != "collapse_at"}
+    assert {key: value for key, value in last.items() if key != "edits"} == {
+        key: value for key, value in scores.values.items() if key != "collapse_at"}
     collapsed = [p["edits"] for p in curve["checkpoints"] if p["ppl"] >= 2 or p["loc"] < 0.5]
     assert scores.values["collapse_at"] == (collapsed[0] if collapsed else schedule.edits)
 
 
 @settings(max_examples=40)
 @given(stream_cases(), settings_of_a_stream, st.data())
-def test_an_editor_that_changes_nothing_makes_no_edit_and_breaks_nothing(case: StreamCase, stream: StreamSettings, data: st.DataObject):
+def test_an_editor_that_changes_nothing_makes_no_edit_and_breaks_nothing(case: StreamCase, stream: StreamSettings,
+                                                                         data: st.DataObject):
     """Efficacy 0, generalisation 0, retention 0 (nothing took), specificity 1, locality 1, the
     PPL ratio exactly 1, update norm 0, collapse at N."""
     plan = SEQUENTIAL.plan(case, False, None, stream)

@@ -59,10 +59,12 @@ def test_the_doc_registers_mine_from_my_package() -> None:
 
 
 @pytest.mark.slow
-def test_the_documented_editor_installed_as_a_distribution_runs_the_suites(project: pytest.Pytester, tmp_path: Path) -> None:
+def test_the_documented_editor_installed_as_a_distribution_runs_the_suites(project: pytest.Pytester,
+                                                                           tmp_path: Path) -> None:
     interface = doc_blocks("custom-editor.md", "python")[0]
     assert "class MyEditor(Editor):" in interface and "kedit_hparams" not in interface
-    install(project.path / "site", "my_package", {"my_package/__init__.py": "", "my_package/editor.py": interface}, entry_points_of_doc())
+    install(project.path / "site", "my_package", {"my_package/__init__.py": "", "my_package/editor.py": interface},
+            entry_points_of_doc())
     report = tmp_path / "report"
     result = project.runpytest_subprocess("--kedit-method=mine", f"--kedit-report={report}")
     out = result.stdout.str()
@@ -75,7 +77,7 @@ def test_the_documented_editor_installed_as_a_distribution_runs_the_suites(proje
     assert summary["method"] == "mine" and summary["hparams"] == {"layers": None, "num_steps": 10, "lr": 0.001}
 
 
-THEIRS = """
+THEIRS = '''
 from dataclasses import dataclass
 
 from pytest_kedit import Editor, snapshot
@@ -94,22 +96,17 @@ class TheirEditor(Editor):
 
     def apply(self, model, tokenizer, requests):
         return snapshot(model, [self.loaded.modules.mlp_out_weight_name(layer) for layer in self.hparams.layers])
-"""
+'''
 
 
 @pytest.mark.slow
 def test_a_distribution_ships_its_own_defaults_per_family(project: pytest.Pytester, tmp_path: Path) -> None:
-    install(
-        project.path / "site",
-        "their_package",
-        {
-            "their_package/__init__.py": "",
-            "their_package/editor.py": textwrap.dedent(THEIRS),
-            "their_package/hparams/__init__.py": "",
-            "their_package/hparams/llama.yaml": "layers: [2]\nscale: 0.5\n",  # the tiny model is a Llama
-        },
-        "[pytest_kedit.editors]\ntheirs = their_package.editor:TheirEditor\n",
-    )
+    install(project.path / "site", "their_package", {
+        "their_package/__init__.py": "",
+        "their_package/editor.py": textwrap.dedent(THEIRS),
+        "their_package/hparams/__init__.py": "",
+        "their_package/hparams/llama.yaml": "layers: [2]\nscale: 0.5\n",  # the tiny model is a Llama
+    }, "[pytest_kedit.editors]\ntheirs = their_package.editor:TheirEditor\n")
     report = tmp_path / "report"
     result = project.runpytest_subprocess("--kedit-method=theirs", "--kedit-split=reverse", f"--kedit-report={report}")
     assert "× theirs" in result.stdout.str() and "Table 1" in result.stdout.str()

@@ -12,7 +12,8 @@ from pytest_kedit.errors import ConfigError
 def test_the_default_thresholds_are_the_registrys_and_describe_a_robust_editor():
     thresholds = parse_thresholds([])
     assert {t.metric for t in thresholds.globals.values()} == {k for k, m in METRICS.items() if m.default_threshold}
-    assert default_threshold_specs() == ("cs>=1", "cs_exp>=1", "cs_imp>=1", "tfd<=0.5", "succ>=1", "fr<=0", "es>=0.9", "ppl<=1.5")
+    assert default_threshold_specs() == ("cs>=1", "cs_exp>=1", "cs_imp>=1", "tfd<=0.5", "succ>=1", "fr<=0", "es>=0.9",
+                                         "ppl<=1.5")
     assert set(thresholds.for_split("reverse")) == {"cs_exp", "cs_imp"}
     assert set(thresholds.for_split("sequential")) == {"es", "ppl"}
 
@@ -35,25 +36,23 @@ def test_thresholds_read_back_from_their_specs():
     assert all(again.for_split(split) == thresholds.for_split(split) for split in SPLITS)
 
 
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        ("cs>=nan", "not a finite number"),
-        ("cs<=inf", "not a finite number"),
-        ("cs>=x", "not a number"),
-        ("bogus>=1", "unknown metric 'bogus'"),
-        ("medium.cs>=1", "unknown split 'medium'"),
-        ("easy.cs>=1", "split easy has no metric 'cs'"),
-        ("cs=1", "use >= or <="),
-        ("cs", "expected [SPLIT.]METRIC"),
-    ],
-)
+@pytest.mark.parametrize("spec, message", [
+    ("cs>=nan", "not a finite number"),
+    ("cs<=inf", "not a finite number"),
+    ("cs>=x", "not a number"),
+    ("bogus>=1", "unknown metric 'bogus'"),
+    ("medium.cs>=1", "unknown split 'medium'"),
+    ("easy.cs>=1", "split easy has no metric 'cs'"),
+    ("cs=1", "use >= or <="),
+    ("cs", "expected [SPLIT.]METRIC"),
+])
 def test_bad_threshold_specs_are_one_line_errors(spec: str, message: str):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
         parse_thresholds([spec])
 
 
 def test_a_failure_names_its_metric_key_and_the_evidence():
-    [failure] = failures({"cs_imp": 0.0, "cm": 0.3}, {"cs_imp": "p(k_n)=0.01 <= p(k_o)=0.03"}, parse_thresholds([]).for_split("reverse"))
+    [failure] = failures({"cs_imp": 0.0, "cm": 0.3}, {"cs_imp": "p(k_n)=0.01 <= p(k_o)=0.03"},
+                         parse_thresholds([]).for_split("reverse"))
     assert failure.metric == "cs_imp"
     assert failure.message == "CS_imp = 0: p(k_n)=0.01 <= p(k_o)=0.03 (threshold CS_imp >= 1)"

@@ -58,7 +58,8 @@ def test_a_patch_changes_the_output_at_the_given_positions_only(family):
     rows, cols = torch.tensor([0, 2]), torch.tensor([3, 1])
     site, above = layer(modules, 0), layer(modules, 1)
     patch = Patch(rows, cols, lambda h: h + shift)
-    with torch.no_grad(), Trace(model, site, retain_output=True, patch_output=patch) as at_site, Trace(model, above, retain_input=True) as at_above:
+    with (torch.no_grad(), Trace(model, site, retain_output=True, patch_output=patch) as at_site,
+          Trace(model, above, retain_input=True) as at_above):
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
     before, after = at_site.output(site), at_above.input(above)  # the site's output before and after the patch
     torch.testing.assert_close(after[rows, cols], before[rows, cols] + shift, rtol=0, atol=0)

@@ -13,16 +13,8 @@ from pytest_kedit.run.transport import (
     worker_usage_error,
 )
 
-RECORD = CaseRecord(
-    case_id="easy-0001",
-    split="easy",
-    relation="P1",
-    arity="1-2",
-    model="m",
-    method="ft",
-    metrics={"succ": 0.5, "fr": 1.0},
-    probabilities={"theta": {"Paris": 0.25}},
-)
+RECORD = CaseRecord(case_id="easy-0001", split="easy", relation="P1", arity="1-2", model="m", method="ft",
+                    metrics={"succ": 0.5, "fr": 1.0}, probabilities={"theta": {"Paris": 0.25}})
 
 
 def test_a_packed_case_unpacks_to_the_same_record_and_provenance():
@@ -37,7 +29,8 @@ def test_the_record_is_replaced_in_place_by_its_junit_properties_and_the_others_
     properties = [("mine", 1), *pack_case(RECORD, {"seed": 3}), ("after", "x")]
     record, provenance, rest = unpack_case(properties)
     assert (record, provenance) == (RECORD, {"seed": 3})
-    assert rest == [("mine", 1), ("kedit_case", "easy-0001"), ("kedit_split", "easy"), ("kedit_relation", "P1"), ("Succ", "0.5"), ("FR", "1.0"), ("after", "x")]
+    assert rest == [("mine", 1), ("kedit_case", "easy-0001"), ("kedit_split", "easy"), ("kedit_relation", "P1"),
+                    ("Succ", "0.5"), ("FR", "1.0"), ("after", "x")]
 
 
 def test_the_last_of_several_packed_cases_wins_and_none_leaves_the_properties_alone():

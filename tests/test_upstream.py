@@ -173,7 +173,9 @@ def test_check_data_on_upstream_finds_what_it_finds_in_the_shared_folder(mirror:
 
 
 @pytest.mark.slow
-def test_the_plugin_reports_an_offline_download_as_one_line_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_the_plugin_reports_an_offline_download_as_one_line_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     pytester.makepyfile(test_conflict_edit=(SUITES / "test_conflict_edit.py").read_text())
     monkeypatch.setenv(upstream.ENV_UPSTREAM_URL, closed_port_url())
     monkeypatch.setenv(ENV_CACHE_DIR, str(tmp_path / "cache"))
@@ -182,5 +184,6 @@ def test_the_plugin_reports_an_offline_download_as_one_line_usage_error(pytester
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (line,) = [line for line in output.splitlines() if "could not download" in line]
     assert line.startswith("ERROR: kedit: could not download upstream:GPT2-XL from http://127.0.0.1:")
-    assert line.endswith("(Connection refused); use --kedit-data=PATH with a folder in the upstream layout, or no --kedit-data for the built-in suites")
+    assert line.endswith("(Connection refused); use --kedit-data=PATH with a folder in the upstream layout, "
+                         "or no --kedit-data for the built-in suites")
     assert "Traceback" not in output

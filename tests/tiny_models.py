@@ -1,5 +1,6 @@
 """Tiny randomly initialised causal LMs of each supported family, with a word-level tokenizer built here."""
 
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -25,32 +26,16 @@ CONFIGS = {
     "gpt2": lambda v: transformers.GPT2Config(vocab_size=v, n_embd=TINY["hidden"], n_layer=TINY["layers"], n_head=TINY["heads"], n_positions=64),
     "gptj": lambda v: transformers.GPTJConfig(vocab_size=v, n_embd=TINY["hidden"], n_layer=TINY["layers"], n_head=TINY["heads"], rotary_dim=4, n_positions=64),
     "llama": lambda v: transformers.LlamaConfig(
-        vocab_size=v,
-        hidden_size=TINY["hidden"],
-        intermediate_size=TINY["inner"],
-        num_hidden_layers=TINY["layers"],
-        num_attention_heads=TINY["heads"],
-        num_key_value_heads=2,
-        max_position_embeddings=64,
+        vocab_size=v, hidden_size=TINY["hidden"], intermediate_size=TINY["inner"], num_hidden_layers=TINY["layers"],
+        num_attention_heads=TINY["heads"], num_key_value_heads=2, max_position_embeddings=64,
     ),
     "gemma3_text": lambda v: transformers.Gemma3TextConfig(
-        vocab_size=v,
-        hidden_size=TINY["hidden"],
-        intermediate_size=TINY["inner"],
-        num_hidden_layers=TINY["layers"],
-        num_attention_heads=TINY["heads"],
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        sliding_window=16,
+        vocab_size=v, hidden_size=TINY["hidden"], intermediate_size=TINY["inner"], num_hidden_layers=TINY["layers"],
+        num_attention_heads=TINY["heads"], num_key_value_heads=2, head_dim=8, max_position_embeddings=64, sliding_window=16,
     ),
     "gpt_neox": lambda v: transformers.GPTNeoXConfig(
-        vocab_size=v,
-        hidden_size=TINY["hidden"],
-        intermediate_size=TINY["inner"],
-        num_hidden_layers=TINY["layers"],
-        num_attention_heads=TINY["heads"],
-        max_position_embeddings=64,
+        vocab_size=v, hidden_size=TINY["hidden"], intermediate_size=TINY["inner"], num_hidden_layers=TINY["layers"],
+        num_attention_heads=TINY["heads"], max_position_embeddings=64,
     ),
 }
 FAMILIES = tuple(CONFIGS)
@@ -76,6 +61,7 @@ def tiny_model(family: str, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedT
     return model, tok
 
 
+
 def tiny_loaded(family: str, seed: int = 0) -> LoadedModel:
     """A tiny model wrapped the way ``load_model`` returns models."""
     from pytest_kedit.model.architectures import module_map
@@ -83,14 +69,7 @@ def tiny_loaded(family: str, seed: int = 0) -> LoadedModel:
 
     model, tok = tiny_model(family, seed)
     return LoadedModel(
-        name=f"tiny-{family}",
-        model=model,
-        tokenizer=tok,
-        family=family,
-        modules=module_map(model),
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        source="built in the test",
-        fingerprint=f"tiny-{family}-{seed}",
+        name=f"tiny-{family}", model=model, tokenizer=tok, family=family, modules=module_map(model),
+        device=torch.device("cpu"), dtype=torch.float32, source="built in the test", fingerprint=f"tiny-{family}-{seed}",
         load_seconds=0.0,
     )

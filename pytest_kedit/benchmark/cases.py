@@ -300,7 +300,9 @@ def _edit(rec: _Record, paraphrases: Mapping[str, Sequence[str]], prompts_name: 
     )
 
 
-def parse_conflict_case(record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str) -> ConflictCase:
+def parse_conflict_case(
+    record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str
+) -> ConflictCase:
     """One ConflictEdit record -> ConflictCase, or DataError naming the field at fault."""
     rec = _Record(path, index, record)
     triples = tuple(_fact(t, paraphrases, prompts_name) for t in rec.items("triples"))
@@ -333,7 +335,9 @@ def parse_conflict_case(record: Any, split: str, index: int, path: str, paraphra
     )
 
 
-def parse_round_case(record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str) -> RoundCase:
+def parse_round_case(
+    record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str
+) -> RoundCase:
     """One RoundEdit record -> RoundCase, or DataError naming the field at fault."""
     rec = _Record(path, index, record)
     edit = _edit(rec.child("edit"), paraphrases, prompts_name)
@@ -358,7 +362,9 @@ def parse_round_case(record: Any, split: str, index: int, path: str, paraphrases
     )
 
 
-def parse_stream_case(record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str) -> StreamCase:
+def parse_stream_case(
+    record: Any, split: str, index: int, path: str, paraphrases: Mapping[str, Sequence[str]], prompts_name: str
+) -> StreamCase:
     """One sequential record -> StreamCase, or DataError naming the field at fault (the schema is in
     the module docstring)."""
     rec = _Record(path, index, record)

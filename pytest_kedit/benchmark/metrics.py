@@ -235,7 +235,8 @@ COLLAPSE_PERPLEXITY = 2.0
 COLLAPSE_LOCALITY = 0.5
 
 
-def collapse_point(edits: Sequence[int], perplexity_ratios: Sequence[float], localities: Sequence[float], total: int) -> int:
+def collapse_point(edits: Sequence[int], perplexity_ratios: Sequence[float], localities: Sequence[float],
+                   total: int) -> int:
     """The collapse point of a stream of ``total`` edits: the number of edits ``edits[k]`` of the
     first checkpoint k whose perplexity ratio is at least :data:`COLLAPSE_PERPLEXITY` (the
     held-out text's perplexity at least doubled) or whose locality is below
@@ -245,7 +246,8 @@ def collapse_point(edits: Sequence[int], perplexity_ratios: Sequence[float], loc
     sequences differ in length.
     """
     if not len(edits) == len(perplexity_ratios) == len(localities):
-        raise ValueError(f"edits, perplexity_ratios and localities differ in length: {len(edits)}, {len(perplexity_ratios)}, {len(localities)}")
+        raise ValueError(f"edits, perplexity_ratios and localities differ in length: "
+                         f"{len(edits)}, {len(perplexity_ratios)}, {len(localities)}")
     for count, ratio, kept in zip(edits, perplexity_ratios, localities):
         if ratio >= COLLAPSE_PERPLEXITY or kept < COLLAPSE_LOCALITY:
             return count

@@ -59,7 +59,8 @@ def norms_of(values: Mapping[str, float]) -> dict[str, float]:
     return {name.removeprefix(_NORM): value for name, value in values.items() if name.startswith(_NORM)}
 
 
-def coverage(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Plan:
+def coverage(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER,
+             stream: StreamSettings = DEFAULT_STREAM) -> Plan:
     """e1 = (s, r, o1→o2), e2 = (s, r, o2→o3); k_o = (s, r, o2), k_n = (s, r, o3)."""
     e1, e2 = case.edits
     k_o = Query(e1.relation, e1.subject.label, e1.new.label)
@@ -72,7 +73,8 @@ def coverage(case: ConflictCase, multi_label: bool = False, protocol: Protocol =
     )
 
 
-def reverse(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Plan:
+def reverse(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER,
+            stream: StreamSettings = DEFAULT_STREAM) -> Plan:
     """e1 = (s1, r1, o1→o2), e2 = (o2, r2, s1→s2); k_o = (s1, r1, o2); the explicit new fact is
     e2's own (o2, r2, s2), the implicit one (s2, r1, o2) on e1's prompts."""
     e1, e2 = case.edits
@@ -86,7 +88,8 @@ def reverse(case: ConflictCase, multi_label: bool = False, protocol: Protocol = 
     )
 
 
-def composite(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Plan:
+def composite(case: ConflictCase, multi_label: bool = False, protocol: Protocol = PAPER,
+              stream: StreamSettings = DEFAULT_STREAM) -> Plan:
     """Tied fact k_f; e1 = (s1, r1, o→o2), e2 = (s2, r2, o→o3); k_o = (s1, r1, o2); the explicit
     new fact is (s2, r2, o3), the implicit one (s1, r1, o3)."""
     if case.tied_fact is None:
@@ -105,7 +108,8 @@ def composite(case: ConflictCase, multi_label: bool = False, protocol: Protocol 
     )
 
 
-def round_trip(case: RoundCase, multi_label: bool = False, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Plan:
+def round_trip(case: RoundCase, multi_label: bool = False, protocol: Protocol = PAPER,
+               stream: StreamSettings = DEFAULT_STREAM) -> Plan:
     """e1 = (s, r, o1→o*), e2 = (s, r, o*→o1), or with Multi-Label Edit e2 = one batch writing
     every true object. The true objects are probed on θ and θ' under their labels, o* and o1
     on θm (and o* on θ') under the names ``o*`` and ``o1``. Others as ``protocol`` defines them
@@ -132,7 +136,8 @@ def others(case: RoundCase, protocol: Protocol = PAPER) -> tuple[Entity, ...]:
     return case.others_first_o1_removed if protocol.remove_first_o1_only else case.others
 
 
-def sequential(case: StreamCase, multi_label: bool = False, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Plan:
+def sequential(case: StreamCase, multi_label: bool = False, protocol: Protocol = PAPER,
+               stream: StreamSettings = DEFAULT_STREAM) -> Plan:
     """θ (the locality facts, the held-out perplexity), then a state per batch of the stream's
     schedule (``stream.schedule``), each reached by all batches so far: its update norms, under
     the immediate scheme its batch's edit facts, and at a checkpoint the edit facts of every edit
@@ -154,9 +159,11 @@ def sequential(case: StreamCase, multi_label: bool = False, protocol: Protocol =
         scored = range(0, end) if checkpoint and schedule.final else range(start, end) if schedule.immediate else range(0)
         probes = [probe for i in scored for probe in edit_probes(i, case.edits[i])]
         if checkpoint:
-            probes += [probe for i in range(end) for j, fact in enumerate(case.neighbourhood[i]) for probe in neighbour_probes(i, j, fact, case.edits[i].new)]
+            probes += [probe for i in range(end) for j, fact in enumerate(case.neighbourhood[i])
+                       for probe in neighbour_probes(i, j, fact, case.edits[i].new)]
             probes += locality
-        stages.append(Stage(state_after(end), batches[:count], tuple(probes), perplexity=case.held_out if checkpoint else (), norms=True))
+        stages.append(Stage(state_after(end), batches[:count], tuple(probes),
+                            perplexity=case.held_out if checkpoint else (), norms=True))
         start = end
     return tuple(stages)
 
@@ -173,17 +180,16 @@ def edit_probes(i: int, edit: Edit) -> tuple[tuple[str, Query], ...]:
     edit prompt alone), ``paraphrases:i:new`` and ``paraphrases:i:old`` (averaged over the
     paraphrases alone)."""
     subject = edit.subject.label
-    return tuple(
-        (f"{where}:{i}:{which}", Query(relation, subject, target.label))
-        for where, relation in (("edit", edit.relation.edit_prompt_only()), ("paraphrases", edit.relation.paraphrases_only()))
-        for which, target in (("new", edit.new), ("old", edit.old))
-    )
+    return tuple((f"{where}:{i}:{which}", Query(relation, subject, target.label))
+                 for where, relation in (("edit", edit.relation.edit_prompt_only()), ("paraphrases", edit.relation.paraphrases_only()))
+                 for which, target in (("new", edit.new), ("old", edit.old)))
 
 
 def neighbour_probes(i: int, j: int, fact: Fact, new: Entity) -> tuple[tuple[str, Query], ...]:
     """Neighbourhood fact ``j`` of edit ``i``, (s', r, o): ``neighbour:i:j:true`` its true object
     o and ``neighbour:i:j:new`` the edit's new object o*, each p(s', r, ·) over all the prompts."""
-    return ((f"neighbour:{i}:{j}:true", _fact_query(fact)), (f"neighbour:{i}:{j}:new", Query(fact.relation, fact.subject.label, new.label)))
+    return ((f"neighbour:{i}:{j}:true", _fact_query(fact)),
+            (f"neighbour:{i}:{j}:new", Query(fact.relation, fact.subject.label, new.label)))
 
 
 def _fact_query(fact: Fact) -> Query:

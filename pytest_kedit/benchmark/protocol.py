@@ -53,7 +53,8 @@ class Protocol:
 
 
 PAPER = Protocol("paper")
-UPSTREAM = Protocol("upstream", keep_trailing_space=True, remove_first_o1_only=True, distortion="upstream", hparams=UPSTREAM_HPARAMS)
+UPSTREAM = Protocol("upstream", keep_trailing_space=True, remove_first_o1_only=True, distortion="upstream",
+                    hparams=UPSTREAM_HPARAMS)
 PROTOCOLS: Mapping[str, Protocol] = {protocol.name: protocol for protocol in (PAPER, UPSTREAM)}
 
 

@@ -106,67 +106,45 @@ class Split:
 METRICS: dict[str, Metric] = {
     metric.key: metric
     for metric in (
-        Metric("single_succ", "Single Succ", "higher", True, None, "e2 applied alone to θ makes its new object more likely than the object it replaces"),
-        Metric("cs", "CS", "higher", True, ">=1", "Conflict Score: after e1 then e2, the new fact k_n is more likely than the old fact k_o"),
+        Metric("single_succ", "Single Succ", "higher", True, None,
+               "e2 applied alone to θ makes its new object more likely than the object it replaces"),
+        Metric("cs", "CS", "higher", True, ">=1",
+               "Conflict Score: after e1 then e2, the new fact k_n is more likely than the old fact k_o"),
         Metric("cs_exp", "CS_exp", "higher", True, ">=1", "Conflict Score with k_n the explicit fact of e2"),
         Metric("cs_imp", "CS_imp", "higher", True, ">=1", "Conflict Score with k_n the fact that e1 and e2 imply"),
-        Metric("cm", "CM", "higher", False, None, "Conflict Magnitude: relative drop of k_o from θm to θ', clipped below at -1"),
+        Metric("cm", "CM", "higher", False, None,
+               "Conflict Magnitude: relative drop of k_o from θm to θ', clipped below at -1"),
         Metric("tfd", "TFD", "lower", False, "<=0.5", "Tied Fact Damage: relative drop of the tied fact k_f from θ to θ'"),
-        Metric("succ", "Succ", "higher", False, ">=1", "RoundEdit success: half a point for e1 taking on θm, half for the undo e2 taking on θ'"),
-        Metric("d", "D", "lower", False, None, "Distortion: Jensen-Shannon divergence of the true objects' distribution between θ and θ'"),
+        Metric("succ", "Succ", "higher", False, ">=1",
+               "RoundEdit success: half a point for e1 taking on θm, half for the undo e2 taking on θ'"),
+        Metric("d", "D", "lower", False, None,
+               "Distortion: Jensen-Shannon divergence of the true objects' distribution between θ and θ'"),
         Metric("ir", "IR", "lower", False, None, "Ignore Rate: share of the other true objects that lost probability"),
         Metric("fr", "FR", "lower", True, "<=0", "Failure Rate: more than half of the other true objects lost probability"),
-        Metric(
-            "es",
-            "ES (final)",
-            "higher",
-            False,
-            ">=0.9",
-            "Efficacy, final scheme: share of the stream's edits whose new object beats the old on the edit prompt, on the model after all of them",
-        ),
-        Metric(
-            "gs", "GS (final)", "higher", False, None, "Generalisation, final scheme: the same over each edit's paraphrases, on the model after all of them"
-        ),
-        Metric(
-            "es_imm",
-            "ES (immediate)",
-            "higher",
-            False,
-            None,
-            "Efficacy, immediate scheme: share of the stream's edits whose new object beat the old on the edit prompt right after their batch",
-        ),
-        Metric(
-            "gs_imm", "GS (immediate)", "higher", False, None, "Generalisation, immediate scheme: the same over each edit's paraphrases, right after its batch"
-        ),
-        Metric("retention", "Retention", "higher", False, None, "Of the edits that took right after their batch, the share that still take after all of them"),
-        Metric(
-            "spec",
-            "Specificity",
-            "higher",
-            False,
-            None,
-            "Share of the edits' neighbourhood facts (other subjects, same relation and object) that still prefer their true object to the edit's new one",
-        ),
-        Metric("loc", "Locality", "higher", False, None, "Share of the known facts the stream does not edit that kept at least half their probability"),
-        Metric(
-            "ppl",
-            "PPL ratio",
-            "lower",
-            False,
-            "<=1.5",
-            "Perplexity of the held-out text after the stream over its perplexity on the original model",
-            percent=False,
-        ),
-        Metric("norm", "Update norm", "lower", False, None, "Largest relative change ‖W − W₀‖_F / ‖W₀‖_F of an edited matrix after the stream", percent=False),
-        Metric(
-            "collapse_at",
-            "Collapse at",
-            "higher",
-            False,
-            None,
-            "Edits made at the first checkpoint where the PPL ratio reached 2 or locality fell under 1/2; the stream's length when none did",
-            percent=False,
-        ),
+        Metric("es", "ES (final)", "higher", False, ">=0.9",
+               "Efficacy, final scheme: share of the stream's edits whose new object beats the old on the edit prompt, "
+               "on the model after all of them"),
+        Metric("gs", "GS (final)", "higher", False, None,
+               "Generalisation, final scheme: the same over each edit's paraphrases, on the model after all of them"),
+        Metric("es_imm", "ES (immediate)", "higher", False, None,
+               "Efficacy, immediate scheme: share of the stream's edits whose new object beat the old on the edit "
+               "prompt right after their batch"),
+        Metric("gs_imm", "GS (immediate)", "higher", False, None,
+               "Generalisation, immediate scheme: the same over each edit's paraphrases, right after its batch"),
+        Metric("retention", "Retention", "higher", False, None,
+               "Of the edits that took right after their batch, the share that still take after all of them"),
+        Metric("spec", "Specificity", "higher", False, None,
+               "Share of the edits' neighbourhood facts (other subjects, same relation and object) that still prefer "
+               "their true object to the edit's new one"),
+        Metric("loc", "Locality", "higher", False, None,
+               "Share of the known facts the stream does not edit that kept at least half their probability"),
+        Metric("ppl", "PPL ratio", "lower", False, "<=1.5",
+               "Perplexity of the held-out text after the stream over its perplexity on the original model", percent=False),
+        Metric("norm", "Update norm", "lower", False, None,
+               "Largest relative change ‖W − W₀‖_F / ‖W₀‖_F of an edited matrix after the stream", percent=False),
+        Metric("collapse_at", "Collapse at", "higher", False, None,
+               "Edits made at the first checkpoint where the PPL ratio reached 2 or locality fell under 1/2; "
+               "the stream's length when none did", percent=False),
     )
 }
 #: Metrics whose column header is their label alone (the paper's first Table 1 column).
@@ -182,20 +160,17 @@ PAPER_BENCHMARKS = (CONFLICT_EDIT, ROUND_EDIT)
 SPLITS: dict[str, Split] = {
     split.name: split
     for split in (
-        Split("coverage", CONFLICT_EDIT, "coverage_edit.json", "Coverage", ("single_succ", "cs", "cm"), plans.coverage, scoring.coverage),
-        Split("reverse", CONFLICT_EDIT, "reverse_edit.json", "Reverse", ("cs_exp", "cs_imp", "cm"), plans.reverse, scoring.reverse),
-        Split("composite", CONFLICT_EDIT, "composite_edit.json", "Composite", ("cs_exp", "cs_imp", "cm", "tfd"), plans.composite, scoring.composite),
+        Split("coverage", CONFLICT_EDIT, "coverage_edit.json", "Coverage", ("single_succ", "cs", "cm"),
+              plans.coverage, scoring.coverage),
+        Split("reverse", CONFLICT_EDIT, "reverse_edit.json", "Reverse", ("cs_exp", "cs_imp", "cm"),
+              plans.reverse, scoring.reverse),
+        Split("composite", CONFLICT_EDIT, "composite_edit.json", "Composite", ("cs_exp", "cs_imp", "cm", "tfd"),
+              plans.composite, scoring.composite),
         Split("easy", ROUND_EDIT, "easy.json", "EASY", ("succ", "d", "ir", "fr"), plans.round_trip, scoring.round_trip),
         Split("hard", ROUND_EDIT, "hard.json", "HARD", ("succ", "d", "ir", "fr"), plans.round_trip, scoring.round_trip),
-        Split(
-            "sequential",
-            SEQUENTIAL,
-            "sequential.json",
-            "Sequential",
-            ("es", "gs", "es_imm", "gs_imm", "retention", "spec", "loc", "ppl", "norm", "collapse_at"),
-            plans.sequential,
-            scoring.sequential,
-        ),
+        Split("sequential", SEQUENTIAL, "sequential.json", "Sequential",
+              ("es", "gs", "es_imm", "gs_imm", "retention", "spec", "loc", "ppl", "norm", "collapse_at"),
+              plans.sequential, scoring.sequential),
     )
 }
 SPLIT_NAMES = tuple(SPLITS)

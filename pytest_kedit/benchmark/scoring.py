@@ -37,7 +37,8 @@ class Scores:
     curve: dict[str, Any] | None = None
 
 
-def coverage(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Scores:
+def coverage(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER,
+             stream: StreamSettings = DEFAULT_STREAM) -> Scores:
     """Single Succ on θs; CS and CM with k_o = o2, k_n = o3."""
     single = p["theta_s"]
     scores = _conflict(p, {"cs": p["theta_prime"]["k_n"]})
@@ -46,13 +47,15 @@ def coverage(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER, s
     return scores
 
 
-def reverse(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Scores:
+def reverse(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER,
+            stream: StreamSettings = DEFAULT_STREAM) -> Scores:
     """CS_exp, CS_imp and CM."""
     after = p["theta_prime"]
     return _conflict(p, {"cs_exp": after["k_n_exp"], "cs_imp": after["k_n_imp"]})
 
 
-def composite(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Scores:
+def composite(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER,
+              stream: StreamSettings = DEFAULT_STREAM) -> Scores:
     """CS_exp, CS_imp, CM, and TFD of the tied fact k_f from θ to θ'."""
     after = p["theta_prime"]
     scores = _conflict(p, {"cs_exp": after["k_n_exp"], "cs_imp": after["k_n_imp"]})
@@ -62,7 +65,8 @@ def composite(case: ConflictCase, p: Probabilities, protocol: Protocol = PAPER, 
     return scores
 
 
-def round_trip(case: RoundCase, p: Probabilities, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Scores:
+def round_trip(case: RoundCase, p: Probabilities, protocol: Protocol = PAPER,
+               stream: StreamSettings = DEFAULT_STREAM) -> Scores:
     """Succ, D (scaled as ``protocol.distortion``), IR and FR over the true objects: o1, then
     Others (as ``protocol`` defines them, :func:`pytest_kedit.benchmark.plans.others`)."""
     before, mid, after = p["theta"], p["theta_m"], p["theta_prime"]
@@ -81,7 +85,8 @@ def round_trip(case: RoundCase, p: Probabilities, protocol: Protocol = PAPER, st
             "fr": float(metrics.failure(ignore_rate)),
         },
         evidence={
-            "succ": "; ".join((_versus("p_θm(o*)", mid["o*"], "p_θm(o1)", mid["o1"]), _versus("p_θ'(o1)", o1_after, "p_θ'(o*)", star_after))),
+            "succ": "; ".join((_versus("p_θm(o*)", mid["o*"], "p_θm(o1)", mid["o1"]),
+                               _versus("p_θ'(o1)", o1_after, "p_θ'(o*)", star_after))),
             "d": f"P_θ={_fmt(p_before)}, P_θ'={_fmt(p_after)}",
             "ir": lost_line,
             "fr": lost_line,
@@ -89,7 +94,8 @@ def round_trip(case: RoundCase, p: Probabilities, protocol: Protocol = PAPER, st
     )
 
 
-def sequential(case: StreamCase, p: Probabilities, protocol: Protocol = PAPER, stream: StreamSettings = DEFAULT_STREAM) -> Scores:
+def sequential(case: StreamCase, p: Probabilities, protocol: Protocol = PAPER,
+               stream: StreamSettings = DEFAULT_STREAM) -> Scores:
     """The metrics of every checkpoint of the stream's schedule (``stream.schedule``) and the
     update norms after every batch, as the curve; the last checkpoint's metrics and the collapse
     point as the case's values. Which metrics a checkpoint has follows the scheme: ``es``,
@@ -110,11 +116,9 @@ def sequential(case: StreamCase, p: Probabilities, protocol: Protocol = PAPER, s
     last = points[-1]
     values = dict(last.values)
     evidence = dict(last.evidence)
-    values["collapse_at"] = float(
-        metrics.collapse_point(
-            [point.edits for point in points], [point.values["ppl"] for point in points], [point.values["loc"] for point in points], schedule.edits
-        )
-    )
+    values["collapse_at"] = float(metrics.collapse_point([point.edits for point in points],
+                                                         [point.values["ppl"] for point in points],
+                                                         [point.values["loc"] for point in points], schedule.edits))
     evidence["collapse_at"] = _collapse_line(points, int(values["collapse_at"]), schedule.edits)
     curve = {
         "schedule": dataclasses.asdict(schedule),
@@ -138,9 +142,8 @@ class _Point:
 _EDIT_SCORES = (("es", "es_imm", "edit", "on the edit prompt"), ("gs", "gs_imm", "paraphrases", "over the paraphrases"))
 
 
-def _checkpoint(
-    case: StreamCase, schedule: Schedule, before: Mapping[str, float], state: Mapping[str, float], n: int, made: Sequence[Mapping[str, float]]
-) -> _Point:
+def _checkpoint(case: StreamCase, schedule: Schedule, before: Mapping[str, float], state: Mapping[str, float],
+                n: int, made: Sequence[Mapping[str, float]]) -> _Point:
     """The metrics of the checkpoint after ``n`` edits (``state``); ``made[i]`` is the state right
     after edit i's batch (immediate scheme; empty otherwise)."""
     values: dict[str, float] = {}
@@ -153,36 +156,27 @@ def _checkpoint(
 
     for final_key, immediate_key, probes, how in _EDIT_SCORES:
         if schedule.immediate:
-            share(
-                immediate_key,
-                [made[i][f"{probes}:{i}:new"] for i in range(n)],
-                [made[i][f"{probes}:{i}:old"] for i in range(n)],
-                f"edits: p(o*) > p(o) {how} right after their batch",
-            )
+            share(immediate_key, [made[i][f"{probes}:{i}:new"] for i in range(n)], [made[i][f"{probes}:{i}:old"] for i in range(n)],
+                  f"edits: p(o*) > p(o) {how} right after their batch")
         if schedule.final:
-            share(
-                final_key,
-                [state[f"{probes}:{i}:new"] for i in range(n)],
-                [state[f"{probes}:{i}:old"] for i in range(n)],
-                f"edits: p(o*) > p(o) {how} on {where}",
-            )
+            share(final_key, [state[f"{probes}:{i}:new"] for i in range(n)], [state[f"{probes}:{i}:old"] for i in range(n)],
+                  f"edits: p(o*) > p(o) {how} on {where}")
     if schedule.immediate and schedule.final:
         then = [made[i][f"edit:{i}:new"] > made[i][f"edit:{i}:old"] for i in range(n)]
         now = [state[f"edit:{i}:new"] > state[f"edit:{i}:old"] for i in range(n)]
         values["retention"] = metrics.retention(then, now)
-        evidence["retention"] = f"{sum(a and b for a, b in zip(then, now))} of the {sum(then)} edits that took right after their batch still take on {where}"
+        evidence["retention"] = (f"{sum(a and b for a, b in zip(then, now))} of the {sum(then)} edits that took right "
+                                 f"after their batch still take on {where}")
     neighbours = [(i, j) for i in range(n) for j in range(len(case.neighbourhood[i]))]
     if neighbours:
-        share(
-            "spec",
-            [state[f"neighbour:{i}:{j}:true"] for i, j in neighbours],
-            [state[f"neighbour:{i}:{j}:new"] for i, j in neighbours],
-            f"neighbourhood facts prefer their true object to the edit's new one on {where}",
-        )
+        share("spec", [state[f"neighbour:{i}:{j}:true"] for i, j in neighbours],
+              [state[f"neighbour:{i}:{j}:new"] for i, j in neighbours],
+              f"neighbourhood facts prefer their true object to the edit's new one on {where}")
     facts = [f"locality:{j}" for j in range(len(case.locality))]
     p_before, p_after = [before[name] for name in facts], [state[name] for name in facts]
     values["loc"] = metrics.locality(p_before, p_after)
-    evidence["loc"] = f"{sum(a >= b / 2 for b, a in zip(p_before, p_after))} of {len(facts)} locality facts kept half their p_θ on {where}"
+    evidence["loc"] = (f"{sum(a >= b / 2 for b, a in zip(p_before, p_after))} of {len(facts)} locality facts kept half "
+                       f"their p_θ on {where}")
     values["ppl"] = metrics.perplexity_ratio(state[PERPLEXITY], before[PERPLEXITY])
     evidence["ppl"] = f"PPL_{where}={state[PERPLEXITY]:.4g}, PPL_θ={before[PERPLEXITY]:.4g}"
     norms = norms_of(state)
@@ -194,14 +188,8 @@ def _checkpoint(
 
 def _collapse_line(points: Sequence[_Point], collapse: int, total: int) -> str:
     """The checkpoint the collapse point names, or that none collapsed."""
-    hit = next(
-        (
-            point
-            for point in points
-            if point.edits == collapse and (point.values["ppl"] >= metrics.COLLAPSE_PERPLEXITY or point.values["loc"] < metrics.COLLAPSE_LOCALITY)
-        ),
-        None,
-    )
+    hit = next((point for point in points if point.edits == collapse
+                and (point.values["ppl"] >= metrics.COLLAPSE_PERPLEXITY or point.values["loc"] < metrics.COLLAPSE_LOCALITY)), None)
     if hit is None:
         return f"no checkpoint of the {total} edits had PPL ratio >= {metrics.COLLAPSE_PERPLEXITY:g} or locality < {metrics.COLLAPSE_LOCALITY:g}"
     return f"after {hit.edits} edits: PPL ratio {hit.values['ppl']:.3g}, locality {hit.values['loc']:.3g}"

@@ -61,10 +61,9 @@ class StreamSettings:
         every case's, depend on besides the data, the model and the method), None when none does:
         a run's provenance records it."""
         chosen: dict[str, int | str] = {
-            name: value
-            for name, value in (("edits", self.edits), ("batch", self.batch), ("every", self.every), ("scheme", self.scheme), ("carry", self.carry))
-            if value is not None and value != getattr(DEFAULT_STREAM, name)
-        }
+            name: value for name, value in (("edits", self.edits), ("batch", self.batch), ("every", self.every),
+                                            ("scheme", self.scheme), ("carry", self.carry))
+            if value is not None and value != getattr(DEFAULT_STREAM, name)}
         return chosen or None
 
     def schedule(self, length: int) -> Schedule:
@@ -112,7 +111,8 @@ class Schedule:
         """The batch ends at which the model is measured: for j = 1, ..., ⌈N/K⌉ the first batch
         end at or after j·K edits (so N last), each once, increasing. When B divides K they are
         K, 2K, ... and N."""
-        ends = {min(self.batch * math.ceil(j * self.every / self.batch), self.edits) for j in range(1, math.ceil(self.edits / self.every) + 1)}
+        ends = {min(self.batch * math.ceil(j * self.every / self.batch), self.edits)
+                for j in range(1, math.ceil(self.edits / self.every) + 1)}
         return tuple(sorted(ends))
 
 

@@ -19,7 +19,8 @@ from pytest_kedit.benchmark.registry import METRICS, SPLITS, check_split_metric,
 from pytest_kedit.errors import ConfigError
 
 #: The comparison operators of thresholds and gates, by their spelling in a spec.
-COMPARISONS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _SPEC = re.compile(r"^\s*(?:([a-z_]+)\.)?([a-z_]+)\s*(>=|<=|>|<|=)\s*(\S+)\s*$")
 
 

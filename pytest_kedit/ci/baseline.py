@@ -104,10 +104,8 @@ def read_baseline(path: Path) -> Baseline:
         raise BaselineError(f"baseline {path}: field 'provenance.{missing[0]}' is missing; {RECREATE_HINT}")
     if not isinstance(data.get("cases"), list):
         raise BaselineError(f"baseline {path}: field 'cases' must be a list of case records; {RECREATE_HINT}")
-    cases = by_case(
-        (_case(path, index, item) for index, item in enumerate(data["cases"])),
-        lambda index, record: BaselineError(f"baseline {path}: case {index}: {record.case_id} is listed twice"),
-    )
+    cases = by_case((_case(path, index, item) for index, item in enumerate(data["cases"])),
+                    lambda index, record: BaselineError(f"baseline {path}: case {index}: {record.case_id} is listed twice"))
     return Baseline(path, recorded, cases)
 
 
@@ -135,7 +133,8 @@ def baseline_text(provenance: Mapping[str, Any], records: Iterable[CaseRecord]) 
     return head.removesuffix("\n}") + ',\n "cases": [\n' + cases + ("\n" if cases else "") + " ]\n}\n"
 
 
-def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable[CaseRecord], complete: bool, done: int, expected: int) -> tuple[bool, str]:
+def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable[CaseRecord], complete: bool,
+                    done: int, expected: int) -> tuple[bool, str]:
     """Write this run's cases as the baseline at ``path``: ``(written, line for the terminal)``.
 
     - No baseline there yet: this run's cases (a partial run says so in the line).
@@ -170,10 +169,8 @@ def update_baseline(path: Path, provenance: Mapping[str, Any], records: Iterable
         return True, f"baseline {shown} updated: {len(new)} cases from this run, {len(kept)} kept; {changes}"
     partial = "" if complete else f" (partial run: {done} of {expected} cases)"
     if difference is not None and not complete:
-        return False, (
-            f"baseline {shown} not updated: this run is partial ({done} of {expected} cases) and the "
-            f"baseline differs ({difference}); run every case to replace it"
-        )
+        return False, (f"baseline {shown} not updated: this run is partial ({done} of {expected} cases) and the "
+                       f"baseline differs ({difference}); run every case to replace it")
     _write(path, baseline_text(provenance, new.values()))
     if difference is not None:
         return True, f"baseline {shown} replaced ({difference}): {len(new)} cases; {baseline_changes(before, new)}"
@@ -201,7 +198,8 @@ class BaselineChanges:
         or ``no case changed``."""
         parts = []
         if self.changed:
-            detail = ", ".join(f"{count} {word}" for count, word in ((self.improved, "improved"), (self.regressed, "regressed")) if count)
+            detail = ", ".join(f"{count} {word}" for count, word in ((self.improved, "improved"),
+                                                                     (self.regressed, "regressed")) if count)
             parts.append(f"{self.changed} changed" + (f" ({detail})" if detail else ""))
         parts += [f"{count} {word}" for count, word in ((self.added, "added"), (self.dropped, "dropped")) if count]
         return ", ".join(parts) or "no case changed"
@@ -226,10 +224,12 @@ def baseline_changes(before: Mapping[CaseKey, CaseRecord], after: Mapping[CaseKe
 
 def _moves(old: CaseRecord, new: CaseRecord) -> list[float]:
     """How much worse each metric both records have got (``Metric.worse_by``; NaN when either is NaN)."""
-    return [METRICS[metric].worse_by(old.metrics[metric], value) for metric, value in new.metrics.items() if metric in old.metrics and metric in METRICS]
+    return [METRICS[metric].worse_by(old.metrics[metric], value) for metric, value in new.metrics.items()
+            if metric in old.metrics and metric in METRICS]
 
 
-def baseline_difference(baseline: Baseline, current: Mapping[str, Any], ignore: Iterable[str] = (), loaded: bool = True) -> str | None:
+def baseline_difference(baseline: Baseline, current: Mapping[str, Any], ignore: Iterable[str] = (),
+                        loaded: bool = True) -> str | None:
     """The first :data:`~pytest_kedit.results.provenance.PROVENANCE_FIELDS` field, other than those in
     ``ignore`` (and, unless ``loaded``, than :data:`LOADED_FIELDS`), in which the provenance
     ``current`` differs from the baseline's, as :func:`~pytest_kedit.results.provenance.run_difference`
@@ -246,19 +246,19 @@ def version_note(baseline: Baseline, current: Mapping[str, Any]) -> str | None:
     made, now = baseline.provenance.get("package_version"), current.get("package_version")
     if made is None or now is None or made == now:
         return None
-    return (
-        f"baseline {display_path(baseline.path)} was made by pytest-kedit {made}, this run by {now}; the cases "
-        f"measure the same (protocol version {current.get('protocol_version')}, probe version "
-        f"{current.get('probe_version')}), so it judges them"
-    )
+    return (f"baseline {display_path(baseline.path)} was made by pytest-kedit {made}, this run by {now}; the cases "
+            f"measure the same (protocol version {current.get('protocol_version')}, probe version "
+            f"{current.get('probe_version')}), so it judges them")
 
 
-def mismatch_message(baseline: Baseline, difference: str, ignore_option: str = "--kedit-baseline-ignore", recreate_hint: str = RECREATE_HINT) -> str:
+def mismatch_message(baseline: Baseline, difference: str, ignore_option: str = "--kedit-baseline-ignore",
+                     recreate_hint: str = RECREATE_HINT) -> str:
     """The one line that stops a run whose provenance differs from its baseline's; it names the
     difference (``hparams.lr: 0.01 recorded, 0.001 now``) and both ways out: ``recreate_hint``,
     and ``ignore_option`` (the option of the command that reads the baseline) with the field."""
     field = difference.split(":")[0].split(".")[0]
-    return f"baseline {display_path(baseline.path)} does not match this run: {difference}; {recreate_hint}, or compare anyway with {ignore_option}={field}"
+    return (f"baseline {display_path(baseline.path)} does not match this run: {difference}; {recreate_hint}, "
+            f"or compare anyway with {ignore_option}={field}")
 
 
 def parse_ignore(raw: str | None, option: str) -> tuple[str, ...]:

@@ -76,20 +76,14 @@ def paired_bootstrap_interval(
         # pairs and, on constant data, may round its two quantiles apart).
         difference = float(_difference_of_means(before, after))
         return difference, difference
-    result = stats.bootstrap(
-        (before, after),
-        _difference_of_means,
-        paired=True,
-        vectorized=True,
-        n_resamples=resamples,
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
+    result = stats.bootstrap((before, after), _difference_of_means, paired=True, vectorized=True,
+                             n_resamples=resamples, confidence_level=confidence, method="percentile",
+                             random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def _difference_of_means(before: npt.NDArray[np.float64], after: npt.NDArray[np.float64], axis: int = -1) -> npt.NDArray[np.float64]:
+def _difference_of_means(before: npt.NDArray[np.float64], after: npt.NDArray[np.float64],
+                         axis: int = -1) -> npt.NDArray[np.float64]:
     """The paired statistic: 100 × the mean over ``axis`` of the differences ``after - before``."""
     means: npt.NDArray[np.float64] = 100 * np.mean(after - before, axis=axis)
     return means
@@ -119,7 +113,8 @@ def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, Flips]
     before, after = _paired_arrays(a, b)
     if not (np.isin(before, (0, 1)).all() and np.isin(after, (0, 1)).all()):
         raise ValueError("McNemar's test needs 0/1 values")
-    flips = Flips(pass_to_fail=int(np.sum((before == 1) & (after == 0))), fail_to_pass=int(np.sum((before == 0) & (after == 1))))
+    flips = Flips(pass_to_fail=int(np.sum((before == 1) & (after == 0))),
+                  fail_to_pass=int(np.sum((before == 0) & (after == 1))))
     discordant = flips.pass_to_fail + flips.fail_to_pass
     if discordant == 0:
         return 1.0, flips
@@ -248,20 +243,18 @@ def compare_runs(
     splits = sorted({split for split, _ in cases_a} | {split for split, _ in cases_b}, key=split_order)
     return RunComparison(
         splits=tuple(_compare_split(split, cases_a, cases_b, top, confidence, resamples, seed) for split in splits),
-        confidence=confidence,
-        resamples=resamples,
-        seed=seed,
+        confidence=confidence, resamples=resamples, seed=seed,
     )
 
 
 def _one_run(records: Iterable[CaseRecord], run: str) -> dict[CaseKey, CaseRecord]:
     """The records of run ``run`` (A or B) by case; KeditError naming the case when one appears twice."""
-    return by_case(records, lambda _, record: KeditError(f"run {run} has two records of case {record.case_id}: not one run's report"))
+    return by_case(records, lambda _, record: KeditError(f"run {run} has two records of case {record.case_id}: "
+                                                          "not one run's report"))
 
 
-def _compare_split(
-    split: str, cases_a: Mapping[CaseKey, CaseRecord], cases_b: Mapping[CaseKey, CaseRecord], top: int, confidence: float, resamples: int, seed: int
-) -> SplitComparison:
+def _compare_split(split: str, cases_a: Mapping[CaseKey, CaseRecord], cases_b: Mapping[CaseKey, CaseRecord],
+                   top: int, confidence: float, resamples: int, seed: int) -> SplitComparison:
     """One split of :func:`compare_runs`."""
     ids_a = {case_id for name, case_id in cases_a if name == split}
     ids_b = {case_id for name, case_id in cases_b if name == split}
@@ -271,20 +264,24 @@ def _compare_split(
     for metric in SPLITS[split].metrics:
         values = [(a.metrics[metric], b.metrics[metric]) for a, b in shared if metric in a.metrics and metric in b.metrics]
         if values:
-            metrics.append(_compare_metric(metric, [v for v, _ in values], [v for _, v in values], confidence, resamples, seed))
+            metrics.append(_compare_metric(metric, [v for v, _ in values], [v for _, v in values],
+                                           confidence, resamples, seed))
     changes = [change for a, b in shared if (change := _worst_change(split, a, b)) is not None]
     worst = sorted(changes, key=lambda change: (-change.worse_by, change.case_id))[:top]
-    return SplitComparison(split, len(shared), len(ids_a - ids_b), len(ids_b - ids_a), len(pairs) - len(shared), tuple(metrics), tuple(worst))
+    return SplitComparison(split, len(shared), len(ids_a - ids_b), len(ids_b - ids_a), len(pairs) - len(shared),
+                           tuple(metrics), tuple(worst))
 
 
-def _compare_metric(metric: str, a: Sequence[float], b: Sequence[float], confidence: float, resamples: int, seed: int) -> MetricComparison:
+def _compare_metric(metric: str, a: Sequence[float], b: Sequence[float], confidence: float, resamples: int,
+                    seed: int) -> MetricComparison:
     on_scale = METRICS[metric].on_scale
     mean_a, mean_b = on_scale(mean_percent(a)), on_scale(mean_percent(b))
     low, high = (on_scale(end) for end in paired_bootstrap_interval(a, b, confidence, resamples, seed))
     worse: Direction = "lower" if METRICS[metric].better == "higher" else "higher"
     regressed = all(METRICS[metric].worse_by(0.0, end) > 0 for end in (low, high))
     mcnemar_p, flips = mcnemar_exact(a, b) if METRICS[metric].binary else (None, None)
-    return MetricComparison(metric, len(a), mean_a, mean_b, mean_b - mean_a, (low, high), worse, regressed, mcnemar_p, flips)
+    return MetricComparison(metric, len(a), mean_a, mean_b, mean_b - mean_a, (low, high), worse, regressed,
+                            mcnemar_p, flips)
 
 
 def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None:
@@ -297,7 +294,8 @@ def _worst_change(split: str, a: CaseRecord, b: CaseRecord) -> CaseChange | None
         worse_by = METRICS[metric].scale * METRICS[metric].worse_by(value_a, value_b)
         if worse_by > 0 and (worst is None or worse_by > worst.worse_by):
             if a.curve is None and b.curve is None:
-                worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities, b.probabilities, {})
+                worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, a.probabilities,
+                                   b.probabilities, {})
             else:
                 curves = {name: curve_change(a, b, name) for name in _DECIDED_BY.get(metric, (metric,))}
                 worst = CaseChange(a.case_id, a.relation, metric, value_a, value_b, worse_by, {}, {}, curves)
@@ -308,7 +306,8 @@ def curve_change(a: CaseRecord, b: CaseRecord, metric: str) -> CurveChange:
     """``metric`` at every checkpoint of the curve of stream ``a`` or ``b`` (the union of their
     numbers of edits, increasing), with its value in each (None where a record has no such
     checkpoint, no curve, or no such metric there)."""
-    values = [{point["edits"]: point.get(metric) for point in (record.curve or {}).get("checkpoints", [])} for record in (a, b)]
+    values = [{point["edits"]: point.get(metric) for point in (record.curve or {}).get("checkpoints", [])}
+              for record in (a, b)]
     return tuple((int(edits), values[0].get(edits), values[1].get(edits)) for edits in sorted(values[0].keys() | values[1].keys()))
 
 
@@ -328,9 +327,8 @@ def comparability_warnings(summary_a: RunSummary, summary_b: RunSummary) -> list
     else:
         fingerprint_a, fingerprint_b = summary_a.data.fingerprint, summary_b.data.fingerprint
         if fingerprint_a and fingerprint_b and fingerprint_a != fingerprint_b:
-            warnings.append(
-                f"the runs used different data (fingerprint {fingerprint_a[:12]} in A, {fingerprint_b[:12]} in B): a case id may name a different case in each"
-            )
+            warnings.append(f"the runs used different data (fingerprint {fingerprint_a[:12]} in A, {fingerprint_b[:12]} "
+                            "in B): a case id may name a different case in each")
     scaling_a, scaling_b = summary_a.distortion_scaling, summary_b.distortion_scaling
     if scaling_a != scaling_b:
         warnings.append(f"the runs scale D differently ({scaling_a} in A, {scaling_b} in B): D is not comparable")

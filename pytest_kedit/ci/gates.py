@@ -105,20 +105,24 @@ def parse_gates(specs: Iterable[str], mode: str, has_baseline: bool, option: str
     gates = tuple(parse_gate(spec, option) for spec in specs)
     for gate in gates:
         if gate.relative and not has_baseline:
-            raise ConfigError(f"{option} {str(gate)!r}: a gate relative to the baseline needs one: add --kedit-baseline (or ini kedit_baseline)")
+            raise ConfigError(f"{option} {str(gate)!r}: a gate relative to the baseline needs one: "
+                              "add --kedit-baseline (or ini kedit_baseline)")
     return gates
 
 
-def check_gates(gates: Sequence[Gate], records: Iterable[CaseRecord], baseline: Mapping[CaseKey, CaseRecord] | None, mode: GateMode) -> list[GateResult]:
+def check_gates(gates: Sequence[Gate], records: Iterable[CaseRecord],
+                baseline: Mapping[CaseKey, CaseRecord] | None, mode: GateMode) -> list[GateResult]:
     """Each gate checked over the run's ``records`` (and, for a relative gate, the ``baseline``'s
     records by (split, case_id); None: relative gates are not checked, as while the baseline is
     being updated), in the order given."""
     run = by_case(record for record in records if record.outcome != "error")
-    return [_check_relative(gate, run, baseline, mode) if gate.relative else _check_absolute(gate, run) for gate in gates]
+    return [_check_relative(gate, run, baseline, mode) if gate.relative else _check_absolute(gate, run)
+            for gate in gates]
 
 
 def _check_absolute(gate: Gate, run: Mapping[CaseKey, CaseRecord]) -> GateResult:
-    values = [run[key].metrics[gate.metric] for key in sorted(run) if key[0] == gate.split and gate.metric in run[key].metrics]
+    values = [run[key].metrics[gate.metric] for key in sorted(run)
+              if key[0] == gate.split and gate.metric in run[key].metrics]
     if not values:
         return GateResult(gate, "failed", 0, note="no cases")
     mean = METRICS[gate.metric].on_scale(mean_percent(values))
@@ -126,17 +130,15 @@ def _check_absolute(gate: Gate, run: Mapping[CaseKey, CaseRecord]) -> GateResult
     return GateResult(gate, "held" if held else "failed", len(values), mean)
 
 
-def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Mapping[CaseKey, CaseRecord] | None, mode: GateMode) -> GateResult:
+def _check_relative(gate: Gate, run: Mapping[CaseKey, CaseRecord], baseline: Mapping[CaseKey, CaseRecord] | None,
+                    mode: GateMode) -> GateResult:
     if baseline is None:
         return GateResult(gate, "not checked", 0, note="the baseline is being updated")
     # Imported here: scipy.stats is slow to import and only needed for a relative gate.
     from pytest_kedit.ci.comparison import paired_bootstrap_interval
 
-    pairs = [
-        (was, now)
-        for was, now in paired(baseline, run)
-        if was.split == gate.split and was.outcome != "error" and gate.metric in was.metrics and gate.metric in now.metrics
-    ]
+    pairs = [(was, now) for was, now in paired(baseline, run) if was.split == gate.split and was.outcome != "error"
+             and gate.metric in was.metrics and gate.metric in now.metrics]
     if not pairs:
         return GateResult(gate, "failed", 0, note="no cases shared with the baseline")
     before = [was.metrics[gate.metric] for was, _ in pairs]
@@ -175,23 +177,15 @@ def gates_markdown(results: Sequence[GateResult], mode: GateMode) -> str:
     for ``GITHUB_STEP_SUMMARY``."""
     if not results:
         return ""
-    table: str = tabulate(
-        gate_rows(results),
-        headers=["gate", "result", "value", "interval", "n", "note"],
-        tablefmt="pipe",
-        disable_numparse=True,
-        colalign=("left", "left", "right", "right", "right", "left"),
-    )
+    table: str = tabulate(gate_rows(results), headers=["gate", "result", "value", "interval", "n", "note"],
+                          tablefmt="pipe", disable_numparse=True,
+                          colalign=("left", "left", "right", "right", "right", "left"))
     failed = sum(result.failed for result in results)
     verdict = f"{failed} of {len(results)} gates failed" if failed else f"all {len(results)} gates held"
-    how = (
-        f"the whole paired bootstrap {100 * BOOTSTRAP_CONFIDENCE:g}% interval beyond the margin"
-        if mode == "significant"
-        else "the difference itself beyond the margin"
-    )
-    note = (
-        "Values are means over the cases with the metric (errors left out), on the tables' scale (shares ×100, "
-        "ratios and counts as they are); a relative gate's value is "
-        "run − baseline over the cases both have (run mean vs baseline mean), and it fails on " + how + "."
-    )
+    how = (f"the whole paired bootstrap {100 * BOOTSTRAP_CONFIDENCE:g}% interval beyond the margin"
+           if mode == "significant" else "the difference itself beyond the margin")
+    note = ("Values are means over the cases with the metric (errors left out), on the tables' scale (shares ×100, "
+            "ratios and counts as they are); a relative gate's value is "
+            "run − baseline over the cases both have (run mean vs baseline mean), and it fails on " + how + ".")
     return f"Gates: {verdict}\n\n{table}\n\n{note}"
+

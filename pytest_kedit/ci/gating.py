@@ -43,7 +43,8 @@ def one_run(runs: Runs) -> OneRun:
     several, or when folders that are not shards were made differently (the first provenance
     difference, the data compared over the files both read; shards are checked as they merge)."""
     if len(runs.by_key) != 1:
-        found = ", ".join(f"{model} / {method} ({', '.join(runs.sources[(model, method)])})" for model, method in runs.by_key)
+        found = ", ".join(f"{model} / {method} ({', '.join(runs.sources[(model, method)])})"
+                          for model, method in runs.by_key)
         raise KeditError(f"the folders hold {len(runs.by_key)} runs, {found}: give the folders of one model × method")
     key, (summary, records) = next(iter(runs.by_key.items()))
     folders = runs.sources[key]
@@ -64,7 +65,8 @@ def judge_record(record: CaseRecord, baseline: Baseline, thresholds: Thresholds,
     an error, which is not judged."""
     if record.outcome == "error":
         return None
-    return judge(record.split, record.metrics, baseline.metrics(record.key), thresholds.for_split(record.split), tolerance)
+    return judge(record.split, record.metrics, baseline.metrics(record.key), thresholds.for_split(record.split),
+                 tolerance)
 
 
 class RunGate(NamedTuple):
@@ -96,18 +98,14 @@ class RunGate(NamedTuple):
         return verdict_line(display_path(baseline.path), (judgement.verdict for _, judgement in self.judged), self.errors)
 
 
-def gate_run(
-    records: Sequence[CaseRecord], baseline: Baseline | None, thresholds: Thresholds, tolerance: float, gates: Sequence[Gate], mode: GateMode
-) -> RunGate:
+def gate_run(records: Sequence[CaseRecord], baseline: Baseline | None, thresholds: Thresholds, tolerance: float,
+             gates: Sequence[Gate], mode: GateMode) -> RunGate:
     """Judge every record against ``baseline`` (:func:`judge_record`) and check ``gates``
     (:func:`~pytest_kedit.ci.gates.check_gates`) over the run's records and the baseline's.
     Without a baseline (None: none is given, or it is being updated) no case is judged and the
     gates relative to it are not checked."""
-    judged = (
-        []
-        if baseline is None
-        else [(record, judgement) for record in records if (judgement := judge_record(record, baseline, thresholds, tolerance)) is not None]
-    )
+    judged = [] if baseline is None else [(record, judgement) for record in records
+                                          if (judgement := judge_record(record, baseline, thresholds, tolerance)) is not None]
     errors = sum(record.outcome == "error" for record in records)
     return RunGate(judged, errors, check_gates(gates, records, None if baseline is None else baseline.cases, mode))
 
@@ -123,26 +121,12 @@ def gate_markdown(title: str, baseline: Baseline, result: RunGate, mode: GateMod
         for metric in judgement.regressed:
             value = record.metrics[metric]
             was = before.get(metric)
-            rows.append(
-                [
-                    record.case_id,
-                    METRICS[metric].label,
-                    DASH if was is None else f"{was:.4g}",
-                    f"{value:.4g}",
-                    DASH if was is None else f"{METRICS[metric].worse_by(was, value):.4g}",
-                ]
-            )
+            rows.append([record.case_id, METRICS[metric].label, DASH if was is None else f"{was:.4g}", f"{value:.4g}",
+                         DASH if was is None else f"{METRICS[metric].worse_by(was, value):.4g}"])
     if rows:
-        parts.append(
-            "Regressed cases:\n\n"
-            + tabulate(
-                rows,
-                headers=["case", "metric", "baseline", "run", "worse by"],
-                tablefmt="pipe",
-                disable_numparse=True,
-                colalign=("left", "left", "right", "right", "right"),
-            )
-        )
+        parts.append("Regressed cases:\n\n" + tabulate(rows, headers=["case", "metric", "baseline", "run", "worse by"],
+                                                       tablefmt="pipe", disable_numparse=True,
+                                                       colalign=("left", "left", "right", "right", "right")))
     if result.gates:
         parts.append(gates_markdown(result.gates, mode))
     return "\n\n".join(parts)

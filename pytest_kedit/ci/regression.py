@@ -54,7 +54,8 @@ def parse_tolerance(raw: str | None, option: str) -> float:
     return parse_number(raw, option, minimum=0) if raw else DEFAULT_TOLERANCE
 
 
-def judge(split: str, current: Mapping[str, float], baseline: Mapping[str, float] | None, thresholds: Mapping[str, Threshold], tolerance: float) -> Judgement:
+def judge(split: str, current: Mapping[str, float], baseline: Mapping[str, float] | None,
+          thresholds: Mapping[str, Threshold], tolerance: float) -> Judgement:
     """The verdict of a case of ``split`` with metric values ``current`` against its ``baseline``
     values (None: the baseline does not have the case), under ``thresholds`` (metric ->
     threshold, as ``Thresholds.for_split`` gives them) and ``tolerance`` (>= 0, per-case scale).
@@ -76,17 +77,20 @@ def judge(split: str, current: Mapping[str, float], baseline: Mapping[str, float
         label = METRICS[metric].label
         if metric not in baseline:
             if not met_now:
-                regressions.append(f"{label} = {value:.4g} misses its threshold {threshold}; the baseline has no {label} for this case")
+                regressions.append(f"{label} = {value:.4g} misses its threshold {threshold}; "
+                                   f"the baseline has no {label} for this case")
                 regressed.append(metric)
             continue
         before = baseline[metric]
         met_before = threshold is None or threshold.holds(before)
         drop = METRICS[metric].worse_by(before, value)
         if met_before and not met_now:
-            regressions.append(f"{label} regressed: {value:.4g} now, {before:.4g} in the baseline (threshold {threshold} met in the baseline, missed now)")
+            regressions.append(f"{label} regressed: {value:.4g} now, {before:.4g} in the baseline "
+                               f"(threshold {threshold} met in the baseline, missed now)")
             regressed.append(metric)
         elif drop > tolerance:
-            regressions.append(f"{label} regressed: {value:.4g} now, {before:.4g} in the baseline (worse by {drop:.4g}, tolerance {tolerance:g})")
+            regressions.append(f"{label} regressed: {value:.4g} now, {before:.4g} in the baseline "
+                               f"(worse by {drop:.4g}, tolerance {tolerance:g})")
             regressed.append(metric)
         elif not met_before and not met_now:
             known.append(metric)

@@ -40,22 +40,18 @@ def add_baseline(subparsers: Any) -> None:
         "baseline",
         help="make or update a baseline file from report folders (e.g. the merged shards of a CI matrix)",
         description="Write the cases of the run in the report folders (one model × method; shards are merged "
-        "as kedit report merges them) as a baseline, with the update policy of "
-        "--kedit-baseline-update: a baseline made the same way is updated (this run's cases replace "
-        "theirs, the others are kept), one made otherwise is replaced. See kedit docs ci, Baselines. "
-        "Exit status: 0 written, 1 not written (a partial run and a baseline made otherwise), "
-        "2 usage error.",
+                    "as kedit report merges them) as a baseline, with the update policy of "
+                    "--kedit-baseline-update: a baseline made the same way is updated (this run's cases replace "
+                    "theirs, the others are kept), one made otherwise is replaced. See kedit docs ci, Baselines. "
+                    "Exit status: 0 written, 1 not written (a partial run and a baseline made otherwise), "
+                    "2 usage error.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a report directory of the run")
-    parser.add_argument(
-        "--baseline",
-        "--out",
-        dest="baseline",
-        type=Path,
-        metavar="PATH",
-        help="the baseline file, as --kedit-baseline (default: .kedit/baselines/<model>/<method>.json under the current directory)",
-    )
-    parser.add_argument("--partial", action="store_true", help="also from a partial run (a shard missing, an interrupted run): it lacks cases")
+    parser.add_argument("--baseline", "--out", dest="baseline", type=Path, metavar="PATH",
+                        help="the baseline file, as --kedit-baseline (default: .kedit/baselines/<model>/<method>.json "
+                             "under the current directory)")
+    parser.add_argument("--partial", action="store_true",
+                        help="also from a partial run (a shard missing, an interrupted run): it lacks cases")
     parser.set_defaults(handler=_baseline)
 
 
@@ -63,14 +59,14 @@ def _baseline(args: argparse.Namespace) -> int:
     run = one_run(load_runs(args.dirs))
     summary, where = run.summary, ", ".join(run.folders)
     if not summary.complete and not args.partial:
-        raise KeditError(
-            f"{where}: {partial_note(summary)}; a baseline of it would lack the cases that did not "
-            "run (and replace a baseline made otherwise without them): give --partial to write it anyway"
-        )
+        raise KeditError(f"{where}: {partial_note(summary)}; a baseline of it would lack the cases that did not "
+                         "run (and replace a baseline made otherwise without them): give --partial to write it anyway")
     if not run.records or summary.model_fingerprint is None:
-        raise KeditError(f"{where}: no case reached the model (summary.json has no model_fingerprint); there is nothing to make a baseline of")
+        raise KeditError(f"{where}: no case reached the model (summary.json has no model_fingerprint); "
+                         "there is nothing to make a baseline of")
     path = args.baseline if args.baseline is not None else default_path(Path.cwd(), summary.model, summary.method)
-    written, line = update_baseline(path, run.provenance, run.records, summary.complete, summary.cases_done, max(summary.cases_expected, summary.cases_done))
+    written, line = update_baseline(path, run.provenance, run.records, summary.complete, summary.cases_done,
+                                    max(summary.cases_expected, summary.cases_done))
     print(line)
     return 0 if written else 1
 
@@ -80,49 +76,26 @@ def add_gate(subparsers: Any) -> None:
         "gate",
         help="gate report folders (e.g. the merged shards of a CI matrix) against a baseline: regressions and gates",
         description="Judge every case of the run in the report folders (one model × method; shards are merged as "
-        "kedit report merges them) against the baseline, as --kedit-baseline does, and check the "
-        "gates, as --kedit-gate does; print the verdicts, the regressed cases and the gates as "
-        "Markdown, also appended to GITHUB_STEP_SUMMARY when it is set. See kedit docs ci, Gating "
-        "report folders. Exit status: 0, 1 when a case regressed or is an error or a gate failed, "
-        "2 usage error.",
+                    "kedit report merges them) against the baseline, as --kedit-baseline does, and check the "
+                    "gates, as --kedit-gate does; print the verdicts, the regressed cases and the gates as "
+                    "Markdown, also appended to GITHUB_STEP_SUMMARY when it is set. See kedit docs ci, Gating "
+                    "report folders. Exit status: 0, 1 when a case regressed or is an error or a gate failed, "
+                    "2 usage error.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="RUN_DIR", help="a report directory of the run")
-    parser.add_argument(
-        "--baseline",
-        type=Path,
-        metavar="PATH",
-        help="the baseline file, as --kedit-baseline (default: .kedit/baselines/<model>/<method>.json under the current directory, the run's model and method)",
-    )
-    parser.add_argument(
-        "--gate",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="an aggregate gate, as --kedit-gate: SPLIT.METRIC>=V, SPLIT.METRIC<=V, SPLIT.METRIC<=baseline+V, SPLIT.METRIC>=baseline-V; repeatable",
-    )
-    parser.add_argument(
-        "--gate-mode",
-        choices=GATE_MODES,
-        default="significant",
-        metavar="MODE",
-        help="how a relative gate fails, as --kedit-gate-mode: significant or point (default: significant)",
-    )
-    parser.add_argument(
-        "--baseline-tolerance",
-        "--tolerance",
-        dest="tolerance",
-        default=None,
-        metavar="T",
-        help=f"as --kedit-baseline-tolerance: how much worse a metric may get, per-case scale (default: {DEFAULT_TOLERANCE:g})",
-    )
-    parser.add_argument(
-        "--baseline-ignore",
-        "--ignore",
-        dest="ignore",
-        default=None,
-        metavar="FIELD,...",
-        help="as --kedit-baseline-ignore: provenance fields that may differ from the baseline's",
-    )
+    parser.add_argument("--baseline", type=Path, metavar="PATH",
+                        help="the baseline file, as --kedit-baseline (default: .kedit/baselines/<model>/<method>.json "
+                             "under the current directory, the run's model and method)")
+    parser.add_argument("--gate", action="append", default=[], metavar="SPEC",
+                        help="an aggregate gate, as --kedit-gate: SPLIT.METRIC>=V, SPLIT.METRIC<=V, "
+                             "SPLIT.METRIC<=baseline+V, SPLIT.METRIC>=baseline-V; repeatable")
+    parser.add_argument("--gate-mode", choices=GATE_MODES, default="significant", metavar="MODE",
+                        help="how a relative gate fails, as --kedit-gate-mode: significant or point (default: significant)")
+    parser.add_argument("--baseline-tolerance", "--tolerance", dest="tolerance", default=None, metavar="T",
+                        help=f"as --kedit-baseline-tolerance: how much worse a metric may get, per-case scale "
+                             f"(default: {DEFAULT_TOLERANCE:g})")
+    parser.add_argument("--baseline-ignore", "--ignore", dest="ignore", default=None, metavar="FIELD,...",
+                        help="as --kedit-baseline-ignore: provenance fields that may differ from the baseline's")
     parser.set_defaults(handler=_gate)
 
 
@@ -140,7 +113,8 @@ def _gate(args: argparse.Namespace) -> int:
     result = gate_run(run.records, baseline, summary.thresholds, tolerance, gates, args.gate_mode)
     notes = [*([] if summary.complete else [f"{partial_note(summary)}."]), *filter(None, [version_note(baseline, run.provenance)])]
     note = "\n\n".join(f"**Note:** {text}" for text in notes)
-    markdown = gate_markdown(f"kedit gate: {summary.model} × {summary.method}", baseline, result, args.gate_mode, note)
+    markdown = gate_markdown(f"kedit gate: {summary.model} × {summary.method}", baseline, result,
+                             args.gate_mode, note)
     print(markdown)
     try:
         append_step_summary(markdown)

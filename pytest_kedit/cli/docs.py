@@ -13,7 +13,8 @@ from pytest_kedit.errors import KeditError
 
 def topics() -> dict[str, str]:
     """Topic -> the text of its page, for every ``docs/<topic>.md``, by topic."""
-    pages = {page.name.removesuffix(".md"): page for page in resources.files("pytest_kedit.docs").iterdir() if page.name.endswith(".md")}
+    pages = {page.name.removesuffix(".md"): page for page in resources.files("pytest_kedit.docs").iterdir()
+             if page.name.endswith(".md")}
     return {topic: pages[topic].read_text(encoding="utf-8") for topic in sorted(pages)}
 
 
@@ -27,8 +28,8 @@ def add_docs(subparsers: Any) -> None:
         "docs",
         help="print a page of the documentation (without TOPIC: list them)",
         description="Print the documentation page TOPIC (Markdown, as the project publishes it); without "
-        "TOPIC, list the topics with their titles. Help texts and errors name their page as "
-        "'kedit docs TOPIC'.",
+                    "TOPIC, list the topics with their titles. Help texts and errors name their page as "
+                    "'kedit docs TOPIC'.",
     )
     parser.add_argument("topic", nargs="?", metavar="TOPIC", help="a page: ci, metrics, editors, ... (without it, the list of pages)")
     parser.set_defaults(handler=_docs)

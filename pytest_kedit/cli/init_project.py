@@ -87,13 +87,9 @@ def suite_files() -> dict[Path, str]:
 def baseline_files() -> dict[Path, str]:
     """``.kedit/baselines/<model>/<method>.json`` -> its text, for every baseline the package ships."""
     root = resources.files("pytest_kedit.baselines")
-    return {
-        DEFAULT_FOLDER / model.name / baseline.name: baseline.read_text(encoding="utf-8")
-        for model in sorted(root.iterdir(), key=lambda item: item.name)
-        if model.is_dir()
-        for baseline in sorted(model.iterdir(), key=lambda item: item.name)
-        if baseline.name.endswith(".json")
-    }
+    return {DEFAULT_FOLDER / model.name / baseline.name: baseline.read_text(encoding="utf-8")
+            for model in sorted(root.iterdir(), key=lambda item: item.name) if model.is_dir()
+            for baseline in sorted(model.iterdir(), key=lambda item: item.name) if baseline.name.endswith(".json")}
 
 
 def ini_lines(model: str, method: str, toml: bool) -> list[str]:
@@ -125,28 +121,21 @@ def plan_ini(folder: Path, model: str, method: str) -> Planned | str:
             continue
         toml = name == "pyproject.toml"
         if span is None:  # a pytest.ini without its section
-            return Planned(
-                Path(name),
-                text.rstrip("\n") + ("\n\n" if text.strip() else "") + "\n".join([headers[0], *ini_lines(model, method, toml)]) + "\n",
-                f"{name}: added kedit_model and kedit_method",
-            )
+            return Planned(Path(name), text.rstrip("\n") + ("\n\n" if text.strip() else "") + "\n".join(
+                [headers[0], *ini_lines(model, method, toml)]) + "\n", f"{name}: added kedit_model and kedit_method")
         start, end = span
-        if any(re.match(r"\s*kedit_(model|method)\s*=", line) for line in lines[start + 1 : end]):
+        if any(re.match(r"\s*kedit_(model|method)\s*=", line) for line in lines[start + 1:end]):
             return f"{name}: sets kedit_model or kedit_method already, left as it is"
-        lines[start + 1 : start + 1] = ini_lines(model, method, toml)
+        lines[start + 1:start + 1] = ini_lines(model, method, toml)
         return Planned(Path(name), "\n".join(lines) + "\n", f"{name}: added kedit_model and kedit_method to {lines[start].strip()}")
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
         text = pyproject.read_text(encoding="utf-8")
         block = "\n".join(["[tool.pytest.ini_options]", *ini_lines(model, method, toml=True)])
-        return Planned(
-            Path("pyproject.toml"),
-            text.rstrip("\n") + "\n\n" + block + "\n",
-            "pyproject.toml: added [tool.pytest.ini_options] with kedit_model and kedit_method",
-        )
-    return Planned(
-        Path("pytest.ini"), "\n".join(["[pytest]", *ini_lines(model, method, toml=False)]) + "\n", "pytest.ini: written with kedit_model and kedit_method"
-    )
+        return Planned(Path("pyproject.toml"), text.rstrip("\n") + "\n\n" + block + "\n",
+                       "pyproject.toml: added [tool.pytest.ini_options] with kedit_model and kedit_method")
+    return Planned(Path("pytest.ini"), "\n".join(["[pytest]", *ini_lines(model, method, toml=False)]) + "\n",
+                   "pytest.ini: written with kedit_model and kedit_method")
 
 
 def plan(folder: Path, model: str, method: str, force: bool) -> tuple[list[Planned], list[str]]:
@@ -180,13 +169,9 @@ def init_project(folder: Path, model: str, method: str, force: bool) -> list[str
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(item.text, encoding="utf-8")
     baseline = default_path(Path(), model, method)
-    return [
-        *(item.line for item in planned),
-        *kept,
-        "",
-        f"next: pytest suites/ --kedit-baseline-update   (writes {baseline}), commit it with the rest, push; "
-        f"the workflow then gates every push against it (kedit docs ci)",
-    ]
+    return [*(item.line for item in planned), *kept, "",
+            f"next: pytest suites/ --kedit-baseline-update   (writes {baseline}), commit it with the rest, push; "
+            f"the workflow then gates every push against it (kedit docs ci)"]
 
 
 def add_init(subparsers: Any) -> None:
@@ -194,25 +179,19 @@ def add_init(subparsers: Any) -> None:
         "init",
         help="write the suites, the ini keys, the shipped baselines and a GitHub Actions workflow into a repository",
         description="Write into DIR what an editing method's repository needs to run pytest-kedit's suites and gate "
-        "on them in CI: suites/test_conflict_edit.py and suites/test_round_edit.py (they import the "
-        "package's tests), kedit_model and kedit_method in the file pytest reads its configuration "
-        "from (pytest.ini when there is none), the baselines shipped for the built-in suites in "
-        ".kedit/baselines/, and .github/workflows/kedit.yml (see kedit docs ci). A file that exists "
-        "with other content stops the command before anything is written, unless --force.",
+                    "on them in CI: suites/test_conflict_edit.py and suites/test_round_edit.py (they import the "
+                    "package's tests), kedit_model and kedit_method in the file pytest reads its configuration "
+                    "from (pytest.ini when there is none), the baselines shipped for the built-in suites in "
+                    ".kedit/baselines/, and .github/workflows/kedit.yml (see kedit docs ci). A file that exists "
+                    "with other content stops the command before anything is written, unless --force.",
     )
-    parser.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR", help="the repository's folder (default: the working directory)")
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        metavar="MODEL",
-        help=f"the ini's kedit_model: embedded alias, Hugging Face id or local path (default: {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--method",
-        default=DEFAULT_METHOD,
-        metavar="METHOD",
-        help=f"the ini's kedit_method: your method's name in the pytest_kedit.editors entry points (default: {DEFAULT_METHOD})",
-    )
+    parser.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                        help="the repository's folder (default: the working directory)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="MODEL",
+                        help=f"the ini's kedit_model: embedded alias, Hugging Face id or local path (default: {DEFAULT_MODEL})")
+    parser.add_argument("--method", default=DEFAULT_METHOD, metavar="METHOD",
+                        help=f"the ini's kedit_method: your method's name in the pytest_kedit.editors entry points "
+                             f"(default: {DEFAULT_METHOD})")
     parser.add_argument("--force", action="store_true", help="replace files that exist with other content")
     parser.set_defaults(handler=_init)
 

@@ -37,19 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: One entry per subcommand: adds its parser to the ``kedit`` subparsers.
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
-    add_report,
-    add_metrics,
-    add_check_data,
-    add_compose_stream,
-    add_build_suite,
-    add_compare,
-    add_baseline,
-    add_gate,
-    add_train_mend,
-    add_init,
-    add_docs,
-)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (add_report, add_metrics, add_check_data, add_compose_stream, add_build_suite, add_compare,
+                                                  add_baseline, add_gate, add_train_mend, add_init, add_docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,31 +22,23 @@ def add_report(subparsers: Any) -> None:
         "report",
         help="print Table 1 and Table 2 (and Table 3 for streams) merged from report directories",
         description="Print Table 1 and Table 2, each with its 95% bootstrap intervals, and Table 3 when a run "
-        "has streams (the sequential split), with one row per model × method found in the report "
-        "directories. The shards of a run (--kedit-shard) "
-        "are merged into that run; other runs of the same model × method are combined split by "
-        "split, a later directory winning for a split both ran.",
+                    "has streams (the sequential split), with one row per model × method found in the report "
+                    "directories. The shards of a run (--kedit-shard) "
+                    "are merged into that run; other runs of the same model × method are combined split by "
+                    "split, a later directory winning for a split both ran.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="a run's report directory")
-    parser.add_argument("--by-relation", action="store_true", help="also print every metric per relation (and per arity for RoundEdit), per model × method")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="also write what is printed into DIR: table1.md, table2.md (table3.md, relations.md); for a "
-        "single model × method also cases.jsonl and summary.json, so DIR is a report folder",
-    )
-    parser.add_argument(
-        "--html",
-        type=Path,
-        metavar="FILE",
-        help="also write the visual report to FILE: one self-contained HTML page with the tables, "
-        "charts, Figure 5 and the runs' provenance (needs pip install 'pytest-kedit[html]'; "
-        "see kedit docs report)",
-    )
-    parser.add_argument(
-        "--case", action="append", default=[], metavar="ID", help="with --html: also draw Figure 5 for this RoundEdit case (easy-0003); repeatable"
-    )
+    parser.add_argument("--by-relation", action="store_true",
+                        help="also print every metric per relation (and per arity for RoundEdit), per model × method")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="also write what is printed into DIR: table1.md, table2.md (table3.md, relations.md); for a "
+                             "single model × method also cases.jsonl and summary.json, so DIR is a report folder")
+    parser.add_argument("--html", type=Path, metavar="FILE",
+                        help="also write the visual report to FILE: one self-contained HTML page with the tables, "
+                             "charts, Figure 5 and the runs' provenance (needs pip install 'pytest-kedit[html]'; "
+                             "see kedit docs report)")
+    parser.add_argument("--case", action="append", default=[], metavar="ID",
+                        help="with --html: also draw Figure 5 for this RoundEdit case (easy-0003); repeatable")
     parser.set_defaults(handler=_report)
 
 
@@ -73,7 +65,7 @@ def add_metrics(subparsers: Any) -> None:
         "metrics",
         help="list every metric: its direction, default threshold and splits",
         description="Print the registry of metrics as a Markdown table: key, name, which way is better, "
-        "whether it is a per-case 0/1, the default threshold, the splits that report it.",
+                    "whether it is a per-case 0/1, the default threshold, the splits that report it.",
     )
     parser.set_defaults(handler=_metrics)
 
@@ -88,16 +80,18 @@ def add_compare(subparsers: Any) -> None:
         "compare",
         help="compare runs case by case against a first run: differences, paired intervals, McNemar, regressions",
         description="Compare each RUN_B with RUN_A over the cases both ran (same split and case id, an error in "
-        "neither): per split and metric the means on the tables' scale (×100 for shares and rates), B − A with its 95% paired bootstrap interval, "
-        "McNemar's exact p and the flips for 0/1 metrics, whether the metric regressed (its interval "
-        "entirely on the worse side), and the cases that got worse most. See kedit docs ci. Exit status: "
-        "0, or 1 with --fail-on-regression when a metric regressed; 2 usage error.",
+                    "neither): per split and metric the means on the tables' scale (×100 for shares and rates), B − A with its 95% paired bootstrap interval, "
+                    "McNemar's exact p and the flips for 0/1 metrics, whether the metric regressed (its interval "
+                    "entirely on the worse side), and the cases that got worse most. See kedit docs ci. Exit status: "
+                    "0, or 1 with --fail-on-regression when a metric regressed; 2 usage error.",
     )
     parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the report directory of the reference run")
     parser.add_argument("runs_b", nargs="+", type=Path, metavar="RUN_B", help="a report directory compared with RUN_A")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    parser.add_argument("--top", type=int_at_least(0), default=5, metavar="N", help="list the N cases per split that got worse most (default: 5; 0: none)")
-    parser.add_argument("--fail-on-regression", action="store_true", help="exit with status 1 when any metric of any RUN_B regressed against RUN_A")
+    parser.add_argument("--top", type=int_at_least(0), default=5, metavar="N",
+                        help="list the N cases per split that got worse most (default: 5; 0: none)")
+    parser.add_argument("--fail-on-regression", action="store_true",
+                        help="exit with status 1 when any metric of any RUN_B regressed against RUN_A")
     parser.set_defaults(handler=_compare)
 
 
@@ -106,37 +100,23 @@ def _compare(args: argparse.Namespace) -> int:
     compared = []
     for directory in args.runs_b:
         summary_b, records_b = run_files.load_run(directory)
-        compared.append(
-            (directory, summary_b, comparison.comparability_warnings(summary_a, summary_b), comparison.compare_runs(records_a, records_b, top=args.top))
-        )
+        compared.append((directory, summary_b, comparison.comparability_warnings(summary_a, summary_b),
+                         comparison.compare_runs(records_a, records_b, top=args.top)))
     regressed = any(result.regressions for *_, result in compared)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "a": _run_json(args.run_a, summary_a),
-                    "comparisons": [
-                        {"b": _run_json(directory, summary_b), "warnings": warnings, **comparison_report.comparison_json(result)}
-                        for directory, summary_b, warnings, result in compared
-                    ],
-                    "regressed": regressed,
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        print(json.dumps({
+            "a": _run_json(args.run_a, summary_a),
+            "comparisons": [{"b": _run_json(directory, summary_b), "warnings": warnings,
+                             **comparison_report.comparison_json(result)}
+                            for directory, summary_b, warnings, result in compared],
+            "regressed": regressed,
+        }, indent=2, ensure_ascii=False))
     else:
         sections = [f"# kedit compare\n\nA: {_run_label(args.run_a, summary_a)}"]
         for directory, summary_b, warnings, result in compared:
-            sections.append(
-                "\n\n".join(
-                    [
-                        f"## B: {_run_label(directory, summary_b)}",
-                        *(f"**Warning:** {warning}." for warning in warnings),
-                        comparison_report.comparison_markdown(result),
-                    ]
-                )
-            )
+            sections.append("\n\n".join([f"## B: {_run_label(directory, summary_b)}",
+                                          *(f"**Warning:** {warning}." for warning in warnings),
+                                          comparison_report.comparison_markdown(result)]))
         print("\n\n".join(sections))
     return 1 if args.fail_on_regression and regressed else 0
 

@@ -70,7 +70,8 @@ from pytest_kedit.dataset.validation import (
 )
 from pytest_kedit.errors import ConfigError, DataError
 
-KINDS = ("schema", "placeholder", "subject", "label", "type", "length", "duplicate", "layout", "semantics", "paraphrases", "size")
+KINDS = ("schema", "placeholder", "subject", "label", "type", "length", "duplicate", "layout", "semantics", "paraphrases",
+         "size")
 _SPLIT_OF_FILE = {name: split for split, name in SPLIT_FILES.items()}
 _ROUND_TYPE = re.compile(r"1-(\d+)@(.+)")
 
@@ -178,7 +179,8 @@ class _Check:
             return _AnyRelation()
         self.findings.extend(findings)
         if self.strict:
-            problems = [problem for relation, prompts in relations.items() if prompts for problem in strict_schema.paraphrase_problems(relation, list(prompts))]
+            problems = [problem for relation, prompts in relations.items() if prompts
+                        for problem in strict_schema.paraphrase_problems(relation, list(prompts))]
             self.findings.extend(Finding(str(path), None, field, kind, message) for kind, field, message in problems)
         return relations
 
@@ -208,7 +210,8 @@ class _Check:
             key = _case_key(case)
             if key in first_of:
                 field = "edit" if isinstance(case, RoundCase) else "edits"
-                self.findings.append(Finding(file, index, field, "duplicate", f"same case as record {first_of[key]}", warning=True))
+                self.findings.append(Finding(file, index, field, "duplicate", f"same case as record {first_of[key]}",
+                                             warning=True))
             else:
                 first_of[key] = index
             if self.strict:
@@ -283,10 +286,6 @@ def _case_key(case: Case) -> tuple[Any, ...]:
     if isinstance(case, ConflictCase):
         return (tuple(_edit_key(e) for e in case.edits), _fact_key(case.tied_fact) if case.tied_fact else None)
     if isinstance(case, StreamCase):
-        return (
-            tuple(_edit_key(e) for e in case.edits),
-            tuple(tuple(_fact_key(f) for f in facts) for facts in case.neighbourhood),
-            tuple(_fact_key(f) for f in case.locality),
-            case.held_out,
-        )
+        return (tuple(_edit_key(e) for e in case.edits), tuple(tuple(_fact_key(f) for f in facts) for facts in case.neighbourhood),
+                tuple(_fact_key(f) for f in case.locality), case.held_out)
     return (_edit_key(case.edit), tuple(sorted(o.label for o in case.true_objects)))

@@ -62,7 +62,8 @@ def overlong(case: Case, length: Length, limit: int, prompts_file: str = "the pa
     if worst is None:
         return None
     n, item = worst
-    parts = [(len(item.prompt), item.prompt_field), (len(item.subject.label), item.subject_field), (len(item.object.label), item.object_field)]
+    parts = [(len(item.prompt), item.prompt_field), (len(item.subject.label), item.subject_field),
+             (len(item.object.label), item.object_field)]
     return Overlong(max(parts, key=lambda part: part[0])[1], n, limit)
 
 
@@ -72,9 +73,8 @@ def _inputs(case: Case, prompts_file: str) -> Iterator[_Input]:
             yield from _edit(edit, f"edits[{i}]", "object", prompts_file)
             for j, fact in enumerate(case.neighbourhood[i]):
                 for obj, key in ((fact.object, "object"), (edit.new, "new_object")):
-                    yield from _prompts(
-                        fact.relation, f"edits[{i}]", fact.subject, obj, f"edits[{i}].{key}.label", prompts_file, f"edits[{i}].neighbourhood[{j}].label"
-                    )
+                    yield from _prompts(fact.relation, f"edits[{i}]", fact.subject, obj, f"edits[{i}].{key}.label",
+                                        prompts_file, f"edits[{i}].neighbourhood[{j}].label")
         for j, fact in enumerate(case.locality):
             yield from _fact(fact, f"locality[{j}]", prompts_file)
         return
@@ -99,12 +99,12 @@ def _edit(edit: Edit, path: str, old: str, prompts_file: str) -> Iterator[_Input
         yield from _prompts(edit.relation, path, edit.subject, entity, f"{path}.{key}.label", prompts_file)
 
 
-def _prompts(
-    relation: Relation, path: str, subject: Entity, obj: Entity, object_field: str, prompts_file: str, subject_field: str | None = None
-) -> Iterator[_Input]:
+def _prompts(relation: Relation, path: str, subject: Entity, obj: Entity, object_field: str,
+             prompts_file: str, subject_field: str | None = None) -> Iterator[_Input]:
     """Every prompt of ``relation`` at ``path`` filled with ``subject`` (its field ``subject_field``,
     default ``{path}.subject.label``), followed by ``obj``."""
-    fields = [f"{path}.relation.prompt", *(f"{path}.relation (paraphrase {relation.id}[{i}] in {prompts_file})" for i in range(len(relation.paraphrases)))]
+    fields = [f"{path}.relation.prompt", *(f"{path}.relation (paraphrase {relation.id}[{i}] in {prompts_file})"
+                                          for i in range(len(relation.paraphrases)))]
     for prompt, field in zip(relation.prompts, fields):
         yield _Input(prompt, field, subject, subject_field or f"{path}.subject.label", obj, object_field)
 
@@ -137,9 +137,8 @@ class LengthLimit:
 def byte_limit(limit: int) -> LengthLimit:
     """``--max-tokens`` without a model: the UTF-8 bytes of an input, which bound its tokens under
     any byte-level tokenizer (every token is at least one byte)."""
-    return LengthLimit(
-        lambda prefix, target: len(f"{prefix.rstrip()} {target.strip()}".encode()), limit, "--max-tokens (without --model, a bound on bytes)", "UTF-8 bytes"
-    )
+    return LengthLimit(lambda prefix, target: len(f"{prefix.rstrip()} {target.strip()}".encode()), limit,
+                       "--max-tokens (without --model, a bound on bytes)", "UTF-8 bytes")
 
 
 def model_limit(model: str, limit: int | None = None) -> LengthLimit:

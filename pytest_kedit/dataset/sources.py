@@ -94,13 +94,8 @@ def resolve_source(data: str | None, option: str = "--kedit-data") -> Path:
 
 
 def load_suite(
-    data: str | None,
-    splits: Sequence[str],
-    limit: int | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-    shard: Shard | None = None,
-    carry: int = 0,
+    data: str | None, splits: Sequence[str], limit: int | None = None, sample: int | None = None, seed: int = 0,
+    shard: Shard | None = None, carry: int = 0,
 ) -> Suite:
     """Read and validate the requested splits. Splits whose file is absent are left out, unless the
     user asked for them by name (then they are an error).
@@ -142,7 +137,8 @@ def _split_prompts(folder: Path, split: str, digest: Any, files: dict[str, str],
     return prompt_cache[prompts_name]
 
 
-def _entries(folder: Path, split: str, limit: int | None, digest: Any, files: dict[str, str], prompt_cache: PromptCache) -> list[Entry]:
+def _entries(folder: Path, split: str, limit: int | None, digest: Any, files: dict[str, str],
+             prompt_cache: PromptCache) -> list[Entry]:
     """The first ``limit`` entries of ``split``'s file in ``folder``, or the one error of its paraphrase file."""
     prompts = _split_prompts(folder, split, digest, files, prompt_cache)
     if isinstance(prompts, DataError):
@@ -150,7 +146,8 @@ def _entries(folder: Path, split: str, limit: int | None, digest: Any, files: di
     return _read_split(folder / SPLIT_FILES[split], split, prompts, limit, digest, files)
 
 
-def _carried(folder: Path, source: str, carry: int, digest: Any, files: dict[str, str], prompt_cache: PromptCache) -> tuple[Edit, ...]:
+def _carried(folder: Path, source: str, carry: int, digest: Any, files: dict[str, str],
+             prompt_cache: PromptCache) -> tuple[Edit, ...]:
     """The first ``carry`` edits of the first stream of ``folder``'s ``sequential.json`` that no
     ConflictEdit or RoundEdit case of the folder's files touches
     (:func:`~pytest_kedit.benchmark.carry.carriable`); ConfigError, one line naming ``source`` or
@@ -161,21 +158,14 @@ def _carried(folder: Path, source: str, carry: int, digest: Any, files: dict[str
     stream = _entries(folder, "sequential", 1, digest, files, prompt_cache)[0]
     if not isinstance(stream, StreamCase):
         raise ConfigError(f"--kedit-carry={carry}: {stream}")
-    cases = [
-        entry
-        for benchmark in PAPER_BENCHMARKS
-        for split in splits_of(benchmark)
-        if (folder / SPLIT_FILES[split]).is_file()
-        for entry in _entries(folder, split, None, digest, files, prompt_cache)
-        if isinstance(entry, Case)
-    ]
+    cases = [entry for benchmark in PAPER_BENCHMARKS for split in splits_of(benchmark)
+             if (folder / SPLIT_FILES[split]).is_file()
+             for entry in _entries(folder, split, None, digest, files, prompt_cache) if isinstance(entry, Case)]
     edits = carriable(stream, cases)
     if len(edits) < carry:
-        raise ConfigError(
-            f"--kedit-carry={carry}: the first stream of {source}/{stream_file} has {len(edits)} edits "
-            f"(of {len(stream.edits)}) whose subject no ConflictEdit or RoundEdit case edits or probes; "
-            f"carry at most {len(edits)}"
-        )
+        raise ConfigError(f"--kedit-carry={carry}: the first stream of {source}/{stream_file} has {len(edits)} edits "
+                          f"(of {len(stream.edits)}) whose subject no ConflictEdit or RoundEdit case edits or probes; "
+                          f"carry at most {len(edits)}")
     return edits[:carry]
 
 
@@ -212,12 +202,7 @@ def _read_prompts(path: Path, digest: Any, files: dict[str, str]) -> Prompts:
 
 
 def _read_split(
-    path: Path,
-    split: str,
-    prompts: dict[str, tuple[str, ...]],
-    limit: int | None,
-    digest: Any,
-    files: dict[str, str],
+    path: Path, split: str, prompts: dict[str, tuple[str, ...]], limit: int | None, digest: Any, files: dict[str, str],
 ) -> list[Entry]:
     """The entries of a split file: its first ``limit`` records' cases or first errors, or its own error."""
     prompts_name = SPLITS[split].benchmark.prompts_file

@@ -71,7 +71,8 @@ def record_problems(split: str, record: Mapping[str, Any]) -> list[Problem]:
             layout.node(f"edits[{i}]", edit, STREAM_EDIT_KEYS)
         for j, fact in enumerate(record["locality"]):
             layout.node(f"locality[{j}]", fact, TRIPLE_KEYS)
-        layout.problems += [("layout", f"held_out[{j}]", f"white space around {text!r}") for j, text in enumerate(record["held_out"]) if text != text.strip()]
+        layout.problems += [("layout", f"held_out[{j}]", f"white space around {text!r}")
+                            for j, text in enumerate(record["held_out"]) if text != text.strip()]
     else:
         for i, triple in enumerate(record["triples"]):
             layout.node(f"triples[{i}]", triple, TRIPLE_KEYS)
@@ -87,9 +88,13 @@ def record_problems(split: str, record: Mapping[str, Any]) -> list[Problem]:
 
 def paraphrase_problems(relation: str, prompts: list[str]) -> list[Problem]:
     """The problems of one relation's paraphrases (the loader already checked each has one ``{}``)."""
-    problems: list[Problem] = [("layout", f"{relation}[{i}]", f"white space around {prompt!r}") for i, prompt in enumerate(prompts) if prompt != prompt.strip()]
+    problems: list[Problem] = [
+        ("layout", f"{relation}[{i}]", f"white space around {prompt!r}") for i, prompt in enumerate(prompts)
+        if prompt != prompt.strip()
+    ]
     if len(prompts) != PARAPHRASES_PER_RELATION or len(set(prompts)) != len(prompts):
-        problems.append(("paraphrases", relation, f"{len(set(prompts))} distinct paraphrases in {len(prompts)}, expected {PARAPHRASES_PER_RELATION} distinct"))
+        problems.append(("paraphrases", relation, f"{len(set(prompts))} distinct paraphrases in {len(prompts)}, "
+                                                  f"expected {PARAPHRASES_PER_RELATION} distinct"))
     return problems
 
 

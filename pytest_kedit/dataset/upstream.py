@@ -62,7 +62,7 @@ def is_upstream(data: str) -> bool:
 
 def dataset_name(data: str) -> str:
     """The published dataset named by ``upstream:NAME`` (case-insensitive), spelt as in :data:`SHA256`."""
-    given = data[len(PREFIX) :]
+    given = data[len(PREFIX):]
     for name in SHA256:
         if name.lower() == given.lower():
             return name
@@ -99,7 +99,10 @@ def fetch(data: str) -> Path:
                 if _sha256(folder / file) != digest:
                     atomic_write_bytes(folder / file, _download(name, file, digest))
     except OSError as exc:
-        raise ConfigError(f"cannot write the download cache {folder} ({exc.strerror or exc}); set KEDIT_CACHE_DIR to a writable folder") from None
+        raise ConfigError(
+            f"cannot write the download cache {folder} ({exc.strerror or exc}); "
+            f"set KEDIT_CACHE_DIR to a writable folder"
+        ) from None
     return folder
 
 
@@ -126,7 +129,8 @@ def _download(name: str, file: str, digest: str) -> bytes:
         actual = hashlib.sha256(body).hexdigest()
         if actual != digest:
             raise ConfigError(
-                f"{file} of {PREFIX}{name} downloaded from {url} has sha256 {actual}, expected {digest}; it was not kept (retry, or {_ALTERNATIVES})"
+                f"{file} of {PREFIX}{name} downloaded from {url} has sha256 {actual}, "
+                f"expected {digest}; it was not kept (retry, or {_ALTERNATIVES})"
             )
         return body
     raise ConfigError(f"could not download {PREFIX}{name} from {url} ({reason}); {_ALTERNATIVES}")

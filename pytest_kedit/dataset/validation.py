@@ -150,9 +150,8 @@ def _field_findings(file: str, index: int, record: Any) -> Iterator[Finding]:
         relation, subject = obj.get("relation"), obj.get("subject")
         if isinstance(relation, dict) and isinstance(relation.get("prompt"), str):
             label = subject.get("label") if isinstance(subject, dict) else None
-            yield from _prompt_findings(
-                file, index, f"{prefix}relation.prompt", relation["prompt"], label if isinstance(label, str) and label.strip() else None
-            )
+            yield from _prompt_findings(file, index, f"{prefix}relation.prompt", relation["prompt"],
+                                        label if isinstance(label, str) and label.strip() else None)
         labelled = [(key, obj.get(key)) for key in OBJECT_FIELDS]
         if isinstance(obj.get("true_objects"), list):
             labelled += [(f"true_objects[{i}]", item) for i, item in enumerate(obj["true_objects"])]
@@ -162,7 +161,8 @@ def _field_findings(file: str, index: int, record: Any) -> Iterator[Finding]:
                 if not label.strip():
                     yield Finding(file, index, f"{prefix}{key}.label", "label", "is empty")
                 elif _NUMERIC.fullmatch(label.strip()):
-                    yield Finding(file, index, f"{prefix}{key}.label", "label", f"numeric-only label {label!r}", warning=True)
+                    yield Finding(file, index, f"{prefix}{key}.label", "label", f"numeric-only label {label!r}",
+                                  warning=True)
 
 
 def _prompt_findings(file: str, record: int | None, field: str, prompt: str, subject: str | None) -> Iterator[Finding]:

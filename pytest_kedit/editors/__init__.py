@@ -57,10 +57,12 @@ def editor_class(method: str) -> type[Editor]:
     return cls
 
 
-def create_editor(method: str, loaded: LoadedModel, hparams_path: str | None = None, protocol_defaults: Mapping[str, Any] | None = None) -> Editor:
+def create_editor(method: str, loaded: LoadedModel, hparams_path: str | None = None,
+                  protocol_defaults: Mapping[str, Any] | None = None) -> Editor:
     """The editor for ``method`` on ``loaded``, with its packaged defaults or the YAML at ``hparams_path``;
     ``protocol_defaults`` (``--kedit-protocol``'s) set the keys the method has, over the packaged
     defaults but under a key the file at ``hparams_path`` sets."""
     cls = editor_class(method)
-    hparams = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family, hparams_path, cls.hparams_package, protocol_defaults)
+    hparams = load_hparams(cls.hparams_folder or cls.name, cls.hparams_class, loaded.name, loaded.family, hparams_path,
+                           cls.hparams_package, protocol_defaults)
     return cls(hparams, loaded)

@@ -207,9 +207,7 @@ class _RestPass:
 
     def __call__(self) -> torch.Tensor:
         hidden = self.model.base_model(
-            input_ids=self.batch.ids,
-            attention_mask=self.mask,
-            use_cache=True,
+            input_ids=self.batch.ids, attention_mask=self.mask, use_cache=True,
             **cache_keywords(self.model, _prefix_cache(self.prefix_kv), self.batch.positions),
         ).last_hidden_state  # (prompts + 1, rest width, hidden)
         return vocab_logprobs(self.model, hidden[self.rows, self.cols])
@@ -236,7 +234,9 @@ class _Objective:
         return nll + kl + hp.v_weight_decay * delta.norm() / self.h_norm**2
 
 
-def _descend(delta: torch.Tensor, log_probs: _RestPass, first: torch.Tensor, objective: _Objective, hp: KeyValueHyperParams) -> tuple[int, float]:
+def _descend(
+    delta: torch.Tensor, log_probs: _RestPass, first: torch.Tensor, objective: _Objective, hp: KeyValueHyperParams
+) -> tuple[int, float]:
     """Adam steps on ``delta`` from the log P of the first pass (``first``) until the loss is below
     ``EARLY_STOP_LOSS`` or ``v_num_grad_steps`` passes have run, ‖δ‖ clamped after each step;
     the number of passes and the last loss."""

@@ -84,7 +84,9 @@ class KeyValueEditor(Editor):
         """The second moments of every rewritten projection, loaded (or computed) on the first call."""
         if self._moments is None:
             hp = self.hparams
-            self._moments, self.statistics_info = second_moments(self.loaded, self.module_names, hp.mom2_dataset, hp.mom2_n_samples, hp.mom2_dtype)
+            self._moments, self.statistics_info = second_moments(
+                self.loaded, self.module_names, hp.mom2_dataset, hp.mom2_n_samples, hp.mom2_dtype
+            )
         return self._moments
 
 

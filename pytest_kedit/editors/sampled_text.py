@@ -82,7 +82,9 @@ def window_batches(loaded: LoadedModel, n_windows: int, length: int) -> list[int
 
 
 @torch.no_grad()
-def sample_windows(loaded: LoadedModel, batches: Sequence[Sequence[int]], length: int, top_k: int, seed: int, progress: str | None = None) -> torch.Tensor:
+def sample_windows(
+    loaded: LoadedModel, batches: Sequence[Sequence[int]], length: int, top_k: int, seed: int, progress: str | None = None
+) -> torch.Tensor:
     """Windows of exactly ``length`` token ids, (windows, length) on the CPU: each first token of
     ``batches`` (those of one batch are sampled together) continued among the ``top_k`` most
     probable tokens, at temperature 1, never with an end-of-sequence token. A ``progress`` text

@@ -39,7 +39,9 @@ class SecondMoment:
     inverse: torch.Tensor
 
 
-def second_moments(loaded: LoadedModel, modules: list[str], dataset: str | None, n_samples: int, dtype: str) -> tuple[dict[str, SecondMoment], dict[str, Any]]:
+def second_moments(
+    loaded: LoadedModel, modules: list[str], dataset: str | None, n_samples: int, dtype: str
+) -> tuple[dict[str, SecondMoment], dict[str, Any]]:
     """C and C⁻¹ of each named module's input, loaded from the cache or computed in one pass.
 
     Returns them with a summary of where they come from: corpus, samples, tokens, cache files,
@@ -82,7 +84,9 @@ def second_moments(loaded: LoadedModel, modules: list[str], dataset: str | None,
     return moments, info
 
 
-def _compute(loaded: LoadedModel, modules: list[str], windows: list[list[int]], corpus: Corpus, dtype: torch.dtype) -> dict[str, bytes]:
+def _compute(
+    loaded: LoadedModel, modules: list[str], windows: list[list[int]], corpus: Corpus, dtype: torch.dtype
+) -> dict[str, bytes]:
     """Accumulate kᵀk of every module's input over the windows' tokens, in float64; invert."""
     model, device = loaded.model, loaded.device
     pad_id = loaded.tokenizer.pad_token_id or 0

@@ -122,5 +122,7 @@ def module_map(model_or_config: PreTrainedModel | PretrainedConfig) -> ModuleMap
     model_type: str | None = getattr(config, "model_type", None)
     modules = MODULE_MAPS.get(model_type) if model_type else None
     if modules is None:
-        raise ConfigError(f"unsupported model architecture {model_type!r}: pytest-kedit knows {', '.join(sorted(MODULE_MAPS))}")
+        raise ConfigError(
+            f"unsupported model architecture {model_type!r}: pytest-kedit knows {', '.join(sorted(MODULE_MAPS))}"
+        )
     return modules

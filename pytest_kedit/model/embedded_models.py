@@ -111,7 +111,8 @@ def verify_sha256(path: Path, expected: str) -> None:
     actual = sha256_file(path)
     if actual != expected.lower():
         raise ConfigError(
-            f"{path.name}: sha256 mismatch (expected {expected}, got {actual}); the downloaded or installed package is corrupt or not the pinned version"
+            f"{path.name}: sha256 mismatch (expected {expected}, got {actual}); "
+            "the downloaded or installed package is corrupt or not the pinned version"
         )
 
 
@@ -228,11 +229,14 @@ def load_gguf(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32, **_dequantize_option())
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32, **_dequantize_option()
+    )
     return model, tokenizer
 
 
-def convert_once(target: Path, load: Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]], read: Callable[[Path], T]) -> T:
+def convert_once(target: Path, load: Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]],
+                 read: Callable[[Path], T]) -> T:
     """``read(target)`` of the directory where ``load()``'s model (safetensors) and tokenizer are
     saved once: a verified cache entry (:func:`~pytest_kedit.storage.verified.read_entry`), saved
     again when damaged.

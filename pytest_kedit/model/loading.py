@@ -56,11 +56,15 @@ def _local_fingerprint(path: Path) -> str:
     return f"local:{path}@{digest.hexdigest()[:16]}"
 
 
-def _from_pretrained(where: str | Path, device: torch.device, dtype: torch.dtype, trust_remote_code: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _from_pretrained(
+    where: str | Path, device: torch.device, dtype: torch.dtype, trust_remote_code: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Config first (so an unsupported family fails before any weights load), then model and tokenizer."""
     config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
     module_map(config)
-    model = AutoModelForCausalLM.from_pretrained(where, config=config, dtype=dtype, device_map=device, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        where, config=config, dtype=dtype, device_map=device, trust_remote_code=trust_remote_code
+    )
     tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     return model, tokenizer
 
@@ -96,9 +100,8 @@ def load_model(
     location = locate_model(name)
     where = location.folder_or_id()
     try:
-        model, tokenizer = location.read(
-            lambda folder_or_id: _from_pretrained(folder_or_id, torch_device, torch_dtype, trust_remote_code and location.embedded is None)
-        )
+        model, tokenizer = location.read(lambda folder_or_id: _from_pretrained(
+            folder_or_id, torch_device, torch_dtype, trust_remote_code and location.embedded is None))
     except (OSError, ValueError) as exc:
         raise ConfigError(_load_failure(location, where, exc)) from exc
     source, fingerprint = _provenance(location, where, model)

@@ -34,7 +34,7 @@ def windows(ids: Sequence[int], window: int) -> list[list[int]]:
     """``ids`` cut into consecutive pieces of ``window`` tokens (the last may be shorter)."""
     if window < 2:
         raise ValueError(f"a window must hold at least 2 tokens, got {window}")
-    return [list(ids[start : start + window]) for start in range(0, len(ids), window)]
+    return [list(ids[start:start + window]) for start in range(0, len(ids), window)]
 
 
 @torch.no_grad()

@@ -128,15 +128,14 @@ def probe(model: torch.nn.Module, encoder: Encoder, pairs: Sequence[tuple[str, s
     logprob_sums = np.zeros(len(encoded), dtype=np.float64)
     for chunk in length_batches([len(prefix) for prefix in prefixes]):
         owned = [(k, row) for row, i in enumerate(chunk) for k in pairs_after[prefixes[i]]]
-        logprob_sums[[k for k, _ in owned]] = _score_after_prefixes(
-            model, encoder, [prefixes[i] for i in chunk], [encoded[k].target for k, _ in owned], [row for _, row in owned]
-        )
+        logprob_sums[[k for k, _ in owned]] = _score_after_prefixes(model, encoder, [prefixes[i] for i in chunk],
+                                                                    [encoded[k].target for k, _ in owned],
+                                                                    [row for _, row in owned])
     return np.exp(logprob_sums / np.array([len(e.target) for e in encoded], dtype=np.float64))
 
 
-def _score_after_prefixes(
-    model: torch.nn.Module, encoder: Encoder, prefixes: Sequence[tuple[int, ...]], targets: Sequence[tuple[int, ...]], rows: Sequence[int]
-) -> np.ndarray:
+def _score_after_prefixes(model: torch.nn.Module, encoder: Encoder, prefixes: Sequence[tuple[int, ...]],
+                          targets: Sequence[tuple[int, ...]], rows: Sequence[int]) -> np.ndarray:
     """Σ_j log P(t_j | prefix, t_<j) for each target after the prefix in ``rows``. The prefixes are
     left-padded so that they all end in the last column and their cached keys and values continue
     with the targets' tokens (all but the last, which is only scored)."""
@@ -144,7 +143,8 @@ def _score_after_prefixes(
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
     padded = pad(prefixes, encoder.pad_id, device, left=True)
     cache = DynamicCache(config=model.config)
-    hidden = _continue(model, cache, padded.input_ids, padded.attention_mask, (padded.attention_mask.cumsum(-1) - 1).clamp(min=0))
+    hidden = _continue(model, cache, padded.input_ids, padded.attention_mask,
+                       (padded.attention_mask.cumsum(-1) - 1).clamp(min=0))
     first = vocab_logprobs(model, hidden[:, -1])  # (prefixes, vocab)
     sums = first[as_long(rows), as_long([t[0] for t in targets])].double()
     longer = [k for k, t in enumerate(targets) if len(t) > 1]
@@ -152,13 +152,9 @@ def _score_after_prefixes(
         longer_rows = as_long([rows[k] for k in longer])
         fed = pad([targets[k][:-1] for k in longer], encoder.pad_id, device)  # (pairs, fed tokens)
         cache.batch_select_indices(longer_rows)
-        hidden = _continue(
-            model,
-            cache,
-            fed.input_ids,
-            torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
-            padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device),
-        )
+        hidden = _continue(model, cache, fed.input_ids,
+                           torch.cat([padded.attention_mask[longer_rows], fed.attention_mask], -1),
+                           padded.lengths[longer_rows, None] + torch.arange(fed.input_ids.shape[1], device=device))
         # hidden: (pairs, fed tokens, hidden)
         owner, position, token = zip(*((i, j, t) for i, k in enumerate(longer) for j, t in enumerate(targets[k][1:])))
         later = vocab_logprobs(model, hidden[as_long(owner), as_long(position)]).gather(-1, as_long(token)[:, None])[:, 0]
@@ -166,9 +162,11 @@ def _score_after_prefixes(
     return sums.cpu().numpy()
 
 
-def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+def _continue(model: torch.nn.Module, cache: DynamicCache, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              position_ids: torch.Tensor) -> torch.Tensor:
     """The last hidden states of ``input_ids`` after what ``cache`` holds, which then holds them too."""
-    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **cache_keywords(model, cache, position_ids)).last_hidden_state
+    return model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
+                            **cache_keywords(model, cache, position_ids)).last_hidden_state
 
 
 def cache_keywords(model: torch.nn.Module, cache: Cache, position_ids: torch.Tensor) -> dict[str, Any]:
@@ -209,7 +207,11 @@ def length_batches(lengths: Sequence[int]) -> list[list[int]]:
     batches: list[list[int]] = []
     for i in order:
         batch = batches[-1] if batches else None
-        if batch is None or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS or lengths[i] > max(MAX_LENGTH_RATIO * lengths[batch[0]], lengths[batch[0]] + 1):
+        if (
+            batch is None
+            or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS
+            or lengths[i] > max(MAX_LENGTH_RATIO * lengths[batch[0]], lengths[batch[0]] + 1)
+        ):
             batches.append([i])
         else:
             batch.append(i)

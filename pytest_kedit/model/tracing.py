@@ -128,7 +128,9 @@ class Trace:
                 self._handles.append(module.register_forward_hook(self._output_hook(name)))
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> bool:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -53,10 +53,8 @@ TITLE_Y = 1.03
 BAR_WIDTH = 0.8
 #: Matplotlib's own element ids (``figure_1``, ``patch_3``): the same in every figure, so they
 #: are dropped; the ids a figure references (clip paths, markers) are hashes salted per figure.
-_MATPLOTLIB_GROUP_ID = re.compile(
-    r'<g id="(?:figure|axes|patch|line2d|text|xtick|ytick|matplotlib\.axis|legend|'
-    r'[A-Za-z]*Collection|[A-Za-z]*Container)_\d+"'
-)
+_MATPLOTLIB_GROUP_ID = re.compile(r'<g id="(?:figure|axes|patch|line2d|text|xtick|ytick|matplotlib\.axis|legend|'
+                                  r'[A-Za-z]*Collection|[A-Za-z]*Container)_\d+"')
 #: A coordinate attribute; its numbers are cut to two decimals (a hundredth of a point).
 _GEOMETRY = re.compile(r'\b(d|x|y|width|height|viewBox|transform|points)="([^"]*)"')
 _LONG_DECIMAL = re.compile(r"(\d\.\d\d)\d+")
@@ -96,7 +94,8 @@ def below_rotated(labels: Sequence[str], degrees: float, size: float = FONT_SIZE
     return 0.08 + widest * math.sin(angle) + size / 72 * 1.3 * math.cos(angle)
 
 
-def panel_row(count: int, width: float, height: float, gap: float, margins: Margins, sharey: bool = False) -> tuple[Figure, list[Axes]]:
+def panel_row(count: int, width: float, height: float, gap: float, margins: Margins,
+            sharey: bool = False) -> tuple[Figure, list[Axes]]:
     """A figure with ``count`` axes in a row, each ``width`` × ``height`` inches, ``gap`` inches
     apart, inside ``margins``. The layout is fixed, not measured: a layout engine or a tight
     crop would draw the figure once more to measure its text. With ``sharey`` the panels share
@@ -107,9 +106,8 @@ def panel_row(count: int, width: float, height: float, gap: float, margins: Marg
     axes: list[Axes] = []
     for index in range(count):
         left = margins.left + index * (width + gap)
-        ax = figure.add_axes(
-            (left / total_width, margins.bottom / total_height, width / total_width, height / total_height), sharey=axes[0] if sharey and axes else None
-        )
+        ax = figure.add_axes((left / total_width, margins.bottom / total_height, width / total_width,
+                              height / total_height), sharey=axes[0] if sharey and axes else None)
         if sharey and axes:
             # a hidden axis is neither drawn nor measured: the first panel's ticks serve every panel
             ax.yaxis.set_visible(False)
@@ -126,7 +124,7 @@ def inline_svg(figure: Figure, tooltips: Mapping[str, str] | None = None) -> str
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg")
     text = buffer.getvalue()
-    text = text[text.index("<svg") :]
+    text = text[text.index("<svg"):]
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
     text = re.sub(r'\s*<style type="text/css">.*?</style>', "", text, count=1, flags=re.DOTALL)
     text = _MATPLOTLIB_GROUP_ID.sub("<g", text)

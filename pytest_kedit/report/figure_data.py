@@ -60,9 +60,8 @@ class ReportRun:
     label: str
 
 
-def report_runs(
-    runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]], sources: Mapping[tuple[str, str], Sequence[str]] | None = None
-) -> list[ReportRun]:
+def report_runs(runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
+                sources: Mapping[tuple[str, str], Sequence[str]] | None = None) -> list[ReportRun]:
     """The rows of a report from ``(model, method) -> (summary, records)`` (the ``by_key`` of
     :class:`~pytest_kedit.results.run_files.Runs`), in the given order; ``sources`` names the folders
     each was read from. Raises KeditError when there is no run."""
@@ -72,18 +71,9 @@ def report_runs(
     rows = []
     for (model, method), (summary, records) in runs.items():
         ordered = sorted_records(records)
-        rows.append(
-            ReportRun(
-                model,
-                method,
-                summary,
-                ordered,
-                aggregate(ordered),
-                intervals(ordered),
-                tuple((sources or {}).get((model, method), ())),
-                f"{model} / {method}" if several_models else method,
-            )
-        )
+        rows.append(ReportRun(model, method, summary, ordered, aggregate(ordered), intervals(ordered),
+                              tuple((sources or {}).get((model, method), ())),
+                              f"{model} / {method}" if several_models else method))
     return rows
 
 
@@ -147,16 +137,9 @@ def distortion_panel(run: str, record: CaseRecord, labels: tuple[str, str] | Non
     objects += [ObjectBars(label, role, {"theta": before[label], "theta_prime": after[label]}) for label in rest]
     objects.append(ObjectBars(target, "o*", {"theta_m": mid["o*"], "theta_prime": after["o*"]}))
     d, ir = record.metrics.get("d"), record.metrics.get("ir")
-    return DistortionPanel(
-        run,
-        record.case_id,
-        record.split,
-        record.relation,
-        tuple(objects),
-        None if d is None else 100 * d,
-        None if ir is None else 100 * ir,
-        None if o1 is not None else mid.get("o1"),
-    )
+    return DistortionPanel(run, record.case_id, record.split, record.relation, tuple(objects),
+                           None if d is None else 100 * d, None if ir is None else 100 * ir,
+                           None if o1 is not None else mid.get("o1"))
 
 
 class CaseChoice(NamedTuple):
@@ -176,7 +159,8 @@ def distortion_cases(runs: Sequence[ReportRun], requested: Sequence[str] = ()) -
     reasons: dict[CaseKey, list[str]] = {}
     for run in runs:
         for split in splits_of(ROUND_EDIT):
-            scored = sorted((r.metrics["d"], r.case_id) for r in run.records if r.split == split and r.outcome != "error" and "d" in r.metrics)
+            scored = sorted((r.metrics["d"], r.case_id) for r in run.records
+                             if r.split == split and r.outcome != "error" and "d" in r.metrics)
             if not scored:
                 continue
             for reason, (_, case_id) in (("largest D", scored[-1]), ("median D", scored[(len(scored) - 1) // 2])):
@@ -199,7 +183,8 @@ def _round_split_of(runs: Sequence[ReportRun], case_id: str) -> str:
         raise KeditError(f"--case {case_id}: no run has this case")
     round_splits = [split for split in splits if SPLITS[split].benchmark is ROUND_EDIT]
     if not round_splits:
-        raise KeditError(f"--case {case_id}: Figure 5 shows RoundEdit cases ({', '.join(splits_of(ROUND_EDIT))}); this one is {', '.join(sorted(splits))}")
+        raise KeditError(f"--case {case_id}: Figure 5 shows RoundEdit cases ({', '.join(splits_of(ROUND_EDIT))}); "
+                         f"this one is {', '.join(sorted(splits))}")
     return round_splits[0]
 
 
@@ -231,17 +216,12 @@ def round_edit_labels(summary: RunSummary) -> RoundEditLabels:
         return RoundEditLabels({}, f"its data {source} cannot be read ({exc})")
     if suite.fingerprint != fingerprint:
         return RoundEditLabels({}, f"its data {source} has changed since the run (another fingerprint)")
-    labels = {
-        entry.case_id: (entry.edit.old.label, entry.edit.new.label)
-        for split in splits_of(ROUND_EDIT)
-        for entry in suite.splits.get(split, [])
-        if isinstance(entry, RoundCase)
-    }
+    labels = {entry.case_id: (entry.edit.old.label, entry.edit.new.label) for split in splits_of(ROUND_EDIT)
+              for entry in suite.splits.get(split, []) if isinstance(entry, RoundCase)}
     return RoundEditLabels(labels, None)
 
 
 # -- ConflictEdit at a glance: p(k_n) against p(k_o) on θ' --------------------------------------
-
 
 class ConflictPoint(NamedTuple):
     """One case on θ': the old fact's and the new fact's probabilities, and its Conflict Score."""
@@ -277,11 +257,10 @@ def conflict_panels(runs: Sequence[ReportRun]) -> list[ConflictPanel]:
         for metric in (m for m in SPLITS[split].metrics if m in CONFLICT_FACTS):
             series = []
             for run in runs:
-                points = tuple(
-                    ConflictPoint(r.case_id, r.probabilities["theta_prime"]["k_o"], r.probabilities["theta_prime"][CONFLICT_FACTS[metric]], r.metrics[metric])
-                    for r in run.records
-                    if r.split == split and r.outcome != "error" and metric in r.metrics
-                )
+                points = tuple(ConflictPoint(r.case_id, r.probabilities["theta_prime"]["k_o"],
+                                             r.probabilities["theta_prime"][CONFLICT_FACTS[metric]], r.metrics[metric])
+                               for r in run.records
+                               if r.split == split and r.outcome != "error" and metric in r.metrics)
                 if points:
                     series.append(ConflictSeries(run.label, points, run.result[split][metric]))
             if series:
@@ -344,7 +323,8 @@ def stream_curves(runs: Sequence[ReportRun]) -> list[CurvePanel]:
     streams = [run_streams(run) for run in runs]
     panels = []
     for metric in CURVE_METRICS:
-        lines = tuple(line for index, (run, curves) in enumerate(zip(runs, streams)) if (line := curve_line(run.label, index, curves, metric)) is not None)
+        lines = tuple(line for index, (run, curves) in enumerate(zip(runs, streams))
+                      if (line := curve_line(run.label, index, curves, metric)) is not None)
         if lines:
             panels.append(CurvePanel(metric, lines, COLLAPSE_LEVELS.get(metric)))
     return panels
@@ -356,11 +336,8 @@ Stream = tuple[dict[str, float], dict[str, Any]]
 
 def run_streams(run: ReportRun) -> list[Stream]:
     """The run's stream records that have a curve, errors left out, in ``case_id`` order."""
-    return [
-        (record.metrics, record.curve)
-        for record in run.records
-        if record.split in splits_of(SEQUENTIAL) and record.outcome != "error" and record.curve is not None
-    ]
+    return [(record.metrics, record.curve) for record in run.records
+            if record.split in splits_of(SEQUENTIAL) and record.outcome != "error" and record.curve is not None]
 
 
 def curve_line(run: str, position: int, streams: Sequence[Stream], metric: str) -> CurveLine | None:
@@ -369,30 +346,25 @@ def curve_line(run: str, position: int, streams: Sequence[Stream], metric: str) 
     (:data:`BATCH_METRIC`) after every batch; the line holds, at each number of edits every one of
     them has, the mean of their values (``math.fsum``), ×100 for a share as Table 3 shows it."""
     points = "batches" if metric == BATCH_METRIC else "checkpoints"
-    series = [values for _, curve in streams if (values := {int(point["edits"]): point[metric] for point in curve[points] if metric in point})]
+    series = [values for _, curve in streams
+              if (values := {int(point["edits"]): point[metric] for point in curve[points] if metric in point})]
     if not series:
         return None
     edits = sorted(set.intersection(*(set(values) for values in series)))
     scale = METRICS[metric].scale
-    return CurveLine(
-        run,
-        position,
-        tuple(edits),
-        tuple(scale * math.fsum(values[n] for values in series) / len(series) for n in edits),
-        len(series),
-        collapse_points(streams),
-        max(int(curve["schedule"]["edits"]) for _, curve in streams),
-    )
+    return CurveLine(run, position, tuple(edits), tuple(scale * math.fsum(values[n] for values in series) / len(series)
+                                                     for n in edits),
+                     len(series), collapse_points(streams), max(int(curve["schedule"]["edits"]) for _, curve in streams))
 
 
 def collapse_points(streams: Iterable[Stream]) -> tuple[int, ...]:
     """The collapse points of the streams that collapsed, increasing: ``collapse_at`` below the
     stream's N (the schedule's ``edits``); a stream that never collapsed has ``collapse_at`` = N."""
-    return tuple(sorted(int(metrics["collapse_at"]) for metrics, curve in streams if metrics.get("collapse_at", math.inf) < curve["schedule"]["edits"]))
+    return tuple(sorted(int(metrics["collapse_at"]) for metrics, curve in streams
+                        if metrics.get("collapse_at", math.inf) < curve["schedule"]["edits"]))
 
 
 # -- Per relation -------------------------------------------------------------------------------
-
 
 class RelationHeatmap(NamedTuple):
     """A split's metrics by relation, for every run: the means ×100 of the per-relation tables."""
@@ -419,16 +391,14 @@ def relation_heatmaps(runs: Sequence[ReportRun]) -> list[RelationHeatmap]:
             continue
         by_run = [group_records(run_cases, relation_of, NO_RELATION) for run_cases in cases]
         metrics = SPLITS[split].metrics
-        means = tuple(
-            tuple(tuple(aggregate(groups[name]).get(split, {}).get(m) if name in groups else None for m in metrics) for name in relations) for groups in by_run
-        )
+        means = tuple(tuple(tuple(aggregate(groups[name]).get(split, {}).get(m) if name in groups else None for m in metrics)
+                            for name in relations) for groups in by_run)
         counts = tuple(tuple(len(groups.get(name, ())) for name in relations) for groups in by_run)
         heatmaps.append(RelationHeatmap(split, metrics, relations, tuple(run.label for run in runs), means, counts))
     return heatmaps
 
 
 # -- Paired comparison with the baseline --------------------------------------------------------
-
 
 class FlippedCase(NamedTuple):
     """A shared case whose 0/1 metric differs between the baseline (A) and another run (B)."""
@@ -456,16 +426,10 @@ class PairedComparison(NamedTuple):
 def paired_comparisons(runs: Sequence[ReportRun]) -> list[PairedComparison]:
     """Every run after the first against the first: :func:`compare_runs` and the flipped cases."""
     baseline = runs[0]
-    return [
-        PairedComparison(
-            baseline.label,
-            run.label,
-            compare_runs(baseline.records, run.records),
-            flipped_cases(baseline.records, run.records),
-            tuple(comparability_warnings(baseline.summary, run.summary)),
-        )
-        for run in runs[1:]
-    ]
+    return [PairedComparison(baseline.label, run.label, compare_runs(baseline.records, run.records),
+                             flipped_cases(baseline.records, run.records),
+                             tuple(comparability_warnings(baseline.summary, run.summary)))
+            for run in runs[1:]]
 
 
 def flipped_cases(records_a: Iterable[CaseRecord], records_b: Iterable[CaseRecord]) -> tuple[FlippedCase, ...]:
@@ -476,7 +440,8 @@ def flipped_cases(records_a: Iterable[CaseRecord], records_b: Iterable[CaseRecor
         if a.outcome == "error" or b.outcome == "error":
             continue
         for metric in SPLITS[b.split].metrics:
-            if METRICS[metric].binary and metric in a.metrics and metric in b.metrics and a.metrics[metric] != b.metrics[metric]:
+            if METRICS[metric].binary and metric in a.metrics and metric in b.metrics \
+                    and a.metrics[metric] != b.metrics[metric]:
                 flipped.append(FlippedCase(b.split, b.case_id, a.relation, metric, a.metrics[metric], b.metrics[metric]))
     metric_order = list(METRICS)
     return tuple(sorted(flipped, key=lambda f: (split_order(f.split), metric_order.index(f.metric), f.case_id)))

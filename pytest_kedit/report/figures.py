@@ -55,7 +55,6 @@ from pytest_kedit.results.tables import DASH
 
 # -- Per-cell comparison ------------------------------------------------------------------------
 
-
 def cell_chart(figure_id: str, split: str, runs: Sequence[ReportRun]) -> str:
     """One panel per metric of ``split``: a bar per run with its mean ×100 printed over it, a
     whisker from the low to the high end of its bootstrap interval, and the metric's better
@@ -64,7 +63,8 @@ def cell_chart(figure_id: str, split: str, runs: Sequence[ReportRun]) -> str:
     labels = [run.label for run in runs]
     rotation = 30 if len(runs) > 2 else 0
     with drawing(figure_id):
-        figure, axes = panel_row(len(metrics), 0.45 + 0.38 * len(runs), 1.7, gap=0.85, margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
+        figure, axes = panel_row(len(metrics), 0.45 + 0.38 * len(runs), 1.7, gap=0.85,
+                               margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
         for ax, metric in zip(axes, metrics):
             _cell_panel(ax, split, metric, runs, rotation)
         return inline_svg(figure)
@@ -77,11 +77,14 @@ def _cell_panel(ax: Axes, split: str, metric: str, runs: Sequence[ReportRun], ro
     positions = range(len(shown))
     ax.bar(positions, means, width=BAR_WIDTH, color=[run_colour(index) for index, _ in shown], alpha=0.85)
     ax.vlines(positions, lows, highs, color="black", linewidth=1)
-    ax.hlines([*lows, *highs], [x - 0.12 for x in positions] * 2, [x + 0.12 for x in positions] * 2, color="black", linewidth=1)
+    ax.hlines([*lows, *highs], [x - 0.12 for x in positions] * 2, [x + 0.12 for x in positions] * 2,
+              color="black", linewidth=1)
     for x, mean, high in zip(positions, means, highs):
-        ax.annotate(f"{mean:.2f}", (x, max(mean, high, 0)), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=FONT_SIZE - 1)
+        ax.annotate(f"{mean:.2f}", (x, max(mean, high, 0)), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=FONT_SIZE - 1)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_xticks(positions, [run.label for _, run in shown], rotation=rotation, ha="right" if rotation else "center", rotation_mode="anchor")
+    ax.set_xticks(positions, [run.label for _, run in shown], rotation=rotation,
+                  ha="right" if rotation else "center", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(shown) - 0.4)
     if METRICS[metric].binary:
         ax.set_ylim(0, 112)  # a rate: its whole scale, and room for the printed mean
@@ -136,14 +139,10 @@ def distortion_figure(figure_id: str, panels: Sequence[DistortionPanel]) -> str:
                     gids.append(gid)
                     tooltips[gid] = f"{panel.run}: {_object_name(bars)}, {STATES[state]}: p = {bars.p[state]:.4g}"
     with drawing(figure_id):
-        figure, (ax,) = panel_row(
-            1,
-            _OBJECT_WIDTH * (starts[-1] + len(panels[-1].objects) + 0.2),
-            1.7,
-            gap=0,
-            margins=Margins(max(0.55, overhang + 0.05), below_rotated(names, 30), 0.42, 0.1),
-        )
-        for rectangle, gid in zip(ax.bar(positions, heights, width=BAR_WIDTH / len(DISTORTION_STATES), color=colours), gids):
+        figure, (ax,) = panel_row(1, _OBJECT_WIDTH * (starts[-1] + len(panels[-1].objects) + 0.2), 1.7, gap=0,
+                                margins=Margins(max(0.55, overhang + 0.05), below_rotated(names, 30), 0.42, 0.1))
+        for rectangle, gid in zip(ax.bar(positions, heights, width=BAR_WIDTH / len(DISTORTION_STATES), color=colours),
+                                  gids):
             rectangle.set_gid(gid)
         ticks = [start + position for panel, start in zip(panels, starts) for position in range(len(panel.objects))]
         ax.set_xticks(ticks, names, rotation=30, ha="right", rotation_mode="anchor")
@@ -156,7 +155,8 @@ def distortion_figure(figure_id: str, panels: Sequence[DistortionPanel]) -> str:
         top = ax.get_xaxis_transform()
         for panel, start in zip(panels, starts):
             middle = start + (len(panel.objects) - 1) / 2
-            ax.text(middle, 1.03, f"{panel.run}\nD = {_value(panel.d)}, IR = {_value(panel.ir)}", transform=top, ha="center", va="bottom")
+            ax.text(middle, 1.03, f"{panel.run}\nD = {_value(panel.d)}, IR = {_value(panel.ir)}", transform=top,
+                    ha="center", va="bottom")
         for start in starts[1:]:
             ax.axvline(start - (_PANEL_GAP + 1) / 2, color="#bbbbbb", linewidth=0.8)
         ax.set_xlim(-0.6, starts[-1] + len(panels[-1].objects) - 0.4)
@@ -190,7 +190,7 @@ def _object_name(bars: ObjectBars) -> str:
 
 def _tick_name(bars: ObjectBars) -> str:
     name = _object_name(bars)
-    return name if len(name) <= _NAME_LENGTH else name[: _NAME_LENGTH - 1] + "…"
+    return name if len(name) <= _NAME_LENGTH else name[:_NAME_LENGTH - 1] + "…"
 
 
 def _value(value: float | None) -> str:
@@ -198,7 +198,6 @@ def _value(value: float | None) -> str:
 
 
 # -- ConflictEdit at a glance -------------------------------------------------------------------
-
 
 def conflict_scatter(figure_id: str, panel: ConflictPanel, run_index: Mapping[str, int]) -> str:
     """Every case of the panel as a point (p_θ'(k_o), p_θ'(k_n)) on log-log axes, one colour
@@ -209,25 +208,21 @@ def conflict_scatter(figure_id: str, panel: ConflictPanel, run_index: Mapping[st
     values = [p for series in panel.series for point in series.points for p in (point.p_old, point.p_new)]
     floor = min((p for p in values if p > 0), default=1e-6) / 3
     label = METRICS[panel.metric].label
-    legend = [f"{series.run}: {label} {series.mean:.2f} ({sum(point.score for point in series.points):g}/{len(series.points)})" for series in panel.series]
+    legend = [f"{series.run}: {label} {series.mean:.2f} ({sum(point.score for point in series.points):g}/"
+              f"{len(series.points)})" for series in panel.series]
     with drawing(figure_id):
-        figure, (ax,) = panel_row(1, 2.6, 2.6, gap=0, margins=Margins(0.65, 0.45, 0.1, 0.5 + max(text_width(line) for line in legend)))
+        figure, (ax,) = panel_row(1, 2.6, 2.6, gap=0,
+                                margins=Margins(0.65, 0.45, 0.1, 0.5 + max(text_width(line) for line in legend)))
         ends = (floor, 1.0)
         ax.fill_between(ends, ends, (1.0, 1.0), color=BETTER_COLOUR, alpha=0.07, linewidth=0)
         ax.fill_between(ends, (floor, floor), ends, color=WORSE_COLOUR, alpha=0.07, linewidth=0)
         ax.plot(ends, ends, color="black", linewidth=0.8, linestyle="--")
         for series, line in zip(panel.series, legend):
             index = run_index[series.run]
-            ax.scatter(
-                [max(point.p_old, floor) for point in series.points],
-                [max(point.p_new, floor) for point in series.points],
-                s=14,
-                marker=RUN_MARKERS[index % len(RUN_MARKERS)],
-                color=run_colour(index),
-                alpha=0.8,
-                linewidths=0,
-                label=line,
-            )
+            ax.scatter([max(point.p_old, floor) for point in series.points],
+                       [max(point.p_new, floor) for point in series.points],
+                       s=14, marker=RUN_MARKERS[index % len(RUN_MARKERS)], color=run_colour(index), alpha=0.8,
+                       linewidths=0, label=line)
         ax.set_xscale("log")
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
@@ -267,7 +262,8 @@ def stream_curve(figure_id: str, panel: CurvePanel) -> str:
     metric = METRICS[panel.metric]
     legend = [line.legend for line in panel.lines]
     with drawing(figure_id):
-        figure, (ax,) = panel_row(1, 3.0, 1.7, gap=0, margins=Margins(0.8, 0.45, 0.3, 0.55 + max(text_width(text) for text in legend)))
+        figure, (ax,) = panel_row(1, 3.0, 1.7, gap=0,
+                                margins=Margins(0.8, 0.45, 0.3, 0.55 + max(text_width(text) for text in legend)))
         for line, text in zip(panel.lines, legend):
             colour = run_colour(line.position)
             marker = RUN_MARKERS[line.position % len(RUN_MARKERS)] if len(line.edits) <= _MARKED_POINTS else None
@@ -294,7 +290,6 @@ def stream_curve(figure_id: str, panel: CurvePanel) -> str:
 
 # -- Per relation -------------------------------------------------------------------------------
 
-
 def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
     """A grid per run, side by side: a row per relation, a column per metric, each cell the mean
     ×100 of the relation's cases (printed, one decimal) coloured from worst (red) to best
@@ -309,13 +304,9 @@ def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
     colour_map = colormaps["RdYlGn"]
     cells, colours = [], []
     with drawing(figure_id):
-        figure, (ax,) = panel_row(
-            1,
-            0.45 * (starts[-1] + len(metrics)),
-            0.2 * len(relations),
-            gap=0,
-            margins=Margins(0.1 + max(text_width(row) for row in rows), below_rotated(columns, 45), 0.25, 0.1),
-        )
+        figure, (ax,) = panel_row(1, 0.45 * (starts[-1] + len(metrics)), 0.2 * len(relations), gap=0,
+                                margins=Margins(0.1 + max(text_width(row) for row in rows), below_rotated(columns, 45),
+                                                0.25, 0.1))
         for start, grid, score_grid in zip(starts, heatmap.means, scores):
             for row, (values, row_scores) in enumerate(zip(grid, score_grid)):
                 for column, (value, score) in enumerate(zip(values, row_scores)):
@@ -327,12 +318,12 @@ def relation_heatmap(figure_id: str, heatmap: RelationHeatmap) -> str:
         ax.add_collection(PolyCollection(cells, facecolors=colours, edgecolors="white", linewidths=0.8))
         top = ax.get_xaxis_transform()
         for start, run in zip(starts, heatmap.runs):
-            ax.text(start + len(metrics) / 2, 1.02, run, transform=top, ha="center", va="bottom", fontsize=STYLE["axes.titlesize"])
+            ax.text(start + len(metrics) / 2, 1.02, run, transform=top, ha="center", va="bottom",
+                    fontsize=STYLE["axes.titlesize"])
         ax.set_xlim(0, starts[-1] + len(metrics))
         ax.set_ylim(len(relations), 0)
-        ax.set_xticks(
-            [start + c + 0.5 for start in starts for c in range(len(metrics))], columns * len(starts), rotation=45, ha="right", rotation_mode="anchor"
-        )
+        ax.set_xticks([start + c + 0.5 for start in starts for c in range(len(metrics))], columns * len(starts),
+                      rotation=45, ha="right", rotation_mode="anchor")
         ax.set_yticks([row + 0.5 for row in range(len(relations))], rows)
         ax.tick_params(length=0)
         ax.set_frame_on(False)
@@ -369,7 +360,6 @@ def _column_scores(heatmap: RelationHeatmap) -> list[list[list[float | None]]]:
 
 # -- Paired differences -------------------------------------------------------------------------
 
-
 def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparison]) -> str:
     """One panel per metric of ``split`` that some comparison has: per run compared with the
     baseline, the difference B − A of the means (on the tables' scale) over the shared cases as a point and its
@@ -381,14 +371,18 @@ def difference_chart(figure_id: str, split: str, paired: Sequence[PairedComparis
     labels = [p.run for p in paired]
     rotation = 30 if len(labels) > 2 else 0
     with drawing(figure_id):
-        figure, axes = panel_row(len(metrics), 0.45 + 0.38 * len(labels), 1.5, gap=0.85, margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
+        figure, axes = panel_row(len(metrics), 0.45 + 0.38 * len(labels), 1.5, gap=0.85,
+                               margins=Margins(0.6, below_rotated(labels, rotation), 0.3, 0.1))
         for ax, metric in zip(axes, metrics):
             shown = [(x, label, found[label, metric]) for x, label in enumerate(labels) if (label, metric) in found]
-            colours = [WORSE_COLOUR if m.regressed else BETTER_COLOUR if _improved(m) else UNDECIDED_COLOUR for _, _, m in shown]
-            ax.vlines([x for x, _, _ in shown], [m.interval[0] for _, _, m in shown], [m.interval[1] for _, _, m in shown], colors=colours, linewidth=1.6)
+            colours = [WORSE_COLOUR if m.regressed else BETTER_COLOUR if _improved(m)
+                       else UNDECIDED_COLOUR for _, _, m in shown]
+            ax.vlines([x for x, _, _ in shown], [m.interval[0] for _, _, m in shown], [m.interval[1] for _, _, m in shown],
+                      colors=colours, linewidth=1.6)
             ax.scatter([x for x, _, _ in shown], [m.difference for _, _, m in shown], s=16, zorder=3, color=colours)
             ax.axhline(0, color="black", linewidth=0.6)
-            ax.set_xticks(range(len(labels)), labels, rotation=rotation, ha="right" if rotation else "center", rotation_mode="anchor")
+            ax.set_xticks(range(len(labels)), labels, rotation=rotation, ha="right" if rotation else "center",
+                          rotation_mode="anchor")
             ax.set_xlim(-0.6, len(labels) - 0.4)
             ax.set_title(f"{METRICS[metric].label} {METRICS[metric].arrow}", y=TITLE_Y)
             ax.set_ylabel(f"B − {paired[0].baseline}, ×100")

@@ -70,12 +70,10 @@ def require_matplotlib() -> None:
         raise KeditError(MISSING_EXTRA)
 
 
-def write_html_report(
-    path: str | os.PathLike[str],
-    runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
-    sources: Mapping[tuple[str, str], Sequence[str]] | None = None,
-    cases: Sequence[str] = (),
-) -> int:
+def write_html_report(path: str | os.PathLike[str],
+                      runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
+                      sources: Mapping[tuple[str, str], Sequence[str]] | None = None,
+                      cases: Sequence[str] = ()) -> int:
     """Write :func:`html_report` to ``path`` (atomically, its folder created); return its size in bytes."""
     page = html_report(runs, sources, cases)
     target = Path(path)
@@ -86,11 +84,8 @@ def write_html_report(
     return len(page.encode("utf-8"))
 
 
-def html_report(
-    runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
-    sources: Mapping[tuple[str, str], Sequence[str]] | None = None,
-    cases: Sequence[str] = (),
-) -> str:
+def html_report(runs: Mapping[tuple[str, str], tuple[RunSummary, Sequence[CaseRecord]]],
+                sources: Mapping[tuple[str, str], Sequence[str]] | None = None, cases: Sequence[str] = ()) -> str:
     """The page for ``runs`` (``(model, method) -> (summary, records)``, the rows in that order,
     as :class:`~pytest_kedit.results.run_files.Runs` holds them), ``sources`` naming the folders each run
     was read from, and ``cases``: RoundEdit case ids to add to Figure 5's default cases.
@@ -116,12 +111,10 @@ def html_report(
     nav = "".join(f'<li><a href="#{name}">{escape(headings[name])}</a></li>' for name, _ in shown)
     body = "".join(f'<section id="{name}"><h2>{escape(headings[name])}</h2>{content}</section>' for name, content in shown)
     title = "pytest-kedit report: " + ", ".join(f"{run.model} × {run.method}" for run in rows)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f'<header><h1>{escape(title)}</h1><p class="note">Made by pytest-kedit {escape(version("pytest-kedit"))} '
-        f"from {len(rows)} run{'s' if len(rows) != 1 else ''}. The paper: <i>Unveiling the Pitfalls of Knowledge "
-        f"Editing for Large Language Models</i>. How to read every figure: <code>kedit docs report</code>.</p>"
-        f"<nav><ul>{nav}</ul></nav></header>{body}</body></html>\n"
-    )
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
+            f"<header><h1>{escape(title)}</h1><p class=\"note\">Made by pytest-kedit {escape(version('pytest-kedit'))} "
+            f"from {len(rows)} run{'s' if len(rows) != 1 else ''}. The paper: <i>Unveiling the Pitfalls of Knowledge "
+            f"Editing for Large Language Models</i>. How to read every figure: <code>kedit docs report</code>.</p>"
+            f"<nav><ul>{nav}</ul></nav></header>{body}</body></html>\n")

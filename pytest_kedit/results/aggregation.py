@@ -46,16 +46,15 @@ def aggregate(records: Iterable[CaseRecord]) -> Aggregate:
     """
     ordered = sorted_records(records)
     values = _metric_values(ordered)
-    return {split: {**{metric: mean_percent(v) for metric, v in values.get(split, {}).items()}, **counts} for split, counts in _outcome_counts(ordered).items()}
+    return {split: {**{metric: mean_percent(v) for metric, v in values.get(split, {}).items()}, **counts}
+            for split, counts in _outcome_counts(ordered).items()}
 
 
 def intervals(records: Iterable[CaseRecord]) -> Intervals:
     """Per split: the bootstrap interval (its defaults) of every metric mean of :func:`aggregate`,
     from the same values in the same order. Splits whose cases are all errors are left out."""
-    return {
-        split: {metric: bootstrap_interval(values) for metric, values in per_metric.items()}
-        for split, per_metric in _metric_values(sorted_records(records)).items()
-    }
+    return {split: {metric: bootstrap_interval(values) for metric, values in per_metric.items()}
+            for split, per_metric in _metric_values(sorted_records(records)).items()}
 
 
 def interval_summary(bounds: Intervals) -> dict[str, Any]:
@@ -67,7 +66,8 @@ def interval_summary(bounds: Intervals) -> dict[str, Any]:
         "confidence": BOOTSTRAP_CONFIDENCE,
         "resamples": BOOTSTRAP_RESAMPLES,
         "seed": BOOTSTRAP_SEED,
-        "splits": {split: {metric: list(interval) for metric, interval in per_metric.items()} for split, per_metric in bounds.items()},
+        "splits": {split: {metric: list(interval) for metric, interval in per_metric.items()}
+                   for split, per_metric in bounds.items()},
     }
 
 
@@ -107,7 +107,8 @@ def arity_of(record: CaseRecord) -> str | None:
     return record.arity.partition("@")[0] if record.arity else None
 
 
-def group_records(records: Iterable[CaseRecord], key: Callable[[CaseRecord], str | None], missing: str) -> dict[str, list[CaseRecord]]:
+def group_records(records: Iterable[CaseRecord], key: Callable[[CaseRecord], str | None],
+                  missing: str) -> dict[str, list[CaseRecord]]:
     """The records by ``key`` (``missing`` where it gives None), groups in natural order
     (``P17`` before ``P131``, ``1-2`` before ``1-10``), each group's records in ``case_id`` order."""
     groups: dict[str, list[CaseRecord]] = {}
@@ -143,4 +144,5 @@ def _metric_values(ordered: Iterable[CaseRecord]) -> dict[str, dict[str, list[fl
         for metric, value in record.metrics.items():
             if metric in split_values:
                 split_values[metric].append(value)
-    return {split: {metric: v for metric, v in values[split].items() if v} for split in sorted(values, key=split_order)}
+    return {split: {metric: v for metric, v in values[split].items() if v}
+            for split in sorted(values, key=split_order)}

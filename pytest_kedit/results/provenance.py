@@ -50,23 +50,10 @@ LOADED_FIELDS: tuple[str, ...] = ("model_fingerprint", "editor_fingerprint", "hp
 DATA_FILES = "data_files"
 
 
-def provenance(
-    *,
-    model: str,
-    model_fingerprint: str | None,
-    method: str,
-    data_fingerprint: str | None,
-    data_files: Mapping[str, str],
-    hparams: Mapping[str, Any],
-    editor_fingerprint: str | None,
-    seed: int,
-    distortion_scaling: str,
-    protocol: str,
-    probe_version: int | None,
-    package_version: str | None,
-    thresholds: Sequence[str],
-    sequential: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def provenance(*, model: str, model_fingerprint: str | None, method: str, data_fingerprint: str | None,
+               data_files: Mapping[str, str], hparams: Mapping[str, Any], editor_fingerprint: str | None, seed: int,
+               distortion_scaling: str, protocol: str, probe_version: int | None, package_version: str | None,
+               thresholds: Sequence[str], sequential: Mapping[str, Any] | None) -> dict[str, Any]:
     """The provenance of a run (``thresholds`` as specs), in its JSON form (tuples become lists),
     so that a provenance read back from a file equals the one it was made from. The protocol
     version is this package's :data:`MEASUREMENT_VERSION`; ``probe_version`` is the version of the
@@ -92,7 +79,8 @@ def provenance(
     return dict(json.loads(json.dumps(fields, default=str)))
 
 
-def provenance_difference(recorded: Mapping[str, Any], current: Mapping[str, Any], fields: Sequence[str] = PROVENANCE_FIELDS) -> str | None:
+def provenance_difference(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                          fields: Sequence[str] = PROVENANCE_FIELDS) -> str | None:
     """The first field in which ``current`` differs from ``recorded``, as
     ``"hparams.v_lr: 0.5 recorded, 0.1 now"``; None when they agree on every field."""
     for name in fields:
@@ -114,7 +102,8 @@ def _difference(path: str, recorded: Any, current: Any) -> str | None:
     return f"{path}: {recorded!r} recorded, {current!r} now"
 
 
-def run_difference(recorded: Mapping[str, Any], current: Mapping[str, Any], fields: Sequence[str] = PROVENANCE_FIELDS) -> str | None:
+def run_difference(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                   fields: Sequence[str] = PROVENANCE_FIELDS) -> str | None:
     """:func:`provenance_difference` for results combined across runs that may have read different
     splits (a baseline made on all five splits, a run of one): ``data_fingerprint`` stands for the
     files both read (:data:`DATA_FILES`), compared one by one, so a run of fewer splits matches; a
@@ -123,14 +112,10 @@ def run_difference(recorded: Mapping[str, Any], current: Mapping[str, Any], fiel
     recorded_files, current_files = recorded.get(DATA_FILES) or {}, current.get(DATA_FILES) or {}
     for name in fields:
         if name == "data_fingerprint":
-            difference = next(
-                (
-                    f"data_fingerprint: {file} differs (sha256 {recorded_files[file][:12]} recorded, {current_files[file][:12]} now)"
-                    for file in sorted(set(recorded_files) & set(current_files))
-                    if recorded_files[file] != current_files[file]
-                ),
-                None,
-            )
+            difference = next((f"data_fingerprint: {file} differs (sha256 {recorded_files[file][:12]} recorded, "
+                               f"{current_files[file][:12]} now)"
+                               for file in sorted(set(recorded_files) & set(current_files))
+                               if recorded_files[file] != current_files[file]), None)
         else:
             difference = _difference(name, recorded.get(name), current.get(name))
         if difference is not None:

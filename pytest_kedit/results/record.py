@@ -129,27 +129,18 @@ class CaseRecord:
         if curve is not None:
             _check_curve(curve)
         return cls(
-            case_id=data["case_id"],
-            split=data["split"],
-            relation=data.get("relation"),
-            arity=data.get("arity"),
-            model=data.get("model") or "",
-            method=data.get("method") or "",
-            outcome=data["outcome"],
+            case_id=data["case_id"], split=data["split"], relation=data.get("relation"), arity=data.get("arity"),
+            model=data.get("model") or "", method=data.get("method") or "", outcome=data["outcome"],
             metrics={k: float(v) for k, v in metrics.items()},
             probabilities={state: {k: float(v) for k, v in values.items()} for state, values in probabilities.items()},
-            failures=list(data.get("failures") or []),
-            failed_metrics=list(data.get("failed_metrics") or []),
-            error=data.get("error"),
-            timings={k: float(v) for k, v in timings.items()},
-            nodeid=data.get("nodeid"),
-            verdict=data.get("verdict"),
-            regressions=list(data.get("regressions") or []),
-            curve=curve,
+            failures=list(data.get("failures") or []), failed_metrics=list(data.get("failed_metrics") or []),
+            error=data.get("error"), timings={k: float(v) for k, v in timings.items()}, nodeid=data.get("nodeid"),
+            verdict=data.get("verdict"), regressions=list(data.get("regressions") or []), curve=curve,
         )
 
 
-def by_case(records: Iterable[CaseRecord], twice: Callable[[int, CaseRecord], Exception] | None = None) -> dict[CaseKey, CaseRecord]:
+def by_case(records: Iterable[CaseRecord],
+            twice: Callable[[int, CaseRecord], Exception] | None = None) -> dict[CaseKey, CaseRecord]:
     """The records by their :attr:`~CaseRecord.key`. A case met again raises ``twice(position,
     record)`` of that record (``position`` counted from 0 in ``records``); without ``twice`` the
     later record of a case replaces the earlier."""

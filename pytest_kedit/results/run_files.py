@@ -84,7 +84,8 @@ class CaseLog:
         self._file: BinaryIO | None = None
         self._provenance_written = False
 
-    def append(self, record: CaseRecord, provenance: Mapping[str, Any] | None = None, cases_expected: int | None = None) -> None:
+    def append(self, record: CaseRecord, provenance: Mapping[str, Any] | None = None,
+               cases_expected: int | None = None) -> None:
         """Write ``record`` as one line; the first ``provenance`` given goes to ``run.json``, with
         ``cases_expected`` when known (kept when resuming a folder that has one).
         :class:`ReportError` naming the file when it cannot be written (a full disk): the lines
@@ -112,7 +113,8 @@ class CaseLog:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, TABLE3_FILE, RELATIONS_FILE, *(() if self.resume else (RUN_FILE,))):
+            for name in (SUMMARY_FILE, TABLE1_FILE, TABLE2_FILE, TABLE3_FILE, RELATIONS_FILE,
+                         *(() if self.resume else (RUN_FILE,))):
                 (folder / name).unlink(missing_ok=True)
             if not self.resume:
                 return self.path.open("wb", buffering=0)
@@ -129,7 +131,8 @@ class CaseLog:
     def __enter__(self) -> CaseLog:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()
 
 
@@ -155,7 +158,8 @@ def run_report(summary: RunSummary, records: Iterable[CaseRecord]) -> RunReport:
     ``thresholds`` decide which metrics the counts check."""
     ordered = sorted_records(records)
     bounds = intervals(ordered)
-    written = dataclasses.replace(summary, counts=run_counts(ordered, summary.thresholds), intervals=interval_summary(bounds))
+    written = dataclasses.replace(summary, counts=run_counts(ordered, summary.thresholds),
+                                  intervals=interval_summary(bounds))
     scaling = summary.distortion_scaling
     row = TableRow(summary.model, row_label(summary), aggregate(ordered))
     table1_md, table2_md = paper_tables([row], [scaling], [bounds], [summary.protocol])
@@ -170,11 +174,13 @@ def partial_note(summary: RunSummary) -> str:
     """What a run that is not complete lacks: the shards missing from a merge of shards, else
     the cases it did not finish."""
     if summary.shards_missing:
-        return f"partial: shard {', '.join(map(str, summary.shards_missing))} missing (merged {', '.join(map(str, summary.shards or ()))})"
+        return (f"partial: shard {', '.join(map(str, summary.shards_missing))} missing "
+                f"(merged {', '.join(map(str, summary.shards or ()))})")
     return f"partial: {summary.cases_done} of {summary.cases_expected} cases (the run did not finish)"
 
 
-def write_report(directory: str | os.PathLike[str], summary: RunSummary, records: Iterable[CaseRecord]) -> RunReport:
+def write_report(directory: str | os.PathLike[str], summary: RunSummary,
+                 records: Iterable[CaseRecord]) -> RunReport:
     """Write the report of a finished run (:func:`run_report`) into ``directory`` and return it:
     the tables, ``summary.json``, and ``cases.jsonl`` rewritten sorted by ``case_id``."""
     run = run_report(summary, records)
@@ -197,7 +203,8 @@ def write_run_data(directory: str | os.PathLike[str], run: RunReport) -> None:
     _write_text(target / SUMMARY_FILE, run.summary.to_json())
 
 
-def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str, relations_md: str | None = None, table3_md: str | None = None) -> None:
+def write_tables(directory: str | os.PathLike[str], table1_md: str, table2_md: str,
+                 relations_md: str | None = None, table3_md: str | None = None) -> None:
     """Write ``table1.md``, ``table2.md`` and, when given, ``relations.md`` into ``directory``
     (created if needed); ``table3.md`` when ``table3_md`` is given, else an earlier one is removed
     (a folder never shows the streams of another run)."""
@@ -250,30 +257,17 @@ def unfinished_summary(run_file: Path, records: Sequence[CaseRecord]) -> RunSumm
         raise ReportError(run_file, "field 'provenance' must be an object")
     version = recorded.get("package_version")
     summary = {
-        **{
-            name: recorded.get(name)
-            for name in ("model", "method", "model_fingerprint", "editor_fingerprint", "probe_version", "seed", "distortion_scaling", "protocol", "sequential")
-        },
-        "thresholds": recorded.get("thresholds") or [],
-        "hparams": recorded.get("hparams") or {},
-        "data": {"source": None, "fingerprint": recorded.get("data_fingerprint"), "files": recorded.get("data_files") or {}},
+        **{name: recorded.get(name) for name in ("model", "method", "model_fingerprint", "editor_fingerprint", "probe_version",
+                                                  "seed", "distortion_scaling", "protocol", "sequential")},
+        "thresholds": recorded.get("thresholds") or [], "hparams": recorded.get("hparams") or {},
+        "data": {"source": None, "fingerprint": recorded.get("data_fingerprint"),
+                 "files": recorded.get("data_files") or {}},
         "versions": {"pytest_kedit": version} if isinstance(version, str) else {},
         "splits": [split for split in SPLITS if any(record.split == split for record in records)],
-        "hparams_file": None,
-        "device": "unknown",
-        "dtype": "unknown",
-        "limit": None,
-        "sample": None,
-        "shard": None,
-        "model_source": None,
-        "statistics": {},
-        "timings": {},
-        "outcomes": outcome_counts(records),
-        "complete": False,
-        "cases_done": len(records),
-        "cases_expected": facts.get("cases_expected", len(records)),
-        "counts": None,
-        "intervals": None,
+        "hparams_file": None, "device": "unknown", "dtype": "unknown", "limit": None, "sample": None, "shard": None,
+        "model_source": None, "statistics": {}, "timings": {}, "outcomes": outcome_counts(records),
+        "complete": False, "cases_done": len(records), "cases_expected": facts.get("cases_expected", len(records)),
+        "counts": None, "intervals": None,
     }
     return RunSummary.from_json(summary, run_file)
 
@@ -297,7 +291,8 @@ class Runs(NamedTuple):
                     notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
                 continue
             if len(paths) > 1:
-                notes.append(f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); each split comes from the last of them that ran it.")
+                notes.append(f"\n\nNote: {model} / {method} is in several runs ({', '.join(paths)}); "
+                             f"each split comes from the last of them that ran it.")
             if not summary.complete:
                 notes.append(f"\n\nNote: {model} / {method}: {partial_note(summary)}.")
         return "".join(notes)
@@ -367,12 +362,10 @@ def merge_table3(runs: Runs) -> str | None:
 def merge_relations(runs: Runs) -> str:
     """The per-relation breakdown of each model × method of ``runs``, each under a
     ``## model / method`` heading, then the notes of :func:`merge_tables`."""
-    return (
-        "\n\n".join(
-            f"## {model} / {method}\n\n{relation_table(records, summary.distortion_scaling)}" for (model, method), (summary, records) in runs.by_key.items()
-        )
-        + runs.notes()
-    )
+    return "\n\n".join(
+        f"## {model} / {method}\n\n{relation_table(records, summary.distortion_scaling)}"
+        for (model, method), (summary, records) in runs.by_key.items()
+    ) + runs.notes()
 
 
 def read_cases(path: Path) -> list[CaseRecord]:

@@ -46,10 +46,8 @@ def check_shard_set(runs: Sequence[ShardRun]) -> list[Shard]:
     shards = []
     for folder, summary, _ in runs:
         if summary.shard is None:
-            raise KeditError(
-                f"{folder}: not a shard (its summary.json has no 'shard'), but other runs of "
-                f"{summary.model} / {summary.method} are shards; merge shards only with shards"
-            )
+            raise KeditError(f"{folder}: not a shard (its summary.json has no 'shard'), but other runs of "
+                             f"{summary.model} / {summary.method} are shards; merge shards only with shards")
         shards.append(summary.shard)
     counts = {shard.count for shard in shards}
     if len(counts) > 1:

@@ -103,37 +103,24 @@ class RunSummary:
 
     def provenance(self) -> dict[str, Any]:
         """The run's :func:`~pytest_kedit.results.provenance.provenance`."""
-        return provenance(
-            model=self.model,
-            model_fingerprint=self.model_fingerprint,
-            method=self.method,
-            data_fingerprint=self.data.fingerprint,
-            data_files=self.data.files,
-            hparams=self.hparams,
-            editor_fingerprint=self.editor_fingerprint,
-            seed=self.seed,
-            distortion_scaling=self.distortion_scaling,
-            protocol=self.protocol,
-            probe_version=self.probe_version,
-            package_version=self.versions.get("pytest_kedit"),
-            thresholds=self.thresholds.specs(),
-            sequential=self.sequential,
-        )
+        return provenance(model=self.model, model_fingerprint=self.model_fingerprint, method=self.method,
+                          data_fingerprint=self.data.fingerprint, data_files=self.data.files, hparams=self.hparams,
+                          editor_fingerprint=self.editor_fingerprint, seed=self.seed,
+                          distortion_scaling=self.distortion_scaling, protocol=self.protocol,
+                          probe_version=self.probe_version, package_version=self.versions.get("pytest_kedit"),
+                          thresholds=self.thresholds.specs(), sequential=self.sequential)
 
     def to_mapping(self) -> dict[str, Any]:
         """The summary as ``summary.json`` holds it: thresholds as specs, shards as ``K/N``;
         ``shards`` and ``shards_missing`` only in a merge of shards."""
         fields = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
-        fields.update(
-            splits=list(self.splits),
-            thresholds=self.thresholds.specs(),
-            data=dataclasses.asdict(self.data),
-            shard=None if self.shard is None else str(self.shard),
-        )
+        fields.update(splits=list(self.splits), thresholds=self.thresholds.specs(), data=dataclasses.asdict(self.data),
+                      shard=None if self.shard is None else str(self.shard))
         if self.shards is None:
             del fields["shards"], fields["shards_missing"]
         else:
-            fields.update(shards=[str(shard) for shard in self.shards], shards_missing=[str(shard) for shard in self.shards_missing])
+            fields.update(shards=[str(shard) for shard in self.shards],
+                          shards_missing=[str(shard) for shard in self.shards_missing])
         return fields
 
     def to_json(self) -> str:
@@ -216,7 +203,8 @@ class _Fields:
             raise self.error(name, "is missing")
         return self.data[name]
 
-    def value(self, name: str, kind: type, what: str, item: Callable[[Any], bool] | None = None, nullable: bool = False) -> Any:
+    def value(self, name: str, kind: type, what: str, item: Callable[[Any], bool] | None = None,
+              nullable: bool = False) -> Any:
         """The field, of ``kind`` (``int`` excludes booleans), its values each passing ``item``
         when given, or null when ``nullable``; else "must be ``what``"."""
         value: Any = self.get(name)
@@ -257,11 +245,8 @@ class _Fields:
 
     def run_data(self, name: str) -> RunData:
         fields = _Fields(self.value(name, dict, "an object"), self.path, f"{self.prefix}{name}.")
-        return RunData(
-            fields.optional("source", str, "a string"),
-            fields.optional("fingerprint", str, "a string"),
-            fields.value("files", dict, "an object of strings", _string),
-        )
+        return RunData(fields.optional("source", str, "a string"), fields.optional("fingerprint", str, "a string"),
+                       fields.value("files", dict, "an object of strings", _string))
 
     def thresholds(self, name: str) -> Thresholds:
         try:

@@ -53,11 +53,9 @@ SCALING_LABELS = {
 }
 _PERCENT = f"{100 * BOOTSTRAP_CONFIDENCE:g}%"
 #: The line under every interval table.
-INTERVAL_METHOD = (
-    f"{_PERCENT} intervals: percentile bootstrap over the cases of each cell (errors excluded), "
-    f"{BOOTSTRAP_RESAMPLES} resamples with replacement, seed {BOOTSTRAP_SEED}; the middle {_PERCENT} "
-    "of the resampled means ×100."
-)
+INTERVAL_METHOD = (f"{_PERCENT} intervals: percentile bootstrap over the cases of each cell (errors excluded), "
+                   f"{BOOTSTRAP_RESAMPLES} resamples with replacement, seed {BOOTSTRAP_SEED}; the middle {_PERCENT} "
+                   "of the resampled means ×100.")
 _PHASES = (("model_load", "model load"), ("edit", "edits"), ("probe", "probes"), ("restore", "restore"))
 
 #: (split, metric, header) of one numeric column.
@@ -72,7 +70,8 @@ class TableRow(NamedTuple):
     result: Aggregate
 
 
-def table1(rows: Sequence[TableRow], bounds: Sequence[Intervals] | None = None, protocols: Sequence[str] | None = None) -> str:
+def table1(rows: Sequence[TableRow], bounds: Sequence[Intervals] | None = None,
+           protocols: Sequence[str] | None = None) -> str:
     """Table 1 (Knowledge Conflict, the ConflictEdit splits) as Markdown, laid out like the paper.
 
     Under the title, a table with a column per ``table_columns(CONFLICT_EDIT)`` (Single Succ,
@@ -86,7 +85,8 @@ def table1(rows: Sequence[TableRow], bounds: Sequence[Intervals] | None = None, 
     return _benchmark_table(CONFLICT_EDIT, rows, [""] * len(rows), (), bounds, protocols)
 
 
-def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Sequence[Intervals] | None = None, protocols: Sequence[str] | None = None) -> str:
+def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Sequence[Intervals] | None = None,
+           protocols: Sequence[str] | None = None) -> str:
     """Table 2 (Knowledge Distortion, the RoundEdit splits) as Markdown, laid out like :func:`table1`.
 
     ``scaling`` is the D scaling (a key of :data:`SCALING_LABELS`) of every row, or one per row;
@@ -107,7 +107,8 @@ def table2(rows: Sequence[TableRow], scaling: str | Sequence[str], bounds: Seque
     if len(distinct) > 1:
         for index in distorted:
             marks[index] = f" (D: {scalings[index]})"
-        scaling_line = "D scaling: MIXED, rows are marked (paper = JS, upstream = JS/|Obj|); D values of different scalings are not comparable."
+        scaling_line = ("D scaling: MIXED, rows are marked (paper = JS, upstream = JS/|Obj|); "
+                        "D values of different scalings are not comparable.")
     else:
         scaling_line = f"D scaling: {SCALING_LABELS[distinct[0]] if distinct else DASH}."
     return _benchmark_table(ROUND_EDIT, rows, marks, (scaling_line,), bounds, protocols)
@@ -127,17 +128,16 @@ def table3(rows: Sequence[TableRow], protocols: Sequence[str] | None = None) -> 
     def cell(metric: str, value: float) -> str:
         return _number(METRICS[metric].on_scale(value))
 
-    return "\n\n".join(
-        [
-            f"{SEQUENTIAL.title} (mean over streams of the last checkpoint{protocol_title})",
-            _markdown(["Method", *(label for _, _, label in columns)], _grouped_body(rows, columns, marks, cell)),
-            f"Shares ×100; {', '.join(plain)} as they are (and so in gates).",
-            _cases_line(rows, splits_of(SEQUENTIAL)),
-        ]
-    )
+    return "\n\n".join([
+        f"{SEQUENTIAL.title} (mean over streams of the last checkpoint{protocol_title})",
+        _markdown(["Method", *(label for _, _, label in columns)], _grouped_body(rows, columns, marks, cell)),
+        f"Shares ×100; {', '.join(plain)} as they are (and so in gates).",
+        _cases_line(rows, splits_of(SEQUENTIAL)),
+    ])
 
 
-def paper_tables(rows: Sequence[TableRow], scalings: Sequence[str], bounds: Sequence[Intervals], protocols: Sequence[str] | None = None) -> tuple[str, str]:
+def paper_tables(rows: Sequence[TableRow], scalings: Sequence[str], bounds: Sequence[Intervals],
+                 protocols: Sequence[str] | None = None) -> tuple[str, str]:
     """Table 1 and Table 2, each with its interval table (``bounds``: one per row), for rows
     with the given D scalings and protocols (one per row)."""
     return table1(rows, bounds, protocols), table2(rows, scalings, bounds, protocols)
@@ -163,7 +163,8 @@ def relation_table(records: Sequence[CaseRecord], scaling: str | None = None) ->
         cases = [record for record in ordered if record.split == split]
         parts += [f"{split} by relation", _group_table(split, "Relation", group_records(cases, relation_of, DASH))]
         if SPLITS[split].benchmark is ROUND_EDIT:
-            parts += [f"{split} by arity (1-N: N true objects)", _group_table(split, "Arity", group_records(cases, arity_of, DASH))]
+            parts += [f"{split} by arity (1-N: N true objects)",
+                      _group_table(split, "Arity", group_records(cases, arity_of, DASH))]
     parts.append(INTERVAL_METHOD)
     if scaling is not None and any(SPLITS[split].benchmark is ROUND_EDIT for split in splits):
         parts.append(f"D scaling: {SCALING_LABELS[scaling]}.")
@@ -179,7 +180,8 @@ def threshold_summary(records: Sequence[CaseRecord], thresholds: Thresholds) -> 
     body = []
     for split, entry in counts["splits"].items():
         tallies = entry["thresholds"]
-        passed = ", ".join(f"{METRICS[metric].label} {tally['passed']}/{tally['checked']}" for metric, tally in tallies.items())
+        passed = ", ".join(f"{METRICS[metric].label} {tally['passed']}/{tally['checked']}"
+                           for metric, tally in tallies.items())
         body.append([split, *(str(entry[key]) for key in keys), passed or DASH])
     body.append(["all", *(str(counts[key]) for key in keys), ""])
     return _markdown(["Split", *(key.capitalize() for key in keys), "Threshold passed/checked"], body)
@@ -215,53 +217,33 @@ def timing_summary(summary: RunSummary) -> str:
 def metric_table() -> str:
     """Every metric of the registry: key, name, which way is better, whether it is a per-case
     0/1, its default threshold, the splits that report it, and what it measures."""
-    body = [
-        [
-            f"`{key}`",
-            metric.label,
-            metric.arrow,
-            "yes" if metric.binary else "no",
-            f"`{key}{metric.default_threshold}`" if metric.default_threshold else DASH,
-            ", ".join(name for name, split in SPLITS.items() if key in split.metrics),
-            _escape(metric.description),
-        ]
-        for key, metric in METRICS.items()
-    ]
-    table: str = tabulate(
-        body, headers=["key", "metric", "better", "0/1", "default threshold", "splits", "what it measures"], tablefmt="pipe", disable_numparse=True
-    )
+    body = [[f"`{key}`", metric.label, metric.arrow, "yes" if metric.binary else "no",
+             f"`{key}{metric.default_threshold}`" if metric.default_threshold else DASH,
+             ", ".join(name for name, split in SPLITS.items() if key in split.metrics), _escape(metric.description)]
+            for key, metric in METRICS.items()]
+    table: str = tabulate(body, headers=["key", "metric", "better", "0/1", "default threshold", "splits", "what it measures"],
+                          tablefmt="pipe", disable_numparse=True)
     return table
 
 
-def _benchmark_table(
-    benchmark: Benchmark,
-    rows: Sequence[TableRow],
-    marks: Sequence[str],
-    notes: Sequence[str],
-    bounds: Sequence[Intervals] | None,
-    protocols: Sequence[str] | None = None,
-) -> str:
+def _benchmark_table(benchmark: Benchmark, rows: Sequence[TableRow], marks: Sequence[str], notes: Sequence[str],
+                     bounds: Sequence[Intervals] | None, protocols: Sequence[str] | None = None) -> str:
     """The benchmark's table of means, the cases line and ``notes``, then, with ``bounds``, the
     interval table; ``marks[i]`` is appended to row ``i``'s method in both tables, then, when
     ``protocols`` differ, the row's protocol."""
     protocol_title, marks = _protocol_marks(protocols, marks)
     columns = table_columns(benchmark)
     header = ["Method", *(label for _, _, label in columns)]
-    parts = [
-        f"{benchmark.title} (mean over cases ×100{protocol_title})",
-        _markdown(header, _grouped_body(rows, columns, marks, lambda _, value: _number(value))),
-        _cases_line(rows, splits_of(benchmark)),
-        *notes,
-    ]
+    parts = [f"{benchmark.title} (mean over cases ×100{protocol_title})",
+             _markdown(header, _grouped_body(rows, columns, marks, lambda _, value: _number(value))),
+             _cases_line(rows, splits_of(benchmark)), *notes]
     if bounds is not None:
         if len(bounds) != len(rows):
             raise ValueError(f"{len(bounds)} interval sets for {len(rows)} rows")
         interval_rows = [(row.model, row.method, row_bounds) for row, row_bounds in zip(rows, bounds)]
-        parts += [
-            f"{_PERCENT} confidence intervals of Table {benchmark.table}",
-            _markdown(header, _grouped_body(interval_rows, columns, marks, lambda _, value: _interval(value))),
-            INTERVAL_METHOD,
-        ]
+        parts += [f"{_PERCENT} confidence intervals of Table {benchmark.table}",
+                  _markdown(header, _grouped_body(interval_rows, columns, marks, lambda _, value: _interval(value))),
+                  INTERVAL_METHOD]
     return "\n\n".join(parts)
 
 
@@ -278,9 +260,8 @@ def _protocol_marks(protocols: Sequence[str] | None, marks: Sequence[str]) -> tu
     return "; protocol: MIXED, rows are marked", [f"{mark} (protocol: {name})" for mark, name in zip(marks, protocols)]
 
 
-def _grouped_body(
-    rows: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]], columns: Sequence[Column], marks: Sequence[str], cell: Callable[[str, Any], str]
-) -> list[list[str]]:
+def _grouped_body(rows: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]], columns: Sequence[Column],
+                  marks: Sequence[str], cell: Callable[[str, Any], str]) -> list[list[str]]:
     """Rows (model, method, split -> metric -> value) grouped by model (in order of first
     appearance): a ``*model*`` line, then one line per method with ``marks[i]`` after row
     ``i``'s method; a column's cell is ``cell(metric, value)``, or "–" when the row has no such value."""
@@ -331,13 +312,15 @@ def _group_table(split: str, label: str, groups: Mapping[str, Sequence[CaseRecor
     for name, cases in groups.items():
         means = aggregate(cases).get(split, {})
         bounds = intervals(cases).get(split, {})
-        body.append([_escape(name), str(len(cases)), *(f"{_number(means[m])} {_interval(bounds[m])}" if m in bounds else DASH for m in metrics)])
+        body.append([_escape(name), str(len(cases)),
+                     *(f"{_number(means[m])} {_interval(bounds[m])}" if m in bounds else DASH for m in metrics)])
     return _markdown([label, "n", *(METRICS[metric].label for metric in metrics)], body)
 
 
 def _markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     """A pipe table of pre-formatted cells: the first column left-aligned, the others right-aligned."""
-    table: str = tabulate(body, headers=header, tablefmt="pipe", disable_numparse=True, colalign=("left", *["right"] * (len(header) - 1)))
+    table: str = tabulate(body, headers=header, tablefmt="pipe", disable_numparse=True,
+                          colalign=("left", *["right"] * (len(header) - 1)))
     return table
 
 

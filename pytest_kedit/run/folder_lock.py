@@ -39,13 +39,13 @@ class FolderLock:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             self.lock.acquire()
         except Timeout:
-            raise ConfigError(
-                f"--kedit-report: {self.folder} is being written by another run ({self.holder()}); wait for it to finish, or report into another folder"
-            ) from None
+            raise ConfigError(f"--kedit-report: {self.folder} is being written by another run ({self.holder()}); "
+                              "wait for it to finish, or report into another folder") from None
         except OSError as exc:
             raise ConfigError(f"--kedit-report: cannot lock {self.folder}: {exc.strerror or exc}") from None
         with contextlib.suppress(OSError):  # a full disk: the lock holds without saying who holds it
-            self.holder_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+            self.holder_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
 
     def holder(self) -> str:
         """Who holds the lock, as its holder file says: ``pid 123 on host ci-7 since ...``."""

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 #: The longest window of a held-out text scored at once, in tokens (less when the model's context is shorter).
 PERPLEXITY_WINDOW = 1024
 
-
 @dataclass
 class CaseResult:
     """What running one case produced."""
@@ -72,7 +71,8 @@ class EditorContractError(KeditError):
 class Harness:
     """Runs cases on one model with one editor; after every case the model is as it was."""
 
-    def __init__(self, loaded: LoadedModel, editor: Editor, protocol: Protocol = PAPER, seed: int = 0, stream: StreamSettings = DEFAULT_STREAM):
+    def __init__(self, loaded: LoadedModel, editor: Editor, protocol: Protocol = PAPER, seed: int = 0,
+                 stream: StreamSettings = DEFAULT_STREAM):
         if protocol.distortion not in metrics.DISTORTION_SCALINGS:
             raise KeditError(f"unknown distortion scaling {protocol.distortion!r}; use one of {metrics.DISTORTION_SCALINGS}")
         self.loaded = loaded
@@ -167,7 +167,7 @@ class Harness:
     def _edit(self, requests: EditBatch, builds_on: bool) -> WeightDelta:
         """Apply ``requests``; edits that later edits build on (``builds_on``: a stream's, the
         carried ones) on one CPU thread (:mod:`pytest_kedit.model.threads`)."""
-        with self._timer("edit"), one_thread() if builds_on else nullcontext():
+        with self._timer("edit"), (one_thread() if builds_on else nullcontext()):
             if self.editor.batched:
                 return self.editor.apply(self.model, self.loaded.tokenizer, list(requests))
             delta = WeightDelta()
@@ -179,7 +179,8 @@ class Harness:
         """Write back what the edits changed, and check that they reported every change."""
         with self._timer("restore"):
             edited.delta.restore(self.model)
-        changed = [name for name, version in _parameter_versions(self.model).items() if version != edited.versions[name] and name not in edited.delta.originals]
+        changed = [name for name, version in _parameter_versions(self.model).items()
+                   if version != edited.versions[name] and name not in edited.delta.originals]
         if changed:
             raise EditorContractError(
                 f"editor {self.editor.name!r} changed {changed[:5]} without saving them in its WeightDelta "

@@ -62,139 +62,64 @@ def _dest(name: str) -> str:
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", "MODEL", "embedded alias (smollm2-135m, gemma3-270m), Hugging Face id or local path", DEFAULT_MODEL),
-    Option("method", "METHOD", "editing method: ft, or any registered in the pytest_kedit.editors entry points", DEFAULT_METHOD),
+    Option("method", "METHOD", "editing method: ft, or any registered in the pytest_kedit.editors entry points",
+           DEFAULT_METHOD),
     Option("hparams", "PATH", "YAML file of hyper-parameters (EasyEdit key names); default: packaged per method and model"),
     Option("device", "DEVICE", "auto, cpu, cuda or cuda:N; auto spreads pytest-xdist workers over the visible GPUs", "auto"),
     Option("dtype", "DTYPE", "auto, float32, float16 or bfloat16", "auto"),
-    Option(
-        "data",
-        "DATA",
-        "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
-        "upstream:GPT-J (the published files, downloaded once); default: the built-in suites",
-    ),
-    Option(
-        "split",
-        "SPLITS",
-        "comma-separated splits to run (kedit metrics lists them), each of which must be in "
-        "the data; default: every split the data has (with --kedit-carry, but sequential)",
-    ),
+    Option("data", "DATA", "folder in the upstream layout (e.g. .../pitfalls/GPT2-XL), or upstream:GPT2-XL / "
+           "upstream:GPT-J (the published files, downloaded once); default: the built-in suites"),
+    Option("split", "SPLITS", "comma-separated splits to run (kedit metrics lists them), each of which must be in "
+           "the data; default: every split the data has (with --kedit-carry, but sequential)"),
     Option("limit", "N", "run only the first N cases of each split; default: all"),
-    Option(
-        "sample",
-        "N",
-        "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
-        "(from the first --kedit-limit cases when both are given); default: all",
-    ),
-    Option(
-        "shard",
-        "K/N",
-        "run shard K of N (e.g. 2/3): within each split, the cases ordered by relation "
-        "and case id and dealt round-robin; merge the shards' report folders with kedit report",
-    ),
+    Option("sample", "N", "run a sample of N cases per split, stratified by relation and drawn with --kedit-seed "
+           "(from the first --kedit-limit cases when both are given); default: all"),
+    Option("shard", "K/N", "run shard K of N (e.g. 2/3): within each split, the cases ordered by relation "
+           "and case id and dealt round-robin; merge the shards' report folders with kedit report"),
     Option("report", "DIR", "folder for table1.md, table2.md, relations.md, cases.jsonl and summary.json"),
-    Option("html", "PATH", "also write the visual report, one self-contained HTML page, to this file (needs pip install 'pytest-kedit[html]')"),
+    Option("html", "PATH", "also write the visual report, one self-contained HTML page, to this file "
+           "(needs pip install 'pytest-kedit[html]')"),
     Option("seed", "N", "seed for every case's random state", "0"),
-    Option(
-        "protocol",
-        "NAME",
-        "paper (the paper's definitions) or upstream (the published code's choices, to "
-        "compare with the published tables: prompts' trailing spaces, Others, D scaling, FT/ROME/MEMIT defaults; "
-        "kedit docs fidelity)",
-        "paper",
-    ),
-    Option("distortion", "NAME", "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published Table 2); default: the protocol's"),
-    Option(
-        "threshold",
-        "SPEC",
-        "per-case threshold [SPLIT.]METRIC>=V, [SPLIT.]METRIC<=V or [SPLIT.]METRIC=off; "
-        "repeatable; overrides ini kedit_threshold; default: each metric's default threshold (kedit metrics)",
-        kind="args",
-        ini_aliases=("kedit_thresholds",),
-    ),
+    Option("protocol", "NAME", "paper (the paper's definitions) or upstream (the published code's choices, to "
+           "compare with the published tables: prompts' trailing spaces, Others, D scaling, FT/ROME/MEMIT defaults; "
+           "kedit docs fidelity)", "paper"),
+    Option("distortion", "NAME", "D scaling: paper (JS divergence) or upstream (JS/|Obj|, as in the published "
+           "Table 2); default: the protocol's"),
+    Option("threshold", "SPEC", "per-case threshold [SPLIT.]METRIC>=V, [SPLIT.]METRIC<=V or [SPLIT.]METRIC=off; "
+           "repeatable; overrides ini kedit_threshold; default: each metric's default threshold (kedit metrics)",
+           kind="args", ini_aliases=("kedit_thresholds",)),
     Option("sequential", "N", "apply the first N edits of each stream of the sequential split; default: all of them"),
-    Option(
-        "sequential-batch",
-        "B",
-        "edits of a stream per batch (one call of MEMIT and its kin, B calls of one edit for "
-        "other methods); default: the checkpoint spacing for MEMIT and its kin, 1 for other methods",
-    ),
-    Option(
-        "sequential-every", "K", "measure a stream at the first batch end after every K edits, and after its last; default: a tenth of the stream, rounded up"
-    ),
-    Option(
-        "sequential-scheme",
-        "NAME",
-        "score a stream's edits right after their batch (immediate: es_imm, gs_imm), on the model after the stream (final: es, gs), or both (and retention)",
-        "both",
-    ),
-    Option(
-        "carry",
-        "K",
-        "measure the ConflictEdit and RoundEdit cases on a model that carries K edits: once per "
-        "process the editor applies the first K edits of the data's stream (sequential.json) whose subject no "
-        "case edits or probes, in a stream's batches; every case starts from that model, its θ probed live, "
-        "and is restored to it; not with the sequential split",
-        "0",
-    ),
-    Option(
-        "by-relation",
-        None,
-        "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every metric; default: only written to relations.md in --kedit-report",
-        kind="bool",
-    ),
-    Option(
-        "resume",
-        None,
-        "continue the partial run in --kedit-report: cases it recorded under the same model, "
-        "data, hparams, seed, thresholds and versions are reported from their records, not run again",
-        kind="bool",
-    ),
-    Option(
-        "baseline",
-        "PATH",
-        "judge every case against this baseline file: a case fails only when it regressed; "
-        f"alone, or '{DEFAULT_BASELINE}': .kedit/baselines/<model>/<method>.json under the rootdir; "
-        "default: no baseline",
-    ),
-    Option(
-        "baseline-update",
-        None,
-        "write this run's per-case results as the baseline (--kedit-baseline's file, or the default path); missed thresholds become known failures (xfail)",
-        kind="bool",
-        aliases=("--kedit-update-baseline",),
-        ini_aliases=("kedit_update_baseline",),
-    ),
-    Option(
-        "baseline-tolerance",
-        "T",
-        "with a baseline: how much worse (per-case scale, as the thresholds) a metric "
-        "may get before its case regresses; a missed threshold the baseline met always regresses",
-        "1e-4",
-        aliases=("--kedit-tolerance",),
-        ini_aliases=("kedit_tolerance",),
-    ),
-    Option(
-        "baseline-ignore",
-        "FIELD,...",
-        "with a baseline: comma-separated provenance fields that may differ "
-        "from the baseline's, e.g. hparams to gate a change of hyper-parameters; one of " + ", ".join(PROVENANCE_FIELDS),
-    ),
-    Option(
-        "gate",
-        "SPEC",
-        "aggregate gate on the tables' x100 scale, checked when the session ends: "
-        "SPLIT.METRIC>=V, SPLIT.METRIC<=V, or relative to the baseline SPLIT.METRIC<=baseline+V; repeatable; "
-        "adds to ini kedit_gate",
-        kind="args",
-        ini_aliases=("kedit_gates",),
-    ),
-    Option(
-        "gate-mode",
-        "MODE",
-        "how a gate relative to the baseline fails: significant (the whole paired 95 "
-        "percent interval of run - baseline beyond the margin) or point (the difference itself)",
-        "significant",
-    ),
+    Option("sequential-batch", "B", "edits of a stream per batch (one call of MEMIT and its kin, B calls of one edit for "
+           "other methods); default: the checkpoint spacing for MEMIT and its kin, 1 for other methods"),
+    Option("sequential-every", "K", "measure a stream at the first batch end after every K edits, and after its last; "
+           "default: a tenth of the stream, rounded up"),
+    Option("sequential-scheme", "NAME", "score a stream's edits right after their batch (immediate: es_imm, gs_imm), on "
+           "the model after the stream (final: es, gs), or both (and retention)", "both"),
+    Option("carry", "K", "measure the ConflictEdit and RoundEdit cases on a model that carries K edits: once per "
+           "process the editor applies the first K edits of the data's stream (sequential.json) whose subject no "
+           "case edits or probes, in a stream's batches; every case starts from that model, its θ probed live, "
+           "and is restored to it; not with the sequential split", "0"),
+    Option("by-relation", None, "also print the per-relation (and, for RoundEdit, per-arity) breakdown of every "
+           "metric; default: only written to relations.md in --kedit-report", kind="bool"),
+    Option("resume", None, "continue the partial run in --kedit-report: cases it recorded under the same model, "
+           "data, hparams, seed, thresholds and versions are reported from their records, not run again", kind="bool"),
+    Option("baseline", "PATH", "judge every case against this baseline file: a case fails only when it regressed; "
+           f"alone, or '{DEFAULT_BASELINE}': .kedit/baselines/<model>/<method>.json under the rootdir; "
+           "default: no baseline"),
+    Option("baseline-update", None, "write this run's per-case results as the baseline (--kedit-baseline's file, "
+           "or the default path); missed thresholds become known failures (xfail)", kind="bool",
+           aliases=("--kedit-update-baseline",), ini_aliases=("kedit_update_baseline",)),
+    Option("baseline-tolerance", "T", "with a baseline: how much worse (per-case scale, as the thresholds) a metric "
+           "may get before its case regresses; a missed threshold the baseline met always regresses", "1e-4",
+           aliases=("--kedit-tolerance",), ini_aliases=("kedit_tolerance",)),
+    Option("baseline-ignore", "FIELD,...", "with a baseline: comma-separated provenance fields that may differ "
+           "from the baseline's, e.g. hparams to gate a change of hyper-parameters; one of "
+           + ", ".join(PROVENANCE_FIELDS)),
+    Option("gate", "SPEC", "aggregate gate on the tables' x100 scale, checked when the session ends: "
+           "SPLIT.METRIC>=V, SPLIT.METRIC<=V, or relative to the baseline SPLIT.METRIC<=baseline+V; repeatable; "
+           "adds to ini kedit_gate", kind="args", ini_aliases=("kedit_gates",)),
+    Option("gate-mode", "MODE", "how a gate relative to the baseline fails: significant (the whole paired 95 "
+           "percent interval of run - baseline beyond the margin) or point (the difference itself)", "significant"),
 )
 
 
@@ -213,7 +138,8 @@ def add_options(parser: pytest.Parser) -> None:
         elif option.kind == "args":
             group.addoption(*flags, dest=option.dest, action="append", default=[], metavar=option.metavar, help=shown)
         elif option.name == "baseline":  # given alone, it means the default file
-            group.addoption(*flags, dest=option.dest, nargs="?", const=DEFAULT_BASELINE, default=None, metavar=option.metavar, help=shown)
+            group.addoption(*flags, dest=option.dest, nargs="?", const=DEFAULT_BASELINE, default=None,
+                            metavar=option.metavar, help=shown)
         else:
             group.addoption(*flags, dest=option.dest, default=None, metavar=option.metavar, help=shown)
         ini_type, ini_default = _INI_TYPES[option.kind]
@@ -251,7 +177,8 @@ def header_line(config: pytest.Config) -> str:
         shown = f"{baseline or DEFAULT_BASELINE} (updated by this run)"
     else:
         shown = baseline or "none"
-    return f"kedit: {model} × {method}, protocol {_raw(config, 'protocol') or 'paper'}, device {_raw(config, 'device') or 'auto'}, baseline {shown}"
+    return (f"kedit: {model} × {method}, protocol {_raw(config, 'protocol') or 'paper'}, "
+            f"device {_raw(config, 'device') or 'auto'}, baseline {shown}")
 
 
 @dataclass(frozen=True)
@@ -316,10 +243,8 @@ def read_options(config: pytest.Config) -> KeditOptions:
     splits = tuple(s.strip() for s in (named_splits or ",".join(_default_splits(stream.carry))).split(",") if s.strip())
     check_splits(splits, "--kedit-split")
     if stream.carry and "sequential" in splits:
-        raise ConfigError(
-            f"--kedit-carry={stream.carry}: carried edits are for the ConflictEdit and RoundEdit cases; "
-            "a stream of the sequential split starts from the original model: leave it out of --kedit-split"
-        )
+        raise ConfigError(f"--kedit-carry={stream.carry}: carried edits are for the ConflictEdit and RoundEdit cases; "
+                          "a stream of the sequential split starts from the original model: leave it out of --kedit-split")
     protocol = resolve_protocol(value("protocol") or "paper", value("distortion"))
     specs = [*config.getini("kedit_threshold"), *config.getoption("kedit_threshold")]
     return KeditOptions(
@@ -362,23 +287,15 @@ def _baseline_options(config: pytest.Config, value: Callable[[str], str | None])
     elif named is not None:
         baseline = str(Path(named).expanduser())
         if Path(baseline).is_dir():  # `--kedit-baseline suites/` takes the test folder as its value
-            raise ConfigError(
-                f"--kedit-baseline: {named} is a folder, not a baseline file; for the default file write "
-                f"--kedit-baseline={DEFAULT_BASELINE} or put --kedit-baseline after the test paths"
-            )
+            raise ConfigError(f"--kedit-baseline: {named} is a folder, not a baseline file; for the default file write "
+                              f"--kedit-baseline={DEFAULT_BASELINE} or put --kedit-baseline after the test paths")
     tolerance = parse_tolerance(value("baseline-tolerance"), "--kedit-baseline-tolerance")
     ignore = parse_ignore(value("baseline-ignore"), "--kedit-baseline-ignore")
     specs = [*config.getini("kedit_gate"), *config.getoption("kedit_gate")]
     mode = value("gate-mode") or "significant"
     gates = parse_gates(specs, mode, has_baseline=baseline is not None)  # checks the mode too
-    return {
-        "baseline": baseline,
-        "update_baseline": update,
-        "tolerance": tolerance,
-        "baseline_ignore": ignore,
-        "gates": gates,
-        "gate_mode": cast("GateMode", mode),
-    }
+    return {"baseline": baseline, "update_baseline": update, "tolerance": tolerance, "baseline_ignore": ignore, "gates": gates,
+            "gate_mode": cast("GateMode", mode)}
 
 
 def _default_splits(carry: int) -> tuple[str, ...]:
@@ -397,13 +314,10 @@ def _stream(value: Callable[[str], str | None]) -> StreamSettings:
     scheme = value("sequential-scheme") or "both"
     if scheme not in SCHEMES:
         raise ConfigError(f"--kedit-sequential-scheme: {scheme!r}; choose from {', '.join(SCHEMES)}")
-    return StreamSettings(
-        edits=_integer("sequential", value("sequential"), minimum=1),
-        batch=_integer("sequential-batch", value("sequential-batch"), minimum=1),
-        every=_integer("sequential-every", value("sequential-every"), minimum=1),
-        scheme=scheme,
-        carry=_integer("carry", value("carry"), minimum=0) or 0,
-    )
+    return StreamSettings(edits=_integer("sequential", value("sequential"), minimum=1),
+                          batch=_integer("sequential-batch", value("sequential-batch"), minimum=1),
+                          every=_integer("sequential-every", value("sequential-every"), minimum=1), scheme=scheme,
+                          carry=_integer("carry", value("carry"), minimum=0) or 0)
 
 
 def _resume(config: pytest.Config, report: str | None) -> bool:

@@ -75,23 +75,23 @@ def check_model(name: str) -> None:
     try:
         validate_repo_id(name)
     except HFValidationError:  # '/data/gpt2', '../model': meant as a folder
-        raise ConfigError(f"--kedit-model: {name!r} is not an embedded alias ({', '.join(EMBEDDED_MODELS)}), and no folder {local.absolute()} exists") from None
+        raise ConfigError(f"--kedit-model: {name!r} is not an embedded alias ({', '.join(EMBEDDED_MODELS)}), "
+                          f"and no folder {local.absolute()} exists") from None
     if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
         return
     alternatives = f"embedded aliases: {', '.join(EMBEDDED_MODELS)}; or a local folder"
     if HF_HUB_OFFLINE:
-        raise ConfigError(f"--kedit-model: {name!r} is not in the Hugging Face cache {HF_HUB_CACHE} and HF_HUB_OFFLINE is set; {alternatives}")
+        raise ConfigError(f"--kedit-model: {name!r} is not in the Hugging Face cache {HF_HUB_CACHE} "
+                          f"and HF_HUB_OFFLINE is set; {alternatives}")
     try:
         huggingface_hub.model_info(name, timeout=10)
     except RepositoryNotFoundError:
-        raise ConfigError(
-            f"--kedit-model: {name!r} is neither an embedded alias, a local folder, nor a model on the Hugging Face hub; {alternatives}"
-        ) from None
+        raise ConfigError(f"--kedit-model: {name!r} is neither an embedded alias, a local folder, nor a model "
+                          f"on the Hugging Face hub; {alternatives}") from None
     except Exception as exc:  # any failure to reach the hub: DNS, proxy, timeout, HTTP errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"--kedit-model: {name!r} is not in the Hugging Face cache {HF_HUB_CACHE} and the hub cannot be reached ({reason}); {alternatives}"
-        ) from None
+        raise ConfigError(f"--kedit-model: {name!r} is not in the Hugging Face cache {HF_HUB_CACHE} and the hub "
+                          f"cannot be reached ({reason}); {alternatives}") from None
 
 
 def check_cache() -> None:
@@ -103,9 +103,8 @@ def check_cache() -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise ConfigError(
-            f"the cache folder {folder} cannot be written ({exc.strerror or exc}); make it writable, or set {ENV_CACHE_DIR} to a folder that can be"
-        ) from None
+        raise ConfigError(f"the cache folder {folder} cannot be written ({exc.strerror or exc}); make it writable, "
+                          f"or set {ENV_CACHE_DIR} to a folder that can be") from None
 
 
 def check_report_folder(folder: Path) -> None:

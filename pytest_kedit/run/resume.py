@@ -55,7 +55,8 @@ class PreviousRun:
             return
         difference = run_difference(self.provenance, current, fields)
         if difference is not None:
-            raise ConfigError(f"--kedit-resume: {self.folder} holds a different run ({difference}); resume with the same options, or report into a new folder")
+            raise ConfigError(f"--kedit-resume: {self.folder} holds a different run ({difference}); "
+                              "resume with the same options, or report into a new folder")
 
 
 def read_previous(folder: str | Path) -> PreviousRun:
@@ -71,7 +72,8 @@ def read_previous(folder: str | Path) -> PreviousRun:
         return PreviousRun(target)
     run_file = target / RUN_FILE
     if not run_file.is_file():
-        raise ReportError(target, f"{CASES_FILE} has cases but no {RUN_FILE} says how they were made; run without --kedit-resume")
+        raise ReportError(target, f"{CASES_FILE} has cases but no {RUN_FILE} says how they were made; "
+                                  "run without --kedit-resume")
     recorded = _read_object(run_file).get("provenance")
     if not isinstance(recorded, dict):
         raise ReportError(run_file, "field 'provenance' must be an object")

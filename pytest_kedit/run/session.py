@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from pytest_kedit.benchmark.cases import Case
     from pytest_kedit.run.harness import Harness
 
-
 class Worker:
     """Loads the model and editor once per process (and applies the edits ``--kedit-carry`` carries)
     and runs cases on them."""
@@ -68,7 +67,8 @@ class Worker:
     def suite(self) -> Suite:
         if self._suite is None:
             options = self.options
-            self._suite = load_suite(options.data, options.splits, options.limit, options.sample, options.seed, options.shard, options.stream.carry)
+            self._suite = load_suite(options.data, options.splits, options.limit, options.sample, options.seed,
+                                     options.shard, options.stream.carry)
         return self._suite
 
     @property
@@ -134,22 +134,12 @@ class Worker:
         """This process's :func:`~pytest_kedit.results.provenance.provenance`; the model fingerprint and
         the hparams are None and empty until the model has loaded."""
         info, options = self.process_info() or {}, self.options
-        return provenance(
-            model=options.model,
-            model_fingerprint=info.get("model_fingerprint"),
-            method=options.method,
-            data_fingerprint=self.suite.fingerprint,
-            data_files=self.suite.files,
-            hparams=info.get("hparams", {}),
-            editor_fingerprint=info.get("editor_fingerprint"),
-            seed=options.seed,
-            distortion_scaling=options.distortion,
-            protocol=options.protocol.name,
-            probe_version=info.get("probe_version"),
-            package_version=version("pytest-kedit"),
-            thresholds=options.thresholds.specs(),
-            sequential=options.stream.given(),
-        )
+        return provenance(model=options.model, model_fingerprint=info.get("model_fingerprint"), method=options.method,
+                          data_fingerprint=self.suite.fingerprint, data_files=self.suite.files,
+                          hparams=info.get("hparams", {}), editor_fingerprint=info.get("editor_fingerprint"),
+                          seed=options.seed, distortion_scaling=options.distortion, protocol=options.protocol.name,
+                          probe_version=info.get("probe_version"), package_version=version("pytest-kedit"),
+                          thresholds=options.thresholds.specs(), sequential=options.stream.given())
 
     def unrunnable(self, entry: Entry) -> DataError | None:
         """Why ``entry`` cannot run, found before any edit: its record is bad, or one of its model
@@ -172,7 +162,8 @@ class Worker:
         found = overlong(entry, length, limit, split.benchmark.prompts_file)
         if found is None:
             return None
-        return DataError(str(Path(self.suite.source) / split.data_file), found.message("the model's context"), record=entry.index, field=found.field)
+        return DataError(str(Path(self.suite.source) / split.data_file), found.message("the model's context"),
+                         record=entry.index, field=found.field)
 
     @property
     def previous_run(self) -> PreviousRun:
@@ -269,8 +260,7 @@ def case_test_end(record: CaseRecord, judgement: Judgement | None, update_baseli
         return "xfail", judgement.reason
     if update_baseline and record.failures:
         return "xfail", "recorded in the baseline as a known failure: " + ", ".join(
-            f"{METRICS[metric].label} = {record.metrics[metric]:.4g}" for metric in record.failed_metrics
-        )
+            f"{METRICS[metric].label} = {record.metrics[metric]:.4g}" for metric in record.failed_metrics)
     return None
 
 
@@ -325,7 +315,8 @@ class Collector:
                 self.log.close()
                 self.log = None
 
-    def add_report(self, record: CaseRecord, provenance: dict[str, Any] | None, nodeid: str, outcome: str, xfailed: bool, bad_data: bool) -> None:
+    def add_report(self, record: CaseRecord, provenance: dict[str, Any] | None, nodeid: str, outcome: str,
+                   xfailed: bool, bad_data: bool) -> None:
         """:meth:`add` the record a test's report carried, with the test's ``nodeid`` and its
         outcome: ``error`` for a case that could not run, ``xfailed`` for a test that xfailed,
         else the test's ``outcome``; ``bad_data`` when the test errored in its setup (the case's
@@ -403,9 +394,8 @@ class Collector:
                 lines.append((f"baseline {display_path(Path(options.baseline))} not written: no case reached the model", True))
             else:
                 try:
-                    written, line = update_baseline(
-                        Path(options.baseline), summary.provenance(), records, summary.complete, summary.cases_done, summary.cases_expected
-                    )
+                    written, line = update_baseline(Path(options.baseline), summary.provenance(), records,
+                                                    summary.complete, summary.cases_done, summary.cases_expected)
                     lines.append((line, not written))
                 except BaselineError as exc:
                     lines.append((f"kedit: {exc}", True))

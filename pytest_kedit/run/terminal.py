@@ -34,13 +34,8 @@ def run_lines(collector: Collector, run: RunReport, verdict: SessionVerdict | No
     :func:`step_summary_lines` (which appends the job summary)."""
     options = collector.options
     paper = paper_tables(run)
-    return [
-        *table_lines(run, options, paper),
-        *case_notes(collector),
-        *html_lines(run, options),
-        *verdict_lines(verdict, options),
-        *step_summary_lines(run, paper, verdict, options),
-    ]
+    return [*table_lines(run, options, paper), *case_notes(collector), *html_lines(run, options),
+            *verdict_lines(verdict, options), *step_summary_lines(run, paper, verdict, options)]
 
 
 def paper_tables(run: RunReport) -> list[str]:
@@ -56,8 +51,10 @@ def table_lines(run: RunReport, options: KeditOptions, paper: Sequence[str]) -> 
     and the timings."""
     lines: list[Line] = []
     if options.sample is not None:
-        lines += [(f"stratified sample of {options.sample} cases per split (by relation, seed {options.seed})", False), ("", False)]
-    blocks = [*paper, *([run.relations] if options.by_relation else []), threshold_summary(run.records, options.thresholds), timing_summary(run.summary)]
+        lines += [(f"stratified sample of {options.sample} cases per split (by relation, seed {options.seed})", False),
+                  ("", False)]
+    blocks = [*paper, *([run.relations] if options.by_relation else []),
+              threshold_summary(run.records, options.thresholds), timing_summary(run.summary)]
     for block in blocks:
         if block:
             lines += [(line, False) for line in block.splitlines()] + [("", False)]
@@ -69,19 +66,14 @@ def case_notes(collector: Collector) -> list[Line]:
     their records, and the report folder written (or, red, why not)."""
     options, lines = collector.options, []
     if collector.bad_data:
-        lines.append(
-            (
-                f"{collector.bad_data} case{'s' if collector.bad_data != 1 else ''} could not run: bad data "
-                "(the errors above; not counted as threshold failures)",
-                True,
-            )
-        )
+        lines.append((f"{collector.bad_data} case{'s' if collector.bad_data != 1 else ''} could not run: bad data "
+                      "(the errors above; not counted as threshold failures)", True))
     if options.resume:
-        lines.append(
-            (f"resumed {options.report}: {collector.reused} cases reported from their records, {len(collector.records) - collector.reused} run", False)
-        )
+        lines.append((f"resumed {options.report}: {collector.reused} cases reported from their records, "
+                      f"{len(collector.records) - collector.reused} run", False))
     if collector.report_error is not None:
-        lines.append((f"kedit: report {options.report} not written: {collector.report_error} (the cases it already held are kept)", True))
+        lines.append((f"kedit: report {options.report} not written: {collector.report_error} "
+                      "(the cases it already held are kept)", True))
     elif options.report:
         lines.append((f"report written to {options.report}", False))
     return lines
@@ -92,7 +84,8 @@ def terminated_line(collector: Collector, run: RunReport) -> Line:
     done, report = len(run.records), collector.options.report
     if not report or collector.report_error is not None:
         return "kedit: stopped by SIGTERM, as by Ctrl-C", True
-    return (f"kedit: stopped by SIGTERM, as by Ctrl-C: {done} finished case{'' if done == 1 else 's'} kept in {report}, --kedit-resume continues the run"), True
+    return (f"kedit: stopped by SIGTERM, as by Ctrl-C: {done} finished case{'' if done == 1 else 's'} kept in "
+            f"{report}, --kedit-resume continues the run"), True
 
 
 def html_lines(run: RunReport, options: KeditOptions) -> list[Line]:
@@ -120,7 +113,8 @@ def verdict_lines(verdict: SessionVerdict | None, options: KeditOptions) -> list
     return [*verdict.lines, *((line, verdict.failed and line.startswith("Gates:")) for line in gates.splitlines())]
 
 
-def step_summary_lines(run: RunReport, paper: Sequence[str], verdict: SessionVerdict | None, options: KeditOptions) -> list[Line]:
+def step_summary_lines(run: RunReport, paper: Sequence[str], verdict: SessionVerdict | None,
+                       options: KeditOptions) -> list[Line]:
     """Under GitHub Actions (``GITHUB_STEP_SUMMARY`` set): append the ``paper`` tables and the
     gates to the job summary; a file that cannot be written is a red line, not a lost run."""
     summary = run.summary

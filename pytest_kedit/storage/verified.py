@@ -45,7 +45,8 @@ def read_entry(path: Path, read: Callable[[Path], T], build: Callable[[Path], No
     return read_entries([path], read, lambda temporary: build(temporary[path]))[path]
 
 
-def read_entries(paths: Sequence[Path], read: Callable[[Path], T], build: Callable[[dict[Path, Path]], None]) -> dict[Path, T]:
+def read_entries(paths: Sequence[Path], read: Callable[[Path], T],
+                 build: Callable[[dict[Path, Path]], None]) -> dict[Path, T]:
     """``read(path)`` of each entry, verified; the entries missing, or damaged (removed first,
     with a line each), are built first in one call of ``build`` (:func:`~.cache.build_each_once`)
     and sealed with their digest. :class:`CacheError` when an entry cannot be written, or is still
@@ -72,9 +73,8 @@ def read_entries(paths: Sequence[Path], read: Callable[[Path], T], build: Callab
             values[path] = _read_verified(path, read)
         except _Damaged as why:
             before = f" (it was damaged: {damaged[path]})" if path in damaged else ""
-            raise CacheError(
-                f"cache entry {path} is damaged ({why}) right after it was built{before}; delete it, check the disk holding {cache_dir()}, and run again"
-            ) from None
+            raise CacheError(f"cache entry {path} is damaged ({why}) right after it was built{before}; "
+                             f"delete it, check the disk holding {cache_dir()}, and run again") from None
     return values
 
 
@@ -163,7 +163,8 @@ def _delete(path: Path) -> None:
 
 
 def _unwritable(path: Path, exc: OSError) -> str:
-    return f"cannot write the cache entry {path}: {exc.strerror or exc}; free space or make {cache_dir()} writable, or set KEDIT_CACHE_DIR to another folder"
+    return (f"cannot write the cache entry {path}: {exc.strerror or exc}; free space or make {cache_dir()} "
+            f"writable, or set KEDIT_CACHE_DIR to another folder")
 
 
 def _first_line(exc: BaseException) -> str:

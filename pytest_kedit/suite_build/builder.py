@@ -62,8 +62,6 @@ from pytest_kedit.suite_build.source import JSON_LAYOUTS, SourceSplit, read_sour
 BUILD_FORMAT = "kedit-build-suite/2"
 #: The file name of a split's decision log (:class:`~pytest_kedit.suite_build.decision_log.DecisionLog`).
 DECISION_LOG = "checkpoint-{}.jsonl"
-
-
 @dataclass(frozen=True)
 class BuildSettings:
     """The parameters of a build; ``limit`` takes the first records of each source split,
@@ -108,14 +106,16 @@ def build_suite(
         "model": model_info(loaded),
         "source": source_info(source, folder, sources),
         "limit": settings.limit,
-        "criteria": criteria_info(splits, settings.max_new_tokens, settings.top_k, settings.keep_splits, settings.stream_edits),
+        "criteria": criteria_info(splits, settings.max_new_tokens, settings.top_k, settings.keep_splits,
+                                  settings.stream_edits),
         **report,
     }
     atomic_write_text(out / MANIFEST, JSON_LAYOUTS["indented"](manifest))
     return manifest
 
 
-def check_request(source: str, out: Path, splits: Sequence[str] | None, keep_splits: bool = False) -> tuple[Path, list[str]]:
+def check_request(source: str, out: Path, splits: Sequence[str] | None,
+                  keep_splits: bool = False) -> tuple[Path, list[str]]:
     """The source folder and the splits to build, in registry order, once ``splits`` (known splits;
     None: every split whose file the source has; easy and hard together when they are to be split
     again), ``source`` and ``out`` are known to be usable (before any model is loaded); KeditError
@@ -126,7 +126,10 @@ def check_request(source: str, out: Path, splits: Sequence[str] | None, keep_spl
     if splits is None:
         splits = [split for split in SPLIT_NAMES if (folder / SPLIT_FILES[split]).is_file()]
     if len(set(ROUND_SPLITS) & set(splits)) == 1 and not keep_splits:
-        raise ConfigError("--splits: easy and hard are split again from their pooled cases; ask for both or neither, or add --keep-splits")
+        raise ConfigError(
+            "--splits: easy and hard are split again from their pooled cases; ask for both or neither, "
+            "or add --keep-splits"
+        )
     check_output_folder(out, folder)
     return folder, [split for split in SPLITS if split in splits]
 
@@ -142,7 +145,8 @@ def check_output_folder(out: Path, source: Path) -> None:
         raise KeditError(f"--out: {out} is the source folder; write the suite to another folder")
     if out.is_dir() and any(out.iterdir()) and not (any(out.glob(DECISION_LOG.format("*"))) or _built_here(out)):
         raise KeditError(
-            f"--out: {out} is not empty and holds no earlier build (no {DECISION_LOG.format('*')}, no {MANIFEST} by {GENERATOR}); use a new folder"
+            f"--out: {out} is not empty and holds no earlier build (no {DECISION_LOG.format('*')}, "
+            f"no {MANIFEST} by {GENERATOR}); use a new folder"
         )
 
 
@@ -182,7 +186,9 @@ def _chunks(total: int, size: int, needed: int) -> Iterator[range]:
         yield range(start, min(start + size, total))
 
 
-def _decide_split(source: SourceSplit, log: DecisionLog, loaded: LoadedModel, settings: BuildSettings, progress: bool) -> dict[int, dict[str, Any]]:
+def _decide_split(
+    source: SourceSplit, log: DecisionLog, loaded: LoadedModel, settings: BuildSettings, progress: bool
+) -> dict[int, dict[str, Any]]:
     """Every decision of the split's first ``limit`` records (and of the rest of their last batch):
     read from the decision log, or made batch by batch and appended to it.
 
@@ -206,7 +212,9 @@ def _decide_split(source: SourceSplit, log: DecisionLog, loaded: LoadedModel, se
     return decided
 
 
-def _decide_batch(loaded: LoadedModel, settings: BuildSettings, split: str, entries: Sequence[tuple[int, Entry]]) -> list[dict[str, Any]]:
+def _decide_batch(
+    loaded: LoadedModel, settings: BuildSettings, split: str, entries: Sequence[tuple[int, Entry]]
+) -> list[dict[str, Any]]:
     """One decision per entry, in order: ``{"index", "group", "kept", "reason", "evidence"}``
     (RoundEdit cases that are kept add ``closeness``).
 

@@ -76,3 +76,4 @@ class DecisionLog:
                     f"{self.path} was written with {key} {found.get(key)!r}, this run has {expected!r}; "
                     f"write to another folder, or delete {self.path} to decide again"
                 )
+

@@ -55,7 +55,8 @@ def criteria(max_new_tokens: int = MAX_NEW_TOKENS, top_k: int = PRODUCED_TOP_K) 
             f"for max_new_tokens={max_new_tokens}; only the new tokens are decoded, special tokens skipped"
         ),
         "known": (
-            "composite: the continuation contains the object label as a whole word (not preceded or followed by a letter or digit), compared case-insensitively"
+            "composite: the continuation contains the object label as a whole word (not preceded or followed "
+            "by a letter or digit), compared case-insensitively"
         ),
         "produced": (
             f"RoundEdit: the first token of ' ' + o1 is among the top_k={top_k} most probable next tokens "
@@ -96,7 +97,9 @@ class Continuations:
     generation reads the attention mask (padding is neither attended to nor counted as a position).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 32) -> None:
+    def __init__(
+        self, model: torch.nn.Module, tokenizer: Any, max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 32
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -202,7 +205,9 @@ def _tied_fact_verdict(case: ConflictCase, continuations: Continuations) -> Know
     return KnowledgeVerdict(True, evidence=evidence)
 
 
-def check_round_objects(cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder, top_k: int = PRODUCED_TOP_K) -> list[KnowledgeVerdict]:
+def check_round_objects(
+    cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder, top_k: int = PRODUCED_TOP_K
+) -> list[KnowledgeVerdict]:
     """RoundEdit: o1 must be produced (its first token ranks below ``top_k`` after some prompt) and
     preferred to the target (p(o1) > p(o*)). The ranks of every true object after every prompt come
     from one batched pass over the prompts; only the cases that produce o1 are probed."""
@@ -235,7 +240,9 @@ def _round_object_is_trivial(case: RoundCase) -> bool:
 
 def _probabilities(cases: Sequence[RoundCase], model: torch.nn.Module, encoder: Encoder) -> list[tuple[list[float], float]]:
     """p(s, r, o) of every true object and p(s, r, o*) of the target, for each case (one probe call)."""
-    queries = [[Query(c.edit.relation, c.edit.subject.label, o.label) for o in (*c.true_objects, c.edit.new)] for c in cases]
+    queries = [
+        [Query(c.edit.relation, c.edit.subject.label, o.label) for o in (*c.true_objects, c.edit.new)] for c in cases
+    ]
     pairs = [pair for case_queries in queries for q in case_queries for pair in q.pairs()]
     p = iter(mean_per_query([q for case_queries in queries for q in case_queries], probe(model, encoder, pairs)))
     result = []
@@ -245,7 +252,9 @@ def _probabilities(cases: Sequence[RoundCase], model: torch.nn.Module, encoder: 
     return result
 
 
-def _round_verdict(case: RoundCase, ranks: np.ndarray | None, probabilities: tuple[list[float], float] | None, top_k: int) -> KnowledgeVerdict:
+def _round_verdict(
+    case: RoundCase, ranks: np.ndarray | None, probabilities: tuple[list[float], float] | None, top_k: int
+) -> KnowledgeVerdict:
     subject, o1 = case.edit.subject.label, case.edit.old.label
     if _round_object_is_trivial(case):
         return KnowledgeVerdict(False, f"round-edited object {o1!r} occurs in the subject {subject!r}")
@@ -257,7 +266,8 @@ def _round_verdict(case: RoundCase, ranks: np.ndarray | None, probabilities: tup
         "o1": o1,
         "target": case.edit.new.label,
         "true_objects": [
-            {"label": o.label, "rank": int(ranks[:, k].min()), "prompt": prompts[int(ranks[:, k].argmin())]} for k, o in enumerate(case.true_objects)
+            {"label": o.label, "rank": int(ranks[:, k].min()), "prompt": prompts[int(ranks[:, k].argmin())]}
+            for k, o in enumerate(case.true_objects)
         ],
     }
     best = int(ranks[:, _o1_index(case)].min())
@@ -273,7 +283,8 @@ def _round_verdict(case: RoundCase, ranks: np.ndarray | None, probabilities: tup
     return KnowledgeVerdict(True, evidence=evidence)
 
 
-def check_streams(cases: Sequence[StreamCase], model: torch.nn.Module, encoder: Encoder, top_k: int = PRODUCED_TOP_K) -> list[KnowledgeVerdict]:
+def check_streams(cases: Sequence[StreamCase], model: torch.nn.Module, encoder: Encoder,
+                  top_k: int = PRODUCED_TOP_K) -> list[KnowledgeVerdict]:
     """Streams, element by element (see the module docstring). The ranks of every fact's object
     after every prompt come from one batched pass, the preferences from one probe call. A verdict's
     evidence lists every edit (with its neighbourhood) and locality fact: ``kept``, the reason when
@@ -318,53 +329,21 @@ def _stream_verdict(case: StreamCase, ranks: Iterator[int], p: Iterator[float], 
         neighbours = []
         for j, fact in enumerate(facts):
             fact_rank, p_true, p_new = next(ranks), next(p), next(p)
-            why = (
-                "its edit is not kept"
-                if reason
-                else _unknown(fact, fact_rank, top_k)
-                or (None if p_true > p_new else f"p({fact.object.label!r}) = {p_true:.3g} <= p({edit.new.label!r}) = {p_new:.3g}")
-            )
-            neighbours.append(
-                {
-                    "index": j,
-                    "subject": fact.subject.label,
-                    "rank": fact_rank,
-                    "p_true": p_true,
-                    "p_new": p_new,
-                    "kept": why is None,
-                    **({"reason": why} if why else {}),
-                }
-            )
-        edits.append(
-            {
-                "index": i,
-                "fact": f"({edit.subject.label}, {edit.relation.id}, {edit.old.label} -> {edit.new.label})",
-                "rank": rank,
-                "p_prompt": list(on_prompt),
-                "p_paraphrases": list(on_paraphrases),
-                "kept": reason is None,
-                **({"reason": reason} if reason else {}),
-                "neighbourhood": neighbours,
-            }
-        )
+            why = ("its edit is not kept" if reason else _unknown(fact, fact_rank, top_k)
+                   or (None if p_true > p_new else f"p({fact.object.label!r}) = {p_true:.3g} <= p({edit.new.label!r}) = {p_new:.3g}"))
+            neighbours.append({"index": j, "subject": fact.subject.label, "rank": fact_rank, "p_true": p_true,
+                               "p_new": p_new, "kept": why is None, **({"reason": why} if why else {})})
+        edits.append({"index": i, "fact": f"({edit.subject.label}, {edit.relation.id}, {edit.old.label} -> {edit.new.label})",
+                      "rank": rank, "p_prompt": list(on_prompt), "p_paraphrases": list(on_paraphrases),
+                      "kept": reason is None, **({"reason": reason} if reason else {}), "neighbourhood": neighbours})
     locality: list[dict[str, Any]] = []
     for j, fact in enumerate(case.locality):
         rank = next(ranks)
         why = _unknown(fact, rank, top_k)
-        locality.append(
-            {
-                "index": j,
-                "fact": f"({fact.subject.label}, {fact.relation.id}, {fact.object.label})",
-                "rank": rank,
-                "kept": why is None,
-                **({"reason": why} if why else {}),
-            }
-        )
-    counts = {
-        "edits_kept": sum(e["kept"] for e in edits),
-        "locality_kept": sum(f["kept"] for f in locality),
-        "neighbours_kept": sum(n["kept"] for e in edits for n in e["neighbourhood"]),
-    }
+        locality.append({"index": j, "fact": f"({fact.subject.label}, {fact.relation.id}, {fact.object.label})",
+                         "rank": rank, "kept": why is None, **({"reason": why} if why else {})})
+    counts = {"edits_kept": sum(e["kept"] for e in edits), "locality_kept": sum(f["kept"] for f in locality),
+              "neighbours_kept": sum(n["kept"] for e in edits for n in e["neighbourhood"])}
     evidence = {**counts, "edits": edits, "locality": locality}
     if not counts["edits_kept"] or not counts["locality_kept"]:
         return KnowledgeVerdict(False, "no edit or no locality fact of the stream is known", evidence)
@@ -394,9 +373,8 @@ def kept_stream(record: dict[str, Any], evidence: dict[str, Any], edits: int | N
     kept locality facts; every key in its place."""
     kept = [e for e in evidence["edits"] if e["kept"]][:edits]
     out = dict(record)
-    out["edits"] = [
-        {**record["edits"][e["index"]], "neighbourhood": [record["edits"][e["index"]]["neighbourhood"][n["index"]] for n in e["neighbourhood"] if n["kept"]]}
-        for e in kept
-    ]
+    out["edits"] = [{**record["edits"][e["index"]],
+                     "neighbourhood": [record["edits"][e["index"]]["neighbourhood"][n["index"]] for n in e["neighbourhood"] if n["kept"]]}
+                    for e in kept]
     out["locality"] = [record["locality"][f["index"]] for f in evidence["locality"] if f["kept"]]
     return out

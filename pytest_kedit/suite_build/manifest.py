@@ -61,16 +61,19 @@ KEPT_SPLITS = (
 )
 
 
-def criteria_info(splits: Sequence[str], max_new_tokens: int, top_k: int, keep_splits: bool, stream_edits: int | None = None) -> dict[str, Any]:
+def criteria_info(splits: Sequence[str], max_new_tokens: int, top_k: int, keep_splits: bool,
+                  stream_edits: int | None = None) -> dict[str, Any]:
     """The manifest's ``criteria``: the checks in words, their parameters (``stream_edits`` when a
     stream is built), and the EASY/HARD rule."""
     round_splits: dict[str, str] = {}
     if set(ROUND_SPLITS) & set(splits):
         round_splits = {"closeness": CLOSENESS, "resplit": KEPT_SPLITS if keep_splits else RESPLIT}
     return {
-        "knowledge_check": {name: text for name, text in criteria(max_new_tokens, top_k).items() if name != "stream" or "sequential" in splits},
+        "knowledge_check": {name: text for name, text in criteria(max_new_tokens, top_k).items()
+                            if name != "stream" or "sequential" in splits},
         "splits": {split: SPLIT_CHECKS[split] for split in splits},
-        "parameters": {"max_new_tokens": max_new_tokens, "top_k": top_k, **({"stream_edits": stream_edits} if "sequential" in splits else {})},
+        "parameters": {"max_new_tokens": max_new_tokens, "top_k": top_k,
+                       **({"stream_edits": stream_edits} if "sequential" in splits else {})},
         **round_splits,
     }
 
@@ -91,7 +94,10 @@ def source_info(spec: str, folder: Path, sources: Mapping[str, SourceSplit]) -> 
     return {
         "spec": spec,
         "path": str(folder),
-        "splits": {split: {"file": SPLIT_FILES[split], "records": len(s.records), "fingerprint": s.fingerprint} for split, s in sources.items()},
+        "splits": {
+            split: {"file": SPLIT_FILES[split], "records": len(s.records), "fingerprint": s.fingerprint}
+            for split, s in sources.items()
+        },
     }
 
 
@@ -110,8 +116,16 @@ def split_report(split: str, made: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "kept": kept,
         "dropped": len(made) - kept,
         "by_relation": dict(sorted(by_relation.items())),
-        "dropped_records": [{"index": d["index"], "group": d["group"], "reason": d["reason"], **d["evidence"]} for d in made if not d["kept"]],
-        "kept_records": [{"index": d["index"], "group": d["group"], **d["evidence"], **_closeness(d)} for d in made if d["kept"] and d["evidence"]],
+        "dropped_records": [
+            {"index": d["index"], "group": d["group"], "reason": d["reason"], **d["evidence"]}
+            for d in made
+            if not d["kept"]
+        ],
+        "kept_records": [
+            {"index": d["index"], "group": d["group"], **d["evidence"], **_closeness(d)}
+            for d in made
+            if d["kept"] and d["evidence"]
+        ],
     }
 
 

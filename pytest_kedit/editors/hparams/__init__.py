@@ -88,12 +88,7 @@ def _no_default_file(method: str, model_name: str, family: str, package: str | N
 
 
 def load_hparams(
-    method: str,
-    hparams_class: type,
-    model_name: str,
-    family: str,
-    path: str | None = None,
-    package: str | None = None,
+    method: str, hparams_class: type, model_name: str, family: str, path: str | None = None, package: str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Any:
     """``hparams_class`` from the YAML at ``path``, else from the method's default file for the
@@ -169,7 +164,8 @@ def _parsed(data: dict[Any, Any], hparams_class: type, source: str, prefix: str)
         try:
             values[key] = _converted(value, hints[key], source, f"{prefix}{key}")
         except _Mismatch:
-            raise ConfigError(f"{source}: hyper-parameter {prefix + key!r} must be {_type_name(hints[key])}, got {value!r}") from None
+            raise ConfigError(f"{source}: hyper-parameter {prefix + key!r} must be {_type_name(hints[key])}, "
+                              f"got {value!r}") from None
     missing = [prefix + name for name in _required_fields(hparams_class) if name not in values]
     if missing:
         raise ConfigError(f"{source}: missing hyper-parameters {missing}")
@@ -178,7 +174,8 @@ def _parsed(data: dict[Any, Any], hparams_class: type, source: str, prefix: str)
 
 def _required_fields(hparams_class: type) -> list[str]:
     """The fields of the dataclass without a default."""
-    return [f.name for f in dataclasses.fields(hparams_class) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return [f.name for f in dataclasses.fields(hparams_class)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
 
 
 #: A number in scientific notation without a dot (``2e-2``), which YAML 1.1 (PyYAML) reads as a
@@ -232,7 +229,8 @@ def _converted(value: Any, hint: Any, source: str, key: str) -> Any:
         return tuple(items)
     if hint in _MAPPINGS or origin in _MAPPINGS:
         key_type, value_type = args if args else (typing.Any, typing.Any)
-        return {_converted(k, key_type, source, key): _converted(v, value_type, source, key) for k, v in _checked(value, isinstance(value, dict)).items()}
+        return {_converted(k, key_type, source, key): _converted(v, value_type, source, key)
+                for k, v in _checked(value, isinstance(value, dict)).items()}
     if hint is float:
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
             return float(value)

@@ -80,7 +80,8 @@ def load_trained(network: MENDNetwork, loaded: LoadedModel) -> str:
     path = trained_path(loaded, network)
     train = f"`kedit train-mend --model {loaded.name} --from DATA --out DIR` (see kedit docs editors, MEND)"
     if not path.exists():
-        raise ConfigError(f"no trained MEND network for {loaded.name}: train one with {train}, or set mend_archive in --kedit-hparams")
+        raise ConfigError(f"no trained MEND network for {loaded.name}: train one with {train}, "
+                          "or set mend_archive in --kedit-hparams")
     remedy = f"a run cannot make it again: train it again with {train}"
     tensors = read_or_refuse(path, lambda entry: load_safetensors(entry.read_bytes()), remedy)
     manifest = read_or_refuse(manifest_path(path), lambda _: read_manifest(path), remedy)
@@ -110,7 +111,8 @@ def load_archive(network: MENDNetwork, archive: str) -> str:
             found = _UNSUPPORTED_GLOBAL.search(str(exc))
             what = f"an object of {found.group(1)}" if found else "objects other than tensors"
             raise ConfigError(
-                f"mend_archive {path}: refused: unpickling it would need {what}; keep only the tensors of its 'model' entry (a safetensors file of them loads)"
+                f"mend_archive {path}: refused: unpickling it would need {what}; keep only the tensors of "
+                "its 'model' entry (a safetensors file of them loads)"
             ) from None
         except (OSError, RuntimeError) as exc:
             raise ConfigError(f"mend_archive {path}: unreadable: {str(exc).splitlines()[0]}") from None
@@ -133,7 +135,9 @@ def _load_into(network: MENDNetwork, tensors: dict[str, torch.Tensor], source: s
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ConfigError(f"{source}: does not fit this model's MEND network ({detail}); check inner_params, rank, combine, shared")
+        raise ConfigError(
+            f"{source}: does not fit this model's MEND network ({detail}); check inner_params, rank, combine, shared"
+        )
     wrong = [name for name, t in tensors.items() if t.shape != expected[name].shape]
     if wrong:
         name = wrong[0]

@@ -161,7 +161,10 @@ def token_factors(
     modules = [name.removesuffix(".weight") for name in weights]
     gradients = {m: _OutputGradient() for m in modules}
     with ExitStack() as stack, torch.enable_grad():
-        traces = {m: stack.enter_context(Trace(model, m, retain_input=True, patch_output=Patch(at_rows, at_cols, gradients[m]))) for m in modules}
+        traces = {
+            m: stack.enter_context(Trace(model, m, retain_input=True, patch_output=Patch(at_rows, at_cols, gradients[m])))
+            for m in modules
+        }
         loss = loss_of()
     zeros = [gradients[m].zero for m in modules]
     if any(z is None for z in zeros):
@@ -193,7 +196,9 @@ class MENDEditor(Editor):
         delta = snapshot(model, self.weight_names)
         pairs = [self.encoder(r.prompt.format(r.subject), r.target) for r in requests]
         batch = collate(pairs, self.encoder.pad_id, model_device(model))
-        factors, _ = token_factors(model, self.weight_names, tuple(batch.input_ids.shape), lambda: -token_logprobs(model, batch).mean())
+        factors, _ = token_factors(
+            model, self.weight_names, tuple(batch.input_ids.shape), lambda: -token_logprobs(model, batch).mean()
+        )
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, update in self.network.updates(factors).items():

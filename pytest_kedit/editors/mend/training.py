@@ -78,7 +78,9 @@ class MENDTrainer:
         self.network = build_network(loaded, hp).train()
         self.names = self.network.names
         self.layers_below = self._layers_below()
-        self.optimizer = torch.optim.Adam([{"params": list(self.network.mend.parameters()), "lr": hp.lr}, {"params": [self.network.edit_lrs], "lr": hp.lr_lr}])
+        self.optimizer = torch.optim.Adam(
+            [{"params": list(self.network.mend.parameters()), "lr": hp.lr}, {"params": [self.network.edit_lrs], "lr": hp.lr_lr}]
+        )
         self.best: dict[str, torch.Tensor] = network_tensors(self.network)
         self.state: dict[str, Any] = {"step": 0, "best_step": 0, "best_val_edit_loss": None, "curve": [], "seconds": 0.0,
                                       "timings": {}, "stopped": None}  # fmt: skip
@@ -251,7 +253,9 @@ class MENDTrainer:
             record = json.loads((self.out / STATE_JSON).read_text())
             tensors = load_safetensors(path.read_bytes())
         if record["identity"] != json.loads(json.dumps(self.identity(), default=str)):
-            raise ConfigError(f"train-mend: {self.out} holds a training of another model, data or hyper-parameters; use another --out")
+            raise ConfigError(
+                f"train-mend: {self.out} holds a training of another model, data or hyper-parameters; use another --out"
+            )
         self.network.load_state_dict({k.removeprefix("network."): v for k, v in tensors.items() if k.startswith("network.")})
         self.best = {k.removeprefix("best."): v for k, v in tensors.items() if k.startswith("best.")}
         slots: dict[int, dict[str, torch.Tensor]] = defaultdict(dict)

@@ -93,10 +93,8 @@ def _facts(case: Case) -> list[FactExample]:
     if isinstance(case, ConflictCase):
         return [FactExample(f.subject.label, f.relation.prompt, f.object.label) for f in case.triples]
     locality = case.locality if isinstance(case, StreamCase) else ()
-    return [
-        *(FactExample(edit.subject.label, edit.relation.prompt, edit.old.label) for edit in _case_edits(case)),
-        *(FactExample(f.subject.label, f.relation.prompt, f.object.label) for f in locality),
-    ]
+    return [*(FactExample(edit.subject.label, edit.relation.prompt, edit.old.label) for edit in _case_edits(case)),
+            *(FactExample(f.subject.label, f.relation.prompt, f.object.label) for f in locality)]
 
 
 def _cases(suite: Suite) -> list[Case]:
