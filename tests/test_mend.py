@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from pytest_kedit.dataset.sources import SPLIT_FILES, load_suite
 from pytest_kedit.editors.mend.checkpoint import network_tensors, publish, read_manifest, trained_path
 from pytest_kedit.editors.mend.editor import MENDEditor, MENDHyperParams, build_network, token_factors
 from pytest_kedit.editors.mend.training import STATE_TENSORS, MENDTrainer
-from pytest_kedit.editors.mend.training_data import leaked_entities, normalised, training_data
+from pytest_kedit.editors.mend.training_data import EditExample, FactExample, TrainingData, leaked_entities, normalised, training_data
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.model.probe import Encoder, collate, token_logprobs
+from pytest_kedit.model.probe import Encoder, collate, position_logprobs, token_logprobs
 from pytest_kedit.results.provenance import provenance_difference
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
@@ -219,3 +220,60 @@ def test_resumed_training_equals_an_uninterrupted_one(small_source: Path, tmp_pa
     assert all(torch.equal(whole[key], split[key]) for key in whole)
     curves = [json.loads((tmp_path / run / "state.json").read_text())["state"]["curve"] for run in ("whole", "split")]
     assert curves[0] == curves[1]
+
+
+HAND_MADE = TrainingData(
+    train=[
+        EditExample("France", ("the capital of {} is", "{}'s capital city is", "the seat of government of {} is"), "Rome", "Paris", "a"),
+        EditExample("Marie Curie", ("{} was born in", "the birthplace of {} is", "{} came into the world in"), "Lyon", "Warsaw", "b"),
+        EditExample("the Nile", ("{} flows through", "the river {} runs across", "{} crosses"), "Peru", "Egypt", "c"),
+    ],
+    val=[EditExample("Einstein", ("{} was born in", "the birthplace of {} is"), "Oslo", "Ulm", "d")],
+    facts=[FactExample("Spain", "the capital of {} is", "Madrid"), FactExample("Mozart", "{} was born in", "Salzburg")],
+    val_facts=[FactExample("Canada", "the capital of {} is", "Ottawa")],
+)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gptj", "llama", "gemma3_text", "gpt_neox"])
+def test_a_batch_of_edits_scores_each_edit_as_its_own_dense_update(family: str, tmp_path: Path) -> None:
+    """The training step edits each example of its batch on its own, through low-rank changes of
+    the edited modules' outputs; oracle: ΔW of the example alone added to the weights, as the
+    editor does, and its rows scored on that model."""
+    loaded = tiny_loaded(family)
+    model, encoder = loaded.model, Encoder(loaded.tokenizer)
+    trainer = MENDTrainer(loaded, dataclasses.replace(TINY, rephrases=2), HAND_MADE, tmp_path)
+    trained_like(trainer.network)
+    with torch.no_grad():
+        trainer.network.edit_lrs.fill_(0.5)
+    trainer.network.eval()
+    items = [trainer.training_item(example, random.Random(i)) for i, example in enumerate(HAND_MADE.train)]
+    figures = trainer.step(items, train=False, with_old=True)
+    params = dict(model.named_parameters())
+    for item, got in zip(items, figures, strict=True):
+        subject = item.example.subject
+        edit_rows = collate([encoder(p.format(subject), item.example.target) for p in item.prompts], encoder.pad_id, loaded.device)
+        old_rows = collate([encoder(p.format(subject), item.example.old) for p in item.prompts], encoder.pad_id, loaded.device)
+        fact = collate([encoder(item.fact.prompt.format(item.fact.subject), item.fact.object)], encoder.pad_id, loaded.device)
+        prompt = collate([encoder(item.prompts[0].format(subject), item.example.target)], encoder.pad_id, loaded.device)
+        factors, _ = token_factors(model, trainer.names, tuple(prompt.input_ids.shape), lambda p=prompt: -token_logprobs(model, p).mean())
+        with torch.no_grad():
+            base_fact = position_logprobs(model, fact)
+            updates = trainer.network.updates(factors)
+            for name, update in updates.items():
+                params[name].add_(update)
+            edited = position_logprobs(model, edit_rows)
+            edited_fact = position_logprobs(model, fact)
+            target, old = token_logprobs(model, edit_rows), token_logprobs(model, old_rows)
+            for name, update in updates.items():
+                params[name].sub_(update)
+        assert any(update.abs().max() > 1e-3 for update in updates.values())  # the edit is not negligible
+        expected_edit_loss = -target.mean()
+        expected_loc_loss = (base_fact.exp() * (base_fact - edited_fact)).sum(-1).mean()
+        assert got["edit_loss"] == pytest.approx(float(expected_edit_loss), rel=1e-4, abs=1e-5)
+        assert got["loc_loss"] == pytest.approx(float(expected_loc_loss), rel=1e-3, abs=1e-6)
+        hit = edited.argmax(-1) == edit_rows.tokens
+        rows_hit = [bool(hit[edit_rows.owners == r].all()) for r in range(len(item.prompts))]
+        assert got["edit_success"] == pytest.approx(sum(rows_hit) / len(rows_hit))
+        rows = range(len(item.prompts))
+        preferred = [float(target[edit_rows.owners == r].mean()) > float(old[old_rows.owners == r].mean()) for r in rows]
+        assert got["preferred"] == pytest.approx(sum(preferred) / len(preferred))

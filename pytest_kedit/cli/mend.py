@@ -56,7 +56,8 @@ def _train_mend(args: argparse.Namespace) -> int:
     if args.max_minutes is not None:
         hparams = dataclasses.replace(hparams, max_minutes=args.max_minutes)
     split = data.split
-    print(f"training data: {split['train_examples']} edits, {split['val_examples']} held out, {split['facts']} locality facts; "
+    print(f"training data: {split['train_examples']} edits, {split['val_examples']} held out, {split['facts']} locality facts, "
+          f"{split['val_facts']} held out; "
           f"dropped {sum(split['dropped_cases'].values())} of {split['source_cases']} source cases ({split['dropped_cases']})")
     try:
         manifest = MENDTrainer(loaded, hparams, data, args.out).run(args.max_steps)

@@ -97,10 +97,17 @@ def collate(pairs: Sequence[Encoded], pad_id: int, device: torch.device, last_pr
     return Batch(padded.input_ids, padded.attention_mask, as_long(rows), as_long(positions), as_long(tokens), as_long(rows))
 
 
+def position_logprobs(model: torch.nn.Module, batch: Batch, at: torch.Tensor | None = None) -> torch.Tensor:
+    """log P(· | position) over the vocabulary at every scored position, or at those ``at`` selects
+    (a boolean mask over the scored tokens): (scored, vocab); differentiable when grad is enabled."""
+    hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # (batch, width, hidden)
+    rows, positions = (batch.rows, batch.positions) if at is None else (batch.rows[at], batch.positions[at])
+    return vocab_logprobs(model, hidden[rows, positions])
+
+
 def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """log P(token) at every scored position; differentiable when grad is enabled."""
-    hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # (batch, width, hidden)
-    return vocab_logprobs(model, hidden[batch.rows, batch.positions]).gather(-1, batch.tokens[:, None])[:, 0]
+    return position_logprobs(model, batch).gather(-1, batch.tokens[:, None])[:, 0]
 
 
 def mean_logprob_per_pair(logprobs: torch.Tensor, batch: Batch, n_pairs: int) -> torch.Tensor:

@@ -4,7 +4,8 @@
 for the duration of a ``with`` block: it keeps a module's input or output, changes it at given
 positions (:class:`Patch`), or ends the forward pass as soon as everything it hooks has run, so
 that the layers above are never computed. :func:`skipped` makes modules whose result is already
-known return it without running.
+known return it without running; :func:`output_added` adds a function of a module's input to its
+output, differentiably.
 
 A module's *input* is its first positional argument (a decoder layer's hidden states, a
 projection's keys) and its *output* the tensor it returns, or the first item of a returned tuple.
@@ -196,3 +197,25 @@ def skipped(model: torch.nn.Module, names: Sequence[str], output: Any) -> Iterat
                 del module.forward
             else:
                 module.forward = previous
+
+
+@contextmanager
+def output_added(model: torch.nn.Module, changes: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
+    """While open, each named module returns its output plus ``changes[name](input)``, where the
+    input is the module's first positional argument as it came (not detached: gradients flow
+    through both the input and whatever the change closes over)."""
+
+    def hook_of(change: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            if isinstance(output, tuple):
+                return (output[0] + change(args[0]), *output[1:])
+            return output + change(args[0])
+
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_hook(hook_of(change)) for name, change in changes.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

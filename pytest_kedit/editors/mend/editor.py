@@ -77,8 +77,11 @@ class MENDHyperParams:
     val_interval: int = 1000
     #: held-out edits per validation
     val_steps: int = 500
-    #: stop when the validation edit loss has not improved for this many steps
+    #: stop when the best validation (:attr:`max_drawdown`) has not changed for this many steps
     early_stop_patience: int = 20000
+    #: the network kept is the validation with the highest edit success among those whose locality
+    #: drawdown is at most this; while there is none, the one with the lowest loss
+    max_drawdown: float = 0.05
     grad_clip: float = 100.0
     seed: int = 42
     #: paraphrases of the edit prompt in each step's edit loss (besides the edit prompt itself)

@@ -146,10 +146,8 @@ class GradientTransform(nn.Module):
                 getattr(self, f"{name}_std").copy_((getattr(self, f"{name}_s") / (k + n - 1)).sqrt())
 
     def forward(self, u: torch.Tensor, delta: torch.Tensor, mode: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ũ, δ̃) of the tokens whose u and δ are both non-zero: (tokens', x_dim), (tokens', delta_dim)."""
-        u, delta = u.float(), delta.float()  # (tokens, x_dim), (tokens, delta_dim)
-        keep = (u != 0).any(-1) & (delta != 0).any(-1)
-        u, delta = u[keep], delta[keep]
+        """(ũ, δ̃) of tokens that carry a gradient: (tokens, x_dim), (tokens, delta_dim) -> the same shapes."""
+        u, delta = u.float(), delta.float()
         if self.training:
             self._update_statistics(u, delta)
             if not self.k.item() >= 2:
@@ -196,12 +194,23 @@ class MENDNetwork(nn.Module):
         """EasyEdit's key of the transform of weight ``name``."""
         return str(tuple(dims)) if shared else name.replace(".", "#")
 
+    def transformed(
+        self, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """For each edited weight, from its token factors u (tokens, in) and δ (tokens, out): the
+        mask of the tokens that carry a gradient (u and δ both non-zero; padding and positions after
+        the last scored one do not) and their transformed factors ũ (kept, in), δ̃ (kept, out)."""
+        out = {}
+        for name in self.names:
+            u, delta = factors[name]
+            keep = (u != 0).any(-1) & (delta != 0).any(-1)  # (tokens,)
+            out[name] = (keep, *self.mend[self.key_of[name]](u[keep], delta[keep], self.mode_of[name]))
+        return out
+
     def updates(self, factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """ΔW of each edited weight from its token factors u (tokens, in) and δ (tokens, out)."""
         out = {}
-        for i, name in enumerate(self.names):
-            u, delta = factors[name]
-            u_, delta_ = self.mend[self.key_of[name]](u, delta, self.mode_of[name])  # (tokens, in), (tokens, out)
+        for i, (name, (_, u_, delta_)) in enumerate(self.transformed(factors).items()):
             pseudo_grad = u_.T @ delta_ if self.transposed else delta_.T @ u_  # (in, out) or (out, in)
             out[name] = self.edit_lrs[i] * pseudo_grad
         return out

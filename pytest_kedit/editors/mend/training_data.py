@@ -35,11 +35,12 @@ VAL_EVERY = 10
 @dataclass(frozen=True)
 class EditExample:
     """Make every prompt of ``prompts`` (``{}`` for the subject; the edit prompt first, then its
-    paraphrases) continue with ``target``."""
+    paraphrases) continue with ``target`` instead of ``old``."""
 
     subject: str
     prompts: tuple[str, ...]
     target: str
+    old: str
     case_id: str
 
 
@@ -56,8 +57,10 @@ class FactExample:
 class TrainingData:
     train: list[EditExample]
     val: list[EditExample]
-    #: locality facts, from the training part only
+    #: locality facts of the training part's subjects
     facts: list[FactExample]
+    #: locality facts of the validation part's subjects, never trained on
+    val_facts: list[FactExample]
     #: the manifest's record of the split (see the module docstring)
     split: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
@@ -115,6 +118,7 @@ def training_data(source: str, evaluated: str | None) -> TrainingData:
     train: dict[tuple[str, str, str], EditExample] = {}
     val: dict[tuple[str, str, str], EditExample] = {}
     facts: dict[tuple[str, str, str], FactExample] = {}
+    val_facts: dict[tuple[str, str, str], FactExample] = {}
     dropped = {"same case": 0, "shares an entity": 0}
     for case in _cases(data):
         if any(_edit_key(edit) in suite_edits for edit in _case_edits(case)):
@@ -124,12 +128,12 @@ def training_data(source: str, evaluated: str | None) -> TrainingData:
             dropped["shares an entity"] += 1
             continue
         for edit in _case_edits(case):
-            example = EditExample(edit.subject.label, edit.relation.prompts, edit.new.label, case.case_id)
+            example = EditExample(edit.subject.label, edit.relation.prompts, edit.new.label, edit.old.label, case.case_id)
             part = val if is_validation(edit.subject.label) else train
             part.setdefault((normalised(example.subject), edit.relation.prompt, normalised(example.target)), example)
         for fact in _facts(case):
-            if not is_validation(fact.subject):
-                facts.setdefault((normalised(fact.subject), fact.prompt, normalised(fact.object)), fact)
+            part_facts = val_facts if is_validation(fact.subject) else facts
+            part_facts.setdefault((normalised(fact.subject), fact.prompt, normalised(fact.object)), fact)
     split = {
         "source": str(source),
         "source_fingerprint": data.fingerprint,
@@ -143,16 +147,18 @@ def training_data(source: str, evaluated: str | None) -> TrainingData:
         "train_subjects": sorted({normalised(e.subject) for e in train.values()}),
         "val_subjects": sorted({normalised(e.subject) for e in val.values()}),
         "fact_subjects": sorted({normalised(f.subject) for f in facts.values()}),
+        "val_fact_subjects": sorted({normalised(f.subject) for f in val_facts.values()}),
         "train_examples": len(train),
         "val_examples": len(val),
         "facts": len(facts),
+        "val_facts": len(val_facts),
     }
     fingerprint = hashlib.sha256(f"{data.fingerprint}:{suite.fingerprint}:{VAL_EVERY}".encode()).hexdigest()[:16]
-    return TrainingData(list(train.values()), list(val.values()), list(facts.values()), split, fingerprint)
+    return TrainingData(list(train.values()), list(val.values()), list(facts.values()), list(val_facts.values()), split, fingerprint)
 
 
 def leaked_entities(split: dict[str, Any], suite: Suite) -> list[str]:
     """The entities of ``suite`` that the training recorded in ``split`` used as a subject
     (edited, validated or stated as a locality fact): empty when there was no leakage."""
-    used = set(split["train_subjects"]) | set(split["val_subjects"]) | set(split["fact_subjects"])
+    used = {subject for part in ("train_subjects", "val_subjects", "fact_subjects", "val_fact_subjects") for subject in split.get(part, ())}
     return sorted(used & {normalised(label) for case in _cases(suite) for label in case_entities(case)})
