@@ -1,13 +1,15 @@
-"""MEND: the hypernetwork per family, the editor's bit-exact restore, checkpoints (trained and
-EasyEdit's), the leakage-free split and exact resumption of an interrupted training."""
+"""MEND: the hypernetwork per family, the editor's bit-exact restore, checkpoints (trained,
+packaged and EasyEdit's), the leakage-free split and exact resumption of an interrupted training."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -20,13 +22,17 @@ from tiny_models import tiny_loaded
 from pytest_kedit.benchmark.cases import EditRequest
 from pytest_kedit.benchmark.registry import SPLITS
 from pytest_kedit.dataset.sources import SPLIT_FILES, load_suite
-from pytest_kedit.editors.mend.checkpoint import network_tensors, publish, read_manifest, trained_path
+from pytest_kedit.editors.mend.checkpoint import network_fingerprint, network_tensors, package_network, publish, read_manifest, trained_path
 from pytest_kedit.editors.mend.editor import MENDEditor, MENDHyperParams, build_network, token_factors
 from pytest_kedit.editors.mend.training import STATE_TENSORS, MENDTrainer
 from pytest_kedit.editors.mend.training_data import EditExample, FactExample, TrainingData, leaked_entities, normalised, training_data
 from pytest_kedit.errors import ConfigError
 from pytest_kedit.model.probe import Encoder, collate, position_logprobs, token_logprobs
 from pytest_kedit.results.provenance import provenance_difference
+
+if TYPE_CHECKING:
+    from pytest_kedit.editors.mend.network import MENDNetwork
+    from pytest_kedit.model.loading import LoadedModel
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pitfalls" / "GPT2-XL"
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -128,6 +134,97 @@ def test_editor_fingerprint_names_its_network_and_a_baseline_of_another_is_refus
     assert provenance_difference(recorded, current) == (
         f"editor_fingerprint: {trained.fingerprint!r} recorded, {retrained.fingerprint!r} now"
     )
+
+
+@pytest.fixture
+def packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder of packaged networks, in place of the package's."""
+    folder = tmp_path / "networks"
+    folder.mkdir()
+    monkeypatch.setattr("pytest_kedit.editors.mend.checkpoint.PACKAGED_NETWORKS", folder)
+    return folder
+
+
+def training_manifest(loaded: LoadedModel, network: MENDNetwork) -> dict[str, Any]:
+    """The keys of ``kedit train-mend``'s manifest that packaging and loading read."""
+    return {"method": "mend", "model": loaded.name, "model_fingerprint": loaded.fingerprint, "inner_params": network.names,
+            "data": {"source": "hand-made"}, "steps": 7}
+
+
+def test_packaged_network_stores_matrices_in_float16_and_the_rest_in_float32(packaged: Path) -> None:
+    loaded = tiny_loaded("llama")
+    network = build_network(loaded, TINY)
+    trained_like(network)
+    path = package_network(network, training_manifest(loaded, network), packaged)
+    assert path == packaged / "tiny-llama.safetensors"
+    stored = load_file(path)
+    assert {name: t.dtype for name, t in stored.items()} == {
+        name: torch.float16 if t.dim() >= 2 else torch.float32 for name, t in network.state_dict().items()
+    }
+    transform = f"mend.{(32, 64)}"
+    assert stored[f"{transform}.mlp.layers.0.u"].dtype == stored[f"{transform}.mlp.layers.0.mode_scale.weight"].dtype == torch.float16
+    assert stored[f"{transform}.k"].dtype == stored[f"{transform}.u_s"].dtype == stored["edit_lrs"].dtype == torch.float32
+    manifest = json.loads((packaged / "tiny-llama.json").read_text())
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest["stored"] == "float16 for matrices, float32 for the rest"
+    assert manifest["inner_params"] == network.names and manifest["network_shape"] == dataclasses.asdict(TINY.network_shape)
+    assert manifest["model_fingerprint"] == loaded.fingerprint and manifest["steps"] == 7
+
+
+def test_packaged_network_loads_without_a_cache_entry_as_the_float16_rounded_network(packaged: Path) -> None:
+    """float16 -> float32 is exact, so the editor's fingerprint of a packaged network is the same
+    on every machine."""
+    loaded = tiny_loaded("gpt2")
+    network = build_network(loaded, TINY)
+    trained_like(network, seed=4)
+    path = package_network(network, training_manifest(loaded, network), packaged)
+    editor, again = MENDEditor(TINY, loaded), MENDEditor(TINY, loaded)
+    assert editor.source == f"packaged network {path} (trained 7 steps on hand-made)"
+    assert editor.fingerprint == again.fingerprint
+    original = network_tensors(network)
+    rounded = {name: t.half().float() if t.dim() >= 2 else t for name, t in original.items()}
+    assert any(not torch.equal(rounded[name], t) for name, t in original.items())  # float16 does round these values
+    got = network_tensors(editor.network)
+    assert got.keys() == rounded.keys()
+    assert all(got[name].dtype == torch.float32 and torch.equal(got[name], t) for name, t in rounded.items())
+
+
+def test_a_network_trained_here_wins_over_the_packaged_one(packaged: Path) -> None:
+    loaded = tiny_loaded("llama")
+    network = build_network(loaded, TINY)
+    trained_like(network, seed=5)
+    package_network(network, training_manifest(loaded, network), packaged)
+    trained_like(network, seed=6)
+    publish(trained_path(loaded, network), network, {"steps": 3, "data": {"source": "mine"}})
+    editor = MENDEditor(TINY, loaded)
+    assert editor.source == f"{trained_path(loaded, network)} (trained 3 steps on mine)"
+    assert editor.fingerprint == network_fingerprint(network)
+
+
+def test_a_packaged_network_whose_bytes_changed_is_refused_in_one_line(packaged: Path) -> None:
+    loaded = tiny_loaded("llama")
+    network = build_network(loaded, TINY)
+    trained_like(network)
+    path = package_network(network, training_manifest(loaded, network), packaged)
+    changed = bytearray(path.read_bytes())
+    changed[-1] ^= 1  # a bit of the last tensor: still a readable safetensors file
+    path.write_bytes(bytes(changed))
+    with pytest.raises(ConfigError) as error:
+        MENDEditor(TINY, loaded)
+    message = str(error.value)
+    assert message.startswith(f"packaged MEND network {path}:") and "reinstall pytest-kedit" in message and "\n" not in message
+
+
+def test_a_packaged_network_of_another_model_or_layout_is_not_used(packaged: Path) -> None:
+    loaded = tiny_loaded("llama")
+    network = build_network(loaded, TINY)
+    package_network(network, training_manifest(loaded, network) | {"model_fingerprint": "tiny-llama-1"}, packaged)
+    with pytest.raises(ConfigError, match="^no trained MEND network for tiny-llama: "):
+        MENDEditor(TINY, loaded)
+    package_network(network, training_manifest(loaded, network), packaged)
+    with pytest.raises(ConfigError, match="^no trained MEND network for tiny-llama: "):
+        MENDEditor(dataclasses.replace(TINY, rank=4), loaded)
+    assert MENDEditor(TINY, loaded).source.startswith("packaged network")
 
 
 def easyedit_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:

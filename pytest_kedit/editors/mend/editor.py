@@ -2,9 +2,10 @@
 
 For an edit request, one forward and backward pass of −log P(target | prompt) gives, at every
 token, each edited weight's input u and output gradient δ (:func:`token_factors`); the trained
-network (:mod:`.mend_network`) turns them into ΔW, added in place. The network comes from
+network (:mod:`.network`) turns them into ΔW, added in place. The network comes from
 ``kedit train-mend`` (:mod:`pytest_kedit.editors.mend.training`, found in the cache by model and network
-layout, :mod:`.mend_checkpoint`), or from an EasyEdit MEND archive (``mend_archive: PATH``).
+layout, :mod:`.checkpoint`), else from the network packaged for the model, or from an EasyEdit
+MEND archive (``mend_archive: PATH``).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ class MENDEditor(Editor):
         super().__init__(hparams, loaded)
         self.network = build_network(loaded, hparams)
         self.weight_names = self.network.names
-        #: where the network came from: the trained checkpoint or the archive
+        #: where the network came from: the trained checkpoint, the packaged network or the archive
         archive = hparams.mend_archive
         self.source = load_archive(self.network, archive) if archive else load_trained(self.network, loaded)
         self.fingerprint = network_fingerprint(self.network)
