@@ -208,8 +208,9 @@ class MENDTrainer:
         each edited model; with ``train``, accumulate the gradients of the sum of their losses
         divided by ``accumulate_bs``. The figures of each item: losses, edit success (share of its
         prompts whose every target token is the argmax), drawdown (share of its fact's tokens whose
-        argmax changed), and with ``with_old`` the share of its prompts where the target's mean
-        token log-probability exceeds the old object's."""
+        argmax changed), accuracy drop (the share of its fact's tokens that were the argmax before
+        the edit, minus the share after: the MEND paper's drawdown), and with ``with_old`` the share
+        of its prompts where the target's mean token log-probability exceeds the old object's."""
         batch, row_item, role, twin = self._rows(items, with_old)
         model, timer, n = self.model, self.timer, len(items)
         token_item, token_role = row_item[batch.rows], role[batch.rows]
@@ -252,10 +253,13 @@ class MENDTrainer:
             hits = (post.argmax(-1) == batch.tokens).float()
             row_missed = torch.zeros(rows, device=hits.device).index_add_(0, batch.rows, 1 - hits) > 0  # (rows,)
             edit_rows = role <= PARAPHRASE
+            fact_tokens = batch.tokens[loc]
             figures = {
                 "loss": losses.detach(), "edit_loss": l_edit.detach(), "loc_loss": l_loc.detach(),
                 "edit_success": per_example_mean((~row_missed[edit_rows]).float(), row_item[edit_rows], n),
                 "drawdown": per_example_mean((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
+                "accuracy_drop": per_example_mean((base.argmax(-1) == fact_tokens).float() - (post_loc.argmax(-1) == fact_tokens).float(),
+                                                  token_item[loc], n),
             }  # fmt: skip
             if with_old:
                 row_logp = mean_logprob_per_pair(token_logp, batch, rows)  # (rows,)
