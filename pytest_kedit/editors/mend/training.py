@@ -47,7 +47,16 @@ from pytest_kedit.editors.mend.checkpoint import network_tensors, publish, train
 from pytest_kedit.editors.mend.editor import MENDHyperParams, build_network, token_factors
 from pytest_kedit.editors.mend.training_data import EditExample, FactExample, TrainingData
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.model.probe import Batch, Encoded, Encoder, collate, length_batches, mean_logprob_per_pair, position_logprobs
+from pytest_kedit.model.probe import (
+    Batch,
+    Encoded,
+    Encoder,
+    collate,
+    group_means,
+    length_batches,
+    mean_logprob_per_pair,
+    position_logprobs,
+)
 from pytest_kedit.model.timing import PhaseTimer
 from pytest_kedit.model.tracing import Trace, output_added, skipped
 from pytest_kedit.storage.atomic import atomic_write_bytes, atomic_write_text
@@ -58,14 +67,6 @@ if TYPE_CHECKING:
     from pytest_kedit.model.loading import LoadedModel
 
 STATE_TENSORS, STATE_JSON = "state.safetensors", "state.json"
-
-
-def per_example_mean(values: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
-    """The mean of ``values`` (items,) over the items of each of ``n`` examples, ``owners`` (items,)
-    giving each item's example: (n,). An example without items has mean 0."""
-    sums = torch.zeros(n, dtype=values.dtype, device=values.device).index_add(0, owners, values)
-    counts = torch.bincount(owners, minlength=n).clamp(min=1).to(values.dtype)
-    return sums / counts
 
 
 def per_example_low_rank(
@@ -143,23 +144,28 @@ class MENDTrainer:
 
     # -- the edits of a step ---------------------------------------------------------------------
 
-    def training_item(self, example: EditExample, rng: random.Random) -> StepEdit:
-        """``rephrases`` paraphrases drawn by ``rng``, and a fact of another subject from the training part."""
+    def _prompts(self, example: EditExample, rng: random.Random) -> tuple[str, ...]:
+        """The edit prompt, then ``rephrases`` of its paraphrases drawn by ``rng``."""
         paraphrases = list(example.prompts[1:])
         rng.shuffle(paraphrases)
+        return (example.prompts[0], *paraphrases[: self.hp.rephrases])
+
+    def training_item(self, example: EditExample, rng: random.Random) -> StepEdit:
+        """Paraphrases (:meth:`_prompts`) and a fact of another subject from the training part, drawn by ``rng``."""
+        prompts = self._prompts(example, rng)
         fact = self.data.facts[rng.randrange(len(self.data.facts))]
         while fact.subject == example.subject:
             fact = self.data.facts[rng.randrange(len(self.data.facts))]
-        return StepEdit(example, (example.prompts[0], *paraphrases[: self.hp.rephrases]), fact)
+        return StepEdit(example, prompts, fact)
 
     def validation_item(self, index: int, example: EditExample) -> StepEdit:
         """The ``index``-th held-out edit, with paraphrases drawn as in training and the
         ``index``-th held-out fact (the next one of another subject), so that ``val_steps`` edits
         meet as many distinct facts as there are."""
-        item = self.training_item(example, random.Random(f"{self.hp.seed}-val-{index}"))
+        prompts = self._prompts(example, random.Random(f"{self.hp.seed}-val-{index}"))
         facts = self.data.val_facts
         fact = next(f for k in range(len(facts)) if (f := facts[(index + k) % len(facts)]).subject != example.subject)
-        return dataclasses.replace(item, fact=fact)
+        return StepEdit(example, prompts, fact)
 
     def _rows(self, items: Sequence[StepEdit], with_old: bool) -> tuple[Batch, torch.Tensor, torch.Tensor, list[int]]:
         """The batch of ``items``: per item its prompts continued with the target, its fact, and with
@@ -227,7 +233,7 @@ class MENDTrainer:
                 logp = position_logprobs(model, batch, needed)
                 base_loc.append(logp[loc[needed]].detach())
                 target_logp = logp[first[needed]].gather(1, batch.tokens[first, None])[:, 0]
-                return -per_example_mean(target_logp, token_item[first], n).sum()
+                return -group_means(target_logp, token_item[first], n).sum()
 
             with timer("pre-edit pass and gradient"):
                 factors, _ = token_factors(model, self.names, tuple(batch.input_ids.shape), edit_loss)
@@ -241,9 +247,9 @@ class MENDTrainer:
             with timer("edited pass"), torch.set_grad_enabled(train), output_added(model, changes):
                 post = position_logprobs(model, batch)
                 token_logp = post.gather(1, batch.tokens[:, None])[:, 0]  # (scored,)
-                l_edit = per_example_mean(-token_logp[edit], token_item[edit], n)
+                l_edit = group_means(-token_logp[edit], token_item[edit], n)
                 base, post_loc = base_loc[0], post[loc]  # (fact tokens, vocab)
-                l_loc = per_example_mean((base.exp() * (base - post_loc)).sum(-1), token_item[loc], n)
+                l_loc = group_means((base.exp() * (base - post_loc)).sum(-1), token_item[loc], n)
                 losses = self.hp.cedit * l_edit + self.hp.cloc * l_loc  # (n,)
         if train:
             with timer("backward"):
@@ -256,16 +262,16 @@ class MENDTrainer:
             fact_tokens = batch.tokens[loc]
             figures = {
                 "loss": losses.detach(), "edit_loss": l_edit.detach(), "loc_loss": l_loc.detach(),
-                "edit_success": per_example_mean((~row_missed[edit_rows]).float(), row_item[edit_rows], n),
-                "drawdown": per_example_mean((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
-                "accuracy_drop": per_example_mean((base.argmax(-1) == fact_tokens).float() - (post_loc.argmax(-1) == fact_tokens).float(),
+                "edit_success": group_means((~row_missed[edit_rows]).float(), row_item[edit_rows], n),
+                "drawdown": group_means((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
+                "accuracy_drop": group_means((base.argmax(-1) == fact_tokens).float() - (post_loc.argmax(-1) == fact_tokens).float(),
                                                   token_item[loc], n),
             }  # fmt: skip
             if with_old:
                 row_logp = mean_logprob_per_pair(token_logp, batch, rows)  # (rows,)
                 old_rows = (role == OLD).nonzero()[:, 0]
                 preferred = (row_logp[torch.tensor(twin, device=old_rows.device)] > row_logp[old_rows]).float()
-                figures["preferred"] = per_example_mean(preferred, row_item[old_rows], n)
+                figures["preferred"] = group_means(preferred, row_item[old_rows], n)
         return [{key: float(value[i]) for key, value in figures.items()} for i in range(n)]
 
     def validate(self) -> dict[str, float]:
