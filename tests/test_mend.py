@@ -372,8 +372,9 @@ def test_a_batch_of_edits_scores_each_edit_as_its_own_dense_update(family: str, 
         rows_hit = [bool(hit[edit_rows.owners == r].all()) for r in range(len(item.prompts))]
         assert got["edit_success"] == pytest.approx(sum(rows_hit) / len(rows_hit))
         was_right, is_right = (base_fact.argmax(-1) == fact.tokens).float(), (edited_fact.argmax(-1) == fact.tokens).float()
-        assert got["drawdown"] == pytest.approx(float((base_fact.argmax(-1) != edited_fact.argmax(-1)).float().mean()))
-        assert got["accuracy_drop"] == pytest.approx(float((was_right - is_right).mean()))
+        assert got["argmax_changed"] == pytest.approx(float((base_fact.argmax(-1) != edited_fact.argmax(-1)).float().mean()))
+        assert got["drawdown"] == pytest.approx(float((was_right - is_right).mean()))
+        assert (got["known"], got["lost"]) == (float(was_right.sum()), float((was_right * (1 - is_right)).sum()))
         rows = range(len(item.prompts))
         preferred = [float(target[edit_rows.owners == r].mean()) > float(old[old_rows.owners == r].mean()) for r in rows]
         assert got["preferred"] == pytest.approx(sum(preferred) / len(preferred))

@@ -166,10 +166,14 @@ class _ThreadCounting(_Unchanged):
         return super().apply(model, tokenizer, requests)
 
 
+class _OneThreadCounting(_ThreadCounting):
+    edits_on_one_thread = True
+
+
 def test_a_streams_edits_run_on_one_thread_and_a_cases_on_every_thread():
     """A stream's edits build on each other, and every case on the carried ones, so they run on one
-    thread in every thread layout; the edits of a paper case keep the threads the run has, and the
-    run keeps them after a stream."""
+    thread in every thread layout; the edits of a paper case keep the threads the run has, unless
+    the editor asks for one (``edits_on_one_thread``), and the run keeps them after either."""
     from pytest_kedit.dataset.sources import load_suite
 
     loaded = tiny_loaded("llama")
@@ -184,7 +188,11 @@ def test_a_streams_edits_run_on_one_thread_and_a_cases_on_every_thread():
         harness.carry(tiny_stream(loaded).edits[:3])  # --kedit-carry: every case builds on them
         assert editor.threads == [1] * 3 and torch.get_num_threads() == 2
         editor.threads.clear()
-        harness.run(load_suite(None, ("coverage",), limit=1).splits["coverage"][0])
+        case = load_suite(None, ("coverage",), limit=1).splits["coverage"][0]
+        harness.run(case)
         assert editor.threads and set(editor.threads) == {2}
+        asking = _OneThreadCounting({}, loaded)
+        Harness(loaded, asking).run(case)
+        assert asking.threads and set(asking.threads) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

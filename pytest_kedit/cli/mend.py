@@ -68,6 +68,6 @@ def _train_mend(args: argparse.Namespace) -> int:
     last = manifest["validation"][-1] if manifest["validation"] else {}
     print(f"steps {manifest['steps']} ({manifest['stopped'] or 'resumable'}), best at step {manifest['best_step']}; "
           f"last validation: edit success {last.get('edit_success', float('nan')):.3f}, "
-          f"drawdown {last.get('drawdown', float('nan')):.3f}")
+          f"drawdown {last.get('drawdown', float('nan')):.3f}, argmax changed {last.get('argmax_changed', float('nan')):.3f}")
     print(f"wrote {args.out} and {manifest['cache_entry']}")
     return 0

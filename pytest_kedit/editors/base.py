@@ -93,6 +93,10 @@ class Editor(ABC):
     stream_batches: ClassVar[bool] = False
     #: True for Multi-Label Edit: RoundEdit's undo edit writes every true object in one batch.
     multi_label: ClassVar[bool] = False
+    #: True when the method's float noise between thread layouts grows into its metrics even in a
+    #: two-edit case (a learned update of large gain: MEND's): the harness makes every edit of it on
+    #: one CPU thread, so its weights are the same in every thread layout
+    edits_on_one_thread: ClassVar[bool] = False
     #: what the editor's results depend on besides its hyper-parameters and the model: the sha256
     #: of the learned weights it brings (a trained hypernetwork), the corpus of its statistics;
     #: None when nothing. A baseline made with another fingerprint does not gate its runs

@@ -166,8 +166,9 @@ class Harness:
 
     def _edit(self, requests: EditBatch, builds_on: bool) -> WeightDelta:
         """Apply ``requests``; edits that later edits build on (``builds_on``: a stream's, the
-        carried ones) on one CPU thread (:mod:`pytest_kedit.model.threads`)."""
-        with self._timer("edit"), (one_thread() if builds_on else nullcontext()):
+        carried ones), and every edit of an editor that asks for it (``edits_on_one_thread``), on
+        one CPU thread (:mod:`pytest_kedit.model.threads`)."""
+        with self._timer("edit"), (one_thread() if builds_on or self.editor.edits_on_one_thread else nullcontext()):
             if self.editor.batched:
                 return self.editor.apply(self.model, self.loaded.tokenizer, list(requests))
             delta = WeightDelta()

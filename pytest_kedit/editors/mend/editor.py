@@ -80,8 +80,9 @@ class MENDHyperParams:
     val_steps: int = 500
     #: stop when the best validation (:attr:`max_drawdown`) has not changed for this many steps
     early_stop_patience: int = 20000
-    #: the network kept is the validation with the highest edit success among those whose locality
-    #: drawdown is at most this; while there is none, the one with the lowest loss
+    #: the network kept is the validation with the highest edit success among those whose drawdown
+    #: (the MEND paper's: the drop in the share of unrelated facts' tokens predicted right) is at
+    #: most this; while there is none, the one with the lowest loss
     max_drawdown: float = 0.05
     grad_clip: float = 100.0
     seed: int = 42
@@ -184,6 +185,7 @@ def token_factors(
 class MENDEditor(Editor):
     name = "mend"
     hparams_class = MENDHyperParams
+    edits_on_one_thread = True
 
     def __init__(self, hparams: MENDHyperParams, loaded: Any):
         super().__init__(hparams, loaded)

@@ -15,10 +15,12 @@ run once per batch, without a graph (their output is replayed to both passes wit
 ``tracing.skipped``).
 
 Every ``val_interval`` steps: validation on ``val_steps`` held-out edits, each with a held-out fact
-(edit loss, edit success = every target token is the argmax, locality drawdown = share of fact
-tokens whose argmax changed, and the share of prompts where the target is preferred to the old
-object), and a checkpoint of the whole training state in ``--out`` (network, best network, Adam,
-curve), so the same command resumes an interrupted training exactly. The best network is the
+(edit loss, edit success = every target token is the argmax; at the object tokens of unrelated
+facts: drawdown = the drop in the share predicted right, as the MEND paper measures it, the share
+whose argmax changed, and of those predicted right before the edit the share lost; the share of
+prompts where the target is preferred to the old object), and a checkpoint of the whole training
+state in ``--out`` (network, best network, Adam, curve), so the same command resumes an
+interrupted training exactly. The best network is the
 validation with the highest edit success at a drawdown of at most ``max_drawdown`` (while there is
 none, the lowest loss). Training stops at ``max_iters``, when the best validation has not changed
 for ``early_stop_patience`` steps, or at ``max_minutes``; the best network is then published to the
@@ -213,10 +215,12 @@ class MENDTrainer:
         """Edit the model with the network for each of ``items`` on its own (in one batch), score
         each edited model; with ``train``, accumulate the gradients of the sum of their losses
         divided by ``accumulate_bs``. The figures of each item: losses, edit success (share of its
-        prompts whose every target token is the argmax), drawdown (share of its fact's tokens whose
-        argmax changed), accuracy drop (the share of its fact's tokens that were the argmax before
-        the edit, minus the share after: the MEND paper's drawdown), and with ``with_old`` the share
-        of its prompts where the target's mean token log-probability exceeds the old object's."""
+        prompts whose every target token is the argmax), drawdown (the share of its fact's tokens
+        that were the argmax before the edit minus the share after: the MEND paper's drawdown), the
+        share of its fact's tokens whose argmax changed, the number of its fact's tokens that were
+        the argmax before (``known``) and of those that are no longer (``lost``), and with
+        ``with_old`` the share of its prompts where the target's mean token log-probability exceeds
+        the old object's."""
         batch, row_item, role, twin = self._rows(items, with_old)
         model, timer, n = self.model, self.timer, len(items)
         token_item, token_role = row_item[batch.rows], role[batch.rows]
@@ -260,12 +264,14 @@ class MENDTrainer:
             row_missed = torch.zeros(rows, device=hits.device).index_add_(0, batch.rows, 1 - hits) > 0  # (rows,)
             edit_rows = role <= PARAPHRASE
             fact_tokens = batch.tokens[loc]
+            known, kept = base.argmax(-1) == fact_tokens, post_loc.argmax(-1) == fact_tokens
             figures = {
                 "loss": losses.detach(), "edit_loss": l_edit.detach(), "loc_loss": l_loc.detach(),
                 "edit_success": group_means((~row_missed[edit_rows]).float(), row_item[edit_rows], n),
-                "drawdown": group_means((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
-                "accuracy_drop": group_means((base.argmax(-1) == fact_tokens).float() - (post_loc.argmax(-1) == fact_tokens).float(),
-                                                  token_item[loc], n),
+                "drawdown": group_means(known.float() - kept.float(), token_item[loc], n),
+                "argmax_changed": group_means((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
+                "known": torch.zeros(n, device=known.device).index_add_(0, token_item[loc], known.float()),
+                "lost": torch.zeros(n, device=known.device).index_add_(0, token_item[loc], (known & ~kept).float()),
             }  # fmt: skip
             if with_old:
                 row_logp = mean_logprob_per_pair(token_logp, batch, rows)  # (rows,)
@@ -275,7 +281,9 @@ class MENDTrainer:
         return [{key: float(value[i]) for key, value in figures.items()} for i in range(n)]
 
     def validate(self) -> dict[str, float]:
-        """The mean figures of :meth:`step` over the first ``val_steps`` held-out edits."""
+        """The mean figures of :meth:`step` over the first ``val_steps`` held-out edits, except
+        ``knowledge_lost``: the share of all their facts' tokens predicted right before the edit
+        that are not after."""
         self.network.eval()
         items = [self.validation_item(j, example) for j, example in enumerate(self.data.val[: self.hp.val_steps])]
         figures: list[dict[str, float]] = []
@@ -287,7 +295,8 @@ class MENDTrainer:
             finally:
                 self.timer = training_timer
         self.network.train()
-        return {key: sum(f[key] for f in figures) / len(figures) for key in figures[0]}
+        known, lost = sum(f.pop("known") for f in figures), sum(f.pop("lost") for f in figures)
+        return {key: sum(f[key] for f in figures) / len(figures) for key in figures[0]} | {"knowledge_lost": lost / max(known, 1.0)}
 
     # -- the loop --------------------------------------------------------------------------------
 
