@@ -7,7 +7,7 @@ The network is built with the model's packaged hyper-parameters, filled from the
 in float32) with ``<model>.json`` (the training manifest, the network's layout and the sha256 of
 the ``.safetensors`` file), which the wheel installs.
 
-    OMP_NUM_THREADS=1 kedit train-mend --model smollm2-135m --from ../shared/datasets/pitfalls/GPT2-XL --out runs/mend-smollm2
+    kedit train-mend --model smollm2-135m --from ../shared/datasets/pitfalls/GPT2-XL --out runs/mend-smollm2
     python scripts/package_mend.py --model smollm2-135m
 """
 
