@@ -110,12 +110,17 @@ def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return position_logprobs(model, batch).gather(-1, batch.tokens[:, None])[:, 0]
 
 
+def group_sums(values: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
+    """The sum of ``values`` (items,) over the items of each of ``n`` groups, ``groups`` (items,)
+    giving each item's group: (n,). A group without items sums to 0."""
+    return torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, groups, values)
+
+
 def group_means(values: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
     """The mean of ``values`` (items,) over the items of each of ``n`` groups, ``groups`` (items,)
     giving each item's group: (n,). A group without items has mean 0."""
-    sums = torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, groups, values)
     counts = torch.bincount(groups, minlength=n).clamp(min=1).to(values.dtype)
-    return sums / counts
+    return group_sums(values, groups, n) / counts
 
 
 def mean_logprob_per_pair(logprobs: torch.Tensor, batch: Batch, n_pairs: int) -> torch.Tensor:

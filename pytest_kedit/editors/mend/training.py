@@ -55,6 +55,7 @@ from pytest_kedit.model.probe import (
     Encoder,
     collate,
     group_means,
+    group_sums,
     length_batches,
     mean_logprob_per_pair,
     position_logprobs,
@@ -261,7 +262,7 @@ class MENDTrainer:
         with torch.no_grad():
             rows = role.shape[0]
             hits = (post.argmax(-1) == batch.tokens).float()
-            row_missed = torch.zeros(rows, device=hits.device).index_add_(0, batch.rows, 1 - hits) > 0  # (rows,)
+            row_missed = group_sums(1 - hits, batch.rows, rows) > 0  # (rows,)
             edit_rows = role <= PARAPHRASE
             fact_tokens = batch.tokens[loc]
             known, kept = base.argmax(-1) == fact_tokens, post_loc.argmax(-1) == fact_tokens
@@ -270,8 +271,8 @@ class MENDTrainer:
                 "edit_success": group_means((~row_missed[edit_rows]).float(), row_item[edit_rows], n),
                 "drawdown": group_means(known.float() - kept.float(), token_item[loc], n),
                 "argmax_changed": group_means((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
-                "known": torch.zeros(n, device=known.device).index_add_(0, token_item[loc], known.float()),
-                "lost": torch.zeros(n, device=known.device).index_add_(0, token_item[loc], (known & ~kept).float()),
+                "known": group_sums(known.float(), token_item[loc], n),
+                "lost": group_sums((known & ~kept).float(), token_item[loc], n),
             }  # fmt: skip
             if with_old:
                 row_logp = mean_logprob_per_pair(token_logp, batch, rows)  # (rows,)
