@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from functools import partial
+from types import SimpleNamespace
 
+import pytest
 import torch
 from test_rome import one_thread_and_private_cache, tiny_loaded  # noqa: F401
 from tiny_models import TINY
 from transformers import DynamicCache
 from transformers.cache_utils import Cache
 
-from pytest_kedit.editors.sampled_text import KV_CACHE_BYTES, WindowLayer, sample_windows, top_logits, window_batches
+from pytest_kedit.editors import sampled_text
+from pytest_kedit.editors.sampled_text import KV_CACHE_BYTES, TopLogits, WindowLayer, sample_windows, window_batches
 from pytest_kedit.model.probe import cache_keywords, soft_capped
 
 TOP_K = 4
@@ -68,8 +71,7 @@ def test_top_logits_searched_in_bfloat16_are_the_exact_top_k_of_the_head(family)
     logits = soft_capped(model, head(hidden).float())
     logits[:, excluded] = float("-inf")
     expected, expected_ids = logits.topk(TOP_K, dim=-1)
-    search = (head.weight.to(torch.bfloat16), None if head.bias is None else head.bias.to(torch.bfloat16))
-    top, ids = top_logits(model, search, hidden, excluded, TOP_K)
+    top, ids = TopLogits(model, excluded, torch.bfloat16)(hidden, TOP_K)
     assert torch.equal(ids, expected_ids)
     torch.testing.assert_close(top, expected)
 
@@ -79,9 +81,47 @@ def test_top_logits_never_return_an_excluded_token_even_when_few_are_left():
     head = loaded.model.get_output_embeddings()
     vocabulary = head.weight.shape[0]
     excluded = torch.arange(vocabulary - TOP_K)  # exactly k tokens allowed, fewer than the candidates
-    top, ids = top_logits(loaded.model, (head.weight, head.bias), torch.randn(3, head.weight.shape[1]), excluded, TOP_K)
+    top, ids = TopLogits(loaded.model, excluded, head.weight.dtype)(torch.randn(3, head.weight.shape[1]), TOP_K)
     assert sorted(ids[0].tolist()) == list(range(vocabulary - TOP_K, vocabulary))
     assert torch.isfinite(top).all()
+
+
+class _Head(torch.nn.Module):
+    """A model that is only an LM head, for :class:`TopLogits`."""
+
+    def __init__(self, head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.head, self.config = head, SimpleNamespace()
+
+    def get_output_embeddings(self) -> torch.nn.Linear:
+        return self.head
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("vocabulary", "chunk", "count"), [(1000, 256, 7), (1000, 4096, 20), (300, 128, 5), (128, 128, 3), (513, 256, 9)])
+def test_the_vocabulary_search_finds_the_top_scores_of_the_whole_vocabulary(monkeypatch, vocabulary, chunk, count, bias):
+    """Oracle: one top-k over the whole vocabulary's scores, excluded tokens at -inf. The search
+    scores chunk by chunk, over a vocabulary padded to whole chunks, ranks blocks first, and keeps
+    its buffers for the next call (here a smaller batch)."""
+    monkeypatch.setattr(sampled_text, "SEARCH_CHUNK", chunk)
+    generator = torch.Generator().manual_seed(vocabulary + chunk)
+    head = torch.nn.Linear(16, vocabulary, bias=bias).requires_grad_(False)
+    head.weight.copy_(torch.randn(vocabulary, 16, generator=generator))
+    if bias:
+        head.bias.copy_(torch.randn(vocabulary, generator=generator))
+    hidden = torch.randn(5, 16, generator=generator)
+    excluded = torch.randint(0, vocabulary, (4,), generator=generator)
+    scores = head(hidden)
+    scores[:, excluded] = float("-inf")
+    expected = scores.topk(count, dim=-1)
+    search = TopLogits(_Head(head), excluded, torch.float32)
+    for rows in (5, 3):
+        ids, found = search.candidates(hidden[:rows], count)
+        assert torch.equal(ids, expected.indices[:rows])
+        torch.testing.assert_close(found, expected.values[:rows])
+    top, ids = search(hidden[:2], count // 2)
+    assert torch.equal(ids, expected.indices[:2, : count // 2])
+    torch.testing.assert_close(top, expected.values[:2, : count // 2])
 
 
 def test_a_window_cache_continues_exactly_as_transformers_dynamic_cache(family):

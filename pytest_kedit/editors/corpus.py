@@ -42,7 +42,7 @@ SAMPLING_TOP_K = 50
 #: How the sampled corpus is drawn (sampled_text.sample_windows): in its cache key and in the
 #: corpus's fingerprint, so that statistics of a corpus drawn another way are never read for it.
 #: It changes with the distribution of a draw (top-k, temperature, excluded tokens), the seeds or
-#: the batches; not with the arithmetic that finds the same top k (sampled_text.top_logits).
+#: the batches; not with the arithmetic that finds the same top k (sampled_text.TopLogits).
 SAMPLER_VERSION = 2
 SEED = 0
 SEED_WORDS = ("The", "In", "A", "It", "He", "She", "This", "On")

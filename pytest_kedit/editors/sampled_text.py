@@ -7,7 +7,7 @@ batch (the caller's random state is left as it was), so every process and every 
 samples the same tokens. :func:`sample` runs transformers' ``generate``. :func:`sample_windows`
 runs its own loop over the key-value cache, many windows at a time. Its LM head is the larger
 part of a step on a large vocabulary (Gemma's 262k tokens), so it looks for each token's
-candidates in bfloat16 where the hardware multiplies it fast (:func:`top_logits`), and computes
+candidates in bfloat16 where the hardware multiplies it fast (:class:`TopLogits`), and computes
 exactly, in the model's precision, the logits it draws from.
 """
 
@@ -33,9 +33,14 @@ if TYPE_CHECKING:
 #: Bytes of key-value cache one batch of :func:`sample_windows` may fill. The batches change the
 #: windows drawn: a change of this bound is a change of corpus.SAMPLER_VERSION.
 KV_CACHE_BYTES = 1 << 30
-#: Candidates :func:`top_logits` computes exactly, per token drawn among the top k: a token of the
+#: Candidates :class:`TopLogits` computes exactly, per token drawn among the top k: a token of the
 #: exact top k is missed only if bfloat16's rounding moves it below this many times k.
 CANDIDATES_PER_TOKEN = 2
+#: Rows of the LM head :class:`TopLogits` scores at once: the scores of one chunk stay in
+#: the processor's cache while their blocks' maxima are taken.
+SEARCH_CHUNK = 8192
+#: Rows of the LM head whose largest score :class:`TopLogits` ranks as one.
+SEARCH_BLOCK = 128
 
 
 @contextmanager
@@ -92,8 +97,7 @@ def sample_windows(
     model, device = loaded.model, loaded.device
     head = model.get_output_embeddings()
     ends = torch.tensor([t for t in _end_tokens(loaded) if t < head.weight.shape[0]], dtype=torch.long, device=device)
-    search = torch.bfloat16 if fast_bfloat16(device) else head.weight.dtype
-    search_head = (head.weight.to(search), None if head.bias is None else head.bias.to(search))
+    top_logits = TopLogits(model, ends, torch.bfloat16 if fast_bfloat16(device) else head.weight.dtype)
     windows = []
     total = sum(len(firsts) for firsts in batches)
     with _own_random_state(loaded, seed), progress_bar(total, desc=progress, unit="sample", disable=progress is None) as bar:
@@ -103,7 +107,7 @@ def sample_windows(
             for position in range(length - 1):
                 positions = torch.full_like(step, position)
                 hidden = model.base_model(input_ids=step, use_cache=True, **cache_keywords(model, cache, positions)).last_hidden_state
-                top, candidates = top_logits(model, search_head, hidden[:, -1], ends, top_k)  # (batch, k)
+                top, candidates = top_logits(hidden[:, -1], top_k)  # (batch, k)
                 step = candidates.gather(1, torch.multinomial(torch.softmax(top, dim=-1), 1))  # (batch, 1)
                 tokens.append(step)
             windows.append(torch.cat(tokens, dim=1).cpu())
@@ -111,28 +115,81 @@ def sample_windows(
     return torch.cat(windows)
 
 
-def top_logits(
-    model: torch.nn.Module,
-    search_head: tuple[torch.Tensor, torch.Tensor | None],
-    hidden: torch.Tensor,
-    excluded: torch.Tensor,
-    k: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` largest logits of the LM head at ``hidden`` (batch, width), tokens ``excluded``
-    left out, in float32 after the soft-capping, and their token ids: (batch, k) each, largest
-    first. The head's weight and bias as ``search_head`` (in a faster dtype, or the head's own)
-    rank the whole vocabulary; the :data:`CANDIDATES_PER_TOKEN` × k best are scored again by the
-    head itself, and the k best of those are returned."""
-    weight, bias = search_head
-    ranked = torch.nn.functional.linear(hidden.to(weight.dtype), weight, bias).index_fill_(1, excluded, float("-inf"))
-    candidates = ranked.topk(min(CANDIDATES_PER_TOKEN * k, ranked.shape[1]), dim=-1).indices  # (batch, c)
-    head = model.get_output_embeddings()
-    logits = torch.einsum("bw,bcw->bc", hidden, head.weight[candidates])  # (batch, c)
-    if head.bias is not None:
-        logits = logits + head.bias[candidates]
-    logits = soft_capped(model, logits.float()).masked_fill(ranked.gather(1, candidates) == float("-inf"), float("-inf"))
-    top, order = logits.topk(k, dim=-1)
-    return top, candidates.gather(1, order)
+class TopLogits:
+    """The ``k`` largest logits of ``model``'s LM head at hidden states, the tokens ``excluded`` left
+    out (:meth:`__call__`). ``search`` is the dtype that ranks the vocabulary: one the hardware
+    multiplies fast, or the head's own; the best :data:`CANDIDATES_PER_TOKEN` × k of that ranking
+    (:meth:`candidates`) are scored again by the head itself.
+
+    The ranking scores the vocabulary a chunk of :data:`SEARCH_CHUNK` rows at a time (padded to
+    whole chunks). Its scores and the candidates' rows of the head go into buffers kept from call
+    to call: new ones at every step (Gemma's 262k scores) would cost as much in the operating
+    system's page faults as a quarter of the work."""
+
+    def __init__(self, model: torch.nn.Module, excluded: torch.Tensor, search: torch.dtype) -> None:
+        self.model, self.head = model, model.get_output_embeddings()
+        self.vocabulary, width = self.head.weight.shape
+        rows = min(SEARCH_CHUNK, -(-self.vocabulary // SEARCH_BLOCK) * SEARCH_BLOCK)
+        chunks = -(-self.vocabulary // rows)
+        with torch.no_grad():
+            weight = self.head.weight.new_zeros((chunks * rows, width), dtype=search)
+            weight[: self.vocabulary] = self.head.weight
+            bias = None if self.head.bias is None else weight.new_zeros(chunks * rows)
+            if bias is not None:
+                bias[: self.vocabulary] = self.head.bias
+        self.weight = weight.view(chunks, rows, width)
+        self.bias = None if bias is None else bias.view(chunks, rows)
+        hidden = torch.cat([excluded.to(weight.device), torch.arange(self.vocabulary, chunks * rows, device=weight.device)])
+        #: per chunk, its rows that must score -inf: excluded tokens and padding
+        self.masked = [hidden[hidden // rows == i] % rows for i in range(chunks)]
+        self.scores = weight.new_empty((chunks, 0, rows))
+        self.rows = self.head.weight.new_empty((0, width))
+
+    @torch.no_grad()
+    def __call__(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` largest logits at ``hidden`` (batch, width), in float32 after the soft-capping,
+        and their token ids: (batch, k) each, largest first."""
+        candidates, scores = self.candidates(hidden, CANDIDATES_PER_TOKEN * k)  # (batch, c)
+        if self.rows.shape[0] < candidates.numel():
+            self.rows = self.rows.new_empty((candidates.numel(), self.rows.shape[1]))
+        rows = torch.index_select(self.head.weight, 0, candidates.view(-1), out=self.rows[: candidates.numel()])
+        logits = torch.einsum("bw,bcw->bc", hidden, rows.view(*candidates.shape, -1))  # (batch, c)
+        if self.head.bias is not None:
+            logits = logits + self.head.bias[candidates]
+        logits = soft_capped(self.model, logits.float()).masked_fill(scores == float("-inf"), float("-inf"))
+        top, order = logits.topk(k, dim=-1)
+        return top, candidates.gather(1, order)
+
+    @torch.no_grad()
+    def candidates(self, hidden: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token ids of the ``count`` largest scores of the search at ``hidden`` (batch, width),
+        largest first, and those scores: (batch, ≤ count) each, the same as a top-``count`` over
+        the whole scored vocabulary up to ties (a score of -inf may come with any token). Each block
+        of :data:`SEARCH_BLOCK` rows keeps its largest score while its chunk is in the processor's
+        cache; the ``count`` blocks of largest maxima hold the ``count`` largest scores, so only
+        their rows are ranked."""
+        chunks, rows, _ = self.weight.shape
+        batch, per_chunk = hidden.shape[0], rows // SEARCH_BLOCK
+        if self.scores.shape[1] < batch:
+            self.scores = self.weight.new_empty((chunks, batch, rows))
+        scores = self.scores[:, :batch]
+        maxima = scores.new_empty((chunks, batch, per_chunk))
+        query = hidden.to(self.weight.dtype)
+        for i in range(chunks):
+            if self.bias is None:
+                torch.mm(query, self.weight[i].T, out=scores[i])
+            else:
+                torch.addmm(self.bias[i], query, self.weight[i].T, out=scores[i])
+            scores[i].index_fill_(1, self.masked[i], float("-inf"))
+            torch.amax(scores[i].view(batch, per_chunk, SEARCH_BLOCK), dim=-1, out=maxima[i])
+        ranked = maxima.permute(1, 0, 2).reshape(batch, -1)  # (batch, blocks) in vocabulary order
+        blocks = ranked.topk(min(count, ranked.shape[1]), dim=-1).indices  # (batch, c)
+        rows_of = torch.arange(batch, device=hidden.device)[:, None]
+        within = scores.view(chunks, batch, per_chunk, SEARCH_BLOCK)[blocks // per_chunk, rows_of, blocks % per_chunk]
+        best = within.view(batch, -1).topk(min(count, within[0].numel()), dim=-1)  # (batch, c)
+        offsets = torch.arange(SEARCH_BLOCK, device=hidden.device)
+        ids = (blocks[:, :, None] * SEARCH_BLOCK + offsets).view(batch, -1).gather(1, best.indices)
+        return ids.clamp_(max=self.vocabulary - 1), best.values
 
 
 class WindowLayer(DynamicLayer):
