@@ -154,3 +154,34 @@ def test_context_templates_are_sampled_once_and_cached():
     assert all(t.endswith(". {}") and t.count("{}") == 1 for t in templates[1:])
     assert context_templates(loaded, [[5, 2], [8, 3]]) == templates
     assert context_templates(loaded, [[5, 2]]) != templates
+
+
+def test_templates_corpus_and_statistics_are_built_on_the_build_threads_whatever_the_caller_has(monkeypatch, tmp_path):
+    """An xdist worker has one thread and a serial run all the cores; what either leaves in the
+    cache is built on BUILD_THREADS (seen from inside each build), and the caller's count is back after."""
+    from pytest_kedit.editors import context_templates as templates_module
+    from pytest_kedit.editors import corpus as corpus_module
+    from pytest_kedit.editors import second_moment as second_moment_module
+    from pytest_kedit.model.threads import BUILD_THREADS
+
+    monkeypatch.setenv("KEDIT_CACHE_DIR", str(tmp_path))
+    seen: dict[str, int] = {}
+
+    def spy(module: types.ModuleType, name: str) -> None:
+        real = getattr(module, name)
+
+        def recorded(*args, **kwargs):
+            seen[name] = torch.get_num_threads()
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, recorded)
+
+    spy(templates_module, "_sample")
+    spy(corpus_module, "sample_windows")
+    spy(second_moment_module, "_compute")
+    loaded = tiny_loaded("llama")
+    torch.set_num_threads(1)
+    context_templates(loaded, [[5, 2]])
+    second_moments(loaded, ["model.layers.1.mlp.down_proj"], None, 4, "float32")
+    assert seen == {"_sample": BUILD_THREADS, "sample_windows": BUILD_THREADS, "_compute": BUILD_THREADS}
+    assert torch.get_num_threads() == 1
