@@ -7,7 +7,8 @@ corpus and the second-moment statistics, each from an empty cache.
 The cache is a new temporary folder holding only the converted model (copied from the current
 cache, which must have it: run anything on the model once), so the model's own conversion is not
 counted. For each sample count, the corpus is sampled and the statistics of the method's packaged
-layers computed from it; the windows per second are those of the sampling alone.
+layers computed from it; the windows per second are those of the sampling alone. All three are
+built on model/threads.BUILD_THREADS threads, as in every run.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 
 def copy_models(source: Path, target: Path, model: str) -> None:
@@ -40,9 +39,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--method", default="rome")
     parser.add_argument("--samples", default="", help="sample counts (default: the packaged mom2_n_samples)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
     from pytest_kedit.storage.cache import cache_dir
 
@@ -56,12 +53,13 @@ def main() -> None:
         from pytest_kedit.editors.corpus import sampled_windows
         from pytest_kedit.editors.second_moment import second_moments
         from pytest_kedit.model.loading import load_model
+        from pytest_kedit.model.threads import BUILD_THREADS
 
         loaded = load_model(args.model)
         editor = create_editor(args.method, loaded)
         hp = editor.hparams
         modules = getattr(editor, "module_names", None) or [editor.module_name]
-        print(f"{args.method} on {loaded.name} ({loaded.device}, {args.threads} thread(s), load average "
+        print(f"{args.method} on {loaded.name} ({loaded.device}, built on {BUILD_THREADS} threads, load average "
               f"{os.getloadavg()[0]:.1f}); layers {hp.layers}")
 
         start = time.perf_counter()
