@@ -17,6 +17,7 @@ from pytest_kedit.editors.hparams import load_hparams
 from pytest_kedit.editors.key_value import read_at_subject, subject_prompt
 from pytest_kedit.editors.rome import RankOneEditor, ROMEEditor, ROMEHyperParams, RROMEEditor, RROMEHyperParams
 from pytest_kedit.errors import ConfigError, KeditError
+from pytest_kedit.model import threads as threads_module
 from pytest_kedit.model.architectures import module_map
 from pytest_kedit.model.loading import LoadedModel, load_model
 from pytest_kedit.model.probe import Encoder, probe
@@ -28,8 +29,10 @@ TINY_VALUE = dict(v_num_grad_steps=8, clamp_norm_factor=1000.0, v_weight_decay=0
 TINY_STATISTICS = dict(context_template_length_params=[[5, 2], [8, 2]], mom2_n_samples=16)
 @pytest.fixture(autouse=True)
 def one_thread_and_private_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
-    """Tiny matrices run fastest on one thread; templates and statistics are cached per session."""
+    """Tiny matrices run fastest on one thread, their cache's builds too; templates and statistics
+    are cached per session."""
     monkeypatch.setenv("KEDIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kedit-cache"))
+    monkeypatch.setattr(threads_module, "BUILD_THREADS", 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -158,13 +158,15 @@ def test_context_templates_are_sampled_once_and_cached():
 
 def test_templates_corpus_and_statistics_are_built_on_the_build_threads_whatever_the_caller_has(monkeypatch, tmp_path):
     """An xdist worker has one thread and a serial run all the cores; what either leaves in the
-    cache is built on BUILD_THREADS (seen from inside each build), and the caller's count is back after."""
+    cache is built on model.threads.BUILD_THREADS (seen from inside each build), and the caller's
+    count is back after."""
     from pytest_kedit.editors import context_templates as templates_module
     from pytest_kedit.editors import corpus as corpus_module
     from pytest_kedit.editors import second_moment as second_moment_module
-    from pytest_kedit.model.threads import BUILD_THREADS
+    from pytest_kedit.model import threads as threads_module
 
     monkeypatch.setenv("KEDIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(threads_module, "BUILD_THREADS", 3)  # any count but the caller's (the fixture sets 1)
     seen: dict[str, int] = {}
 
     def spy(module: types.ModuleType, name: str) -> None:
@@ -183,5 +185,5 @@ def test_templates_corpus_and_statistics_are_built_on_the_build_threads_whatever
     torch.set_num_threads(1)
     context_templates(loaded, [[5, 2]])
     second_moments(loaded, ["model.layers.1.mlp.down_proj"], None, 4, "float32")
-    assert seen == {"_sample": BUILD_THREADS, "sample_windows": BUILD_THREADS, "_compute": BUILD_THREADS}
+    assert seen == {"_sample": 3, "sample_windows": 3, "_compute": 3}
     assert torch.get_num_threads() == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_kedit.editors.sampled_text import sample
-from pytest_kedit.model.threads import BUILD_THREADS, threads
+from pytest_kedit.model.threads import build_threads
 from pytest_kedit.storage.cache import entry_path
 from pytest_kedit.storage.verified import read_entry
 
@@ -35,7 +35,7 @@ def context_templates(loaded: LoadedModel, length_params: list[list[int]]) -> li
     path = entry_path("context_templates", loaded.name, *key, suffix=".json")
 
     def build(tmp: Path) -> None:
-        with threads(BUILD_THREADS):
+        with build_threads():
             templates = ["{}"] + [t for length, count in length_params for t in _sample(loaded, length, count)]
         tmp.write_text(json.dumps(templates, indent=1), encoding="utf-8")
 

@@ -27,7 +27,7 @@ from safetensors.torch import save as save_safetensors
 
 from pytest_kedit.editors.sampled_text import sample_windows, window_batches
 from pytest_kedit.errors import ConfigError
-from pytest_kedit.model.threads import BUILD_THREADS, threads
+from pytest_kedit.model.threads import build_threads
 from pytest_kedit.storage.cache import entry_path
 from pytest_kedit.storage.verified import read_entry
 
@@ -164,7 +164,7 @@ def sampled_windows(loaded: LoadedModel, n_samples: int) -> list[list[int]]:
         firsts = [seeds[i % len(seeds)] for i in range(n_samples)]
         bounds = [0, *itertools.accumulate(window_batches(loaded, n_samples, width))]
         batches = [firsts[a:b] for a, b in zip(bounds, bounds[1:])]
-        with threads(BUILD_THREADS):
+        with build_threads():
             ids = sample_windows(loaded, batches, width, SAMPLING_TOP_K, SEED, progress="sampling a corpus from the model")
         tmp.write_bytes(save_safetensors({"ids": ids.to(torch.int32)}))
 

@@ -20,7 +20,7 @@ from safetensors.torch import save as save_safetensors
 
 from pytest_kedit.editors.corpus import BATCH_TOKENS, Corpus, corpus_windows, reachable, resolve_corpus, seq_len
 from pytest_kedit.errors import ConfigError, KeditError
-from pytest_kedit.model.threads import BUILD_THREADS, threads
+from pytest_kedit.model.threads import build_threads
 from pytest_kedit.model.tracing import Trace, pad
 from pytest_kedit.storage.cache import entry_path
 from pytest_kedit.storage.progress import progress_bar
@@ -64,7 +64,7 @@ def second_moments(
         computed = True
         missing = [module_of[path] for path in temporary]
         windows = corpus_windows(loaded, corpus, n_samples)
-        with threads(BUILD_THREADS):
+        with build_threads():
             entries = _compute(loaded, missing, windows, corpus, _DTYPES[dtype])
         for m, entry in entries.items():
             temporary[paths[m]].write_bytes(entry)

@@ -14,7 +14,7 @@ depend on that:
   model and its second moments. A sampled token follows a draw, and last-bit noise moves a draw
   now and then (one window of SmolLM2's 200 differs between one thread and two), which moves the
   statistics and every locate-and-edit result by up to 1e-2. Whichever process builds them (a
-  serial run, or an xdist worker with one thread), they are built on :data:`BUILD_THREADS`.
+  serial run, or an xdist worker with one thread), they are built on :func:`build_threads`.
 """
 
 from __future__ import annotations
@@ -43,3 +43,8 @@ def threads(count: int) -> Iterator[None]:
 def one_thread() -> AbstractContextManager[None]:
     """:func:`threads` with one thread."""
     return threads(1)
+
+
+def build_threads() -> AbstractContextManager[None]:
+    """:func:`threads` with :data:`BUILD_THREADS` (read at the call)."""
+    return threads(BUILD_THREADS)
