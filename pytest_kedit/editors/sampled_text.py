@@ -139,9 +139,9 @@ class TopLogits:
                 bias[: self.vocabulary] = self.head.bias
         self.weight = weight.view(chunks, rows, width)
         self.bias = None if bias is None else bias.view(chunks, rows)
-        hidden = torch.cat([excluded.to(weight.device), torch.arange(self.vocabulary, chunks * rows, device=weight.device)])
+        never = torch.cat([excluded.to(weight.device), torch.arange(self.vocabulary, chunks * rows, device=weight.device)])
         #: per chunk, its rows that must score -inf: excluded tokens and padding
-        self.masked = [hidden[hidden // rows == i] % rows for i in range(chunks)]
+        self.masked = [never[never // rows == i] % rows for i in range(chunks)]
         self.scores = weight.new_empty((chunks, 0, rows))
         self.rows = self.head.weight.new_empty((0, width))
 

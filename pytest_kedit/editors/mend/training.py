@@ -265,12 +265,13 @@ class MENDTrainer:
             row_missed = group_sums(1 - hits, batch.rows, rows) > 0  # (rows,)
             edit_rows = role <= PARAPHRASE
             fact_tokens = batch.tokens[loc]
-            known, kept = base.argmax(-1) == fact_tokens, post_loc.argmax(-1) == fact_tokens
+            before, after = base.argmax(-1), post_loc.argmax(-1)
+            known, kept = before == fact_tokens, after == fact_tokens
             figures = {
                 "loss": losses.detach(), "edit_loss": l_edit.detach(), "loc_loss": l_loc.detach(),
                 "edit_success": group_means((~row_missed[edit_rows]).float(), row_item[edit_rows], n),
                 "drawdown": group_means(known.float() - kept.float(), token_item[loc], n),
-                "argmax_changed": group_means((post_loc.argmax(-1) != base.argmax(-1)).float(), token_item[loc], n),
+                "argmax_changed": group_means((after != before).float(), token_item[loc], n),
                 "known": group_sums(known.float(), token_item[loc], n),
                 "lost": group_sums((known & ~kept).float(), token_item[loc], n),
             }  # fmt: skip
